@@ -1,0 +1,3 @@
+"""nas-sr: ENAS-style cell search for single-image super-resolution."""
+
+__version__ = "0.1.0"

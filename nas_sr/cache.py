@@ -1,0 +1,105 @@
+"""HDF5 cache of decoded HR/LR pairs: decode and downscale once, read crops lazily.
+
+The file holds one uint8 dataset per image under ``hr/`` and ``lr/``, chunked
+in 64x64 tiles so a crop reads only the tiles it touches. Its ``attrs`` carry a
+fingerprint of the source files (path, size, mtime) and the settings; a
+mismatch means stale, and the cache is rebuilt (written aside, then renamed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from nas_sr.data import ImageSource, PairStore, load_pairs
+
+CACHE_VERSION = 1
+
+
+def fingerprint(sources: Sequence[ImageSource], scale: int) -> str:
+    def stat(p: Path | None) -> list | None:
+        if p is None:
+            return None
+        st = p.stat()
+        return [str(p.resolve()), st.st_size, st.st_mtime_ns]
+
+    key = [CACHE_VERSION, scale, [[stat(s.hr), stat(s.lr)] for s in sources]]
+    return hashlib.sha1(json.dumps(key).encode()).hexdigest()
+
+
+class H5Store:
+    """Same interface as ``PairStore``; the file opens lazily, once per process."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._file: h5py.File | None = None
+        with h5py.File(path, "r") as f:
+            self.shapes = [tuple(s) for s in f["lr_shapes"][()]]
+
+    def __getstate__(self) -> dict:  # DataLoader workers each open their own handle
+        return {**self.__dict__, "_file": None}
+
+    def _open(self) -> h5py.File:
+        if self._file is None:
+            self._file = h5py.File(self.path, "r")
+        return self._file
+
+    def __len__(self) -> int:
+        return len(self.shapes)
+
+    def lr_shape(self, i: int) -> tuple[int, int]:
+        return self.shapes[i]
+
+    def crop(self, i: int, y: int, x: int, size: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
+        f = self._open()
+        hr = f[f"hr/{i}"][y * scale:(y + size) * scale, x * scale:(x + size) * scale]
+        return hr, f[f"lr/{i}"][y:y + size, x:x + size]
+
+
+def is_fresh(path: Path, key: str) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            return f.attrs.get("fingerprint") == key
+    except OSError:  # a truncated or foreign file counts as stale
+        return False
+
+
+def build_cache(path: Path, sources: Sequence[ImageSource], scale: int, min_lr_size: int,
+                key: str) -> None:
+    pairs = load_pairs(sources, scale, min_lr_size, desc=f"images for {path.name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with h5py.File(tmp, "w") as f:
+        for i, (hr, lr) in enumerate(tqdm(pairs, desc="writing cache", leave=False)):
+            for name, img in (("hr", hr), ("lr", lr)):
+                f.create_dataset(f"{name}/{i}", data=img,
+                                 chunks=(min(64, img.shape[0]), min(64, img.shape[1]), 3))
+        f["lr_shapes"] = np.array([lr.shape[:2] for _, lr in pairs], dtype=np.int64)
+        f["sources"] = np.array([str(s.hr) for s in sources], dtype=h5py.string_dtype())
+        f.attrs.update(fingerprint=key, scale=scale, version=CACHE_VERSION)
+    os.replace(tmp, path)
+
+
+def open_store(sources: Sequence[ImageSource], scale: int, min_lr_size: int,
+               cache_path: Path | None, desc: str = "images") -> PairStore | H5Store:
+    """Pairs in memory (``cache_path=None``) or through a fresh HDF5 cache."""
+    if cache_path is None:
+        return PairStore(load_pairs(sources, scale, min_lr_size, desc=desc))
+    key = fingerprint(sources, scale)
+    if not is_fresh(cache_path, key):
+        build_cache(cache_path, sources, scale, min_lr_size, key)
+    store = H5Store(cache_path)
+    # the fingerprint covers the files, not the crop size: check it on every open
+    small = [i for i, s in enumerate(store.shapes) if min(s) < min_lr_size]
+    if small:
+        load_pairs([sources[small[0]]], scale, min_lr_size)  # raises the named error
+    return store

@@ -1,0 +1,97 @@
+"""``nas-sr <job> [Hydra overrides]``: one console script, one Hydra config per job."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from nas_sr.images import ImageError
+from nas_sr.runtime import TrainingDiverged
+from search_spaces.genotypes import GenotypeError
+
+USER_ERRORS = (ImageError, GenotypeError, TrainingDiverged, FileNotFoundError)
+
+# job name -> (module with ``run(cfg, run_dir)``, one-line help)
+JOBS = {
+    "search": ("nas_sr.search", "ENAS-style cell search on HR images (writes genotype.json)"),
+}
+
+USAGE = """usage: nas-sr <job> [key=value ...] [--help] [--cfg job]
+
+jobs:
+{jobs}
+
+Each job is a Hydra app: `nas-sr <job> --help` lists its config groups and
+options, `nas-sr <job> --cfg job` prints the composed config. Examples:
+  nas-sr search preset=smoke
+  nas-sr search data=folder data.train_dir=../shared/datasets/train preset=cpu
+  nas-sr search resume=runs/search/2026-01-01_12-00-00
+"""
+
+
+def resumed_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
+    """A resumed run keeps its saved config; plain ``key=value`` overrides still apply."""
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        raise FileNotFoundError(f"{saved_path}: missing; resume= must name a run folder")
+    saved = OmegaConf.load(saved_path)
+    try:
+        overrides = HydraConfig.get().overrides.task
+    except ValueError:  # composed outside a Hydra app (tests)
+        overrides = []
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key in ("resume", "hydra.run.dir") or key.startswith(("+", "~")):
+            continue
+        if OmegaConf.select(saved, key) is not None and not OmegaConf.is_config(
+                OmegaConf.select(saved, key)):
+            OmegaConf.update(saved, key, OmegaConf.from_dotlist([f"v={value}"]).v)
+    saved.resume = str(run_dir)
+    return saved
+
+
+def run_job(job: str, cfg: DictConfig, run_dir: Path | None = None) -> object:
+    """Resolve the run folder and config, save it, and run ``job``."""
+    if cfg.get("resume"):
+        run_dir = Path(cfg.resume).expanduser().resolve()
+        cfg = resumed_config(cfg, run_dir)
+    elif run_dir is None:
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not cfg.get("resume"):
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    module = importlib.import_module(JOBS[job][0])
+    return module.run(cfg, run_dir)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE.format(jobs="\n".join(f"  {k:<8} {v[1]}" for k, v in JOBS.items())))
+        return
+    job, overrides = argv[0], argv[1:]
+    if job not in JOBS:
+        sys.exit(f"nas-sr: unknown job {job!r}; jobs: {', '.join(JOBS)}")
+    # a resumed run writes into its own folder, not a new dated one
+    resume = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
+    if resume and not any(o.startswith("hydra.run.dir=") for o in overrides):
+        overrides.append(f"hydra.run.dir={resume}")
+
+    @hydra.main(version_base="1.3", config_path="pkg://experiments", config_name=job)
+    def app(cfg: DictConfig) -> None:
+        try:
+            run_job(job, cfg)
+        except USER_ERRORS as e:  # a message that says what to fix, not a traceback
+            sys.exit(f"nas-sr {job}: error: {e}")
+
+    sys.argv = [f"nas-sr {job}", *overrides]
+    app()
+
+
+if __name__ == "__main__":
+    main()

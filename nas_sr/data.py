@@ -1,0 +1,194 @@
+"""Training data: HR/LR image pairs, random aligned crops, and fixed validation crops.
+
+LR images are made once per whole HR image (MATLAB bicubic, or read from a
+DIV2K ``*_LR_bicubic/X{s}`` folder) and crops are cut aligned from both, as in
+the DIV2K protocol, so training sees the same degradation as the benchmarks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from nas_sr.images import ImageError, downscale, list_images, load_image, mod_crop
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """One HR image and, optionally, its given LR image."""
+
+    hr: Path
+    lr: Path | None = None
+
+
+class PairStore:
+    """HR/LR uint8 image pairs in memory; the HDF5 cache offers the same interface."""
+
+    def __init__(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]]):
+        self.pairs = list(pairs)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def lr_shape(self, i: int) -> tuple[int, int]:
+        return self.pairs[i][1].shape[:2]
+
+    def crop(self, i: int, y: int, x: int, size: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
+        hr, lr = self.pairs[i]
+        return (
+            hr[y * scale:(y + size) * scale, x * scale:(x + size) * scale],
+            lr[y:y + size, x:x + size],
+        )
+
+
+def load_pair(source: ImageSource, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    hr = mod_crop(load_image(source.hr), scale)
+    if source.lr is None:
+        return hr, downscale(hr, scale)
+    lr = load_image(source.lr)
+    if lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1]:
+        raise ImageError(
+            f"{source.lr}: LR size {lr.shape[1]}x{lr.shape[0]} is not the HR size "
+            f"{hr.shape[1]}x{hr.shape[0]} divided by scale {scale}; check data.scale"
+        )
+    return hr, lr
+
+
+def load_pairs(
+    sources: Sequence[ImageSource], scale: int, min_lr_size: int, desc: str = "images"
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Decode every image and make its LR; refuse images too small for one crop."""
+    pairs = []
+    for source in tqdm(sources, desc=f"loading {desc}", leave=False, unit="img"):
+        hr, lr = load_pair(source, scale)
+        if min(lr.shape[:2]) < min_lr_size:
+            need = min_lr_size * scale
+            raise ImageError(
+                f"{source.hr}: {hr.shape[1]}x{hr.shape[0]} pixels is smaller than one "
+                f"{need}x{need} crop; remove it or lower data.patch_size"
+            )
+        pairs.append((hr, lr))
+    return pairs
+
+
+def lr_patch_size(patch_size: int, scale: int) -> int:
+    """LR crop side for an HR crop of about ``patch_size`` (63 HR pixels at x3)."""
+    return patch_size // scale
+
+
+def _augment(img: np.ndarray, k: int) -> np.ndarray:
+    """One of the 8 flips/90-degree rotations (k in 0..7), same for HR and LR."""
+    if k & 1:
+        img = img[:, ::-1]
+    if k & 2:
+        img = img[::-1]
+    if k & 4:
+        img = img.transpose(1, 0, 2)
+    return img
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255)
+
+
+class RandomCrops(torch.utils.data.Dataset):
+    """``length`` random aligned crops per epoch, with random flips and rotations.
+
+    Crop ``i`` of epoch ``e`` is drawn from an RNG seeded by ``(seed, e, i)``:
+    the data order is fixed by the seed alone, independent of workers, and a
+    resumed run sees exactly the crops an uninterrupted one would.
+    """
+
+    def __init__(self, store: Any, scale: int, patch_size: int, length: int, seed: int,
+                 augment: bool = True):
+        self.store, self.scale, self.length, self.seed = store, scale, length, seed
+        self.size = lr_patch_size(patch_size, scale)
+        self.augment = augment
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        i = int(rng.integers(len(self.store)))
+        h, w = self.store.lr_shape(i)
+        y, x = int(rng.integers(h - self.size + 1)), int(rng.integers(w - self.size + 1))
+        hr, lr = self.store.crop(i, y, x, self.size, self.scale)
+        if self.augment:
+            k = int(rng.integers(8))
+            hr, lr = _augment(hr, k), _augment(lr, k)
+        return to_tensor(lr), to_tensor(hr)
+
+
+def fixed_crops(store: Any, scale: int, patch_size: int, count: int, seed: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A deterministic batch of ``count`` crops (no augmentation), spread over the images."""
+    crops = RandomCrops(store, scale, patch_size, count, seed, augment=False)
+    lr, hr = zip(*(crops[i] for i in range(count)), strict=True)
+    return torch.stack(lr), torch.stack(hr)
+
+
+# --- where the images come from -------------------------------------------------------
+
+
+def builtin_dir() -> Path:
+    import skimage.data
+
+    return Path(skimage.data.__file__).parent
+
+
+def _split(files: list[Path], val_fraction: float) -> tuple[list[Path], list[Path]]:
+    """A fixed split (independent of the run seed, so every run validates alike)."""
+    if len(files) < 2:
+        raise ImageError(
+            f"need at least 2 images to carve a validation split, found {len(files)}; "
+            "add images or set data.val_dir"
+        )
+    order = np.random.default_rng(0).permutation(len(files))
+    n_val = min(len(files) - 1, max(1, round(val_fraction * len(files))))
+    val = sorted(files[i] for i in order[:n_val])
+    train = sorted(files[i] for i in order[n_val:])
+    return train, val
+
+
+def _div2k_lr(root: Path, split: str, hr: Path, scale: int) -> Path | None:
+    lr = root / f"DIV2K_{split}_LR_bicubic" / f"X{scale}" / f"{hr.stem}x{scale}.png"
+    return lr if lr.is_file() else None
+
+
+def resolve_sources(data: Any, scale: int) -> tuple[list[ImageSource], list[ImageSource]]:
+    """Train and reward-validation sources for ``data.name`` in builtin/folder/div2k."""
+    if data.name == "builtin":
+        root = builtin_dir()
+        train = [ImageSource(root / n) for n in data.train_names]
+        val = [ImageSource(root / n) for n in data.val_names]
+    elif data.name == "folder":
+        if not data.train_dir:
+            raise ImageError("data=folder needs data.train_dir=DIR (a folder of HR images)")
+        files = list_images(Path(data.train_dir).expanduser())
+        if data.val_dir:
+            val_files = list_images(Path(data.val_dir).expanduser())
+        else:
+            files, val_files = _split(files, data.val_fraction)
+        train, val = [ImageSource(f) for f in files], [ImageSource(f) for f in val_files]
+    elif data.name == "div2k":
+        root = Path(data.root).expanduser()
+        train, val = (
+            [ImageSource(f, _div2k_lr(root, split, f, scale))
+             for f in list_images(root / f"DIV2K_{split}_HR")]
+            for split in ("train", "valid")
+        )
+    else:
+        raise ValueError(f"unknown data source {data.name!r}; use builtin, folder or div2k")
+    return train, val

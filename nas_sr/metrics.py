@@ -1,0 +1,48 @@
+"""The field's SR metrics: PSNR and SSIM on the Y channel of YCbCr (ITU-R BT.601).
+
+Both take images on the 0..255 scale, shave ``shave`` pixels from every border,
+and expect outputs already rounded to 8 bits (``quantize``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from skimage.metrics import structural_similarity
+
+_Y_WEIGHTS = (65.481, 128.553, 24.966)
+
+
+def quantize(img: torch.Tensor) -> torch.Tensor:
+    """[0, 1] float -> 0..255 float, rounded as an 8-bit image would be."""
+    return img.clamp(0, 1).mul(255).round()
+
+
+def rgb_to_y(img: torch.Tensor) -> torch.Tensor:
+    """(..., 3, H, W) RGB on 0..255 -> (..., H, W) Y on 16..235."""
+    w = img.new_tensor(_Y_WEIGHTS).view(3, 1, 1)
+    return 16.0 + (img * w).sum(-3) / 255.0
+
+
+def _shave(y: torch.Tensor, shave: int) -> torch.Tensor:
+    return y[..., shave:-shave, shave:-shave] if shave else y
+
+
+def psnr_y(sr: torch.Tensor, hr: torch.Tensor, shave: int) -> torch.Tensor:
+    """Per-image PSNR (dB) on Y for (N, 3, H, W) or (3, H, W) tensors on 0..255."""
+    sr_y, hr_y = (_shave(rgb_to_y(t.double()), shave) for t in (sr, hr))
+    mse = (sr_y - hr_y).pow(2).mean(dim=(-2, -1))
+    return 10 * torch.log10(255.0**2 / mse.clamp_min(1e-10))
+
+
+def ssim_y(sr: torch.Tensor, hr: torch.Tensor, shave: int) -> float:
+    """SSIM on Y as MATLAB's ``ssim`` computes it: 11x11 Gaussian window, sigma 1.5."""
+    sr_y, hr_y = (_shave(rgb_to_y(t.double()), shave).cpu().numpy() for t in (sr, hr))
+    return float(structural_similarity(
+        sr_y, hr_y, data_range=255.0, gaussian_weights=True, sigma=1.5,
+        use_sample_covariance=False,
+    ))
+
+
+def mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")

@@ -1,0 +1,1 @@
+"""The cell search space: ops, genotypes, the weight-shared supernet and the standalone net."""

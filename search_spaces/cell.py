@@ -1,0 +1,54 @@
+"""The searched cell, in its weight-shared (all ops) and standalone (chosen ops) forms."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from search_spaces.genotypes import NUM_CELL_INPUTS, Genotype
+from search_spaces.operations import OP_NAMES, OPS
+
+
+class Cell(nn.Module):
+    """One cell: ``num_nodes`` nodes over inputs h(k-2), h(k-1).
+
+    With ``genotype=None`` every (node, input slot, op) owns a module and any
+    genotype can be run through it: these are the shared weights of the supernet.
+    With a genotype only the chosen ops are built, from the same ``OPS`` registry.
+    Only the ops a genotype names are ever computed, so a supernet step costs the
+    same as a standalone step.
+
+    Output: a 1x1 conv over the concatenated loose ends, added to h(k-1). The
+    supernet keeps a (C, num_nodes*C) 1x1 weight and slices the columns of the
+    loose ends (as ENAS does); the standalone cell keeps only those columns. The
+    skip from h(k-1) keeps a deep stack of BN-free cells trainable (EDSR habit).
+    """
+
+    def __init__(self, channels: int, num_nodes: int, genotype: Genotype | None = None):
+        super().__init__()
+        if genotype is not None and genotype.num_nodes != num_nodes:
+            raise ValueError(f"genotype has {genotype.num_nodes} nodes, cell has {num_nodes}")
+        self.channels, self.num_nodes, self.genotype = channels, num_nodes, genotype
+        self.edges = nn.ModuleList()
+        for j in range(num_nodes):
+            slots = nn.ModuleList()
+            for slot in range(2):
+                names = OP_NAMES if genotype is None else (genotype.nodes[j][2 * slot + 1],)
+                slots.append(nn.ModuleDict({name: OPS[name](channels) for name in names}))
+            self.edges.append(slots)
+        combined = num_nodes if genotype is None else len(genotype.loose_ends())
+        self.combine = nn.Conv2d(combined * channels, channels, 1)
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, genotype: Genotype) -> torch.Tensor:
+        states = [s0, s1]
+        for j, (in1, op1, in2, op2) in enumerate(genotype.nodes):
+            slot1, slot2 = self.edges[j]
+            states.append(slot1[op1](states[in1]) + slot2[op2](states[in2]))
+        loose = genotype.loose_ends()
+        out = torch.cat([states[NUM_CELL_INPUTS + j] for j in loose], dim=1)
+        weight = self.combine.weight
+        if self.genotype is None:  # shared weights: take the loose ends' columns
+            c = self.channels
+            weight = torch.cat([weight[:, j * c:(j + 1) * c] for j in loose], dim=1)
+        return s1 + F.conv2d(out, weight, self.combine.bias)

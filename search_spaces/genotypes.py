@@ -1,0 +1,152 @@
+"""A cell genotype as a plain, serialisable value.
+
+Node j (0-based) reads two inputs, each one of ``0 = h(k-2)``, ``1 = h(k-1)``
+or ``2 + i`` for an earlier node ``i < j``, applies one op to each and sums
+the two results. The cell output combines the *loose ends*: nodes no other node
+of the cell reads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from search_spaces.operations import OP_NAMES
+
+NUM_CELL_INPUTS = 2  # h(k-2) and h(k-1)
+
+
+class GenotypeError(ValueError):
+    """A genotype that does not describe a valid cell."""
+
+
+class Node(NamedTuple):
+    in1: int
+    op1: str
+    in2: int
+    op2: str
+
+
+@dataclass(frozen=True)
+class Genotype:
+    nodes: tuple[Node, ...]
+
+    def __post_init__(self) -> None:
+        if not self.nodes:
+            raise GenotypeError("a genotype needs at least one node")
+        for j, node in enumerate(self.nodes):
+            if len(node) != 4:
+                raise GenotypeError(
+                    f"node {j}: expected [input, op, input, op], got {list(node)!r}"
+                )
+            for inp in (node.in1, node.in2):
+                if not isinstance(inp, int) or isinstance(inp, bool) or not 0 <= inp < j + 2:
+                    raise GenotypeError(
+                        f"node {j}: input {inp!r} out of range; node {j} may read 0 (h(k-2)), "
+                        f"1 (h(k-1)) or 2..{j + 1} (earlier nodes)"
+                    )
+            for op in (node.op1, node.op2):
+                if op not in OP_NAMES:
+                    raise GenotypeError(f"node {j}: unknown op {op!r}; known ops: {OP_NAMES}")
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self.nodes)
+
+    def loose_ends(self) -> list[int]:
+        """Indices of nodes that no other node of the cell uses as input."""
+        used = {inp - NUM_CELL_INPUTS for n in self.nodes for inp in (n.in1, n.in2)}
+        return [j for j in range(self.num_nodes) if j not in used]
+
+    def ops(self) -> list[str]:
+        return [op for n in self.nodes for op in (n.op1, n.op2)]
+
+    # --- the controller's view: 4 integer decisions per node -------------------
+    def to_decisions(self) -> list[int]:
+        return [
+            d for n in self.nodes
+            for d in (n.in1, OP_NAMES.index(n.op1), n.in2, OP_NAMES.index(n.op2))
+        ]
+
+    @classmethod
+    def from_decisions(cls, decisions: list[int]) -> Genotype:
+        if len(decisions) % 4:
+            raise GenotypeError(f"decisions come in fours per node, got {len(decisions)}")
+        d = [int(x) for x in decisions]
+        for k in (1, 3):
+            for x in d[k::4]:
+                if not 0 <= x < len(OP_NAMES):
+                    raise GenotypeError(f"op index {x} out of range 0..{len(OP_NAMES) - 1}")
+        return cls(tuple(
+            Node(d[i], OP_NAMES[d[i + 1]], d[i + 2], OP_NAMES[d[i + 3]])
+            for i in range(0, len(d), 4)
+        ))
+
+    # --- serialisation ------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"nodes": [list(n) for n in self.nodes], "loose_ends": self.loose_ends()}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Genotype:
+        if isinstance(data, dict) and "genotype" in data:  # a summary.json wraps it
+            data = data["genotype"]
+        if not isinstance(data, dict) or not isinstance(data.get("nodes"), list):
+            raise GenotypeError('expected a JSON object {"nodes": [[in, op, in, op], ...]}')
+        nodes = []
+        for j, n in enumerate(data["nodes"]):
+            if not isinstance(n, (list, tuple)) or len(n) != 4:
+                raise GenotypeError(f"node {j}: expected [input, op, input, op], got {n!r}")
+            nodes.append(Node(*n))
+        return cls(tuple(nodes))
+
+    def __str__(self) -> str:
+        names = ["h(k-2)", "h(k-1)"] + [f"n{j}" for j in range(self.num_nodes)]
+        parts = [
+            f"n{j}={n.op1}({names[n.in1]})+{n.op2}({names[n.in2]})"
+            for j, n in enumerate(self.nodes)
+        ]
+        return "; ".join(parts) + f"; out=[{','.join(f'n{j}' for j in self.loose_ends())}]"
+
+
+def save_genotype(genotype: Genotype, path: str | Path, **extra: Any) -> None:
+    Path(path).write_text(json.dumps({**genotype.to_dict(), **extra}, indent=2) + "\n")
+
+
+def load_genotype(path: str | Path, num_nodes: int | None = None) -> Genotype:
+    """Read and validate a genotype JSON file, naming the file in any error."""
+    path = Path(path)
+    try:
+        genotype = Genotype.from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise GenotypeError(f"{path}: no such genotype file") from None
+    except json.JSONDecodeError as e:
+        raise GenotypeError(f"{path}: not valid JSON ({e})") from None
+    except (GenotypeError, TypeError) as e:
+        raise GenotypeError(f"{path}: {e}") from None
+    if num_nodes is not None and genotype.num_nodes != num_nodes:
+        raise GenotypeError(
+            f"{path}: has {genotype.num_nodes} nodes but the network expects {num_nodes} "
+            f"(set model.nodes={genotype.num_nodes} or pick another genotype)"
+        )
+    return genotype
+
+
+def choices_per_decision(num_nodes: int) -> list[int]:
+    """Number of valid choices for each of the 4 * num_nodes decisions."""
+    return [c for j in range(num_nodes) for c in (j + 2, len(OP_NAMES), j + 2, len(OP_NAMES))]
+
+
+def space_size(num_nodes: int = 5) -> dict[str, int]:
+    """Exact size of the cell space, counted three ways (see docs/search_space.md)."""
+    n_ops = len(OP_NAMES)
+    sequences = math.prod(choices_per_decision(num_nodes))
+    # swapping a node's two (input, op) slots gives the same cell: unordered pairs
+    distinct = math.prod(
+        m * (m + 1) // 2 for m in (n_ops * (j + 2) for j in range(num_nodes))
+    )
+    # the paper's count: unordered input pairs, ordered op pairs
+    paper = math.prod((j + 2) * (j + 3) // 2 * n_ops**2 for j in range(num_nodes))
+    return {"decision_sequences": sequences, "distinct_cells": distinct, "paper_formula": paper}

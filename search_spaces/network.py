@@ -1,0 +1,60 @@
+"""The SR network around the cells: head conv, N cells, global residual, PixelShuffle."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from search_spaces.cell import Cell
+from search_spaces.genotypes import Genotype
+
+# DIV2K's RGB mean: centring the input is the EDSR habit; it is added back at the end.
+RGB_MEAN = (0.4488, 0.4371, 0.4040)
+
+
+class Upsampler(nn.Sequential):
+    """Sub-pixel upsampling: conv to 3*s^2 channels, then PixelShuffle(s)."""
+
+    def __init__(self, channels: int, scale: int, out_channels: int = 3):
+        if scale not in (2, 3, 4):
+            raise ValueError(f"scale must be 2, 3 or 4, got {scale!r}")
+        super().__init__(
+            nn.Conv2d(channels, out_channels * scale**2, 3, padding=1), nn.PixelShuffle(scale)
+        )
+
+
+class CellSRNet(nn.Module):
+    """LR image in [0, 1] -> HR image in [0, 1] (unclamped).
+
+    ``genotype=None`` builds the weight-shared supernet (``forward`` then needs a
+    genotype); a genotype builds the standalone network with only its ops.
+    """
+
+    def __init__(
+        self,
+        scale: int,
+        channels: int = 32,
+        num_cells: int = 4,
+        num_nodes: int = 5,
+        genotype: Genotype | None = None,
+    ):
+        super().__init__()
+        self.scale, self.genotype = scale, genotype
+        self.register_buffer("mean", torch.tensor(RGB_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.head = nn.Conv2d(3, channels, 3, padding=1)
+        self.cells = nn.ModuleList(Cell(channels, num_nodes, genotype) for _ in range(num_cells))
+        self.tail = Upsampler(channels, scale)
+
+    def forward(self, x: torch.Tensor, genotype: Genotype | None = None) -> torch.Tensor:
+        genotype = genotype or self.genotype
+        if genotype is None:
+            raise ValueError("the supernet needs a genotype to run")
+        feat = self.head(x - self.mean)
+        s0 = s1 = feat
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, genotype)
+        return self.tail(s1 + feat) + self.mean
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

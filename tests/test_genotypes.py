@@ -1,0 +1,87 @@
+import json
+
+import pytest
+
+from search_spaces.genotypes import (
+    Genotype,
+    GenotypeError,
+    Node,
+    choices_per_decision,
+    load_genotype,
+    save_genotype,
+    space_size,
+)
+
+CHAIN = Genotype((
+    Node(0, "conv_3x3", 1, "identity"),
+    Node(2, "sep_conv_3x3", 1, "dil_conv_3x3"),
+    Node(3, "conv_3x3", 0, "identity"),
+    Node(4, "identity", 4, "conv_3x3"),
+    Node(5, "dil_conv_3x3", 1, "sep_conv_3x3"),
+))
+
+
+def test_loose_ends_of_a_chain_is_the_last_node():
+    assert CHAIN.loose_ends() == [4]
+
+
+def test_loose_ends_when_no_node_reads_another():
+    flat = Genotype(tuple(Node(0, "identity", 1, "conv_3x3") for _ in range(5)))
+    assert flat.loose_ends() == [0, 1, 2, 3, 4]
+
+
+def test_loose_ends_mixed():
+    g = Genotype((
+        Node(0, "identity", 1, "identity"),  # n0, read by n2
+        Node(1, "conv_3x3", 1, "conv_3x3"),  # n1, loose
+        Node(2, "conv_3x3", 0, "identity"),  # n2, read by n3
+        Node(4, "identity", 0, "identity"),  # n3, loose
+    ))
+    assert g.loose_ends() == [1, 3]
+
+
+def test_decisions_round_trip():
+    assert Genotype.from_decisions(CHAIN.to_decisions()) == CHAIN
+    assert len(CHAIN.to_decisions()) == 20
+
+
+def test_json_round_trip(tmp_path):
+    save_genotype(CHAIN, tmp_path / "g.json", scale=2)
+    assert load_genotype(tmp_path / "g.json", num_nodes=5) == CHAIN
+    assert json.loads((tmp_path / "g.json").read_text())["loose_ends"] == [4]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("not json", "not valid JSON"),
+    ('{"nodes": [[0, "conv_3x3", 1]]}', "expected [input, op, input, op]"),
+    ('{"nodes": [[0, "conv_3x3", 2, "identity"]]}', "input 2 out of range"),
+    ('{"nodes": [[0, "conv_5x5", 1, "identity"]]}', "unknown op 'conv_5x5'"),
+    ('{"nodes": [[-1, "conv_3x3", 1, "identity"]]}', "input -1 out of range"),
+    ('[1, 2]', "expected a JSON object"),
+])
+def test_malformed_genotype_files_name_the_problem(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(GenotypeError) as e:
+        load_genotype(path)
+    assert str(path) in str(e.value) and message in str(e.value)
+
+
+def test_wrong_length_for_the_network(tmp_path):
+    save_genotype(Genotype(CHAIN.nodes[:3]), tmp_path / "g.json")
+    with pytest.raises(GenotypeError, match="has 3 nodes but the network expects 5"):
+        load_genotype(tmp_path / "g.json", num_nodes=5)
+
+
+def test_space_size_counts():
+    assert choices_per_decision(2) == [2, 4, 2, 4, 3, 4, 3, 4]
+    sizes = space_size(5)
+    assert sizes["decision_sequences"] == (8 * 12 * 16 * 20 * 24) ** 2 == 543_581_798_400
+    assert round(sizes["paper_formula"] / 1e10, 2) == 5.95  # the seed paper's 5.95e10
+    # brute force on a 2-node space: distinct cells up to swapping a node's two slots
+    import itertools
+    cells = set()
+    for d in itertools.product(*(range(c) for c in choices_per_decision(2))):
+        g = Genotype.from_decisions(list(d))
+        cells.add(tuple(tuple(sorted([(n.in1, n.op1), (n.in2, n.op2)])) for n in g.nodes))
+    assert len(cells) == space_size(2)["distinct_cells"]
