@@ -19,7 +19,14 @@ USER_ERRORS = (ImageError, GenotypeError, TrainingDiverged, FileNotFoundError)
 # job name -> (module with ``run(cfg, run_dir)``, one-line help)
 JOBS = {
     "search": ("nas_sr.search", "ENAS-style cell search on HR images (writes genotype.json)"),
+    "retrain": ("nas_sr.retrain", "train a found cell (genotype=PATH) or a baseline (model=...)"),
+    "evaluate": ("nas_sr.evaluate", "PSNR/SSIM on Y, params and Mult-Adds on benchmark sets"),
+    "export": ("nas_sr.export", "a standalone artifact that loads with torch alone"),
+    "upscale": ("nas_sr.upscale", "super-resolve images of any size, tiled"),
+    "plot": ("nas_sr.plot", "reward curves and the best cell of search runs (RUN_DIR ...)"),
 }
+# jobs whose bare (non key=value) arguments become a list override
+POSITIONAL = {"plot": "runs"}
 
 USAGE = """usage: nas-sr <job> [key=value ...] [--help] [--cfg job]
 
@@ -77,6 +84,14 @@ def main(argv: list[str] | None = None) -> None:
     job, overrides = argv[0], argv[1:]
     if job not in JOBS:
         sys.exit(f"nas-sr: unknown job {job!r}; jobs: {', '.join(JOBS)}")
+    # bare arguments: neither key=value nor a flag nor the value of a flag (--cfg job)
+    bare = [o for i, o in enumerate(overrides) if "=" not in o and not o.startswith("-")
+            and not (i and overrides[i - 1].startswith("-"))]
+    if bare:
+        if job not in POSITIONAL:
+            sys.exit(f"nas-sr {job}: expected key=value overrides, got {bare[0]!r}")
+        overrides = [o for o in overrides if o not in bare]
+        overrides.append(f"{POSITIONAL[job]}=[{','.join(bare)}]")
     # a resumed run writes into its own folder, not a new dated one
     resume = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
     if resume and not any(o.startswith("hydra.run.dir=") for o in overrides):

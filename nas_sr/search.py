@@ -27,8 +27,8 @@ CHECKPOINT = "checkpoint.pt"
 
 
 def build_supernet(cfg: DictConfig) -> CellSRNet:
-    m = cfg.model
-    return CellSRNet(cfg.scale, m.channels, m.cells, m.nodes)
+    a = cfg.archs.cell
+    return CellSRNet(cfg.scale, a.channels, a.cells, a.nodes)
 
 
 @torch.inference_mode()
@@ -67,7 +67,7 @@ class Search:
         self.optimizer = torch.optim.Adam(self.supernet.parameters(), lr=cfg.search.lr)
         ctrl = OmegaConf.to_container(cfg.controller)
         self.controller: Controller = build_controller(
-            ctrl.pop("name"), cfg.model.nodes, **ctrl
+            ctrl.pop("name"), cfg.archs.cell.nodes, **ctrl
         )
         # one generator draws every architecture (training children and controller steps)
         self.arch_rng = torch.Generator().manual_seed(cfg.seed)
@@ -195,7 +195,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         search.load_state_dict(checkpoint.load(ckpt))
         print(f"resuming {run_dir} after epoch {search.epoch}, "
               f"controller step {search.controller_step}")
-    sizes = space_size(cfg.model.nodes)
+    sizes = space_size(cfg.archs.cell.nodes)
     print(f"search space: {sizes['decision_sequences']:,} decision sequences per cell "
           f"({sizes['distinct_cells']:,} distinct cells; the paper's formula gives "
           f"{sizes['paper_formula']:.3g})")
@@ -224,7 +224,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                   f"{t2 - t0:.1f}s")
 
         best, best_psnr, candidates = search.select()
-        net = CellSRNet(cfg.scale, cfg.model.channels, cfg.model.cells, cfg.model.nodes, best)
+        a = cfg.archs.cell
+        net = CellSRNet(cfg.scale, a.channels, a.cells, a.nodes, best)
         summary = {
             "genotype": best.to_dict(),
             "genotype_str": str(best),
@@ -239,7 +240,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             "candidates": candidates,
         }
         save_genotype(best, run_dir / "genotype.json", scale=cfg.scale,
-                      model=OmegaConf.to_container(cfg.model))
+                      arch=OmegaConf.to_container(cfg.archs.cell))
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         log.log("final", val_psnr=best_psnr, genotype=best.to_dict()["nodes"],
                 params=summary["params"], search_time_s=search.elapsed)

@@ -1,0 +1,137 @@
+"""Every SR model the toolkit trains, built from a plain ``arch`` spec.
+
+An ``arch`` spec is a JSON-able dict (``{"name": "cell", "scale": 2, ...}``)
+stored in every checkpoint beside the weights, so a checkpoint alone rebuilds
+its model. Hand-designed baselines (seeds 001 and 004) take LR input like the
+cell network; SRCNN and VDSR upsample it with bicubic first, as they were built to.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nas_sr import checkpoint
+from search_spaces.genotypes import Genotype
+from search_spaces.network import RGB_MEAN, CellSRNet
+
+
+class _Interpolated(nn.Module):
+    """Base of pre-upsampling models: bicubic to HR size, then refine."""
+
+    def __init__(self, scale: int):
+        super().__init__()
+        self.scale = scale
+
+    def upsample(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+
+
+class SRCNN(_Interpolated):
+    """Dong et al. 2014, 9-5-5 with 64/32 filters ('same' padding keeps the size)."""
+
+    def __init__(self, scale: int, channels: tuple[int, int] = (64, 32)):
+        super().__init__(scale)
+        c1, c2 = channels
+        self.body = nn.Sequential(
+            nn.Conv2d(3, c1, 9, padding=4), nn.ReLU(inplace=True),
+            nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(inplace=True),
+            nn.Conv2d(c2, 3, 5, padding=2),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.upsample(x))
+
+
+class VDSR(_Interpolated):
+    """Kim et al. 2016: 20 3x3 conv layers, 64 channels, learns the residual."""
+
+    def __init__(self, scale: int, depth: int = 20, channels: int = 64):
+        super().__init__(scale)
+        layers: list[nn.Module] = [nn.Conv2d(3, channels, 3, padding=1), nn.ReLU(inplace=True)]
+        for _ in range(depth - 2):
+            layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
+        layers.append(nn.Conv2d(channels, 3, 3, padding=1))
+        self.body = nn.Sequential(*layers)
+        for m in self.body:
+            if isinstance(m, nn.Conv2d):  # He init, as the paper
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        up = self.upsample(x)
+        return up + self.body(up)
+
+
+class ResBlock(nn.Module):
+    """EDSR's block: conv-ReLU-conv, no batch norm, residual scaled by ``res_scale``."""
+
+    def __init__(self, channels: int, res_scale: float):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
+        self.res_scale = res_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x) * self.res_scale
+
+
+class EDSR(nn.Module):
+    """Lim et al. 2017; the baseline is 16 blocks of 64 channels."""
+
+    def __init__(self, scale: int, blocks: int = 16, channels: int = 64, res_scale: float = 1.0):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(RGB_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.head = nn.Conv2d(3, channels, 3, padding=1)
+        self.body = nn.Sequential(*(ResBlock(channels, res_scale) for _ in range(blocks)),
+                                  nn.Conv2d(channels, channels, 3, padding=1))
+        stages = [2, 2] if scale == 4 else [scale]  # x4 as two x2 sub-pixel stages
+        up: list[nn.Module] = []
+        for s in stages:
+            up += [nn.Conv2d(channels, channels * s * s, 3, padding=1), nn.PixelShuffle(s)]
+        self.tail = nn.Sequential(*up, nn.Conv2d(channels, 3, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feat = self.head(x - self.mean)
+        return self.tail(self.body(feat) + feat) + self.mean
+
+
+def build_model(arch: dict[str, Any]) -> nn.Module:
+    """Model from an arch spec; unknown keys are an error, not silently dropped."""
+    spec = dict(arch)
+    name, scale = spec.pop("name"), int(spec.pop("scale"))
+    if scale not in (2, 3, 4):
+        raise ValueError(f"scale must be 2, 3 or 4, got {scale}")
+    if name == "cell":
+        genotype = Genotype.from_dict(spec.pop("genotype"))
+        return CellSRNet(scale, genotype=genotype, channels=spec.pop("channels"),
+                         num_cells=spec.pop("cells"), num_nodes=genotype.num_nodes,
+                         **_no_more(spec, name))
+    kinds = {"srcnn": SRCNN, "vdsr": VDSR, "edsr_baseline": EDSR, "edsr": EDSR}
+    if name not in kinds:
+        raise ValueError(f"unknown model {name!r}; known: cell, {', '.join(kinds)}")
+    return kinds[name](scale, **spec)
+
+
+def _no_more(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    spec.pop("nodes", None)  # implied by the genotype
+    if spec:
+        raise ValueError(f"unexpected options for {name}: {sorted(spec)}")
+    return {}
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu"
+               ) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a model from a checkpoint written by retrain (``weights_only`` load)."""
+    state = checkpoint.load(path, map_location)
+    if not isinstance(state, dict) or "arch" not in state or "model" not in state:
+        raise ValueError(f"{path}: not a nas-sr model checkpoint (no 'arch' and 'model')")
+    model = build_model(state["arch"])
+    model.load_state_dict(state["model"])
+    return model.eval(), state
