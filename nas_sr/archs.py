@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas_sr import checkpoint
+from nas_sr.runtime import ConfigError
 from search_spaces.genotypes import Genotype
 from search_spaces.network import RGB_MEAN, CellSRNet
 
@@ -107,7 +108,7 @@ def build_model(arch: dict[str, Any]) -> nn.Module:
     spec = dict(arch)
     name, scale = spec.pop("name"), int(spec.pop("scale"))
     if scale not in (2, 3, 4):
-        raise ValueError(f"scale must be 2, 3 or 4, got {scale}")
+        raise ConfigError(f"scale must be 2, 3 or 4, got {scale}")
     if name == "cell":
         genotype = Genotype.from_dict(spec.pop("genotype"))
         return CellSRNet(scale, genotype=genotype, channels=spec.pop("channels"),
@@ -115,14 +116,14 @@ def build_model(arch: dict[str, Any]) -> nn.Module:
                          **_no_more(spec, name))
     kinds = {"srcnn": SRCNN, "vdsr": VDSR, "edsr_baseline": EDSR, "edsr": EDSR}
     if name not in kinds:
-        raise ValueError(f"unknown model {name!r}; known: cell, {', '.join(kinds)}")
+        raise ConfigError(f"unknown model {name!r}; known: cell, {', '.join(kinds)}")
     return kinds[name](scale, **spec)
 
 
 def _no_more(spec: dict[str, Any], name: str) -> dict[str, Any]:
     spec.pop("nodes", None)  # implied by the genotype
     if spec:
-        raise ValueError(f"unexpected options for {name}: {sorted(spec)}")
+        raise ConfigError(f"unexpected options for {name}: {sorted(spec)}")
     return {}
 
 
@@ -131,7 +132,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu"
     """Rebuild a model from a checkpoint written by retrain (``weights_only`` load)."""
     state = checkpoint.load(path, map_location)
     if not isinstance(state, dict) or "arch" not in state or "model" not in state:
-        raise ValueError(f"{path}: not a nas-sr model checkpoint (no 'arch' and 'model')")
+        raise ConfigError(f"{path}: not a nas-sr model checkpoint (no 'arch' and 'model')")
     model = build_model(state["arch"])
     model.load_state_dict(state["model"])
     return model.eval(), state

@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -73,13 +74,22 @@ def is_fresh(path: Path, key: str) -> bool:
         return False
 
 
+def cache_path(data: Any, scale: int, split: str) -> Path | None:
+    """Where ``data.cache=h5`` keeps a split's pairs; None when caching is off."""
+    if data.cache != "h5":
+        return None
+    return Path(data.cache_dir).expanduser() / f"{data.name}_x{scale}_{split}.h5"
+
+
 def build_cache(path: Path, sources: Sequence[ImageSource], scale: int, min_lr_size: int,
-                key: str) -> None:
-    pairs = load_pairs(sources, scale, min_lr_size, desc=f"images for {path.name}")
+                key: str, progress: bool = True) -> None:
+    pairs = load_pairs(sources, scale, min_lr_size, desc=f"images for {path.name}",
+                       progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with h5py.File(tmp, "w") as f:
-        for i, (hr, lr) in enumerate(tqdm(pairs, desc="writing cache", leave=False)):
+        for i, (hr, lr) in enumerate(tqdm(pairs, desc="writing cache", leave=False,
+                                           disable=not progress)):
             for name, img in (("hr", hr), ("lr", lr)):
                 f.create_dataset(f"{name}/{i}", data=img,
                                  chunks=(min(64, img.shape[0]), min(64, img.shape[1]), 3))
@@ -90,14 +100,15 @@ def build_cache(path: Path, sources: Sequence[ImageSource], scale: int, min_lr_s
 
 
 def open_store(sources: Sequence[ImageSource], scale: int, min_lr_size: int,
-               cache_path: Path | None, desc: str = "images") -> PairStore | H5Store:
-    """Pairs in memory (``cache_path=None``) or through a fresh HDF5 cache."""
-    if cache_path is None:
-        return PairStore(load_pairs(sources, scale, min_lr_size, desc=desc))
+               path: Path | None, desc: str = "images",
+               progress: bool = True) -> PairStore | H5Store:
+    """Pairs in memory (``path=None``) or through a fresh HDF5 cache at ``path``."""
+    if path is None:
+        return PairStore(load_pairs(sources, scale, min_lr_size, desc=desc, progress=progress))
     key = fingerprint(sources, scale)
-    if not is_fresh(cache_path, key):
-        build_cache(cache_path, sources, scale, min_lr_size, key)
-    store = H5Store(cache_path)
+    if not is_fresh(path, key):
+        build_cache(path, sources, scale, min_lr_size, key, progress)
+    store = H5Store(path)
     # the fingerprint covers the files, not the crop size: check it on every open
     small = [i for i, s in enumerate(store.shapes) if min(s) < min_lr_size]
     if small:

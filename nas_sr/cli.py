@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -11,10 +12,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from nas_sr.images import ImageError
-from nas_sr.runtime import TrainingDiverged
+from nas_sr.runtime import ConfigError, TrainingDiverged
 from search_spaces.genotypes import GenotypeError
 
-USER_ERRORS = (ImageError, GenotypeError, TrainingDiverged, FileNotFoundError)
+USER_ERRORS = (ConfigError, ImageError, GenotypeError, TrainingDiverged, FileNotFoundError)
 
 # job name -> (module with ``run(cfg, run_dir)``, one-line help)
 JOBS = {
@@ -70,7 +71,8 @@ def run_job(job: str, cfg: DictConfig, run_dir: Path | None = None) -> object:
     elif run_dir is None:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not cfg.get("resume"):
+    # under torchrun every process composes the same config; one of them writes it
+    if not cfg.get("resume") and os.environ.get("RANK", "0") == "0":
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     module = importlib.import_module(JOBS[job][0])
     return module.run(cfg, run_dir)

@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from nas_sr.images import ImageError, downscale, list_images, load_image, mod_crop
+from nas_sr.runtime import ConfigError
 
 
 @dataclass(frozen=True)
@@ -61,11 +62,13 @@ def load_pair(source: ImageSource, scale: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_pairs(
-    sources: Sequence[ImageSource], scale: int, min_lr_size: int, desc: str = "images"
+    sources: Sequence[ImageSource], scale: int, min_lr_size: int, desc: str = "images",
+    progress: bool = True,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Decode every image and make its LR; refuse images too small for one crop."""
     pairs = []
-    for source in tqdm(sources, desc=f"loading {desc}", leave=False, unit="img"):
+    for source in tqdm(sources, desc=f"loading {desc}", leave=False, unit="img",
+                       disable=not progress):
         hr, lr = load_pair(source, scale)
         if min(lr.shape[:2]) < min_lr_size:
             need = min_lr_size * scale
@@ -190,5 +193,5 @@ def resolve_sources(data: Any, scale: int) -> tuple[list[ImageSource], list[Imag
             for split in ("train", "valid")
         )
     else:
-        raise ValueError(f"unknown data source {data.name!r}; use builtin, folder or div2k")
+        raise ConfigError(f"unknown data source {data.name!r}; use builtin, folder or div2k")
     return train, val

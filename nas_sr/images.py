@@ -46,14 +46,14 @@ def load_image(path: str | Path) -> np.ndarray:
                 img = Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8))
             elif img.mode == "F":
                 raise ImageError(f"{path}: floating-point images are not supported; save as PNG")
-            arr = np.asarray(img.convert("RGB"))
+            arr = np.array(img.convert("RGB"))
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ImageError(
             f"{path}: cannot be read as an image ({e}); remove or replace the file"
         ) from None
-    return np.ascontiguousarray(arr)
+    return arr
 
 
 def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:

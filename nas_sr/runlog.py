@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from nas_sr.runtime import ConfigError
+
 
 class RunLog:
     """Appends one JSON object per event to ``metrics.jsonl``.
@@ -64,7 +66,19 @@ def _wandb_id(run_dir: Path) -> str:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The run's records. A running job may be caught mid-write: a torn last line is skipped."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no metrics log; is {run_dir} a run folder?")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = path.read_text().splitlines()
+    records = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines):
+                break
+            raise ConfigError(f"{path}:{i}: not a JSON record; the log is damaged") from None
+    return records

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import numpy as np
@@ -14,7 +15,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name} asked for, but CUDA is not available; use device=cpu")
+        raise ConfigError(f"device={name} asked for, but CUDA is not available; use device=cpu")
     return device
 
 
@@ -27,6 +28,15 @@ def seed_everything(seed: int) -> None:
 def set_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(int(threads))
+
+
+def cosine_lr(base: float, final: float, epoch: int, epochs: int) -> float:
+    """Cosine decay from ``base`` (epoch 0) to ``final`` (epoch ``epochs``)."""
+    return final + 0.5 * (base - final) * (1 + math.cos(math.pi * epoch / max(1, epochs)))
+
+
+class ConfigError(ValueError):
+    """A setting or input the user has to change; the CLI prints it in one line."""
 
 
 class TrainingDiverged(RuntimeError):

@@ -15,11 +15,18 @@ from tqdm import tqdm
 
 from controllers import Controller, build_controller
 from nas_sr import checkpoint
-from nas_sr.cache import open_store
+from nas_sr.cache import cache_path, open_store
 from nas_sr.data import RandomCrops, fixed_crops, lr_patch_size, resolve_sources
 from nas_sr.metrics import psnr_y, quantize
+from nas_sr.plot import log_to_wandb, plot_run
 from nas_sr.runlog import RunLog
-from nas_sr.runtime import TrainingDiverged, resolve_device, seed_everything, set_threads
+from nas_sr.runtime import (
+    TrainingDiverged,
+    cosine_lr,
+    resolve_device,
+    seed_everything,
+    set_threads,
+)
 from search_spaces.genotypes import Genotype, save_genotype, space_size
 from search_spaces.network import CellSRNet, count_params
 
@@ -40,10 +47,6 @@ def score(net: CellSRNet, genotype: Genotype, lr: torch.Tensor, hr: torch.Tensor
         sr = quantize(net(lr[i:i + batch_size], genotype))
         values.append(psnr_y(sr, quantize(hr[i:i + batch_size]), shave=scale))
     return float(torch.cat(values).mean())
-
-
-def cosine_lr(base: float, final: float, epoch: int, epochs: int) -> float:
-    return final + 0.5 * (base - final) * (1 + math.cos(math.pi * epoch / max(1, epochs)))
 
 
 def _check_finite(value: float, what: str, epoch: int, run_dir: Path) -> None:
@@ -79,14 +82,12 @@ class Search:
         d = cfg.data
         train_src, val_src = resolve_sources(d, cfg.scale)
         min_lr = lr_patch_size(d.patch_size, cfg.scale)
-        cache_dir = Path(d.cache_dir).expanduser() if d.cache == "h5" else None
-        tag = f"{d.name}_x{cfg.scale}"
-        self.train_store = open_store(
-            train_src, cfg.scale, min_lr,
-            cache_dir / f"{tag}_train.h5" if cache_dir else None, desc="training images")
-        val_store = open_store(
-            val_src, cfg.scale, min_lr,
-            cache_dir / f"{tag}_val.h5" if cache_dir else None, desc="validation images")
+        progress = cfg.logger.progress
+        self.train_store = open_store(train_src, cfg.scale, min_lr,
+                                      cache_path(d, cfg.scale, "train"), "training images",
+                                      progress)
+        val_store = open_store(val_src, cfg.scale, min_lr, cache_path(d, cfg.scale, "val"),
+                               "validation images", progress)
         self.crops = RandomCrops(self.train_store, cfg.scale, d.patch_size,
                                  cfg.search.batches_per_epoch * cfg.search.batch_size, cfg.seed)
         # the reward batch and the final-selection set are fixed crops of the val images
@@ -244,6 +245,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         log.log("final", val_psnr=best_psnr, genotype=best.to_dict()["nodes"],
                 params=summary["params"], search_time_s=search.elapsed)
+        log.flush()
+        plots = plot_run(run_dir)
+        if log.wandb is not None:
+            log_to_wandb(log.wandb, plots)
         print(f"best cell: {best}\n  val PSNR {best_psnr:.2f} dB (shared weights), "
               f"{summary['params']:,} params standalone; written to {run_dir}")
         return summary

@@ -129,7 +129,7 @@ def load_genotype(path: str | Path, num_nodes: int | None = None) -> Genotype:
     if num_nodes is not None and genotype.num_nodes != num_nodes:
         raise GenotypeError(
             f"{path}: has {genotype.num_nodes} nodes but the network expects {num_nodes} "
-            f"(set model.nodes={genotype.num_nodes} or pick another genotype)"
+            f"(set archs.cell.nodes={genotype.num_nodes} or pick another genotype)"
         )
     return genotype
 

@@ -1,0 +1,104 @@
+"""The evaluate job: PSNR/SSIM on Y of benchmark sets, beside params and Mult-Adds.
+
+A benchmark root holds ``SET/X{s}/HR/*`` and ``SET/X{s}/LR/*`` with matching file
+names (the layout of ``../shared/datasets/benchmark``). The model super-resolves the
+**given** LR images; outputs are rounded to 8 bits and ``scale`` pixels are shaved
+from every border before PSNR and SSIM are measured on Y (BT.601), as the field does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from nas_sr.complexity import HR_SIZE, complexity, human
+from nas_sr.data import ImageSource, load_pair
+from nas_sr.images import ImageError, list_images
+from nas_sr.inference import Predictor, load_predictor, super_resolve, to_tensor
+from nas_sr.metrics import mean, psnr_y, quantize, ssim_y
+from nas_sr.runtime import resolve_device, set_threads
+
+
+def benchmark_sources(root: Path, name: str, scale: int) -> list[ImageSource]:
+    """HR/LR pairs of ``root/name/X{scale}``, paired by file name; layout errors name the path."""
+    set_dir = root / name
+    if not set_dir.is_dir():
+        found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        where = f"{root} holds: {', '.join(found)}" if found else f"{root} has no sets"
+        raise FileNotFoundError(f"{set_dir}: no such benchmark set ({where}); "
+                                "check sets= and benchmark_root=")
+    scale_dir = set_dir / f"X{scale}"
+    if not scale_dir.is_dir():
+        have = sorted(p.name for p in set_dir.iterdir() if p.is_dir() and p.name[:1] == "X")
+        raise FileNotFoundError(f"{scale_dir}: missing, so {name} has no x{scale} images "
+                                f"(it has: {', '.join(have) or 'none'}); pick another scale=")
+    files = {}
+    for kind in ("HR", "LR"):
+        folder = scale_dir / kind
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: missing; a set is laid out SET/X{scale}/HR "
+                                    f"and SET/X{scale}/LR with the same file names")
+        files[kind] = {p.relative_to(folder).with_suffix(""): p for p in list_images(folder)}
+    hr, lr = files["HR"], files["LR"]
+    if hr.keys() != lr.keys():
+        only = [f"only in {kind}: {', '.join(str(k) for k in sorted(a.keys() - b.keys()))}"
+                for kind, a, b in (("HR", hr, lr), ("LR", lr, hr)) if a.keys() - b.keys()]
+        raise ImageError(f"{scale_dir}: HR and LR images do not pair up ({len(hr)} HR, "
+                         f"{len(lr)} LR; {'; '.join(only)})")
+    return [ImageSource(hr[k], lr[k]) for k in sorted(hr)]
+
+
+def evaluate_image(predictor: Predictor, source: ImageSource, cfg: DictConfig,
+                   device: torch.device) -> dict[str, Any]:
+    hr, lr = load_pair(source, predictor.scale)  # names the LR file if the sizes disagree
+    sr = super_resolve(predictor, to_tensor(lr, device), tile=cfg.tile, overlap=cfg.overlap,
+                       ensemble=cfg.self_ensemble)
+    sr, hr_t = quantize(sr[0]).cpu(), torch.from_numpy(hr).permute(2, 0, 1)
+    shave = predictor.scale
+    return {"image": source.hr.stem, "psnr": float(psnr_y(sr, hr_t, shave)),
+            "ssim": ssim_y(sr, hr_t, shave)}
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    rows = [f"| {name} | x{results['scale']} | {s['psnr']:.2f} | {s['ssim']:.4f} | "
+            f"{human(results['params'])} | {human(results['mult_adds'])} |"
+            for name, s in results["sets"].items()]
+    return "\n".join([
+        f"model: {results['model']}" + (" (x8 self-ensemble)" if results["self_ensemble"] else ""),
+        "",
+        f"| set | scale | PSNR (dB) | SSIM | params | Mult-Adds ({HR_SIZE[1]}x{HR_SIZE[0]}) |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *rows,
+    ])
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    set_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    scale = int(cfg.scale)
+    predictor = load_predictor(str(cfg.model), scale, device)
+    root = Path(cfg.benchmark_root).expanduser()
+    # check every set's layout before spending time on any of them
+    sources = {name: benchmark_sources(root, name, scale) for name in cfg.sets}
+    sizes = complexity(predictor.model, scale) if predictor.arch else {}
+    results: dict[str, Any] = {
+        "model": str(cfg.model), "arch": predictor.arch, "scale": scale,
+        "self_ensemble": bool(cfg.self_ensemble), "tile": cfg.tile,
+        "params": sizes.get("params"), "mult_adds": sizes.get("mult_adds"), "sets": {},
+    }
+    for name, set_sources in sources.items():
+        images = [evaluate_image(predictor, src, cfg, device)
+                  for src in tqdm(set_sources, desc=f"{name} x{scale}", unit="img",
+                                  leave=False, disable=not cfg.logger.progress)]
+        results["sets"][name] = {"psnr": mean([i["psnr"] for i in images]),
+                                 "ssim": mean([i["ssim"] for i in images]), "images": images}
+    table = markdown_table(results)
+    print(table)
+    (run_dir / "results.md").write_text(table + "\n")
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results

@@ -1,0 +1,115 @@
+"""The export job: a checkpoint -> ``model.pt2`` that loads with torch alone.
+
+``torch.export`` traces the model to an ATen graph with the weights inside, with a
+dynamic batch, height and width, so one file serves any image size. Loading it
+needs neither this package nor the search space code (the tests prove it in a
+subprocess that never imports them). Beside it: ``genotype.json`` for cell models
+and ``MODEL_CARD.md``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from torch.export import Dim, ExportedProgram
+
+from nas_sr.complexity import HR_SIZE, complexity, human
+from nas_sr.inference import EXPORT_METADATA, ModelError, Predictor, load_predictor
+from nas_sr.runtime import set_threads
+from search_spaces.genotypes import Genotype, save_genotype
+
+MODEL_FILE = "model.pt2"
+
+LOAD_SNIPPET = """```python
+import torch
+model = torch.export.load("model.pt2").module()
+lr = torch.rand(1, 3, 120, 160)   # RGB in [0, 1], (N, 3, h, w) of any size
+with torch.no_grad():
+    sr = model(lr).clamp(0, 1)    # (N, 3, h*{s}, w*{s})
+```"""
+
+
+def export_model(model: nn.Module) -> ExportedProgram:
+    """Trace ``model`` with a dynamic batch, height and width (down to 1x1 pixels)."""
+    example = torch.rand(2, 3, 48, 40)  # unequal sides and batch > 1, so none is specialised
+    dims = {0: Dim("batch", min=1, max=1024), 2: Dim("height", min=1, max=16384),
+            3: Dim("width", min=1, max=16384)}
+    return torch.export.export(model, (example,), dynamic_shapes=(dims,))
+
+
+@torch.inference_mode()
+def max_abs_diff(model: nn.Module, program: ExportedProgram) -> float:
+    """Exported vs eager on an input of another shape than the traced example."""
+    x = torch.rand(1, 3, 37, 53, generator=torch.Generator().manual_seed(0))
+    return float((program.module()(x) - model(x)).abs().max())
+
+
+def figures(extras: dict[str, Any]) -> dict[str, Any]:
+    """Scalar entries of a checkpoint (and flat dicts of them, e.g. best metrics), dotted."""
+    scalar = (int, float, str, bool)
+    out = {}
+    for key, value in extras.items():
+        if isinstance(value, scalar):
+            out[key] = value
+        elif isinstance(value, dict) and value and all(isinstance(v, scalar)
+                                                       for v in value.values()):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+    return out
+
+
+def model_card(predictor: Predictor, source: Path, sizes: dict[str, int], diff: float) -> str:
+    arch, s = predictor.arch, predictor.scale
+    options = ", ".join(f"{k}={v}" for k, v in arch.items() if k not in ("name", "scale",
+                                                                         "genotype"))
+    lines = [
+        f"# nas-sr model: {arch['name']} x{s}", "",
+        "| | |", "| --- | --- |",
+        f"| architecture | {arch['name']}{f' ({options})' if options else ''} |",
+        f"| scale | x{s} |",
+        f"| parameters | {human(sizes['params'])} ({sizes['params']:,}) |",
+        f"| Mult-Adds, {HR_SIZE[1]}x{HR_SIZE[0]} output | {human(sizes['mult_adds'])} |",
+        f"| exported from | `{source}` |",
+        f"| exported with torch | {torch.__version__} |",
+        f"| export check | max abs diff vs the eager model {diff:.2e} |",
+    ]
+    if "genotype" in arch:
+        lines += ["", f"Cell (see `genotype.json`): `{Genotype.from_dict(arch['genotype'])}`"]
+    lines += ["", "## Load it with plain torch", "",
+              "No nas-sr needed; input size is free (dynamic batch, height and width). "
+              "`.module().to('cuda')` runs it on a GPU.", "",
+              LOAD_SNIPPET.format(s=s)]
+    figs = figures(predictor.extras)
+    if figs:
+        lines += ["", "## Figures from the checkpoint", "", "| key | value |", "| --- | --- |",
+                  *(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
+                    for k, v in figs.items())]
+    return "\n".join(lines) + "\n"
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    set_threads(cfg.threads)
+    if not cfg.checkpoint:
+        raise FileNotFoundError("checkpoint= is required: "
+                                "nas-sr export checkpoint=runs/retrain/.../best.pt")
+    source = Path(cfg.checkpoint).expanduser()
+    if source.suffix == ".pt2":
+        raise ModelError(f"{source}: already an exported model; pass a retrain checkpoint")
+    predictor = load_predictor(str(source))
+    out = Path(cfg.output).expanduser() if cfg.output else run_dir
+    out.mkdir(parents=True, exist_ok=True)
+
+    program = export_model(predictor.model)
+    diff = max_abs_diff(predictor.model, program)
+    torch.export.save(program, out / MODEL_FILE,
+                      extra_files={EXPORT_METADATA: json.dumps(predictor.arch)})
+    if "genotype" in predictor.arch:
+        save_genotype(Genotype.from_dict(predictor.arch["genotype"]), out / "genotype.json")
+    sizes = complexity(predictor.model, predictor.scale)
+    (out / "MODEL_CARD.md").write_text(model_card(predictor, source.resolve(), sizes, diff))
+    print(f"exported {source} -> {out / MODEL_FILE} (max abs diff vs eager {diff:.2e})")
+    return {"model": str(out / MODEL_FILE), "max_abs_diff": diff, **sizes}

@@ -1,0 +1,167 @@
+"""Running a trained model on whole images: loading, x8 self-ensemble and tiling.
+
+Shared by ``evaluate`` and ``upscale``. A model is anything that maps an LR batch
+(N, 3, h, w) in [0, 1] to (N, 3, h*s, w*s): a retrain checkpoint, an exported
+``model.pt2``, or ``bicubic`` (PIL's bicubic upsampling, the benchmark reference).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from nas_sr.archs import load_model
+from nas_sr.metrics import quantize
+from nas_sr.runtime import ConfigError
+
+Model = Callable[[torch.Tensor], torch.Tensor]
+
+# the arch spec, stored inside every model.pt2 that `nas-sr export` writes
+EXPORT_METADATA = "nas_sr.json"
+
+
+class ModelError(ConfigError):
+    """A model file or model choice that cannot be used; the message says what to fix."""
+
+
+class PILBicubic(nn.Module):
+    """PIL bicubic upsampling of 8-bit images: reproduces the datasets README's reference."""
+
+    def __init__(self, scale: int):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        images = quantize(x).byte().permute(0, 2, 3, 1).cpu().numpy()
+        up = [np.asarray(Image.fromarray(img).resize((w * self.scale, h * self.scale),
+                                                     Image.BICUBIC))
+              for img in images]
+        return torch.from_numpy(np.stack(up)).permute(0, 3, 1, 2).to(x.device) / 255.0
+
+
+@dataclass
+class Predictor:
+    """A loaded model; ``arch`` is its plain spec (None for bicubic), ``extras`` the rest of
+    its checkpoint (figures, epoch, ...; empty for bicubic and exported models)."""
+
+    model: nn.Module
+    scale: int
+    arch: dict[str, Any] | None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def load_predictor(spec: str, scale: int | None = None,
+                   device: torch.device | str = "cpu") -> Predictor:
+    """``bicubic``, an exported ``*.pt2`` or a retrain checkpoint, checked against ``scale``."""
+    if spec == "bicubic":
+        if scale is None:
+            raise ModelError("model=bicubic needs scale=2, 3 or 4")
+        return Predictor(PILBicubic(scale), scale, None)
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such model file; pass model=CHECKPOINT.pt, "
+                                "model=model.pt2 (from nas-sr export) or model=bicubic")
+    extras: dict[str, Any] = {}
+    if path.suffix == ".pt2":
+        model, arch = _load_exported(path)
+    else:
+        try:
+            model, state = load_model(path)
+        except pickle.UnpicklingError:  # not torch.save output, or it holds Python objects
+            raise ModelError(f"{path}: not a nas-sr checkpoint (weights_only load failed); "
+                             "pass a checkpoint written by retrain") from None
+        except (RuntimeError, ValueError) as e:
+            reason = str(e).splitlines()[0].removeprefix(f"{path}: ")
+            raise ModelError(f"{path}: cannot be loaded as a nas-sr checkpoint: {reason}"
+                             ) from None
+        arch = dict(state["arch"])
+        extras = {k: v for k, v in state.items() if k not in ("arch", "model")}
+    model_scale = int(arch["scale"])
+    if scale is not None and model_scale != scale:
+        raise ModelError(f"{path}: wrong scale: the model upscales x{model_scale} but "
+                         f"scale={scale}; pass scale={model_scale} or a x{scale} model")
+    return Predictor(model.to(device), model_scale, arch, extras)
+
+
+def _load_exported(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    if not zipfile.is_zipfile(path):  # checked first: torch logs a traceback otherwise
+        raise ModelError(f"{path}: not a torch.export archive; export it with nas-sr export")
+    extra = {EXPORT_METADATA: ""}
+    try:
+        program = torch.export.load(path, extra_files=extra)
+    except (RuntimeError, ValueError, KeyError):
+        raise ModelError(f"{path}: a zip file but not a torch.export program (torch's warning "
+                         "above says why); export one with nas-sr export") from None
+    if not extra[EXPORT_METADATA]:
+        raise ModelError(f"{path}: has no {EXPORT_METADATA} inside (its scale is unknown); "
+                         "export it with `nas-sr export checkpoint=...`")
+    return program.module(), json.loads(extra[EXPORT_METADATA])
+
+
+def to_tensor(img: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1]."""
+    return torch.from_numpy(img).permute(2, 0, 1)[None].to(device, torch.float32) / 255.0
+
+
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) float in [0, 1] -> (H, W, 3) uint8, rounded like any 8-bit output."""
+    return quantize(img[0]).byte().permute(1, 2, 0).cpu().numpy()
+
+
+def self_ensemble(model: Model, lr: torch.Tensor) -> torch.Tensor:
+    """Geometric x8 ensemble (EDSR): the mean over 4 rotations x flip, each undone."""
+    total = None
+    for k in range(4):
+        for flip in (False, True):
+            x = lr.rot90(k, dims=(-2, -1))
+            y = model(x.flip(-1) if flip else x)
+            y = (y.flip(-1) if flip else y).rot90(-k, dims=(-2, -1))
+            total = y if total is None else total + y
+    return total / 8
+
+
+def tiled_forward(model: Model, lr: torch.Tensor, scale: int, tile: int | None,
+                  overlap: int = 16) -> torch.Tensor:
+    """``model(lr)`` computed over ``tile`` x ``tile`` LR tiles (None or 0: in one go).
+
+    Each tile runs with ``overlap`` extra LR pixels of context on every side that
+    the image has, and only its core is kept: where the model's receptive field
+    fits in the overlap the result equals the untiled one exactly, and beyond it
+    the error decays with distance, so no seam shows. Activation memory is bounded
+    by one (tile + 2 * overlap)^2 tile; only the output is image-sized.
+    """
+    h, w = lr.shape[-2:]
+    if not tile or (tile >= h and tile >= w):
+        return model(lr)
+    if tile < 1 or overlap < 0:
+        raise ConfigError(f"tile must be >= 1 and overlap >= 0, got tile={tile} overlap={overlap}")
+    s = scale
+    out = lr.new_empty(lr.shape[0], 3, h * s, w * s)
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            cy, cx = max(y0 - overlap, 0), max(x0 - overlap, 0)  # context origin
+            sr = model(lr[..., cy:min(y1 + overlap, h), cx:min(x1 + overlap, w)])
+            out[..., y0 * s:y1 * s, x0 * s:x1 * s] = \
+                sr[..., (y0 - cy) * s:(y1 - cy) * s, (x0 - cx) * s:(x1 - cx) * s]
+    return out
+
+
+@torch.inference_mode()
+def super_resolve(predictor: Predictor, lr: torch.Tensor, *, tile: int | None = None,
+                  overlap: int = 16, ensemble: bool = False) -> torch.Tensor:
+    """The SR image of an LR batch, optionally x8-ensembled (per tile) and tiled."""
+    model: Model = partial(self_ensemble, predictor.model) if ensemble else predictor.model
+    return tiled_forward(model, lr, predictor.scale, tile, overlap)

@@ -1,0 +1,331 @@
+"""The retrain job: a found cell (``genotype=PATH``) or a baseline, trained as a standalone model.
+
+Seed 004's habits: L1 loss, Adam, a decaying learning rate, random crops with
+flips and 90-degree rotations, validation PSNR (Y, ``scale`` pixels shaved,
+8-bit outputs) every epoch, the best checkpoint kept. ``last.pt`` holds the
+whole training state, so a killed run resumes where its last epoch ended.
+
+Under ``torchrun`` it trains data-parallel (DDP): ``train.batch_size`` is the
+global batch, split evenly over the processes by striding the crop indices, so
+K processes take the same steps as one (up to float summation order).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from nas_sr import checkpoint, distributed
+from nas_sr.archs import build_model
+from nas_sr.cache import cache_path, open_store
+from nas_sr.data import (
+    PairStore,
+    RandomCrops,
+    fixed_crops,
+    load_pairs,
+    lr_patch_size,
+    resolve_sources,
+    to_tensor,
+)
+from nas_sr.distributed import Dist
+from nas_sr.metrics import psnr_y, quantize
+from nas_sr.runlog import RunLog
+from nas_sr.runtime import ConfigError, TrainingDiverged, cosine_lr, seed_everything, set_threads
+from search_spaces.genotypes import GenotypeError, load_genotype
+from search_spaces.network import count_params
+
+BEST, LAST = "best.pt", "last.pt"
+VAL_BATCH = 32  # validation crops per forward pass
+
+Batches = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+def model_spec(cfg: DictConfig) -> dict[str, Any]:
+    """The arch spec of ``cfg.model``: ``archs.<model>``; for the cell, ``train.cell`` on top.
+
+    ``train.cell`` exists because ``archs.cell`` also sizes the search's supernet, while
+    a retrained cell network is usually wider or deeper than the one searched.
+    """
+    name = cfg.model
+    if name not in cfg.archs:
+        raise ConfigError(f"model={name!r} is unknown; choose one of {', '.join(cfg.archs)}")
+    spec = {"name": name, "scale": int(cfg.scale), **OmegaConf.to_container(cfg.archs[name])}
+    if name == "cell":
+        spec.update({k: v for k, v in cfg.train.cell.items() if v is not None})
+        if not cfg.genotype:
+            raise GenotypeError(
+                "model=cell needs genotype=PATH (the genotype.json of a search run); "
+                "or train a baseline with model=srcnn|vdsr|edsr_baseline")
+        genotype = load_genotype(Path(cfg.genotype).expanduser())
+        spec.update(nodes=genotype.num_nodes, genotype=genotype.to_dict())  # the file decides
+    return spec
+
+
+def init_from(model: nn.Module, path: str | Path) -> list[str]:
+    """Copy every tensor of checkpoint ``path`` whose name and shape fit ``model``.
+
+    An x3/x4 model started from x2 weights takes all but the upsampler. Returns the
+    names of the tensors left as initialised.
+    """
+    state = checkpoint.load(Path(path).expanduser())
+    source = state.get("model") if isinstance(state, dict) else None
+    if not isinstance(source, dict):
+        raise ConfigError(f"{path}: not a nas-sr model checkpoint (no 'model'); "
+                         "init_from= takes a best.pt or last.pt of retrain")
+    own = model.state_dict()
+    fits = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    if not fits:
+        raise ConfigError(f"{path}: none of its tensors fits this model "
+                         f"(it was trained as {state.get('arch', {}).get('name', '?')})")
+    model.load_state_dict(fits, strict=False)
+    return sorted(set(own) - set(fits))
+
+
+def lr_factor(train: DictConfig, epoch: int) -> float:
+    """Multiplier of ``train.lr`` in ``epoch``: cosine down to ``lr_min``, or steps of ``gamma``."""
+    if train.schedule == "cosine":
+        return cosine_lr(1.0, train.lr_min / train.lr, epoch, train.epochs)
+    if train.schedule == "step":
+        return train.gamma ** (epoch // train.step_epochs)
+    raise ConfigError(f"train.schedule={train.schedule!r}; use cosine or step")
+
+
+def clip_gradients(params: list[nn.Parameter], train: DictConfig, learning_rate: float) -> None:
+    """Norm clipping at ``grad_clip``, or VDSR's adjustable clipping: each gradient
+    component within +-grad_clip / lr, so the step bound stays fixed as the lr decays."""
+    if not train.grad_clip:
+        return
+    if train.adjustable_clip:
+        nn.utils.clip_grad_value_(params, train.grad_clip / learning_rate)
+    else:
+        nn.utils.clip_grad_norm_(params, train.grad_clip)
+
+
+def load_data(cfg: DictConfig, d: Dist) -> tuple[RandomCrops, Batches]:
+    """The training crops, and this process's share of the validation batches."""
+    data, t, scale = cfg.data, cfg.train, cfg.scale
+    train_src, val_src = resolve_sources(data, scale)
+    min_lr = lr_patch_size(t.patch_size, scale)
+    progress = cfg.logger.progress and d.is_main
+    with distributed.main_first(d):  # one process builds the cache, the others read it
+        store = open_store(train_src, scale, min_lr, cache_path(data, scale, "train"),
+                           "training images", progress)
+    crops = RandomCrops(store, scale, t.patch_size, t.iters_per_epoch * t.batch_size, cfg.seed)
+    # the validation images are few: decoded in memory, cut into fixed crops or kept whole
+    if t.val_crops:
+        pairs = load_pairs(val_src, scale, min_lr, "validation images", progress)
+        lr, hr = fixed_crops(PairStore(pairs), scale, t.patch_size, t.val_crops, seed=1)
+        lr, hr = lr[d.rank::d.world_size], hr[d.rank::d.world_size]
+        return crops, [(lr[i:i + VAL_BATCH], hr[i:i + VAL_BATCH])
+                       for i in range(0, len(lr), VAL_BATCH)]
+    pairs = load_pairs(val_src[d.rank::d.world_size], scale, 1, "validation images", progress)
+    return crops, [(to_tensor(lr)[None], to_tensor(hr)[None]) for hr, lr in pairs]
+
+
+class Retrain:
+    """All the state of one training run; ``state_dict`` is exactly what ``last.pt`` holds."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, d: Dist, device: torch.device,
+                 resume: dict[str, Any] | None):
+        self.cfg, self.run_dir, self.dist, self.device = cfg, run_dir, d, device
+        t = cfg.train
+        if t.batch_size % d.world_size:
+            raise ConfigError(f"train.batch_size={t.batch_size} does not split evenly over "
+                             f"{d.world_size} processes; use a multiple of {d.world_size}")
+        # a resumed run rebuilds the model it trained, whatever became of the genotype file
+        self.arch = resume["arch"] if resume else model_spec(cfg)
+        seed_everything(cfg.seed)
+        self.model = build_model(self.arch).to(device)
+        self.init_skipped = (init_from(self.model, cfg.init_from)
+                             if cfg.init_from and resume is None else None)
+        self.net: nn.Module = self.model
+        if d.enabled:
+            self.net = DistributedDataParallel(
+                self.model, device_ids=[device] if device.type == "cuda" else None)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda epoch: lr_factor(self.cfg.train, epoch))
+        self.epoch, self.best_epoch, self.elapsed = 0, 0, 0.0
+        self.val_psnr = self.best_psnr = -math.inf
+        self.log_offset: int | None = None
+        self.crops, self.val_batches = load_data(cfg, d)
+        self.sampler = DistributedSampler(self.crops, d.world_size, d.rank, shuffle=False)
+        if resume:
+            self.load_state_dict(resume)
+
+    # --- checkpointing ------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "arch": self.arch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": torch.get_rng_state(),
+            "epoch": self.epoch,
+            "params": count_params(self.model),
+            "val_psnr": self.val_psnr,
+            "best_psnr": self.best_psnr,
+            "best_epoch": self.best_epoch,
+            "elapsed": self.elapsed,
+            "log_offset": self.log_offset,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        # the schedule follows the config, so a resume may lower train.lr (after a divergence)
+        lr = self.cfg.train.lr
+        self.scheduler.base_lrs = [lr] * len(self.optimizer.param_groups)
+        for group in self.optimizer.param_groups:
+            group["initial_lr"] = lr
+            group["lr"] = lr * lr_factor(self.cfg.train, state["epoch"])
+        torch.set_rng_state(state["rng"])
+        self.epoch, self.elapsed, self.log_offset = (
+            state["epoch"], state["elapsed"], state["log_offset"])
+        self.val_psnr, self.best_psnr, self.best_epoch = (
+            state["val_psnr"], state["best_psnr"], state["best_epoch"])
+
+    def save(self, improved: bool) -> None:
+        state = self.state_dict()
+        if improved:  # best first: a kill in between leaves last.pt one epoch behind, redone
+            checkpoint.save_atomic(state, self.run_dir / BEST)
+        checkpoint.save_atomic(state, self.run_dir / LAST)
+
+    # --- one epoch ----------------------------------------------------------------------
+    def train_epoch(self) -> dict[str, float]:
+        t, d = self.cfg.train, self.dist
+        self.crops.set_epoch(self.epoch)
+        loader = DataLoader(self.crops, batch_size=t.batch_size // d.world_size,
+                            sampler=self.sampler, num_workers=self.cfg.data.num_workers,
+                            pin_memory=self.device.type == "cuda")
+        learning_rate = self.optimizer.param_groups[0]["lr"]
+        self.net.train()
+        total = 0.0
+        bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{t.epochs}", leave=False,
+                   disable=not (self.cfg.logger.progress and d.is_main))
+        for step, (lr_img, hr_img) in enumerate(bar, 1):
+            lr_img = lr_img.to(self.device, non_blocking=True)
+            hr_img = hr_img.to(self.device, non_blocking=True)
+            loss = F.l1_loss(self.net(lr_img), hr_img)
+            # every process checks the mean loss, so all of them stop together
+            value = distributed.all_sum(d, loss.detach().clone()).item() / d.world_size
+            if not math.isfinite(value):
+                raise self.diverged(value, step)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            clip_gradients(list(self.model.parameters()), t, learning_rate)
+            self.optimizer.step()
+            total += value
+            bar.set_postfix(loss=f"{value:.4f}")
+        self.scheduler.step()
+        return {"loss": total / len(loader), "lr": learning_rate}
+
+    @torch.inference_mode()
+    def validate(self) -> float:
+        """Mean Y-PSNR over all processes' validation crops or images."""
+        self.model.eval()
+        total, count = 0.0, 0
+        for lr_img, hr_img in self.val_batches:
+            sr = quantize(self.model(lr_img.to(self.device)))
+            total += float(psnr_y(sr, quantize(hr_img.to(self.device)), self.cfg.scale).sum())
+            count += len(lr_img)
+        sums = distributed.all_sum(
+            self.dist, torch.tensor([total, count], dtype=torch.float64, device=self.device))
+        return float(sums[0] / sums[1])
+
+    def end_epoch(self, val_psnr: float, seconds: float) -> bool:
+        """Count the epoch; True when it is the best so far."""
+        self.epoch += 1
+        self.elapsed += seconds
+        self.val_psnr = val_psnr
+        improved = val_psnr > self.best_psnr
+        if improved:
+            self.best_psnr, self.best_epoch = val_psnr, self.epoch
+        return improved
+
+    def diverged(self, value: float, step: int) -> TrainingDiverged:
+        kept = (f"{self.run_dir / LAST} (after epoch {self.epoch}) is left as it was"
+                if self.epoch else "no checkpoint had been written yet")
+        return TrainingDiverged(
+            f"the training loss became {value} in epoch {self.epoch + 1}, step {step}; {kept}. "
+            f"Lower train.lr or set train.grad_clip, then resume: "
+            f"nas-sr retrain resume={self.run_dir} train.grad_clip=1.0")
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Train (or resume) in ``run_dir``; every process returns the summary rank 0 writes."""
+    d, device = distributed.setup(cfg.device)
+    try:
+        return _train(cfg, run_dir, d, device)
+    finally:
+        distributed.teardown(d)
+
+
+def _train(cfg: DictConfig, run_dir: Path, d: Dist, device: torch.device) -> dict[str, Any]:
+    set_threads(cfg.threads)
+    distributed.check_same(d, str(run_dir.resolve()),
+                           "pass the same hydra.run.dir=DIR (or resume=DIR) to every process")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick its kernels
+    last = run_dir / LAST
+    resume = checkpoint.load(last) if last.is_file() else None
+    trainer = Retrain(cfg, run_dir, d, device, resume)
+    t, name, params = cfg.train, trainer.arch["name"], count_params(trainer.model)
+    log = (RunLog(run_dir, trainer.log_offset if resume else 0, cfg.logger.wandb,
+                  OmegaConf.to_container(cfg, resolve=True)) if d.is_main else None)
+    try:
+        untrained = None if resume else trainer.validate()  # every process takes part
+        if log and resume:
+            print(f"resuming {run_dir} after epoch {trainer.epoch}/{t.epochs}")
+        elif log:
+            log.log("start", model=name, arch=trainer.arch, params=params,
+                    device=str(device), world_size=d.world_size, val_psnr=untrained,
+                    init_from=cfg.init_from, init_skipped=trainer.init_skipped)
+            print(f"{name} x{cfg.scale}: {params:,} params on {d.world_size} x {device}; "
+                  f"untrained val PSNR {untrained:.2f} dB")
+        while trainer.epoch < t.epochs:
+            t0 = time.perf_counter()
+            stats = trainer.train_epoch()
+            t1 = time.perf_counter()
+            val_psnr = trainer.validate()
+            t2 = time.perf_counter()
+            improved = trainer.end_epoch(val_psnr, t2 - t0)
+            if log:
+                log.log("epoch", epoch=trainer.epoch, **stats, val_psnr=val_psnr,
+                        best_psnr=trainer.best_psnr, train_time_s=t1 - t0, val_time_s=t2 - t1)
+                trainer.log_offset = log.offset
+                log.flush()
+                trainer.save(improved)
+                print(f"epoch {trainer.epoch}/{t.epochs}: loss {stats['loss']:.4f}, "
+                      f"val {val_psnr:.2f} dB (best {trainer.best_psnr:.2f} at epoch "
+                      f"{trainer.best_epoch}), lr {stats['lr']:.2e}, {t1 - t0:.1f}s train "
+                      f"+ {t2 - t1:.1f}s val")
+        summary = {
+            "model": name, "scale": cfg.scale, "params": params, "arch": trainer.arch,
+            "best_val_psnr": trainer.best_psnr, "best_epoch": trainer.best_epoch,
+            "epochs": trainer.epoch, "train_time_s": trainer.elapsed,
+            "world_size": d.world_size,
+            "validation": f"{t.val_crops} crops" if t.val_crops else "whole images",
+        }
+        if log:
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            log.log("final", best_val_psnr=trainer.best_psnr, best_epoch=trainer.best_epoch,
+                    params=params, train_time_s=trainer.elapsed)
+            print(f"best val PSNR {trainer.best_psnr:.2f} dB at epoch {trainer.best_epoch}; "
+                  f"{run_dir / BEST}")
+        return summary
+    finally:
+        if log:
+            log.close()

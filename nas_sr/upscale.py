@@ -1,0 +1,48 @@
+"""The upscale job: super-resolve an image or a folder of images of any size, tiled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+from PIL import Image
+from tqdm import tqdm
+
+from nas_sr.images import list_images, load_image
+from nas_sr.inference import load_predictor, super_resolve, to_tensor, to_uint8
+from nas_sr.runtime import resolve_device, set_threads
+
+
+def input_files(path: Path) -> tuple[Path, list[Path]]:
+    """(root the output names are relative to, images): one file, or a folder's images."""
+    if path.is_file():
+        return path.parent, [path]
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder; input= takes an image "
+                                "or a folder of images")
+    return path, list_images(path)
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    set_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    if not cfg.model or not cfg.input:
+        raise FileNotFoundError("model= and input= are required: model= a retrain checkpoint, "
+                                "an exported model.pt2 or bicubic (with scale=); input= an "
+                                "image or a folder of images")
+    predictor = load_predictor(str(cfg.model), cfg.scale, device)
+    root, files = input_files(Path(cfg.input).expanduser())
+    out_dir = Path(cfg.output).expanduser() if cfg.output else run_dir / "images"
+    written = []
+    for path in tqdm(files, desc=f"upscaling x{predictor.scale}", unit="img",
+                     disable=not cfg.logger.progress):
+        lr = to_tensor(load_image(path), device)  # a bad file stops here, named
+        sr = super_resolve(predictor, lr, tile=cfg.tile, overlap=cfg.overlap,
+                           ensemble=cfg.self_ensemble)
+        dest = out_dir / path.relative_to(root).with_suffix(".png")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(to_uint8(sr)).save(dest)
+        written.append(str(dest))
+    print(f"wrote {len(written)} image(s) x{predictor.scale} to {out_dir}")
+    return {"outputs": written, "scale": predictor.scale}

@@ -1,0 +1,131 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from conftest import SHARED, needs_datasets, write_image
+from nas_sr.cache import H5Store, open_store
+from nas_sr.data import (
+    ImageSource,
+    PairStore,
+    RandomCrops,
+    fixed_crops,
+    load_pairs,
+    resolve_sources,
+)
+from nas_sr.images import ImageError, downscale
+
+
+def sources(folder):
+    return [ImageSource(p) for p in sorted(folder.glob("*.png"))]
+
+
+def test_crops_are_aligned_and_deterministic(image_folder):
+    store = PairStore(load_pairs(sources(image_folder), 2, 16))
+    crops = RandomCrops(store, scale=2, patch_size=32, length=8, seed=3)
+    lr, hr = crops[5]
+    assert lr.shape == (3, 16, 16) and hr.shape == (3, 32, 32)
+    torch.testing.assert_close(crops[5][0], lr)  # same (seed, epoch, index) -> same crop
+    crops.set_epoch(1)
+    assert not torch.equal(crops[5][0], lr)
+    # without augmentation, the LR crop is the bicubic downscale of the HR crop's region
+    plain = RandomCrops(store, scale=2, patch_size=32, length=4, seed=3, augment=False)
+    lr, hr = plain[0]
+    assert lr.dtype == torch.float32 and 0 <= float(lr.min()) and float(lr.max()) <= 1
+
+
+def test_augmentations_cover_the_8_symmetries(image_folder):
+    store = PairStore(load_pairs(sources(image_folder)[:1], 2, 16))
+    seen = set()
+    for seed in range(200):
+        crops = RandomCrops(store, scale=2, patch_size=80, length=1, seed=seed)
+        lr, _ = crops[0]
+        seen.add(lr.numpy().tobytes())
+    assert len(seen) >= 8 * 2  # 8 symmetries x several crop positions
+
+
+def test_image_smaller_than_a_crop_is_named(tmp_path):
+    write_image(tmp_path / "tiny.png", size=(20, 20))
+    with pytest.raises(ImageError, match=r"tiny.png: 20x20 pixels is smaller than one 64x64 crop"):
+        load_pairs([ImageSource(tmp_path / "tiny.png")], 2, 32)
+
+
+def test_wrong_scale_lr_is_refused(tmp_path):
+    hr = write_image(tmp_path / "hr.png", size=(64, 64))
+    from PIL import Image
+    Image.new("RGB", (20, 20)).save(tmp_path / "lr.png")
+    with pytest.raises(ImageError, match="not the HR size 64x64 divided by scale 2"):
+        load_pairs([ImageSource(hr, tmp_path / "lr.png")], 2, 8)
+
+
+def test_folder_split_is_fixed_and_disjoint(image_folder):
+    cfg = OmegaConf.create({"name": "folder", "train_dir": str(image_folder), "val_dir": None,
+                            "val_fraction": 0.34})
+    train, val = resolve_sources(cfg, 2)
+    assert len(val) == 2 and len(train) == 4
+    assert not {s.hr for s in train} & {s.hr for s in val}
+    assert resolve_sources(cfg, 2) == (train, val)
+
+
+def test_div2k_layout_uses_given_lr(tmp_path):
+    root = tmp_path / "DIV2K"
+    for split, n in (("train", 3), ("valid", 1)):
+        for i in range(n):
+            hr = write_image(root / f"DIV2K_{split}_HR" / f"{i:04d}.png", size=(64, 64), seed=i)
+            if split == "train":
+                from PIL import Image
+                lr_dir = root / f"DIV2K_{split}_LR_bicubic" / "X2"
+                lr_dir.mkdir(parents=True, exist_ok=True)
+                Image.open(hr).resize((32, 32), Image.NEAREST).save(lr_dir / f"{i:04d}x2.png")
+    train, val = resolve_sources(OmegaConf.create({"name": "div2k", "root": str(root)}), 2)
+    assert [s.lr is not None for s in train] == [True] * 3 and val[0].lr is None
+    hr, lr = load_pairs(train[:1], 2, 8)[0]
+    assert not np.array_equal(lr, downscale(hr, 2))  # the given (nearest) LR, not bicubic
+
+
+def test_h5_cache_equals_memory_and_detects_stale(image_folder, tmp_path):
+    src = sources(image_folder)
+    path = tmp_path / "cache" / "train.h5"
+    store = open_store(src, 2, 16, path)
+    assert isinstance(store, H5Store) and len(store) == len(src)
+    mem = open_store(src, 2, 16, None)
+    for i in range(len(src)):
+        for a, b in zip(store.crop(i, 3, 5, 16, 2), mem.crop(i, 3, 5, 16, 2), strict=True):
+            np.testing.assert_array_equal(a, b)
+    mtime = path.stat().st_mtime_ns
+    open_store(src, 2, 16, path)
+    assert path.stat().st_mtime_ns == mtime  # fresh: reused, not rebuilt
+    write_image(src[0].hr, seed=99)  # an image changes -> stale -> rebuilt
+    os.utime(src[0].hr, ns=(mtime + 10**9, mtime + 10**9))
+    store = open_store(src, 2, 16, path)
+    assert path.stat().st_mtime_ns != mtime
+    np.testing.assert_array_equal(store.crop(0, 0, 0, 16, 2)[1],
+                                  open_store(src[:1], 2, 16, None).crop(0, 0, 0, 16, 2)[1])
+    # a crop larger than a cached image is still refused with the file's name
+    with pytest.raises(ImageError, match="img0.png"):
+        open_store(src, 2, 60, path)
+
+
+def test_h5_store_in_dataloader_workers(image_folder, tmp_path):
+    store = open_store(sources(image_folder), 2, 16, tmp_path / "c.h5")
+    crops = RandomCrops(store, scale=2, patch_size=32, length=8, seed=0)
+    batches = list(torch.utils.data.DataLoader(crops, batch_size=4, num_workers=2))
+    single = list(torch.utils.data.DataLoader(crops, batch_size=4, num_workers=0))
+    for (a, _), (b, _) in zip(batches, single, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_fixed_crops_batch(image_folder):
+    store = PairStore(load_pairs(sources(image_folder), 3, 21))
+    lr, hr = fixed_crops(store, 3, 64, 5, seed=1)
+    assert lr.shape == (5, 3, 21, 21) and hr.shape == (5, 3, 63, 63)
+
+
+@needs_datasets
+def test_shared_training_folder_resolves():
+    cfg = OmegaConf.create({"name": "folder", "train_dir": str(SHARED / "train"),
+                            "val_dir": None, "val_fraction": 0.1})
+    train, val = resolve_sources(cfg, 2)
+    assert len(train) + len(val) == 291 and len(val) == 29

@@ -1,0 +1,142 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from skimage.metrics import structural_similarity
+from torch import nn
+
+from conftest import SHARED, make_cfg, needs_datasets, write_image
+from nas_sr import evaluate
+from nas_sr.archs import SRCNN
+from nas_sr.checkpoint import save_atomic
+from nas_sr.complexity import count_params, lr_size, mult_adds
+from nas_sr.images import ImageError, downscale, load_image
+from nas_sr.inference import ModelError
+from nas_sr.metrics import ssim_y
+
+# the datasets README's figures for PIL bicubic upsampling of the given LR images
+REFERENCE = {("Set5", 2): 33.67, ("Set14", 2): 30.33, ("Set5", 3): 30.40,
+             ("Set14", 3): 27.63, ("Set5", 4): 28.43, ("Set14", 4): 26.09}
+TOLERANCE = {"Set5": 0.02, "Set14": 0.05}
+
+
+def make_set(root: Path, name: str = "Tiny", scale: int = 2, count: int = 2) -> Path:
+    """A benchmark set laid out like ../shared/datasets/benchmark, from synthetic images."""
+    for i in range(count):
+        hr = write_image(root / name / f"X{scale}" / "HR" / f"img_{i}.png", (48, 60), seed=i)
+        lr = hr.parent.parent / "LR" / hr.name
+        lr.parent.mkdir(exist_ok=True)
+        Image.fromarray(downscale(load_image(hr), scale)).save(lr)
+    return root
+
+
+def srcnn_checkpoint(path: Path, scale: int) -> Path:
+    torch.manual_seed(0)
+    save_atomic({"arch": {"name": "srcnn", "scale": scale}, "model": SRCNN(scale).state_dict()},
+                path)
+    return path
+
+
+@needs_datasets
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_bicubic_reproduces_reference_figures(tmp_path, scale):
+    cfg = make_cfg("evaluate", "model=bicubic", f"benchmark_root={SHARED / 'benchmark'}",
+                   f"scale={scale}")
+    results = evaluate.run(cfg, tmp_path)
+    for name in ("Set5", "Set14"):
+        assert results["sets"][name]["psnr"] == pytest.approx(REFERENCE[name, scale],
+                                                              abs=TOLERANCE[name])
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert [i["image"] for i in saved["sets"]["Set5"]["images"]] == [
+        f"img_00{i}" for i in range(1, 6)]
+
+
+def test_ssim_identity_and_perturbation_match_skimage():
+    rng = np.random.default_rng(0)
+    hr = torch.from_numpy(rng.integers(0, 256, (3, 40, 50))).double()
+    assert ssim_y(hr, hr, shave=2) == pytest.approx(1.0)
+    sr = (hr + torch.from_numpy(rng.normal(0, 8, hr.shape))).clamp(0, 255).round()
+    # the same figure computed directly: BT.601 Y, 2 px shaved, MATLAB's Gaussian window
+    y = [16 + np.tensordot([65.481, 128.553, 24.966], t.numpy(), axes=1)[2:-2, 2:-2] / 255
+         for t in (sr, hr)]
+    expected = structural_similarity(*y, data_range=255, gaussian_weights=True, sigma=1.5,
+                                     use_sample_covariance=False)
+    assert ssim_y(sr, hr, shave=2) == pytest.approx(expected, abs=1e-12)
+    assert 0.5 < expected < 0.999
+
+
+class HandCounted(nn.Module):
+    """LR-size convs (one functional, like the cell's output conv) and a sub-pixel x2."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)                             # 3*4*9 = 108
+        self.depthwise = nn.Conv2d(4, 4, 3, padding=1, groups=4, bias=False)  # 4*9 = 36
+        self.weight = nn.Parameter(torch.zeros(12, 4, 1, 1))                  # 12*4 = 48
+
+    def forward(self, x):
+        return F.pixel_shuffle(F.conv2d(self.depthwise(self.conv(x)), self.weight), 2)
+
+
+def test_mult_adds_are_exact_for_hand_counted_models():
+    assert mult_adds(HandCounted(), scale=2) == (108 + 36 + 48) * 640 * 360
+    # SRCNN upsamples first, so its convs run at 1280x720
+    per_pixel = 3 * 64 * 9 * 9 + 64 * 32 * 5 * 5 + 32 * 3 * 5 * 5
+    assert mult_adds(SRCNN(2), scale=2) == per_pixel * 1280 * 720 == 63_730_483_200
+    assert count_params(SRCNN(2)) == per_pixel + 64 + 32 + 3
+    assert lr_size(3) == (240, 427)
+
+
+def test_checkpoint_evaluation_table_json_and_tiling(tmp_path, capsys):
+    root = make_set(tmp_path / "bench")
+    ckpt = srcnn_checkpoint(tmp_path / "srcnn.pt", 2)
+    base = ["evaluate", f"model={ckpt}", f"benchmark_root={root}", "sets=[Tiny]"]
+    for sub in ("whole", "tiled"):
+        (tmp_path / sub).mkdir()
+    whole = evaluate.run(make_cfg(*base), tmp_path / "whole")
+    assert "| Tiny | x2 |" in capsys.readouterr().out
+    assert whole["params"] == 69_251 and whole["mult_adds"] == 63_730_483_200
+    assert len(whole["sets"]["Tiny"]["images"]) == 2
+    tiled = evaluate.run(make_cfg(*base, "tile=10", "overlap=8"), tmp_path / "tiled")
+    assert tiled["sets"]["Tiny"]["psnr"] == pytest.approx(whole["sets"]["Tiny"]["psnr"], abs=0.01)
+
+
+def test_layout_errors_name_the_problem(tmp_path):
+    root = make_set(tmp_path / "bench")
+
+    def run(*overrides):
+        return evaluate.run(make_cfg("evaluate", f"benchmark_root={root}", "sets=[Tiny]",
+                                     *overrides), tmp_path)
+
+    with pytest.raises(FileNotFoundError, match="Nope: no such benchmark set.*holds: Tiny"):
+        run("sets=[Nope]")
+    with pytest.raises(FileNotFoundError, match="X3: missing.*has: X2"):
+        run("scale=3")
+    with pytest.raises(ModelError, match="wrong scale"):
+        run(f"model={srcnn_checkpoint(tmp_path / 'x3.pt', 3)}")
+    write_image(root / "Tiny" / "X2" / "HR" / "img_9.png")
+    with pytest.raises(ImageError, match="do not pair up.*only in HR: img_9"):
+        run()
+    lr = write_image(root / "Tiny" / "X2" / "LR" / "img_9.png", (10, 10))
+    with pytest.raises(ImageError, match=str(lr)):
+        run()
+
+
+def test_cli_prints_table_and_exits_cleanly_on_user_errors(tmp_path):
+    root = make_set(tmp_path / "bench")
+    cmd = [sys.executable, "-m", "nas_sr.cli", "evaluate", "model=bicubic",
+           f"benchmark_root={root}", "logger.progress=false", "device=cpu"]
+    ok = subprocess.run([*cmd, "sets=[Tiny]", f"hydra.run.dir={tmp_path / 'run'}"],
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert "| Tiny | x2 |" in ok.stdout and (tmp_path / "run" / "results.json").is_file()
+    bad = subprocess.run([*cmd, "sets=[Set7]", f"hydra.run.dir={tmp_path / 'bad'}"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "error:" in bad.stderr and "Set7: no such benchmark set" in bad.stderr

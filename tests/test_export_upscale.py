@@ -1,0 +1,134 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from skimage import data as skdata
+from torch import nn
+
+from conftest import SHARED, make_cfg, write_image
+from nas_sr import export, upscale
+from nas_sr.archs import build_model, load_model
+from nas_sr.checkpoint import save_atomic
+from nas_sr.images import ImageError, downscale, load_image
+from nas_sr.inference import ModelError, self_ensemble, tiled_forward, to_tensor
+
+# every op of the space, a loose end and a reuse of h(k-2)
+GENOTYPE = {"nodes": [[0, "conv_3x3", 1, "sep_conv_3x3"], [2, "dil_conv_3x3", 1, "identity"],
+                      [3, "conv_3x3", 0, "identity"], [1, "sep_conv_3x3", 4, "conv_3x3"],
+                      [2, "identity", 5, "dil_conv_3x3"]]}
+ARCH = {"name": "cell", "scale": 2, "channels": 8, "cells": 2, "genotype": GENOTYPE}
+# a subprocess that cannot import the project: the exported file must stand alone
+PLAIN_TORCH = """
+import sys
+for name in ("nas_sr", "search_spaces", "controllers"):
+    sys.modules[name] = None  # any import of these now raises ImportError
+import torch
+model = torch.export.load(sys.argv[1]).module()
+with torch.no_grad():
+    torch.save(model(torch.load(sys.argv[2])), sys.argv[3])
+"""
+
+
+def real_lr() -> np.ndarray:
+    """A real LR photograph: Set5 baby (x2) when the datasets are here, else skimage's."""
+    baby = SHARED / "benchmark" / "Set5" / "X2" / "LR" / "img_001.png"
+    return load_image(baby) if baby.is_file() else downscale(skdata.astronaut(), 2)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A random tiny cell net's checkpoint and its export folder."""
+    root = tmp_path_factory.mktemp("export")
+    torch.manual_seed(0)
+    save_atomic({"arch": ARCH, "model": build_model(ARCH).state_dict(), "epoch": 7,
+                 "best": {"psnr": 31.5}}, root / "cell.pt")
+    export.run(make_cfg("export", f"checkpoint={root / 'cell.pt'}", f"output={root / 'out'}"),
+               root)
+    return root / "cell.pt", root / "out"
+
+
+def test_export_runs_in_plain_torch_and_equals_the_training_model(exported, tmp_path):
+    ckpt, out = exported
+    lr = to_tensor(real_lr())
+    torch.save(lr, tmp_path / "lr.pt")
+    subprocess.run([sys.executable, "-c", PLAIN_TORCH, str(out / "model.pt2"),
+                    str(tmp_path / "lr.pt"), str(tmp_path / "sr.pt")],
+                   cwd=tmp_path, check=True, timeout=120)
+    model, _ = load_model(ckpt)
+    with torch.no_grad():
+        expected = model(lr)
+    assert (torch.load(tmp_path / "sr.pt") - expected).abs().max() < 1e-5
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "x2" in card and "Mult-Adds" in card and "torch.export.load" in card
+    assert "| best.psnr | 31.5000 |" in card and "| epoch | 7 |" in card
+    assert (out / "genotype.json").is_file()
+
+
+def test_self_ensemble_of_an_equivariant_model_is_its_plain_output():
+    conv = nn.Conv2d(3, 3, 1)  # 1x1 conv + bicubic: commutes with flips and rotations
+
+    def model(x):
+        return F.interpolate(conv(x), scale_factor=2, mode="bicubic")
+
+    lr = to_tensor(real_lr())
+    with torch.no_grad():
+        assert (self_ensemble(model, lr) - model(lr)).abs().max() < 1e-5
+
+
+def test_self_ensemble_of_a_generic_model_averages_into_an_equivariant_one():
+    torch.manual_seed(0)
+    model = build_model(ARCH).eval()
+    lr = to_tensor(real_lr())[..., :64, :80]
+    with torch.no_grad():
+        ensembled = self_ensemble(model, lr)
+        assert (ensembled - model(lr)).abs().max() > 1e-2  # the 8 outputs do differ
+        rotated = self_ensemble(model, lr.rot90(1, dims=(-2, -1)))
+        flipped = self_ensemble(model, lr.flip(-1))
+    assert (rotated - ensembled.rot90(1, dims=(-2, -1))).abs().max() < 1e-5
+    assert (flipped - ensembled.flip(-1)).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("tile", [7, 16, 33, 50])
+def test_tiled_forward_equals_untiled(tile):
+    torch.manual_seed(0)
+    model = build_model(ARCH).eval()
+    lr = to_tensor(real_lr())[..., :70, :90]  # no tile size divides both sides
+    with torch.no_grad():
+        diff = (tiled_forward(model, lr, 2, tile, overlap=16) - model(lr)).abs().max()
+    assert diff < 1e-5
+
+
+def test_upscale_tiled_checkpoint_matches_untiled_export(exported, tmp_path):
+    ckpt, out = exported
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.fromarray(real_lr()[:70, :90]).save(inputs / "photo.png")
+    write_image(inputs / "sub" / "odd.png", (37, 53))
+    results = {}
+    for name, model, tile in (("tiled", ckpt, 24), ("whole", out / "model.pt2", "null")):
+        upscale.run(make_cfg("upscale", f"model={model}", f"input={inputs}",
+                             f"output={tmp_path / name}", f"tile={tile}"), tmp_path)
+        results[name] = {p: np.asarray(Image.open(tmp_path / name / p), dtype=int)
+                         for p in ("photo.png", "sub/odd.png")}
+    assert results["tiled"]["sub/odd.png"].shape == (74, 106, 3)
+    for p, img in results["tiled"].items():
+        assert np.abs(img - results["whole"][p]).max() <= 1  # 8-bit rounding only
+
+
+def test_upscale_errors_name_the_problem(exported, tmp_path):
+    ckpt, out = exported
+
+    def run(*overrides):
+        return upscale.run(make_cfg("upscale", *overrides, f"output={tmp_path / 'o'}"), tmp_path)
+
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(ImageError, match="broken.png"):
+        run(f"model={ckpt}", f"input={tmp_path / 'broken.png'}")
+    with pytest.raises(FileNotFoundError, match="nothing_here"):
+        run(f"model={ckpt}", f"input={tmp_path / 'nothing_here'}")
+    with pytest.raises(ModelError, match="wrong scale"):
+        run(f"model={out / 'model.pt2'}", "scale=3", f"input={tmp_path / 'broken.png'}")

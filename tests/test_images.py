@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import SHARED, needs_datasets, write_image
+from nas_sr.images import ImageError, downscale, list_images, load_image, mod_crop
+from nas_sr.metrics import psnr_y
+
+
+def test_grayscale_rgba_palette_16bit_become_8bit_rgb(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "gray.png")
+    Image.fromarray(np.dstack([rgb, np.full((20, 30), 7, np.uint8)])).save(tmp_path / "rgba.png")
+    Image.fromarray(rgb).convert("P").save(tmp_path / "palette.png")
+    Image.fromarray(rgb[..., 0].astype(np.uint16) * 257).save(tmp_path / "gray16.png")
+    for name in ("gray", "rgba", "palette", "gray16"):
+        img = load_image(tmp_path / f"{name}.png")
+        assert img.shape == (20, 30, 3) and img.dtype == np.uint8, name
+    np.testing.assert_array_equal(load_image(tmp_path / "rgba.png"), rgb)  # alpha dropped
+    gray = load_image(tmp_path / "gray.png")
+    np.testing.assert_array_equal(gray[..., 0], rgb[..., 0])
+    np.testing.assert_array_equal(gray[..., 2], rgb[..., 0])
+    np.testing.assert_array_equal(load_image(tmp_path / "gray16.png")[..., 0], rgb[..., 0])
+
+
+def test_corrupt_file_is_named(tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")
+    with pytest.raises(ImageError, match="broken.png: cannot be read as an image"):
+        load_image(bad)
+
+
+def test_truncated_png_is_named(tmp_path):
+    path = write_image(tmp_path / "t.png", size=(64, 64))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError, match="t.png"):
+        load_image(path)
+
+
+def test_empty_and_missing_folders(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    with pytest.raises(ImageError, match="empty: no images found"):
+        list_images(tmp_path / "empty")
+    with pytest.raises(ImageError, match="not a folder"):
+        list_images(tmp_path / "nope")
+
+
+def test_mod_crop():
+    assert mod_crop(np.zeros((11, 13, 3)), 4).shape == (8, 12, 3)
+
+
+@needs_datasets
+def test_bicubic_matches_matlab_made_lr_images():
+    """Our LR equals MATLAB imresize's given LR images (Set5/Set14, x2-x4) to >= 45 dB."""
+    values = []
+    for scale in (2, 3, 4):
+        for hr_path in sorted((SHARED / "benchmark").glob(f"Set*/X{scale}/HR/*.png")):
+            hr = load_image(hr_path)
+            given = load_image(hr_path.parent.parent / "LR" / hr_path.name)
+            ours = downscale(hr, scale)
+            assert ours.shape == given.shape
+            ours, given = (torch.from_numpy(a).permute(2, 0, 1) for a in (ours, given))
+            values.append(float(psnr_y(ours, given, shave=0)))
+    assert len(values) == 3 * (5 + 14)
+    assert np.mean(values) > 55 and min(values) > 45, (np.mean(values), min(values))

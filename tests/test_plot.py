@@ -1,0 +1,173 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_module
+from PIL import Image
+
+from conftest import make_cfg
+from nas_sr import plot
+from nas_sr.cli import run_job
+from nas_sr.runtime import ConfigError
+from search_spaces.genotypes import Genotype, choices_per_decision
+from search_spaces.operations import OP_NAMES
+
+ALL_PLOTS = {"reward", "entropy", "best_reward", "loss", "op_frequencies", "best_cell"}
+
+
+def write_run(folder: Path, controller: str = "enas", steps: int = 40, per_epoch: int = 10,
+              seed: int = 0) -> Path:
+    """A search run folder as the search job leaves it mid-way: config and metrics log."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(f"controller:\n  name: {controller}\n")
+    records, baseline = [{"kind": "start", "device": "cpu"}], None
+    for step in range(1, steps + 1):
+        reward = 28 + 4 * (1 - np.exp(-step / 30)) + rng.normal(0, 0.3)
+        baseline = reward if baseline is None else 0.95 * baseline + 0.05 * reward
+        decisions = [int(rng.integers(c)) for c in choices_per_decision(5)]
+        records.append({
+            "kind": "controller", "controller_step": step, "epoch": (step - 1) // per_epoch + 1,
+            "genotype": Genotype.from_decisions(decisions).to_dict()["nodes"],
+            "reward": reward, "baseline": baseline, "advantage": reward - baseline,
+            "entropy": 27.0 - step / steps, "log_prob": -27.0})
+        if step % per_epoch == 0:
+            records.append({"kind": "epoch", "epoch": step // per_epoch, "loss": 0.1 / step,
+                            "lr": 1e-3, "reward_mean": reward, "shared_time_s": 1.0,
+                            "controller_time_s": 1.0})
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return folder
+
+
+def plot_cfg(*overrides: str):
+    with initialize_config_module(config_module="experiments", version_base="1.3"):
+        return compose("plot", overrides=["logger.progress=false", *overrides])
+
+
+@pytest.fixture(scope="module")
+def search_run(tmp_path_factory) -> Path:
+    """A real (smoke) search, so the plots read exactly what the search job writes."""
+    run_dir = tmp_path_factory.mktemp("search")
+    run_job("search", make_cfg("search"), run_dir)
+    return run_dir
+
+
+def assert_real_image(path: Path) -> None:
+    with Image.open(path) as img:
+        assert img.width >= 400 and img.height >= 250, path
+        colours = img.convert("RGB").getcolors(maxcolors=1 << 20)
+        assert colours is None or len(colours) > 20, f"{path}: nearly a single colour"
+
+
+def test_plot_run_writes_every_plot_as_a_real_png(search_run):
+    paths = plot.plot_run(search_run)
+    assert {p.stem for p in paths} == ALL_PLOTS
+    for p in paths:
+        assert p.parent == search_run / "plots" and p.suffix == ".png"
+        assert_real_image(p)
+
+
+def test_figures_have_the_expected_axes(search_run):
+    figs = plot.run_figures(plot.load_run(search_run))
+    reward = figs["reward"].axes[0]
+    assert (reward.get_xlabel(), reward.get_ylabel()) == ("controller step", "reward (dB)")
+    legend = {t.get_text() for t in reward.get_legend().get_texts()}
+    assert "EMA baseline" in legend and any("moving average" in t for t in legend)
+    assert figs["entropy"].axes[0].get_ylabel().startswith("entropy")
+    assert figs["best_reward"].axes[0].get_ylabel() == "reward (dB)"
+    assert figs["loss"].axes[0].get_xlabel() == "epoch"
+    ops = figs["op_frequencies"].axes[0]
+    assert {t.get_text() for t in ops.get_legend().get_texts()} == set(OP_NAMES)
+    assert "controller step" in ops.get_xlabel()
+
+    cell = figs["best_cell"]
+    assert "chosen cell (genotype.json" in cell.get_suptitle()
+    texts = [t.get_text() for t in cell.axes[0].texts]
+    for name in ("h(k-2)", "h(k-1)", "h(k)", "n0", "n1", "n2", "n3", "n4"):
+        assert name in texts
+    assert sum(t in plot.OP_LABELS.values() for t in texts) == 10  # one label per op edge
+
+
+def test_op_shares_sum_to_one_per_window(tmp_path):
+    run = plot.load_run(write_run(tmp_path / "r", steps=25))
+    edges, shares = plot.op_shares(run, window=10)
+    assert edges.tolist() == [0, 10, 20, 25]  # the last window is the partial one
+    np.testing.assert_allclose(shares.sum(axis=1), 1.0)
+
+
+def test_overlay_averages_over_the_runs_that_reached_each_step(tmp_path):
+    runs = [plot.load_run(write_run(tmp_path / name, ctrl, steps, seed=i))
+            for i, (name, ctrl, steps) in enumerate(
+                [("e1", "enas", 30), ("e2", "enas", 50), ("r1", "random", 40)])]
+    fig = plot.overlay_figure(runs, smooth_window=5)
+    ax = fig.axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("controller step", "reward (dB)")
+    means = {line.get_label(): line for line in ax.get_lines()}
+    enas = means["enas: mean of 2 runs"]
+    assert "random: mean of 1 run" in means
+    x, y = enas.get_data()
+    assert x.tolist() == list(range(1, 51))  # as long as the longest enas run
+    short, long = (plot.smooth(r.column("reward"), 5) for r in runs[:2])
+    np.testing.assert_allclose(y[:30], (short + long[:30]) / 2)
+    np.testing.assert_allclose(y[30:], long[30:])  # only the longer run is left
+    assert any(line.get_xdata()[0] == 30 for line in ax.get_lines()
+               if line.get_linestyle() == ":")  # where the short run ends
+    assert_real_image(plot.save({"overlay": fig}, tmp_path / "out")[0])
+
+
+def test_a_running_search_with_a_torn_last_line(tmp_path):
+    run_dir = write_run(tmp_path / "running", steps=8, per_epoch=10)  # no epoch finished
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write('{"kind": "controller", "controller_step": 9, "rew')
+    paths = plot.plot_run(run_dir)
+    assert {p.stem for p in paths} == ALL_PLOTS - {"loss"}
+    run = plot.load_run(run_dir)
+    assert len(run.steps) == 8
+    genotype, note = plot.best_cell(run)
+    top = max(run.steps, key=lambda r: r["reward"])
+    assert genotype == Genotype.from_dict({"nodes": top["genotype"]})
+    assert "highest-reward sample" in note
+
+
+def test_a_damaged_line_mid_log_is_an_error(tmp_path):
+    run_dir = write_run(tmp_path / "r", steps=3)
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    lines[1] = lines[1][:20]
+    (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=r"metrics.jsonl:2"):
+        plot.load_run(run_dir)
+
+
+def test_job_plots_each_run_and_the_overlay(tmp_path):
+    a, b = write_run(tmp_path / "a"), write_run(tmp_path / "b", "random", steps=20, seed=1)
+    cfg = plot_cfg(f"runs=[{a},{b}]", f"overlay_dir={tmp_path / 'cmp'}", "band=std")
+    out = run_job("plot", cfg, tmp_path / "job")
+    assert out["overlay"] == [str(tmp_path / "cmp" / "overlay_reward.png")]
+    for run_dir in (a, b):
+        assert len(out["runs"][str(run_dir)]) == len(ALL_PLOTS)
+
+
+def test_job_errors_say_what_is_wrong(tmp_path):
+    with pytest.raises(plot.PlotError, match="no run folders given"):
+        plot.run(plot_cfg(), tmp_path)
+    (tmp_path / "not_a_run").mkdir()
+    with pytest.raises(FileNotFoundError, match="not_a_run"):
+        plot.run(plot_cfg(f"runs=[{tmp_path / 'not_a_run'}]"), tmp_path)
+
+
+def test_log_to_wandb_logs_each_png_as_an_image(tmp_path):
+    import wandb
+
+    class FakeRun:  # stands in for wandb.init(): records what would be logged
+        def __init__(self) -> None:
+            self.logged: dict = {}
+
+        def log(self, data: dict) -> None:
+            self.logged |= data
+
+    paths = plot.save(plot.run_figures(plot.load_run(write_run(tmp_path / "r"))), tmp_path)
+    fake = FakeRun()
+    plot.log_to_wandb(fake, paths)
+    assert set(fake.logged) == {f"plots/{s}" for s in ALL_PLOTS}
+    assert all(isinstance(v, wandb.Image) for v in fake.logged.values())

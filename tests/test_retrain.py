@@ -1,0 +1,198 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import make_cfg
+from nas_sr import retrain as retrain_mod
+from nas_sr.archs import EDSR, SRCNN, VDSR, build_model, load_model
+from nas_sr.checkpoint import save_atomic
+from nas_sr.cli import run_job
+from nas_sr.runlog import read_metrics
+from nas_sr.runtime import TrainingDiverged
+from search_spaces.genotypes import Genotype, GenotypeError, Node, save_genotype
+from search_spaces.network import CellSRNet, count_params
+from search_spaces.operations import OPS
+
+# 3 nodes (the config's archs.cell.nodes is 5: the file decides); loose ends n1 and n2
+CELL = Genotype((Node(1, "conv_3x3", 0, "identity"), Node(2, "sep_conv_3x3", 1, "dil_conv_3x3"),
+                 Node(0, "identity", 2, "conv_3x3")))
+
+
+@pytest.fixture
+def genotype_file(tmp_path):
+    path = tmp_path / "genotype.json"
+    save_genotype(CELL, path, scale=2)
+    return path
+
+
+def folder_cfg(folder, genotype_file, *overrides):
+    """The smoke preset on the image_folder fixture: 5 train images, 1 validation image."""
+    return make_cfg("retrain", "data=folder", f"data.train_dir={folder}",
+                    f"genotype={genotype_file}", *overrides)
+
+
+def epochs(run_dir):
+    return [r for r in read_metrics(run_dir) if r["kind"] == "epoch"]
+
+
+def model_state(path):
+    return torch.load(path, weights_only=True)["model"]
+
+
+def test_cell_spec_takes_the_genotype_and_the_retrain_width(genotype_file):
+    cfg = make_cfg("retrain", f"genotype={genotype_file}", "scale=3",
+                   "train.cell.channels=12", "train.cell.cells=3")
+    spec = retrain_mod.model_spec(cfg)
+    assert spec["genotype"]["nodes"] == [list(n) for n in CELL.nodes]
+    assert (spec["channels"], spec["cells"], spec["nodes"]) == (12, 3, 3)
+    assert make_cfg("search").archs.cell.channels == 8  # the search's supernet is untouched
+    net = build_model(spec)
+    assert isinstance(net, CellSRNet) and net.genotype == CELL
+    c = 12
+    op_params = sum(sum(p.numel() for p in OPS[op](c).parameters()) for op in CELL.ops())
+    combine = len(CELL.loose_ends()) * c * c + c
+    head, tail = 3 * c * 9 + c, c * 27 * 9 + 27
+    assert count_params(net) == head + 3 * (op_params + combine) + tail
+    assert net(torch.rand(1, 3, 7, 9)).shape == (1, 3, 21, 27)
+
+
+def test_cell_needs_a_genotype_and_models_must_exist(tmp_path):
+    with pytest.raises(GenotypeError, match="model=cell needs genotype=PATH"):
+        retrain_mod.model_spec(make_cfg("retrain"))
+    with pytest.raises(GenotypeError, match="no such genotype file"):
+        retrain_mod.model_spec(make_cfg("retrain", f"genotype={tmp_path / 'nope.json'}"))
+    with pytest.raises(ValueError, match="model='fsrcnn' is unknown"):
+        retrain_mod.model_spec(make_cfg("retrain", "model=fsrcnn"))
+
+
+def test_short_retrain_beats_the_untrained_net_on_photographs(genotype_file, tmp_path):
+    cfg = make_cfg("retrain", f"genotype={genotype_file}", "train.epochs=3",
+                   "train.iters_per_epoch=12")
+    summary = run_job("retrain", cfg, tmp_path)
+    records = read_metrics(tmp_path)
+    untrained = records[0]["val_psnr"]
+    assert records[0]["kind"] == "start" and records[-1]["kind"] == "final"
+    assert [r["epoch"] for r in epochs(tmp_path)] == [1, 2, 3]
+    assert summary["best_val_psnr"] > untrained + 3  # 14.6 dB untrained, ~20 dB after 36 steps
+    model, state = load_model(tmp_path / "best.pt")  # the format evaluate/export read
+    assert state["arch"] == summary["arch"] and state["best_psnr"] == summary["best_val_psnr"]
+    assert model(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    for key in ("optimizer", "scheduler", "rng", "epoch", "best_psnr"):
+        assert key in last
+    assert last["epoch"] == 3
+
+
+@pytest.mark.parametrize("model, kind, options", [
+    ("srcnn", SRCNN, []),
+    ("vdsr", VDSR, ["archs.vdsr.depth=3", "archs.vdsr.channels=8", "train.grad_clip=0.01",
+                    "train.adjustable_clip=true"]),
+    ("edsr_baseline", EDSR, ["archs.edsr_baseline.blocks=1", "archs.edsr_baseline.channels=8",
+                             "train.schedule=step", "train.step_epochs=1"]),
+])
+def test_each_baseline_trains_through_the_job(image_folder, tmp_path, model, kind, options):
+    cfg = make_cfg("retrain", "data=folder", f"data.train_dir={image_folder}", f"model={model}",
+                   "train.epochs=1", "train.iters_per_epoch=2", *options)
+    summary = run_job("retrain", cfg, tmp_path)
+    net, state = load_model(tmp_path / "best.pt")
+    assert isinstance(net, kind) and state["epoch"] == 1 and summary["model"] == model
+    assert net(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
+
+
+def test_kill_and_resume_equals_an_uninterrupted_run(image_folder, genotype_file, tmp_path,
+                                                     monkeypatch):
+    cfg = folder_cfg(image_folder, genotype_file, "train.epochs=3")
+    run_job("retrain", cfg, tmp_path / "full")
+
+    real, calls = retrain_mod.F.l1_loss, {"n": 0}
+
+    def dying(a, b):  # killed at the 2nd of the 4 steps of epoch 3
+        calls["n"] += 1
+        if calls["n"] == 10:
+            raise KeyboardInterrupt
+        return real(a, b)
+
+    monkeypatch.setattr(retrain_mod.F, "l1_loss", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_job("retrain", cfg, tmp_path / "killed")
+    monkeypatch.setattr(retrain_mod.F, "l1_loss", real)
+    assert torch.load(tmp_path / "killed" / "last.pt", weights_only=True)["epoch"] == 2
+    summary = run_job("retrain", make_cfg("retrain", f"resume={tmp_path / 'killed'}"))
+
+    full, again = (model_state(tmp_path / d / "last.pt") for d in ("full", "killed"))
+    for key in full:
+        assert torch.equal(full[key], again[key]), key
+    assert epochs(tmp_path / "full") == [
+        {**r, "train_time_s": f["train_time_s"], "val_time_s": f["val_time_s"]}
+        for r, f in zip(epochs(tmp_path / "killed"), epochs(tmp_path / "full"), strict=True)]
+    full_summary = json.loads((tmp_path / "full" / "summary.json").read_text())
+    assert summary["best_val_psnr"] == full_summary["best_val_psnr"]
+
+
+def test_nan_loss_stops_clearly_and_keeps_last_checkpoint(image_folder, genotype_file, tmp_path,
+                                                          monkeypatch):
+    real, calls = retrain_mod.F.l1_loss, {"n": 0}
+
+    def poisoned(a, b):
+        calls["n"] += 1
+        return real(a, b) * (float("nan") if calls["n"] > 5 else 1.0)  # epoch 2, step 2
+
+    monkeypatch.setattr(retrain_mod.F, "l1_loss", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"loss became nan in epoch 2, step 2; .*last\.pt "
+                                                r"\(after epoch 1\) is left as it was"):
+        run_job("retrain", folder_cfg(image_folder, genotype_file), tmp_path)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1
+    assert [r["epoch"] for r in epochs(tmp_path)] == [1]
+
+
+def test_x3_starts_from_x2_weights(image_folder, genotype_file, tmp_path):
+    x2 = retrain_mod.model_spec(folder_cfg(image_folder, genotype_file))
+    torch.manual_seed(1)
+    source = build_model(x2)
+    save_atomic({"arch": x2, "model": source.state_dict()}, tmp_path / "x2.pt")
+    cfg = folder_cfg(image_folder, genotype_file, "scale=3", f"init_from={tmp_path / 'x2.pt'}",
+                     "train.epochs=0")
+    run_job("retrain", cfg, tmp_path / "x3")
+    start = read_metrics(tmp_path / "x3")[0]
+    assert start["init_skipped"] == ["tail.0.bias", "tail.0.weight"]  # the x3 upsampler
+
+    x3 = build_model({**x2, "scale": 3})
+    assert retrain_mod.init_from(x3, tmp_path / "x2.pt") == ["tail.0.bias", "tail.0.weight"]
+    torch.testing.assert_close(x3.cells[1].combine.weight, source.cells[1].combine.weight)
+    with pytest.raises(ValueError, match="none of its tensors fits this model"):
+        retrain_mod.init_from(SRCNN(2), tmp_path / "x2.pt")
+
+
+def test_ddp_two_processes_match_one(image_folder, genotype_file, tmp_path):
+    """torchrun with 2 CPU processes (gloo): each takes half of every global batch; DDP's
+    gradient averaging makes rank 0's weights those of a single-process run."""
+    overrides = ["preset=smoke", "logger.progress=false", "device=cpu", "data=folder",
+                 f"data.train_dir={image_folder}", f"genotype={genotype_file}"]
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "nas_sr.cli", "retrain", *overrides, f"hydra.run.dir={tmp_path / 'ddp'}"],
+        capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("best val PSNR") == 1  # rank 0 alone reports and writes
+    run_job("retrain", make_cfg("retrain", *overrides[3:]), tmp_path / "one")
+
+    ddp, one = model_state(tmp_path / "ddp" / "best.pt"), model_state(tmp_path / "one" / "best.pt")
+    for key in one:
+        torch.testing.assert_close(ddp[key], one[key], atol=1e-5, rtol=1e-4)
+    start = read_metrics(tmp_path / "ddp")[0]
+    assert start["world_size"] == 2
+    for a, b in zip(epochs(tmp_path / "ddp"), epochs(tmp_path / "one"), strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+        assert a["val_psnr"] == pytest.approx(b["val_psnr"], abs=1e-3)
+
+
+def test_cli_without_genotype_is_one_clear_line(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "nas_sr.cli", "retrain", "preset=smoke",
+         f"hydra.run.dir={tmp_path}"], capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "error: model=cell needs genotype=PATH" in run.stderr
+    assert "Traceback" not in run.stderr

@@ -1,0 +1,130 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import make_cfg
+from nas_sr import search as search_mod
+from nas_sr.cli import run_job
+from nas_sr.runlog import read_metrics
+from nas_sr.runtime import TrainingDiverged
+from search_spaces.genotypes import load_genotype
+
+
+def controller_records(run_dir):
+    return [r for r in read_metrics(run_dir) if r["kind"] == "controller"]
+
+
+def test_search_writes_the_run_folder(tmp_path):
+    summary = run_job("search", make_cfg("search"), tmp_path)
+    for name in ("config.yaml", "metrics.jsonl", "checkpoint.pt", "genotype.json",
+                 "summary.json", "plots/reward.png", "plots/best_cell.png"):
+        assert (tmp_path / name).is_file(), name
+    genotype = load_genotype(tmp_path / "genotype.json", num_nodes=5)
+    assert summary["genotype"]["nodes"] == [list(n) for n in genotype.nodes]
+    assert summary["params"] > 0 and summary["val_psnr"] > 10
+    records = controller_records(tmp_path)
+    assert [r["controller_step"] for r in records] == list(range(1, 21))  # 2 epochs x 10
+    for key in ("genotype", "reward", "baseline", "advantage", "entropy", "log_prob"):
+        assert key in records[0]
+    epochs = [r for r in read_metrics(tmp_path) if r["kind"] == "epoch"]
+    assert [e["epoch"] for e in epochs] == [1, 2] and epochs[0]["loss"] > 0
+
+
+def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    cfg = make_cfg("search", "search.epochs=3")
+    run_job("search", cfg, tmp_path / "full")
+
+    # kill the second run in the middle of its 3rd epoch's controller steps
+    real_update = search_mod.Controller.update if hasattr(search_mod, "Controller") else None
+    calls = {"n": 0}
+
+    def dying_update(self, sample, reward):
+        calls["n"] += 1
+        if calls["n"] == 25:
+            raise KeyboardInterrupt
+        return real_update(self, sample, reward)
+
+    monkeypatch.setattr(search_mod.Controller, "update", dying_update)
+    with pytest.raises(KeyboardInterrupt):
+        run_job("search", cfg, tmp_path / "killed")
+    monkeypatch.setattr(search_mod.Controller, "update", real_update)
+    # the log holds the 4 steps of the killed epoch; resuming drops and redoes them
+    assert len(controller_records(tmp_path / "killed")) == 24
+    resumed = run_job("search", make_cfg("search", f"resume={tmp_path / 'killed'}"))
+
+    full, again = controller_records(tmp_path / "full"), controller_records(tmp_path / "killed")
+    assert [r["controller_step"] for r in again] == list(range(1, 31))
+    for a, b in zip(full, again, strict=True):
+        assert a["genotype"] == b["genotype"]
+        assert a["reward"] == pytest.approx(b["reward"], abs=1e-9)
+    full_summary = json.loads((tmp_path / "full" / "summary.json").read_text())
+    assert resumed["genotype"] == full_summary["genotype"]
+    assert resumed["val_psnr"] == pytest.approx(full_summary["val_psnr"], abs=1e-9)
+
+
+def test_same_seed_same_search(tmp_path):
+    cfg = make_cfg("search", "search.epochs=1")
+    run_job("search", cfg, tmp_path / "a")
+    run_job("search", cfg, tmp_path / "b")
+    run_job("search", make_cfg("search", "search.epochs=1", "seed=1"), tmp_path / "c")
+    a, b, c = (controller_records(tmp_path / x) for x in "abc")
+    assert [r["genotype"] for r in a] == [r["genotype"] for r in b]
+    assert [r["reward"] for r in a] == [r["reward"] for r in b]
+    assert [r["genotype"] for r in a] != [r["genotype"] for r in c]
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path, monkeypatch):
+    cfg = make_cfg("search", "search.epochs=2")
+    real = search_mod.F.l1_loss
+    calls = {"n": 0}
+
+    def poisoned(a, b):
+        calls["n"] += 1
+        return real(a, b) * (float("nan") if calls["n"] > 4 else 1.0)  # NaN in epoch 2
+
+    monkeypatch.setattr(search_mod.F, "l1_loss", poisoned)
+    with pytest.raises(TrainingDiverged, match="shared-weight loss became nan in epoch 1"):
+        run_job("search", cfg, tmp_path)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 1 and state["controller_step"] == 10
+
+
+def test_random_controller_search(tmp_path):
+    summary = run_job("search", make_cfg("search", "controller=random"), tmp_path)
+    assert summary["controller"] == "random" and len(controller_records(tmp_path)) == 20
+
+
+def test_wandb_offline_run_folder_is_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    run_job("search", make_cfg("search", "search.epochs=1", "logger.wandb.enabled=true"),
+            tmp_path)
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    assert any(runs[0].rglob("*.wandb"))  # the run's event log, ready for `wandb sync`
+
+
+def test_cli_smoke_run_and_help(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "nas_sr.cli", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "search" in out and "retrain" in out
+    run = subprocess.run(
+        [sys.executable, "-m", "nas_sr.cli", "search", "preset=smoke", "search.epochs=1",
+         "logger.progress=false", f"hydra.run.dir={tmp_path}"],
+        capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "543,581,798,400 decision sequences" in run.stdout
+    assert (tmp_path / "genotype.json").is_file()
+
+
+def test_cli_bad_data_is_one_clear_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    run = subprocess.run(
+        [sys.executable, "-m", "nas_sr.cli", "search", "preset=smoke", "data=folder",
+         f"data.train_dir={tmp_path / 'empty'}", f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "error:" in run.stderr and "no images found" in run.stderr
+    assert "Traceback" not in run.stderr
