@@ -1,0 +1,97 @@
+"""``python -m nas_sr.report SEARCH_RUN [...]``: a markdown summary of search runs.
+
+Per run: the mean reward of the first and last 10% of controller steps, the reward of
+the last epoch, the chosen cell's validation PSNR and, in the ``preset=compare``
+layout (``ROOT/search/NAME``, ``ROOT/retrain/NAME``, ``ROOT/evaluate/NAME``), the
+retrained cell's validation and benchmark PSNR. Then mean, std and range per controller.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from nas_sr.plot import controller_type
+from nas_sr.runlog import read_metrics
+from nas_sr.runtime import ConfigError
+
+COLUMNS = ("first10", "last10", "last_epoch", "search_val", "retrain_val", "Set5", "Set14")
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_figures(search_dir: Path) -> dict[str, Any]:
+    records = read_metrics(search_dir)
+    steps = [r for r in records if r["kind"] == "controller"]
+    if not steps:
+        raise ConfigError(f"{search_dir}: no controller steps logged yet")
+    rewards = [r["reward"] for r in steps]
+    tenth = max(1, len(rewards) // 10)
+    last_epoch = max(r["epoch"] for r in steps)
+    row: dict[str, Any] = {
+        "run": search_dir.name,
+        "controller": controller_type(search_dir),
+        "steps": len(rewards),
+        "first10": statistics.mean(rewards[:tenth]),
+        "last10": statistics.mean(rewards[-tenth:]),
+        "last_epoch": statistics.mean(r["reward"] for r in steps if r["epoch"] == last_epoch),
+    }
+    summary = _json(search_dir / "summary.json")
+    if summary:
+        row.update(search_val=summary["val_psnr"],
+                   genotype=summary["genotype_str"], params=summary["params"])
+    root = search_dir.parent.parent
+    retrain = _json(root / "retrain" / search_dir.name / "summary.json")
+    if retrain:
+        row["retrain_val"] = retrain["best_val_psnr"]
+    evaluation = _json(root / "evaluate" / search_dir.name / "results.json")
+    for name, figures in (evaluation or {}).get("sets", {}).items():
+        row[name] = figures["psnr"]
+    return row
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else "-" if value is None else str(value)
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    cols = [c for c in COLUMNS if any(c in r for r in rows)]
+    out = ["| run | controller | steps | " + " | ".join(cols) + " |",
+           "| --- | --- | ---: | " + " | ".join("---:" for _ in cols) + " |"]
+    out += [f"| {r['run']} | {r['controller']} | {r['steps']} | "
+            + " | ".join(_cell(r.get(c)) for c in cols) + " |" for r in rows]
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[r["controller"]].append(r)
+    out += ["", "| controller | runs | " + " | ".join(cols) + " |",
+            "| --- | ---: | " + " | ".join("---" for _ in cols) + " |"]
+    for name, members in groups.items():
+        cells = []
+        for c in cols:
+            values = [m[c] for m in members if c in m]
+            if not values:
+                cells.append("-")
+                continue
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{statistics.mean(values):.2f} +- {std:.2f} "
+                         f"[{min(values):.2f}, {max(values):.2f}]")
+        out.append(f"| {name} | {len(members)} | " + " | ".join(cells) + " |")
+    cells = [f"- {r['run']}: `{r['genotype']}`" for r in rows if "genotype" in r]
+    return "\n".join(out + (["", "Cells found:", *cells] if cells else []))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="search run folders")
+    args = parser.parse_args(argv)
+    print(markdown([run_figures(d) for d in sorted(args.runs)]))
+
+
+if __name__ == "__main__":
+    main()
