@@ -57,7 +57,7 @@ def evaluate_image(predictor: Predictor, source: ImageSource, cfg: DictConfig,
                    device: torch.device) -> dict[str, Any]:
     hr, lr = load_pair(source, predictor.scale)  # names the LR file if the sizes disagree
     sr = super_resolve(predictor, to_tensor(lr, device), tile=cfg.tile, overlap=cfg.overlap,
-                       ensemble=cfg.self_ensemble)
+                       ensemble=cfg.self_ensemble, amp=cfg.amp)
     sr, hr_t = quantize(sr[0]).cpu(), torch.from_numpy(hr).permute(2, 0, 1)
     shave = predictor.scale
     return {"image": source.hr.stem, "psnr": float(psnr_y(sr, hr_t, shave)),

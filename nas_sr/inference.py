@@ -161,7 +161,11 @@ def tiled_forward(model: Model, lr: torch.Tensor, scale: int, tile: int | None,
 
 @torch.inference_mode()
 def super_resolve(predictor: Predictor, lr: torch.Tensor, *, tile: int | None = None,
-                  overlap: int = 16, ensemble: bool = False) -> torch.Tensor:
-    """The SR image of an LR batch, optionally x8-ensembled (per tile) and tiled."""
+                  overlap: int = 16, ensemble: bool = False, amp: bool = False) -> torch.Tensor:
+    """The SR image of an LR batch, optionally x8-ensembled (per tile) and tiled.
+
+    ``amp`` runs the model under bf16 autocast on CUDA (ignored on CPU, where it is slower).
+    """
     model: Model = partial(self_ensemble, predictor.model) if ensemble else predictor.model
-    return tiled_forward(model, lr, predictor.scale, tile, overlap)
+    with torch.autocast(lr.device.type, torch.bfloat16, enabled=amp and lr.is_cuda):
+        return tiled_forward(model, lr, predictor.scale, tile, overlap).float()

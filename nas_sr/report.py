@@ -19,7 +19,8 @@ from nas_sr.plot import controller_type
 from nas_sr.runlog import read_metrics
 from nas_sr.runtime import ConfigError
 
-COLUMNS = ("first10", "last10", "last_epoch", "search_val", "retrain_val", "Set5", "Set14")
+COLUMNS = ("first10", "last10", "last_epoch", "search_val", "params", "retrain_val", "Set5",
+           "Set14")
 
 
 def _json(path: Path) -> dict[str, Any] | None:
@@ -57,7 +58,9 @@ def run_figures(search_dir: Path) -> dict[str, Any]:
 
 
 def _cell(value: Any) -> str:
-    return f"{value:.2f}" if isinstance(value, float) else "-" if value is None else str(value)
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return "-" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -79,8 +82,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
                 cells.append("-")
                 continue
             std = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.mean(values):.2f} +- {std:.2f} "
-                         f"[{min(values):.2f}, {max(values):.2f}]")
+            fmt = ",.0f" if c == "params" else ".2f"
+            cells.append(f"{statistics.mean(values):{fmt}} +- {std:{fmt}} "
+                         f"[{min(values):{fmt}}, {max(values):{fmt}}]")
         out.append(f"| {name} | {len(members)} | " + " | ".join(cells) + " |")
     cells = [f"- {r['run']}: `{r['genotype']}`" for r in rows if "genotype" in r]
     return "\n".join(out + (["", "Cells found:", *cells] if cells else []))

@@ -150,9 +150,13 @@ class Retrain:
         self.init_skipped = (init_from(self.model, cfg.init_from)
                              if cfg.init_from and resume is None else None)
         self.net: nn.Module = self.model
+        # bf16 autocast pays on tensor cores; on CPU it is slower, so CUDA only
+        self.amp = bool(t.amp) and device.type == "cuda"
         if d.enabled:
             self.net = DistributedDataParallel(
                 self.model, device_ids=[device] if device.type == "cuda" else None)
+        if t.compile:
+            self.net = torch.compile(self.net)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda epoch: lr_factor(self.cfg.train, epoch))
@@ -218,7 +222,9 @@ class Retrain:
         for step, (lr_img, hr_img) in enumerate(bar, 1):
             lr_img = lr_img.to(self.device, non_blocking=True)
             hr_img = hr_img.to(self.device, non_blocking=True)
-            loss = F.l1_loss(self.net(lr_img), hr_img)
+            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.amp):
+                sr = self.net(lr_img)
+            loss = F.l1_loss(sr.float(), hr_img)
             # every process checks the mean loss, so all of them stop together
             value = distributed.all_sum(d, loss.detach().clone()).item() / d.world_size
             if not math.isfinite(value):

@@ -38,7 +38,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     for path in tqdm(files, desc=f"upscaling x{predictor.scale}", unit="img",
                      disable=not cfg.logger.progress):
         lr = to_tensor(load_image(path), device)  # a bad file stops here, named
-        sr = super_resolve(predictor, lr, tile=cfg.tile, overlap=cfg.overlap,
+        sr = super_resolve(predictor, lr, tile=cfg.tile, overlap=cfg.overlap, amp=cfg.amp,
                            ensemble=cfg.self_ensemble)
         dest = out_dir / path.relative_to(root).with_suffix(".png")
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,3 @@
-import json
 from pathlib import Path
 
 import numpy as np
@@ -6,38 +5,14 @@ import pytest
 from hydra import compose, initialize_config_module
 from PIL import Image
 
-from conftest import make_cfg
+from conftest import make_cfg, write_run
 from nas_sr import plot
 from nas_sr.cli import run_job
 from nas_sr.runtime import ConfigError
-from search_spaces.genotypes import Genotype, choices_per_decision
+from search_spaces.genotypes import Genotype
 from search_spaces.operations import OP_NAMES
 
 ALL_PLOTS = {"reward", "entropy", "best_reward", "loss", "op_frequencies", "best_cell"}
-
-
-def write_run(folder: Path, controller: str = "enas", steps: int = 40, per_epoch: int = 10,
-              seed: int = 0) -> Path:
-    """A search run folder as the search job leaves it mid-way: config and metrics log."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True)
-    (folder / "config.yaml").write_text(f"controller:\n  name: {controller}\n")
-    records, baseline = [{"kind": "start", "device": "cpu"}], None
-    for step in range(1, steps + 1):
-        reward = 28 + 4 * (1 - np.exp(-step / 30)) + rng.normal(0, 0.3)
-        baseline = reward if baseline is None else 0.95 * baseline + 0.05 * reward
-        decisions = [int(rng.integers(c)) for c in choices_per_decision(5)]
-        records.append({
-            "kind": "controller", "controller_step": step, "epoch": (step - 1) // per_epoch + 1,
-            "genotype": Genotype.from_decisions(decisions).to_dict()["nodes"],
-            "reward": reward, "baseline": baseline, "advantage": reward - baseline,
-            "entropy": 27.0 - step / steps, "log_prob": -27.0})
-        if step % per_epoch == 0:
-            records.append({"kind": "epoch", "epoch": step // per_epoch, "loss": 0.1 / step,
-                            "lr": 1e-3, "reward_mean": reward, "shared_time_s": 1.0,
-                            "controller_time_s": 1.0})
-    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    return folder
 
 
 def plot_cfg(*overrides: str):

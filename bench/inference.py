@@ -1,0 +1,86 @@
+"""4. Inference: output megapixels per second of the exported cell model vs SRCNN and
+VDSR built in this harness, on one real image on CPU, with PSNR (Y, shaved) beside.
+
+Trained weights are used where they exist (models/, runs/retrain/baseline_*); a model
+without them is timed untrained, and its PSNR is left out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.timing import Row, interleaved
+from nas_sr.archs import build_model
+from nas_sr.data import builtin_dir
+from nas_sr.export import export_model
+from nas_sr.images import downscale, load_image, mod_crop
+from nas_sr.inference import load_predictor, to_tensor
+from nas_sr.metrics import psnr_y, quantize
+from search_spaces.genotypes import load_genotype
+
+ROOT = Path(__file__).resolve().parents[1]
+SET5_BABY = ROOT.parent / "shared" / "datasets" / "benchmark" / "Set5" / "X2"
+TRAINED = {"cell (exported)": ROOT / "models" / "cell_x2" / "model.pt2",
+           "SRCNN": ROOT / "runs" / "retrain" / "baseline_srcnn" / "best.pt",
+           "VDSR": ROOT / "runs" / "retrain" / "baseline_vdsr" / "best.pt"}
+FALLBACK_GENOTYPE = ROOT / "models" / "cell_x2" / "genotype.json"
+
+
+def test_image() -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(LR, HR) of Set5 'baby' x2 where the benchmarks are, else a scikit-image photo."""
+    if (SET5_BABY / "HR" / "baby.png").is_file():
+        hr = load_image(SET5_BABY / "HR" / "baby.png")
+        lr = load_image(SET5_BABY / "LR" / "baby.png")
+        name = "Set5 baby x2"
+    else:
+        hr = mod_crop(load_image(builtin_dir() / "astronaut.png"), 2)
+        lr, name = downscale(hr, 2), "scikit-image astronaut x2"
+    return to_tensor(lr), to_tensor(hr), f"{name}, {lr.shape[1]}x{lr.shape[0]} LR"
+
+
+def models() -> dict[str, tuple[torch.nn.Module, bool]]:
+    """name -> (model, trained?)"""
+    out = {}
+    for name, path in TRAINED.items():
+        if path.is_file():
+            out[name] = (load_predictor(str(path)).model, True)
+            continue
+        if name.startswith("cell"):
+            genotype = (load_genotype(FALLBACK_GENOTYPE).to_dict() if FALLBACK_GENOTYPE.is_file()
+                        else {"nodes": [[1, "sep_conv_3x3", 0, "sep_conv_3x3"]] * 5})
+            arch = {"name": "cell", "scale": 2, "channels": 32, "cells": 6, "nodes": 5,
+                    "genotype": genotype}
+            out[name] = (export_model(build_model(arch).eval()).module(), False)
+        else:
+            key = {"SRCNN": "srcnn", "VDSR": "vdsr"}[name]
+            out[name] = (build_model({"name": key, "scale": 2}).eval(), False)
+    return out
+
+
+def run(quick: bool) -> list[Row]:
+    lr, hr, image = test_image()
+    nets = models()
+    fns = {k: (lambda m=m: m(lr)) for k, (m, _) in nets.items()}
+    # the same cell, eager, in both memory formats: does channels_last pay on this CPU?
+    arch = {"name": "cell", "scale": 2, "channels": 32, "cells": 6, "nodes": 5,
+            "genotype": {"nodes": [[1, "sep_conv_3x3", 0, "conv_3x3"]] * 5}}
+    eager = build_model(arch).eval()
+    last = build_model(arch).eval().to(memory_format=torch.channels_last)
+    lr_last = lr.contiguous(memory_format=torch.channels_last)
+    fns["cell eager, NCHW"] = lambda: eager(lr)
+    fns["cell eager, channels_last"] = lambda: last(lr_last)
+    with torch.inference_mode():
+        times = interleaved(fns, repeats=3 if quick else 10, warmup=1)
+        rows = []
+        megapixels = hr.shape[-1] * hr.shape[-2] / 1e6
+        for name, (net, trained) in nets.items():
+            psnr = float(psnr_y(quantize(net(lr)), quantize(hr), 2)) if trained else np.nan
+            note = f"{image}; " + (f"PSNR {psnr:.2f} dB" if trained else "untrained weights")
+            rows.append(Row("inference", name, megapixels / times[name], "MP/s", note))
+    for name in ("cell eager, NCHW", "cell eager, channels_last"):
+        rows.append(Row("inference", name, megapixels / times[name], "MP/s",
+                        f"{image}; untrained C=32 N=6 cell"))
+    return rows

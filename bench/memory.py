@@ -1,0 +1,56 @@
+"""5. Memory: peak resident memory (RSS) of one default search epoch, and of upscaling a
+2K image with and without tiling; each measured in its own fresh process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from bench.timing import Row
+from nas_sr.archs import build_model
+from nas_sr.data import builtin_dir
+from nas_sr.export import export_model
+from nas_sr.inference import EXPORT_METADATA
+
+PEAK = ("import resource, sys; from nas_sr.cli import main; main(sys.argv[1:]); "
+        "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+
+
+def peak_mb(*args: str) -> float:
+    done = subprocess.run([sys.executable, "-c", PEAK, *args, "logger.progress=false"],
+                          capture_output=True, text=True, check=True)
+    line = next(x for x in done.stdout.splitlines() if x.startswith("PEAK_KB"))
+    return int(line.split()[1]) / 1024
+
+
+def cell_model(path: Path) -> Path:
+    arch = {"name": "cell", "scale": 2, "channels": 32, "cells": 6, "nodes": 5,
+            "genotype": {"nodes": [[1, "sep_conv_3x3", 0, "conv_3x3"]] * 5}}
+    torch.export.save(export_model(build_model(arch).eval()), path,
+                      extra_files={EXPORT_METADATA: json.dumps(arch)})
+    return path
+
+
+def run(quick: bool) -> list[Row]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        search = peak_mb("search", "search.epochs=1", f"hydra.run.dir={t / 'search'}")
+        rows.append(Row("memory", "search, 1 default epoch", search, "MB peak RSS",
+                        "builtin data, C=32 N=4 supernet, batch 16"))
+        photo = Image.open(builtin_dir() / "astronaut.png").convert("RGB")
+        photo.resize((2048, 1080), Image.BICUBIC).save(t / "2k.png")
+        model = cell_model(t / "cell.pt2")
+        for tile in ("256", "null"):
+            mb = peak_mb("upscale", f"model={model}", f"input={t / '2k.png'}",
+                         f"output={t / 'out'}", f"tile={tile}", f"hydra.run.dir={t / 'up'}")
+            what = "tiled 256px" if tile != "null" else "untiled"
+            rows.append(Row("memory", f"upscale 2048x1080 -> x2, {what}", mb, "MB peak RSS",
+                            "cell C=32 N=6, exported"))
+    return rows

@@ -1,0 +1,52 @@
+import json
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from conftest import write_run
+from nas_sr.report import main, markdown, run_figures
+from nas_sr.runtime import ConfigError
+
+
+def test_first_and_last_tenth_and_the_compare_layout(tmp_path):
+    run = write_run(tmp_path / "search" / "enas_seed0", steps=40, per_epoch=10)
+    rewards = [json.loads(line)["reward"] for line in (run / "metrics.jsonl").open()
+               if '"controller"' in line]
+    (tmp_path / "retrain" / run.name).mkdir(parents=True)
+    (tmp_path / "retrain" / run.name / "summary.json").write_text('{"best_val_psnr": 33.5}')
+    (tmp_path / "evaluate" / run.name).mkdir(parents=True)
+    (tmp_path / "evaluate" / run.name / "results.json").write_text(
+        '{"sets": {"Set5": {"psnr": 36.1, "ssim": 0.95}}}')
+    row = run_figures(run)
+    assert row["controller"] == "enas" and row["steps"] == 40
+    assert row["first10"] == pytest.approx(sum(rewards[:4]) / 4)
+    assert row["last10"] == pytest.approx(sum(rewards[-4:]) / 4)
+    assert row["last_epoch"] == pytest.approx(sum(rewards[-10:]) / 10)
+    assert row["retrain_val"] == 33.5 and row["Set5"] == 36.1
+
+
+def test_groups_by_controller_with_spread(tmp_path, capsys):
+    runs = [write_run(tmp_path / f"{c}_seed{s}", controller=c, seed=s)
+            for c in ("enas", "random") for s in range(2)]
+    main([str(r) for r in runs])
+    out = capsys.readouterr().out
+    assert "| enas | 2 |" in out and "| random | 2 |" in out and "+-" in out
+    assert markdown([run_figures(runs[0])]).count("| enas_seed0 |") == 1
+
+
+def test_a_run_without_controller_steps_is_refused(tmp_path):
+    run = write_run(tmp_path / "r", steps=0)
+    with pytest.raises(ConfigError, match="no controller steps"):
+        run_figures(run)
+
+
+def test_the_compare_preset_sweeps_both_controllers_over_seeds():
+    with initialize_config_module(config_module="experiments", version_base="1.3"):
+        cfg = compose("retrain", overrides=["preset=compare", "controller=random", "seed=2"],
+                      return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    assert set(params.controller.split(",")) == {"enas", "random"}
+    assert len(params.seed.split(",")) >= 3
+    assert "joblib" in cfg.hydra.launcher._target_
+    assert cfg.genotype == "runs/compare/search/random_seed2/genotype.json"
+    assert cfg.threads * cfg.hydra.launcher.n_jobs <= 2  # never oversubscribe 2 cores
