@@ -4,6 +4,8 @@ Per run: the mean reward of the first and last 10% of controller steps, the rewa
 the last epoch, the chosen cell's validation PSNR and, in the ``preset=compare``
 layout (``ROOT/search/NAME``, ``ROOT/retrain/NAME``, ``ROOT/evaluate/NAME``), the
 retrained cell's validation and benchmark PSNR. Then mean, std and range per controller.
+``--policy-vs-uniform K`` scores K cells of the final policy against K uniform ones on the
+run's final shared weights.
 """
 
 from __future__ import annotations
@@ -15,9 +17,15 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import torch
+from omegaconf import OmegaConf
+
+from controllers import build_controller
+from nas_sr import checkpoint
 from nas_sr.plot import controller_type
 from nas_sr.runlog import read_metrics
 from nas_sr.runtime import ConfigError
+from nas_sr.search import CHECKPOINT, Search, score
 
 COLUMNS = ("first10", "last10", "last_epoch", "search_val", "params", "retrain_val", "Set5",
            "Set14")
@@ -90,11 +98,45 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out + (["", "Cells found:", *cells] if cells else []))
 
 
+def policy_vs_uniform(search_dir: Path, samples: int) -> dict[str, float]:
+    """Mean reward on the final crops of ``samples`` cells drawn from the run's final policy
+    vs as many uniform draws, all through the same final shared weights: the controller's
+    contribution with the supernet held fixed."""
+    cfg = OmegaConf.load(search_dir / "config.yaml")
+    cfg.logger.progress = False
+    search = Search(cfg, search_dir)
+    search.load_state_dict(checkpoint.load(search_dir / CHECKPOINT))
+    search.supernet.eval()
+    uniform = build_controller("random", cfg.archs.cell.nodes)
+    rng = torch.Generator().manual_seed(12345)
+    out = {}
+    for name, ctrl in (("policy", search.controller), ("uniform", uniform)):
+        with torch.no_grad():
+            cells = [ctrl.sample(rng).genotype for _ in range(samples)]
+        rewards = [score(search.supernet, g, search.final_lr, search.final_hr, cfg.scale)
+                   for g in cells]
+        out[f"{name}_mean"] = statistics.mean(rewards)
+        out[f"{name}_std"] = statistics.stdev(rewards) if samples > 1 else 0.0
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="search run folders")
+    parser.add_argument("--policy-vs-uniform", type=int, default=0, metavar="K",
+                        help="also score K final-policy and K uniform cells on the final "
+                             "shared weights of each run (needs its checkpoint and data)")
     args = parser.parse_args(argv)
-    print(markdown([run_figures(d) for d in sorted(args.runs)]))
+    runs = sorted(args.runs)
+    print(markdown([run_figures(d) for d in runs]))
+    if args.policy_vs_uniform:
+        print(f"\n| run | final policy ({args.policy_vs_uniform} cells) | uniform | gap |")
+        print("| --- | ---: | ---: | ---: |")
+        for d in runs:
+            f = policy_vs_uniform(d, args.policy_vs_uniform)
+            print(f"| {d.name} | {f['policy_mean']:.2f} +- {f['policy_std']:.2f} | "
+                  f"{f['uniform_mean']:.2f} +- {f['uniform_std']:.2f} | "
+                  f"{f['policy_mean'] - f['uniform_mean']:+.2f} |")
 
 
 if __name__ == "__main__":
