@@ -22,7 +22,7 @@ from nas_sr.metrics import psnr_y, quantize
 from search_spaces.genotypes import load_genotype
 
 ROOT = Path(__file__).resolve().parents[1]
-SET5_BABY = ROOT.parent / "shared" / "datasets" / "benchmark" / "Set5" / "X2"
+SET5_X2 = ROOT.parent / "shared" / "datasets" / "benchmark" / "Set5" / "X2"
 TRAINED = {"cell (exported)": ROOT / "models" / "cell_x2" / "model.pt2",
            "SRCNN": ROOT / "runs" / "retrain" / "baseline_srcnn" / "best.pt",
            "VDSR": ROOT / "runs" / "retrain" / "baseline_vdsr" / "best.pt"}
@@ -30,11 +30,11 @@ FALLBACK_GENOTYPE = ROOT / "models" / "cell_x2" / "genotype.json"
 
 
 def test_image() -> tuple[torch.Tensor, torch.Tensor, str]:
-    """(LR, HR) of Set5 'baby' x2 where the benchmarks are, else a scikit-image photo."""
-    if (SET5_BABY / "HR" / "baby.png").is_file():
-        hr = load_image(SET5_BABY / "HR" / "baby.png")
-        lr = load_image(SET5_BABY / "LR" / "baby.png")
-        name = "Set5 baby x2"
+    """(LR, HR) of Set5's first image (baby) x2, or a scikit-image photo without benchmarks."""
+    if (SET5_X2 / "HR" / "img_001.png").is_file():
+        hr = load_image(SET5_X2 / "HR" / "img_001.png")
+        lr = load_image(SET5_X2 / "LR" / "img_001.png")
+        name = "Set5 img_001 (baby) x2"
     else:
         hr = mod_crop(load_image(builtin_dir() / "astronaut.png"), 2)
         lr, name = downscale(hr, 2), "scikit-image astronaut x2"
@@ -62,14 +62,18 @@ def models() -> dict[str, tuple[torch.nn.Module, bool]]:
 
 def run(quick: bool) -> list[Row]:
     lr, hr, image = test_image()
+    lr_last = lr.contiguous(memory_format=torch.channels_last)  # what super_resolve feeds
     nets = models()
-    fns = {k: (lambda m=m: m(lr)) for k, (m, _) in nets.items()}
-    # the same cell, eager, in both memory formats: does channels_last pay on this CPU?
+    for _, (net, _) in nets.items():
+        net.to(memory_format=torch.channels_last)
+    fns = {k: (lambda m=m: m(lr_last)) for k, (m, _) in nets.items()}
+    # before/after of the layout: the exported cell fed NCHW, and an eager cell both ways
+    exported = nets["cell (exported)"][0]
+    fns["cell (exported), NCHW input"] = lambda: exported(lr)
     arch = {"name": "cell", "scale": 2, "channels": 32, "cells": 6, "nodes": 5,
             "genotype": {"nodes": [[1, "sep_conv_3x3", 0, "conv_3x3"]] * 5}}
     eager = build_model(arch).eval()
     last = build_model(arch).eval().to(memory_format=torch.channels_last)
-    lr_last = lr.contiguous(memory_format=torch.channels_last)
     fns["cell eager, NCHW"] = lambda: eager(lr)
     fns["cell eager, channels_last"] = lambda: last(lr_last)
     with torch.inference_mode():
@@ -77,10 +81,10 @@ def run(quick: bool) -> list[Row]:
         rows = []
         megapixels = hr.shape[-1] * hr.shape[-2] / 1e6
         for name, (net, trained) in nets.items():
-            psnr = float(psnr_y(quantize(net(lr)), quantize(hr), 2)) if trained else np.nan
+            psnr = float(psnr_y(quantize(net(lr_last)), quantize(hr), 2)) if trained else np.nan
             note = f"{image}; " + (f"PSNR {psnr:.2f} dB" if trained else "untrained weights")
             rows.append(Row("inference", name, megapixels / times[name], "MP/s", note))
-    for name in ("cell eager, NCHW", "cell eager, channels_last"):
+    for name in ("cell (exported), NCHW input", "cell eager, NCHW", "cell eager, channels_last"):
         rows.append(Row("inference", name, megapixels / times[name], "MP/s",
                         f"{image}; untrained C=32 N=6 cell"))
     return rows

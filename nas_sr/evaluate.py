@@ -81,7 +81,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     set_threads(cfg.threads)
     device = resolve_device(cfg.device)
     scale = int(cfg.scale)
-    predictor = load_predictor(str(cfg.model), scale, device)
+    predictor = load_predictor(str(cfg.model), scale, device, cfg.channels_last)
     root = Path(cfg.benchmark_root).expanduser()
     # check every set's layout before spending time on any of them
     sources = {name: benchmark_sources(root, name, scale) for name in cfg.sets}

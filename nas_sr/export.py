@@ -99,7 +99,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     source = Path(cfg.checkpoint).expanduser()
     if source.suffix == ".pt2":
         raise ModelError(f"{source}: already an exported model; pass a retrain checkpoint")
-    predictor = load_predictor(str(source))
+    predictor = load_predictor(str(source), channels_last=False)  # trace plain NCHW
     out = Path(cfg.output).expanduser() if cfg.output else run_dir
     out.mkdir(parents=True, exist_ok=True)
 

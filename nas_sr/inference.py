@@ -23,7 +23,7 @@ from torch import nn
 
 from nas_sr.archs import load_model
 from nas_sr.metrics import quantize
-from nas_sr.runtime import ConfigError
+from nas_sr.runtime import ConfigError, memory_format
 
 Model = Callable[[torch.Tensor], torch.Tensor]
 
@@ -60,15 +60,16 @@ class Predictor:
     scale: int
     arch: dict[str, Any] | None
     extras: dict[str, Any] = field(default_factory=dict)
+    channels_last: bool = False  # feed NHWC inputs (faster convs, exported models too)
 
 
-def load_predictor(spec: str, scale: int | None = None,
-                   device: torch.device | str = "cpu") -> Predictor:
+def load_predictor(spec: str, scale: int | None = None, device: torch.device | str = "cpu",
+                   channels_last: bool = True) -> Predictor:
     """``bicubic``, an exported ``*.pt2`` or a retrain checkpoint, checked against ``scale``."""
     if spec == "bicubic":
         if scale is None:
             raise ModelError("model=bicubic needs scale=2, 3 or 4")
-        return Predictor(PILBicubic(scale), scale, None)
+        return Predictor(PILBicubic(scale), scale, None)  # PIL wants plain NCHW
     path = Path(spec).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file; pass model=CHECKPOINT.pt, "
@@ -92,7 +93,10 @@ def load_predictor(spec: str, scale: int | None = None,
     if scale is not None and model_scale != scale:
         raise ModelError(f"{path}: wrong scale: the model upscales x{model_scale} but "
                          f"scale={scale}; pass scale={model_scale} or a x{scale} model")
-    return Predictor(model.to(device), model_scale, arch, extras)
+    # an exported program keeps its traced layout; its input's layout is what pays (bench/)
+    fmt = memory_format(channels_last and path.suffix != ".pt2")
+    return Predictor(model.to(device, memory_format=fmt), model_scale, arch, extras,
+                     channels_last)
 
 
 def _load_exported(path: Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -164,8 +168,9 @@ def super_resolve(predictor: Predictor, lr: torch.Tensor, *, tile: int | None = 
                   overlap: int = 16, ensemble: bool = False, amp: bool = False) -> torch.Tensor:
     """The SR image of an LR batch, optionally x8-ensembled (per tile) and tiled.
 
-    ``amp`` runs the model under bf16 autocast on CUDA (ignored on CPU, where it is slower).
+    ``amp`` runs the model under bf16 autocast on CUDA (ignored on CPU).
     """
+    lr = lr.contiguous(memory_format=memory_format(predictor.channels_last))
     model: Model = partial(self_ensemble, predictor.model) if ensemble else predictor.model
     with torch.autocast(lr.device.type, torch.bfloat16, enabled=amp and lr.is_cuda):
         return tiled_forward(model, lr, predictor.scale, tile, overlap).float()

@@ -41,7 +41,14 @@ from nas_sr.data import (
 from nas_sr.distributed import Dist
 from nas_sr.metrics import psnr_y, quantize
 from nas_sr.runlog import RunLog
-from nas_sr.runtime import ConfigError, TrainingDiverged, cosine_lr, seed_everything, set_threads
+from nas_sr.runtime import (
+    ConfigError,
+    TrainingDiverged,
+    cosine_lr,
+    memory_format,
+    seed_everything,
+    set_threads,
+)
 from search_spaces.genotypes import GenotypeError, load_genotype
 from search_spaces.network import count_params
 
@@ -146,15 +153,18 @@ class Retrain:
         # a resumed run rebuilds the model it trained, whatever became of the genotype file
         self.arch = resume["arch"] if resume else model_spec(cfg)
         seed_everything(cfg.seed)
-        self.model = build_model(self.arch).to(device)
+        self.fmt = memory_format(cfg.get("channels_last", True))
+        self.model = build_model(self.arch).to(device, memory_format=self.fmt)
         self.init_skipped = (init_from(self.model, cfg.init_from)
                              if cfg.init_from and resume is None else None)
         self.net: nn.Module = self.model
         # bf16 autocast pays on tensor cores; on CPU it is slower, so CUDA only
         self.amp = bool(t.amp) and device.type == "cuda"
         if d.enabled:
+            # no BN anywhere: the only buffers are constants (the RGB mean), nothing to sync
             self.net = DistributedDataParallel(
-                self.model, device_ids=[device] if device.type == "cuda" else None)
+                self.model, device_ids=[device] if device.type == "cuda" else None,
+                broadcast_buffers=False)
         if t.compile:
             self.net = torch.compile(self.net)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr)
@@ -220,7 +230,7 @@ class Retrain:
         bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{t.epochs}", leave=False,
                    disable=not (self.cfg.logger.progress and d.is_main))
         for step, (lr_img, hr_img) in enumerate(bar, 1):
-            lr_img = lr_img.to(self.device, non_blocking=True)
+            lr_img = lr_img.to(self.device, non_blocking=True, memory_format=self.fmt)
             hr_img = hr_img.to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, torch.bfloat16, enabled=self.amp):
                 sr = self.net(lr_img)
@@ -244,7 +254,7 @@ class Retrain:
         self.model.eval()
         total, count = 0.0, 0
         for lr_img, hr_img in self.val_batches:
-            sr = quantize(self.model(lr_img.to(self.device)))
+            sr = quantize(self.model(lr_img.to(self.device, memory_format=self.fmt)))
             total += float(psnr_y(sr, quantize(hr_img.to(self.device)), self.cfg.scale).sum())
             count += len(lr_img)
         sums = distributed.all_sum(

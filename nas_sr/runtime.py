@@ -25,6 +25,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def memory_format(channels_last: bool) -> torch.memory_format:
+    """NHWC (``channels_last``) or NCHW: the layout models and their inputs are kept in."""
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
 def set_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(int(threads))

@@ -23,6 +23,7 @@ from nas_sr.runlog import RunLog
 from nas_sr.runtime import (
     TrainingDiverged,
     cosine_lr,
+    memory_format,
     resolve_device,
     seed_everything,
     set_threads,
@@ -66,7 +67,8 @@ class Search:
         set_threads(cfg.threads)
         seed_everything(cfg.seed)
         self.device = resolve_device(cfg.device)
-        self.supernet = build_supernet(cfg).to(self.device)
+        self.fmt = memory_format(cfg.get("channels_last", True))
+        self.supernet = build_supernet(cfg).to(self.device, memory_format=self.fmt)
         self.optimizer = torch.optim.Adam(self.supernet.parameters(), lr=cfg.search.lr)
         ctrl = OmegaConf.to_container(cfg.controller)
         self.controller: Controller = build_controller(
@@ -91,10 +93,12 @@ class Search:
         self.crops = RandomCrops(self.train_store, cfg.scale, d.patch_size,
                                  cfg.search.batches_per_epoch * cfg.search.batch_size, cfg.seed)
         # the reward batch and the final-selection set are fixed crops of the val images
-        self.val_lr, self.val_hr = (t.to(self.device) for t in fixed_crops(
-            val_store, cfg.scale, d.patch_size, d.val_crops, seed=1))
-        self.final_lr, self.final_hr = (t.to(self.device) for t in fixed_crops(
-            val_store, cfg.scale, d.patch_size, d.final_crops, seed=2))
+        def crops(count: int, seed: int) -> list[torch.Tensor]:
+            return [t.to(self.device, memory_format=self.fmt)
+                    for t in fixed_crops(val_store, cfg.scale, d.patch_size, count, seed)]
+
+        self.val_lr, self.val_hr = crops(d.val_crops, seed=1)
+        self.final_lr, self.final_hr = crops(d.final_crops, seed=2)
 
     # --- checkpointing ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -136,7 +140,8 @@ class Search:
         for lr_img, hr_img in bar:
             with torch.no_grad():
                 genotype = self.controller.sample(self.arch_rng).genotype
-            lr_img, hr_img = lr_img.to(self.device), hr_img.to(self.device)
+            lr_img = lr_img.to(self.device, memory_format=self.fmt)
+            hr_img = hr_img.to(self.device)
             loss = F.l1_loss(net(lr_img, genotype), hr_img)
             _check_finite(loss.item(), "the shared-weight loss", self.epoch, self.run_dir)
             self.optimizer.zero_grad(set_to_none=True)

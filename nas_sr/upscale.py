@@ -31,7 +31,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         raise FileNotFoundError("model= and input= are required: model= a retrain checkpoint, "
                                 "an exported model.pt2 or bicubic (with scale=); input= an "
                                 "image or a folder of images")
-    predictor = load_predictor(str(cfg.model), cfg.scale, device)
+    predictor = load_predictor(str(cfg.model), cfg.scale, device, cfg.channels_last)
     root, files = input_files(Path(cfg.input).expanduser())
     out_dir = Path(cfg.output).expanduser() if cfg.output else run_dir / "images"
     written = []
