@@ -50,9 +50,11 @@ def run(quick: bool) -> list[Row]:
         h5 = loader_rate(open_store(sources, 2, 32, Path(tmp) / "c.h5", progress=False), patches)
 
     genotype = build_controller("random", 5).sample(torch.Generator().manual_seed(0)).genotype
-    net = CellSRNet(2, 32, 4)
+    last = torch.channels_last  # the search's default layout
+    net = CellSRNet(2, 32, 4).to(memory_format=last)
     opt = torch.optim.Adam(net.parameters(), 1e-4)
-    lr, hr = torch.rand(16, 3, 32, 32), torch.rand(16, 3, 64, 64)
+    lr = torch.rand(16, 3, 32, 32).contiguous(memory_format=last)
+    hr = torch.rand(16, 3, 64, 64)
     consume = 16 / median_time(lambda: train_step(net, opt, lr, hr, genotype), 5 if quick else 10)
     note = f"{len(sources)} images of {where}, 64px HR crops"
     return [

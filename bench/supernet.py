@@ -23,21 +23,29 @@ def run(quick: bool) -> list[Row]:
     channels, cells, batch, lr_side, scale = 32, 4, 16, 32, 2
     torch.manual_seed(0)
     genotype = build_controller("random", 5).sample(torch.Generator().manual_seed(0)).genotype
-    supernet = CellSRNet(scale, channels, cells)
-    standalone = CellSRNet(scale, channels, cells, genotype=genotype)
+    last = torch.channels_last  # the default layout of search and retrain
+    nets = {"supernet": CellSRNet(scale, channels, cells).to(memory_format=last),
+            "standalone": CellSRNet(scale, channels, cells, genotype=genotype
+                                    ).to(memory_format=last),
+            "supernet NCHW": CellSRNet(scale, channels, cells)}
     lr = torch.rand(batch, 3, lr_side, lr_side)
+    lr_last = lr.contiguous(memory_format=last)
     hr = torch.rand(batch, 3, lr_side * scale, lr_side * scale)
-    opts = {n: torch.optim.Adam(m.parameters(), 1e-4)
-            for n, m in (("supernet", supernet), ("standalone", standalone))}
+    opts = {n: torch.optim.Adam(m.parameters(), 1e-4) for n, m in nets.items()}
     times = interleaved({
-        "supernet": lambda: train_step(supernet, opts["supernet"], lr, hr, genotype),
-        "standalone": lambda: train_step(standalone, opts["standalone"], lr, hr),
+        "supernet": lambda: train_step(nets["supernet"], opts["supernet"], lr_last, hr, genotype),
+        "standalone": lambda: train_step(nets["standalone"], opts["standalone"], lr_last, hr),
+        "supernet NCHW": lambda: train_step(nets["supernet NCHW"], opts["supernet NCHW"], lr, hr,
+                                            genotype),
     }, repeats=5 if quick else 20)
     shape = f"C={channels} N={cells}, batch {batch} x {lr_side * scale}px HR"
     return [
         Row("supernet", "train step, supernet (fixed genotype)", times["supernet"] * 1e3, "ms",
-            shape),
-        Row("supernet", "train step, standalone", times["standalone"] * 1e3, "ms", shape),
+            f"{shape}, channels_last"),
+        Row("supernet", "train step, standalone", times["standalone"] * 1e3, "ms",
+            f"{shape}, channels_last"),
         Row("supernet", "weight-sharing overhead", times["supernet"] / times["standalone"], "x",
             "goal <= 1.2"),
+        Row("supernet", "train step, supernet, NCHW (before)", times["supernet NCHW"] * 1e3, "ms",
+            shape),
     ]
