@@ -2,6 +2,7 @@ import json
 
 import pytest
 from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
 
 from conftest import make_cfg, write_run
 from nas_sr.cli import run_job
@@ -59,3 +60,10 @@ def test_policy_vs_uniform_scores_on_the_final_shared_weights(tmp_path):
     assert set(figures) == {"policy_mean", "policy_std", "uniform_mean", "uniform_std"}
     assert all(5 < figures[k] < 60 for k in ("policy_mean", "uniform_mean"))
     assert all(figures[k] >= 0 for k in ("policy_std", "uniform_std"))
+
+
+def test_the_compare_preset_also_trains_baselines_at_the_same_budget():
+    with initialize_config_module(config_module="experiments", version_base="1.3"):
+        cfg = compose("retrain", overrides=["preset=compare", "model=srcnn"])
+    resolved = OmegaConf.to_container(cfg, resolve=True)  # no controller: still resolves
+    assert resolved["train"]["epochs"] * resolved["train"]["iters_per_epoch"] == 800
