@@ -84,7 +84,10 @@ def run(quick: bool) -> list[Row]:
             psnr = float(psnr_y(quantize(net(lr_last)), quantize(hr), 2)) if trained else np.nan
             note = f"{image}; " + (f"PSNR {psnr:.2f} dB" if trained else "untrained weights")
             rows.append(Row("inference", name, megapixels / times[name], "MP/s", note))
-    for name in ("cell (exported), NCHW input", "cell eager, NCHW", "cell eager, channels_last"):
-        rows.append(Row("inference", name, megapixels / times[name], "MP/s",
-                        f"{image}; untrained C=32 N=6 cell"))
+    trained = "trained" if nets["cell (exported)"][1] else "untrained"
+    extra = {"cell (exported), NCHW input": f"{image}; the {trained} exported cell",
+             "cell eager, NCHW": f"{image}; untrained C=32 N=6 conv/sep cell",
+             "cell eager, channels_last": f"{image}; untrained C=32 N=6 conv/sep cell"}
+    rows += [Row("inference", name, megapixels / times[name], "MP/s", note)
+             for name, note in extra.items()]
     return rows
