@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.timing import Row, interleaved
+from bench.timing import BENCH_CELL, Row, interleaved
 from nas_sr.archs import build_model
 from nas_sr.data import builtin_dir
 from nas_sr.export import export_model
@@ -49,10 +49,9 @@ def models() -> dict[str, tuple[torch.nn.Module, bool]]:
             out[name] = (load_predictor(str(path)).model, True)
             continue
         if name.startswith("cell"):
-            genotype = (load_genotype(FALLBACK_GENOTYPE).to_dict() if FALLBACK_GENOTYPE.is_file()
-                        else {"nodes": [[1, "sep_conv_3x3", 0, "sep_conv_3x3"]] * 5})
-            arch = {"name": "cell", "scale": 2, "channels": 32, "cells": 6, "nodes": 5,
-                    "genotype": genotype}
+            arch = dict(BENCH_CELL)
+            if FALLBACK_GENOTYPE.is_file():
+                arch["genotype"] = load_genotype(FALLBACK_GENOTYPE).to_dict()
             out[name] = (export_model(build_model(arch).eval()).module(), False)
         else:
             key = {"SRCNN": "srcnn", "VDSR": "vdsr"}[name]
@@ -70,10 +69,8 @@ def run(quick: bool) -> list[Row]:
     # before/after of the layout: the exported cell fed NCHW, and an eager cell both ways
     exported = nets["cell (exported)"][0]
     fns["cell (exported), NCHW input"] = lambda: exported(lr)
-    arch = {"name": "cell", "scale": 2, "channels": 32, "cells": 6, "nodes": 5,
-            "genotype": {"nodes": [[1, "sep_conv_3x3", 0, "conv_3x3"]] * 5}}
-    eager = build_model(arch).eval()
-    last = build_model(arch).eval().to(memory_format=torch.channels_last)
+    eager = build_model(BENCH_CELL).eval()
+    last = build_model(BENCH_CELL).eval().to(memory_format=torch.channels_last)
     fns["cell eager, NCHW"] = lambda: eager(lr)
     fns["cell eager, channels_last"] = lambda: last(lr_last)
     with torch.inference_mode():

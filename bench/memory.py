@@ -3,20 +3,17 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import torch
 from PIL import Image
 
-from bench.timing import Row
+from bench.timing import BENCH_CELL, Row
 from nas_sr.archs import build_model
 from nas_sr.data import builtin_dir
-from nas_sr.export import export_model
-from nas_sr.inference import EXPORT_METADATA
+from nas_sr.export import export_model, save_exported
 
 PEAK = ("import resource, sys; from nas_sr.cli import main; main(sys.argv[1:]); "
         "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
@@ -30,10 +27,7 @@ def peak_mb(*args: str) -> float:
 
 
 def cell_model(path: Path) -> Path:
-    arch = {"name": "cell", "scale": 2, "channels": 32, "cells": 6, "nodes": 5,
-            "genotype": {"nodes": [[1, "sep_conv_3x3", 0, "conv_3x3"]] * 5}}
-    torch.export.save(export_model(build_model(arch).eval()), path,
-                      extra_files={EXPORT_METADATA: json.dumps(arch)})
+    save_exported(export_model(build_model(BENCH_CELL).eval()), BENCH_CELL, path)
     return path
 
 

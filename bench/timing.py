@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 import torch
 
+# the untrained cell the benchmarks time where no trained model is at hand
+BENCH_CELL = {"name": "cell", "scale": 2, "channels": 32, "cells": 6, "nodes": 5,
+              "genotype": {"nodes": [[1, "sep_conv_3x3", 0, "conv_3x3"]] * 5}}
+
 
 @dataclass
 class Row:

@@ -42,6 +42,11 @@ def export_model(model: nn.Module) -> ExportedProgram:
     return torch.export.export(model, (example,), dynamic_shapes=(dims,))
 
 
+def save_exported(program: ExportedProgram, arch: dict[str, Any], path: Path) -> None:
+    """``model.pt2`` with its arch spec inside, so ``load_predictor`` knows its scale."""
+    torch.export.save(program, path, extra_files={EXPORT_METADATA: json.dumps(arch)})
+
+
 @torch.inference_mode()
 def max_abs_diff(model: nn.Module, program: ExportedProgram) -> float:
     """Exported vs eager on an input of another shape than the traced example."""
@@ -105,8 +110,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     program = export_model(predictor.model)
     diff = max_abs_diff(predictor.model, program)
-    torch.export.save(program, out / MODEL_FILE,
-                      extra_files={EXPORT_METADATA: json.dumps(predictor.arch)})
+    save_exported(program, predictor.arch, out / MODEL_FILE)
     if "genotype" in predictor.arch:
         save_genotype(Genotype.from_dict(predictor.arch["genotype"]), out / "genotype.json")
     sizes = complexity(predictor.model, predictor.scale)
