@@ -4,7 +4,8 @@
 dynamic batch, height and width, so one file serves any image size. Loading it
 needs neither this package nor the search space code (the tests prove it in a
 subprocess that never imports them). Beside it: ``genotype.json`` for cell models
-and ``MODEL_CARD.md``.
+and ``MODEL_CARD.md`` (facts read off the model and checkpoint, then ``card_notes``:
+how it was made, which only the user knows).
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def figures(extras: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def model_card(predictor: Predictor, source: Path, sizes: dict[str, int], diff: float) -> str:
+def model_card(predictor: Predictor, source: Path, sizes: dict[str, int], diff: float,
+               notes: str = "") -> str:
     arch, s = predictor.arch, predictor.scale
     options = ", ".join(f"{k}={v}" for k, v in arch.items() if k not in ("name", "scale",
                                                                          "genotype"))
@@ -93,6 +95,8 @@ def model_card(predictor: Predictor, source: Path, sizes: dict[str, int], diff: 
         lines += ["", "## Figures from the checkpoint", "", "| key | value |", "| --- | --- |",
                   *(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
                     for k, v in figs.items())]
+    if notes:
+        lines += ["", notes.strip()]
     return "\n".join(lines) + "\n"
 
 
@@ -104,6 +108,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     source = Path(cfg.checkpoint).expanduser()
     if source.suffix == ".pt2":
         raise ModelError(f"{source}: already an exported model; pass a retrain checkpoint")
+    # read before the slow export, so a wrong path costs nothing
+    notes = Path(cfg.card_notes).expanduser().read_text() if cfg.card_notes else ""
     predictor = load_predictor(str(source), channels_last=False)  # trace plain NCHW
     out = Path(cfg.output).expanduser() if cfg.output else run_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -114,6 +120,6 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if "genotype" in predictor.arch:
         save_genotype(Genotype.from_dict(predictor.arch["genotype"]), out / "genotype.json")
     sizes = complexity(predictor.model, predictor.scale)
-    (out / "MODEL_CARD.md").write_text(model_card(predictor, source.resolve(), sizes, diff))
+    (out / "MODEL_CARD.md").write_text(model_card(predictor, source, sizes, diff, notes))
     print(f"exported {source} -> {out / MODEL_FILE} (max abs diff vs eager {diff:.2e})")
     return {"model": str(out / MODEL_FILE), "max_abs_diff": diff, **sizes}

@@ -46,8 +46,9 @@ def exported(tmp_path_factory):
     torch.manual_seed(0)
     save_atomic({"arch": ARCH, "model": build_model(ARCH).state_dict(), "epoch": 7,
                  "best": {"psnr": 31.5}}, root / "cell.pt")
-    export.run(make_cfg("export", f"checkpoint={root / 'cell.pt'}", f"output={root / 'out'}"),
-               root)
+    (root / "notes.md").write_text("## How it was made\n\n`nas-sr retrain ...`\n")
+    export.run(make_cfg("export", f"checkpoint={root / 'cell.pt'}", f"output={root / 'out'}",
+                        f"card_notes={root / 'notes.md'}"), root)
     return root / "cell.pt", root / "out"
 
 
@@ -64,6 +65,7 @@ def test_export_runs_in_plain_torch_and_equals_the_training_model(exported, tmp_
     assert (torch.load(tmp_path / "sr.pt") - expected).abs().max() < 1e-5
     card = (out / "MODEL_CARD.md").read_text()
     assert "x2" in card and "Mult-Adds" in card and "torch.export.load" in card
+    assert card.rstrip().endswith("## How it was made\n\n`nas-sr retrain ...`")
     assert "| best.psnr | 31.5000 |" in card and "| epoch | 7 |" in card
     assert (out / "genotype.json").is_file()
 
