@@ -31,7 +31,6 @@ class LSTMController(Controller):
         entropy_weight: float = 1e-4,
         lr: float = 3.5e-3,
         baseline_decay: float = 0.95,
-        **_: object,
     ):
         super().__init__(num_nodes, baseline_decay)
         self.temperature, self.tanh_constant = temperature, tanh_constant

@@ -11,7 +11,7 @@ from search_spaces.genotypes import Genotype
 
 
 class RandomController(Controller):
-    def __init__(self, num_nodes: int, baseline_decay: float = 0.95, **_: object):
+    def __init__(self, num_nodes: int, baseline_decay: float = 0.95):
         super().__init__(num_nodes, baseline_decay)
 
     def sample(self, generator: torch.Generator | None = None, greedy: bool = False) -> Sample:

@@ -103,18 +103,23 @@ class EDSR(nn.Module):
         return self.tail(self.body(feat) + feat) + self.mean
 
 
+def check_scale(scale: int) -> None:
+    """Every model here upsamples x2, x3 or x4 (sub-pixel or bicubic); say so up front."""
+    if scale not in (2, 3, 4):
+        raise ConfigError(f"scale must be 2, 3 or 4, got {scale}")
+
+
 def build_model(arch: dict[str, Any]) -> nn.Module:
     """Model from an arch spec; unknown keys are an error, not silently dropped."""
     spec = dict(arch)
     name, scale = spec.pop("name"), int(spec.pop("scale"))
-    if scale not in (2, 3, 4):
-        raise ConfigError(f"scale must be 2, 3 or 4, got {scale}")
+    check_scale(scale)
     if name == "cell":
         genotype = Genotype.from_dict(spec.pop("genotype"))
         return CellSRNet(scale, genotype=genotype, channels=spec.pop("channels"),
                          num_cells=spec.pop("cells"), num_nodes=genotype.num_nodes,
                          **_no_more(spec, name))
-    kinds = {"srcnn": SRCNN, "vdsr": VDSR, "edsr_baseline": EDSR, "edsr": EDSR}
+    kinds = {"srcnn": SRCNN, "vdsr": VDSR, "edsr_baseline": EDSR}
     if name not in kinds:
         raise ConfigError(f"unknown model {name!r}; known: cell, {', '.join(kinds)}")
     return kinds[name](scale, **spec)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from nas_sr.checkpoint import atomic_path
 from nas_sr.data import ImageSource, PairStore, load_pairs
 
 CACHE_VERSION = 1
@@ -85,9 +85,7 @@ def build_cache(path: Path, sources: Sequence[ImageSource], scale: int, min_lr_s
                 key: str, progress: bool = True) -> None:
     pairs = load_pairs(sources, scale, min_lr_size, desc=f"images for {path.name}",
                        progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for i, (hr, lr) in enumerate(tqdm(pairs, desc="writing cache", leave=False,
                                            disable=not progress)):
             for name, img in (("hr", hr), ("lr", lr)):
@@ -96,7 +94,6 @@ def build_cache(path: Path, sources: Sequence[ImageSource], scale: int, min_lr_s
         f["lr_shapes"] = np.array([lr.shape[:2] for _, lr in pairs], dtype=np.int64)
         f["sources"] = np.array([str(s.hr) for s in sources], dtype=h5py.string_dtype())
         f.attrs.update(fingerprint=key, scale=scale, version=CACHE_VERSION)
-    os.replace(tmp, path)
 
 
 def open_store(sources: Sequence[ImageSource], scale: int, min_lr_size: int,

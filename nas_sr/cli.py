@@ -42,35 +42,66 @@ options, `nas-sr <job> --cfg job` prints the composed config. Examples:
 """
 
 
-def resumed_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
+def resumed_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     """A resumed run keeps its saved config; plain ``key=value`` overrides still apply."""
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
         raise FileNotFoundError(f"{saved_path}: missing; resume= must name a run folder")
     saved = OmegaConf.load(saved_path)
-    try:
-        overrides = HydraConfig.get().overrides.task
-    except ValueError:  # composed outside a Hydra app (tests)
-        overrides = []
+    missing = object()
     for item in overrides:
         key, _, value = item.partition("=")
-        if key in ("resume", "hydra.run.dir") or key.startswith(("+", "~")):
+        if key in ("resume", "hydra.run.dir") or key.startswith(("+", "~", "hydra.")):
             continue
-        if OmegaConf.select(saved, key) is not None and not OmegaConf.is_config(
-                OmegaConf.select(saved, key)):
-            OmegaConf.update(saved, key, OmegaConf.from_dotlist([f"v={value}"]).v)
+        current = OmegaConf.select(saved, key, default=missing)
+        # a preset or data group would rebuild the run under it: refuse rather than ignore
+        if current is missing or OmegaConf.is_config(current):
+            raise ConfigError(f"resume: {item!r} cannot change a resumed run (only plain "
+                              f"settings of its config.yaml can, e.g. train.epochs=N)")
+        OmegaConf.update(saved, key, OmegaConf.from_dotlist([f"v={value}"]).v)
     saved.resume = str(run_dir)
     return saved
+
+
+def _flat(node: object, prefix: str = "") -> dict[str, object]:
+    if not isinstance(node, dict):
+        return {prefix: node}
+    return {k: v for key, sub in node.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
+
+
+def check_run_folder(run_dir: Path, cfg: DictConfig) -> None:
+    """A folder with another run's checkpoints is not silently continued under a new config.
+
+    The same command again (a killed sweep re-run) continues it; anything else must say
+    ``resume=`` (which keeps the saved config) or pick a new folder.
+    """
+    saved = run_dir / "config.yaml"
+    if not saved.is_file() or not any(run_dir.glob("*.pt")):
+        return
+    old = _flat(OmegaConf.to_container(OmegaConf.load(saved)))
+    new = _flat(OmegaConf.to_container(cfg, resolve=True))
+    changed = sorted(k.rstrip(".") for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if changed:
+        raise ConfigError(
+            f"{run_dir} holds a run with another config ({', '.join(changed[:4])}"
+            f"{', ...' if len(changed) > 4 else ''} differ); continue it with "
+            f"resume={run_dir} or start in a new hydra.run.dir")
 
 
 def run_job(job: str, cfg: DictConfig, run_dir: Path | None = None) -> object:
     """Resolve the run folder and config, save it, and run ``job``."""
     if cfg.get("resume"):
         run_dir = Path(cfg.resume).expanduser().resolve()
-        cfg = resumed_config(cfg, run_dir)
+        try:
+            overrides = list(HydraConfig.get().overrides.task)
+        except ValueError:  # composed outside a Hydra app (tests)
+            overrides = []
+        cfg = resumed_config(run_dir, overrides)
     elif run_dir is None:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if not cfg.get("resume"):
+        check_run_folder(run_dir, cfg)
     # under torchrun every process composes the same config; one of them writes it
     if not cfg.get("resume") and os.environ.get("RANK", "0") == "0":
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)

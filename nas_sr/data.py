@@ -56,7 +56,7 @@ def load_pair(source: ImageSource, scale: int) -> tuple[np.ndarray, np.ndarray]:
     if lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1]:
         raise ImageError(
             f"{source.lr}: LR size {lr.shape[1]}x{lr.shape[0]} is not the HR size "
-            f"{hr.shape[1]}x{hr.shape[0]} divided by scale {scale}; check data.scale"
+            f"{hr.shape[1]}x{hr.shape[0]} divided by scale {scale}; check scale="
         )
     return hr, lr
 
@@ -74,7 +74,8 @@ def load_pairs(
             need = min_lr_size * scale
             raise ImageError(
                 f"{source.hr}: {hr.shape[1]}x{hr.shape[0]} pixels is smaller than one "
-                f"{need}x{need} crop; remove it or lower data.patch_size"
+                f"{need}x{need} crop; remove it or use smaller crops "
+                f"(data.patch_size, or train.patch_size in retrain)"
             )
         pairs.append((hr, lr))
     return pairs
@@ -136,7 +137,7 @@ class RandomCrops(torch.utils.data.Dataset):
 
 def fixed_crops(store: Any, scale: int, patch_size: int, count: int, seed: int
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A deterministic batch of ``count`` crops (no augmentation), spread over the images."""
+    """A deterministic batch of ``count`` crops (no augmentation), drawn once with ``seed``."""
     crops = RandomCrops(store, scale, patch_size, count, seed, augment=False)
     lr, hr = zip(*(crops[i] for i in range(count)), strict=True)
     return torch.stack(lr), torch.stack(hr)
@@ -186,6 +187,8 @@ def resolve_sources(data: Any, scale: int) -> tuple[list[ImageSource], list[Imag
             files, val_files = _split(files, data.val_fraction)
         train, val = [ImageSource(f) for f in files], [ImageSource(f) for f in val_files]
     elif data.name == "div2k":
+        if not data.root:
+            raise ImageError("data=div2k needs data.root=DIR (the folder holding DIV2K_*_HR)")
         root = Path(data.root).expanduser()
         train, val = (
             [ImageSource(f, _div2k_lr(root, split, f, scale))

@@ -238,7 +238,8 @@ class Retrain:
             # every process checks the mean loss, so all of them stop together
             value = distributed.all_sum(d, loss.detach().clone()).item() / d.world_size
             if not math.isfinite(value):
-                raise self.diverged(value, step)
+                raise self.diverged(f"the training loss became {value} in epoch "
+                                    f"{self.epoch + 1}, step {step}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             clip_gradients(list(self.model.parameters()), t, learning_rate)
@@ -271,11 +272,11 @@ class Retrain:
             self.best_psnr, self.best_epoch = val_psnr, self.epoch
         return improved
 
-    def diverged(self, value: float, step: int) -> TrainingDiverged:
+    def diverged(self, what: str) -> TrainingDiverged:
         kept = (f"{self.run_dir / LAST} (after epoch {self.epoch}) is left as it was"
                 if self.epoch else "no checkpoint had been written yet")
         return TrainingDiverged(
-            f"the training loss became {value} in epoch {self.epoch + 1}, step {step}; {kept}. "
+            f"{what}; {kept}. "
             f"Lower train.lr or set train.grad_clip, then resume: "
             f"nas-sr retrain resume={self.run_dir} train.grad_clip=1.0")
 
@@ -316,6 +317,9 @@ def _train(cfg: DictConfig, run_dir: Path, d: Dist, device: torch.device) -> dic
             stats = trainer.train_epoch()
             t1 = time.perf_counter()
             val_psnr = trainer.validate()
+            if math.isnan(val_psnr):  # the epoch's last steps broke the weights
+                raise trainer.diverged(f"the validation PSNR became {val_psnr} after epoch "
+                                       f"{trainer.epoch + 1}")
             t2 = time.perf_counter()
             improved = trainer.end_epoch(val_psnr, t2 - t0)
             if log:

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from controllers import Controller, build_controller
 from nas_sr import checkpoint
+from nas_sr.archs import check_scale
 from nas_sr.cache import cache_path, open_store
 from nas_sr.data import RandomCrops, fixed_crops, lr_patch_size, resolve_sources
 from nas_sr.metrics import psnr_y, quantize
@@ -35,6 +36,7 @@ CHECKPOINT = "checkpoint.pt"
 
 
 def build_supernet(cfg: DictConfig) -> CellSRNet:
+    check_scale(cfg.scale)
     a = cfg.archs.cell
     return CellSRNet(cfg.scale, a.channels, a.cells, a.nodes)
 
@@ -52,11 +54,11 @@ def score(net: CellSRNet, genotype: Genotype, lr: torch.Tensor, hr: torch.Tensor
 
 def _check_finite(value: float, what: str, epoch: int, run_dir: Path) -> None:
     if not math.isfinite(value):
-        raise TrainingDiverged(
-            f"{what} became {value} in epoch {epoch}; the last good checkpoint is "
-            f"{run_dir / CHECKPOINT}. Lower search.lr (or set search.grad_clip) and resume "
-            f"with `nas-sr search resume={run_dir}`."
-        )
+        then = (f"the last good checkpoint is {run_dir / CHECKPOINT}. Lower search.lr (or "
+                f"search.grad_clip) and resume with `nas-sr search resume={run_dir}`"
+                if epoch > 1 else "no checkpoint had been written yet. Lower search.lr (or "
+                "search.grad_clip) and start again")
+        raise TrainingDiverged(f"{what} became {value} in epoch {epoch}; {then}.")
 
 
 class Search:
@@ -71,6 +73,7 @@ class Search:
         self.supernet = build_supernet(cfg).to(self.device, memory_format=self.fmt)
         self.optimizer = torch.optim.Adam(self.supernet.parameters(), lr=cfg.search.lr)
         ctrl = OmegaConf.to_container(cfg.controller)
+        ctrl.pop("steps_per_epoch", None)  # the search's schedule, not the policy's
         self.controller: Controller = build_controller(
             ctrl.pop("name"), cfg.archs.cell.nodes, **ctrl
         )
@@ -124,7 +127,7 @@ class Search:
         self.elapsed, self.log_offset = state["elapsed"], state["log_offset"]
 
     # --- the two phases of an epoch -----------------------------------------------------
-    def train_shared(self, log: RunLog) -> dict[str, float]:
+    def train_shared(self) -> dict[str, float]:
         s, net = self.cfg.search, self.supernet
         lr = cosine_lr(s.lr, s.lr_min, self.epoch, s.epochs)
         for group in self.optimizer.param_groups:
@@ -143,7 +146,7 @@ class Search:
             lr_img = lr_img.to(self.device, memory_format=self.fmt)
             hr_img = hr_img.to(self.device)
             loss = F.l1_loss(net(lr_img, genotype), hr_img)
-            _check_finite(loss.item(), "the shared-weight loss", self.epoch, self.run_dir)
+            _check_finite(loss.item(), "the shared-weight loss", self.epoch + 1, self.run_dir)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if s.grad_clip:
@@ -163,7 +166,7 @@ class Search:
             sample = self.controller.sample(self.arch_rng)
             reward = score(self.supernet, sample.genotype, self.val_lr, self.val_hr,
                            self.cfg.scale)
-            _check_finite(reward, "the reward", self.epoch, self.run_dir)
+            _check_finite(reward, "the reward", self.epoch + 1, self.run_dir)
             stats = self.controller.update(sample, reward)
             self.controller_step += 1
             log.log("controller", controller_step=self.controller_step, epoch=self.epoch + 1,
@@ -213,7 +216,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                     device=str(search.device))
         while search.epoch < cfg.search.epochs:
             t0 = time.perf_counter()
-            train = search.train_shared(log)
+            train = search.train_shared()
             t1 = time.perf_counter()
             rewards = search.train_controller(log)
             t2 = time.perf_counter()

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from nas_sr.images import list_images, load_image
 from nas_sr.inference import load_predictor, super_resolve, to_tensor, to_uint8
-from nas_sr.runtime import resolve_device, set_threads
+from nas_sr.runtime import ConfigError, resolve_device, set_threads
 
 
 def input_files(path: Path) -> tuple[Path, list[Path]]:
@@ -24,6 +24,22 @@ def input_files(path: Path) -> tuple[Path, list[Path]]:
     return path, list_images(path)
 
 
+def output_paths(root: Path, files: list[Path], out_dir: Path) -> list[Path]:
+    """One PNG per input under ``out_dir``; checked before any work, so no input is lost."""
+    dests = [out_dir / f.relative_to(root).with_suffix(".png") for f in files]
+    inputs = {f.resolve() for f in files}
+    seen: dict[Path, Path] = {}
+    for src, dest in zip(files, dests, strict=True):
+        if dest.resolve() in inputs:
+            raise ConfigError(f"output={out_dir} would overwrite the input {dest}; "
+                              f"pick another output folder")
+        if dest in seen:
+            raise ConfigError(f"{seen[dest]} and {src} would both be written to {dest}; "
+                              f"rename one or upscale them separately")
+        seen[dest] = src
+    return dests
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     set_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -31,16 +47,17 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         raise FileNotFoundError("model= and input= are required: model= a retrain checkpoint, "
                                 "an exported model.pt2 or bicubic (with scale=); input= an "
                                 "image or a folder of images")
-    predictor = load_predictor(str(cfg.model), cfg.scale, device, cfg.channels_last)
     root, files = input_files(Path(cfg.input).expanduser())
     out_dir = Path(cfg.output).expanduser() if cfg.output else run_dir / "images"
+    dests = output_paths(root, files, out_dir)
+    predictor = load_predictor(str(cfg.model), cfg.scale, device, cfg.channels_last)
     written = []
-    for path in tqdm(files, desc=f"upscaling x{predictor.scale}", unit="img",
-                     disable=not cfg.logger.progress):
+    for path, dest in tqdm(list(zip(files, dests, strict=True)),
+                           desc=f"upscaling x{predictor.scale}", unit="img",
+                           disable=not cfg.logger.progress):
         lr = to_tensor(load_image(path), device)  # a bad file stops here, named
         sr = super_resolve(predictor, lr, tile=cfg.tile, overlap=cfg.overlap, amp=cfg.amp,
                            ensemble=cfg.self_ensemble)
-        dest = out_dir / path.relative_to(root).with_suffix(".png")
         dest.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(to_uint8(sr)).save(dest)
         written.append(str(dest))

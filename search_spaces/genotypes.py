@@ -115,7 +115,7 @@ def save_genotype(genotype: Genotype, path: str | Path, **extra: Any) -> None:
     Path(path).write_text(json.dumps({**genotype.to_dict(), **extra}, indent=2) + "\n")
 
 
-def load_genotype(path: str | Path, num_nodes: int | None = None) -> Genotype:
+def load_genotype(path: str | Path) -> Genotype:
     """Read and validate a genotype JSON file, naming the file in any error."""
     path = Path(path)
     try:
@@ -126,11 +126,6 @@ def load_genotype(path: str | Path, num_nodes: int | None = None) -> Genotype:
         raise GenotypeError(f"{path}: not valid JSON ({e})") from None
     except (GenotypeError, TypeError) as e:
         raise GenotypeError(f"{path}: {e}") from None
-    if num_nodes is not None and genotype.num_nodes != num_nodes:
-        raise GenotypeError(
-            f"{path}: has {genotype.num_nodes} nodes but the network expects {num_nodes} "
-            f"(set archs.cell.nodes={genotype.num_nodes} or pick another genotype)"
-        )
     return genotype
 
 

@@ -15,6 +15,7 @@ from nas_sr.archs import build_model, load_model
 from nas_sr.checkpoint import save_atomic
 from nas_sr.images import ImageError, downscale, load_image
 from nas_sr.inference import ModelError, self_ensemble, tiled_forward, to_tensor
+from nas_sr.runtime import ConfigError
 
 # every op of the space, a loose end and a reuse of h(k-2)
 GENOTYPE = {"nodes": [[0, "conv_3x3", 1, "sep_conv_3x3"], [2, "dil_conv_3x3", 1, "identity"],
@@ -134,3 +135,21 @@ def test_upscale_errors_name_the_problem(exported, tmp_path):
         run(f"model={ckpt}", f"input={tmp_path / 'nothing_here'}")
     with pytest.raises(ModelError, match="wrong scale"):
         run(f"model={out / 'model.pt2'}", "scale=3", f"input={tmp_path / 'broken.png'}")
+
+
+def test_upscale_never_overwrites_an_input(exported, tmp_path):
+    ckpt, _ = exported
+    pics = tmp_path / "pics"
+    for name in ("a.png", "a.jpg"):
+        write_image(pics / name, (16, 16))
+
+    def run(output):
+        return upscale.run(make_cfg("upscale", f"model={ckpt}", f"input={pics}",
+                                    f"output={output}"), tmp_path)
+
+    with pytest.raises(ConfigError, match="would overwrite the input"):
+        run(pics)
+    with pytest.raises(ConfigError, match="would both be written to"):
+        run(tmp_path / "out")
+    assert sorted(p.name for p in pics.iterdir()) == ["a.jpg", "a.png"]
+    assert not (tmp_path / "out").exists()

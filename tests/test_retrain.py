@@ -148,6 +148,21 @@ def test_nan_loss_stops_clearly_and_keeps_last_checkpoint(image_folder, genotype
     assert [r["epoch"] for r in epochs(tmp_path)] == [1]
 
 
+def test_nan_weights_after_an_epoch_keep_the_last_good_checkpoint(image_folder, genotype_file,
+                                                                 tmp_path, monkeypatch):
+    real, calls = retrain_mod.Retrain.validate, {"n": 0}
+
+    def broken(self):  # call 1 is the untrained model, 2 ends epoch 1, 3 ends epoch 2
+        calls["n"] += 1
+        return float("nan") if calls["n"] == 3 else real(self)
+
+    monkeypatch.setattr(retrain_mod.Retrain, "validate", broken)
+    with pytest.raises(TrainingDiverged, match=r"validation PSNR became nan after epoch 2; "
+                                                r".*last\.pt \(after epoch 1\) is left"):
+        run_job("retrain", folder_cfg(image_folder, genotype_file), tmp_path)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1
+
+
 def test_x3_starts_from_x2_weights(image_folder, genotype_file, tmp_path):
     x2 = retrain_mod.model_spec(folder_cfg(image_folder, genotype_file))
     torch.manual_seed(1)

@@ -22,7 +22,8 @@ def test_search_writes_the_run_folder(tmp_path):
     for name in ("config.yaml", "metrics.jsonl", "checkpoint.pt", "genotype.json",
                  "summary.json", "plots/reward.png", "plots/best_cell.png"):
         assert (tmp_path / name).is_file(), name
-    genotype = load_genotype(tmp_path / "genotype.json", num_nodes=5)
+    genotype = load_genotype(tmp_path / "genotype.json")
+    assert genotype.num_nodes == 5
     assert summary["genotype"]["nodes"] == [list(n) for n in genotype.nodes]
     assert summary["params"] > 0 and summary["val_psnr"] > 10
     records = controller_records(tmp_path)
@@ -86,7 +87,8 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path, mo
         return real(a, b) * (float("nan") if calls["n"] > 4 else 1.0)  # NaN in epoch 2
 
     monkeypatch.setattr(search_mod.F, "l1_loss", poisoned)
-    with pytest.raises(TrainingDiverged, match="shared-weight loss became nan in epoch 1"):
+    with pytest.raises(TrainingDiverged, match="shared-weight loss became nan in epoch 2; "
+                                                "the last good checkpoint is "):
         run_job("search", cfg, tmp_path)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 1 and state["controller_step"] == 10
