@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader
 from bench.supernet import train_step
 from bench.timing import Row, median_time
 from controllers import build_controller
-from nas_sr.cache import open_store
-from nas_sr.data import ImageSource, RandomCrops, load_pairs
+from nas_sr.cache import H5Store, open_store
+from nas_sr.data import ImageSource, PairStore, RandomCrops, load_pairs
 from nas_sr.images import list_images
 from search_spaces.network import CellSRNet
 
@@ -31,7 +31,7 @@ def images(count: int) -> tuple[list[ImageSource], str]:
     return [ImageSource(f) for f in files[:count]], where
 
 
-def loader_rate(store, patches: int, batch: int = 16) -> float:
+def loader_rate(store: PairStore | H5Store, patches: int, batch: int = 16) -> float:
     crops = RandomCrops(store, 2, 64, patches, seed=0)
     t0 = time.perf_counter()
     for _ in DataLoader(crops, batch_size=batch, num_workers=0):

@@ -8,11 +8,12 @@ import torch.nn.functional as F
 
 from bench.timing import Row, interleaved
 from controllers import build_controller
+from search_spaces.genotypes import Genotype
 from search_spaces.network import CellSRNet
 
 
 def train_step(net: CellSRNet, opt: torch.optim.Optimizer, lr: torch.Tensor,
-               hr: torch.Tensor, genotype=None) -> None:
+               hr: torch.Tensor, genotype: Genotype | None = None) -> None:
     loss = F.l1_loss(net(lr, genotype), hr)
     opt.zero_grad(set_to_none=True)
     loss.backward()

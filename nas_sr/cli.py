@@ -26,6 +26,7 @@ JOBS = {
     "upscale": ("nas_sr.upscale", "super-resolve images of any size, tiled"),
     "plot": ("nas_sr.plot", "reward curves and the best cell of search runs (RUN_DIR ...)"),
 }
+RESUMABLE = ("search", "retrain")
 # jobs whose bare (non key=value) arguments become a list override
 POSITIONAL = {"plot": "runs"}
 
@@ -90,6 +91,9 @@ def check_run_folder(run_dir: Path, cfg: DictConfig) -> None:
 
 def run_job(job: str, cfg: DictConfig, run_dir: Path | None = None) -> object:
     """Resolve the run folder and config, save it, and run ``job``."""
+    if cfg.get("resume") and job not in RESUMABLE:
+        raise ConfigError(f"resume= continues {' or '.join(RESUMABLE)} runs; {job} has "
+                          f"nothing to continue, run it again")
     if cfg.get("resume"):
         run_dir = Path(cfg.resume).expanduser().resolve()
         try:

@@ -50,6 +50,8 @@ class PairStore:
 
 def load_pair(source: ImageSource, scale: int) -> tuple[np.ndarray, np.ndarray]:
     hr = mod_crop(load_image(source.hr), scale)
+    if min(hr.shape[:2]) == 0:
+        raise ImageError(f"{source.hr}: smaller than {scale}x{scale} pixels; remove it")
     if source.lr is None:
         return hr, downscale(hr, scale)
     lr = load_image(source.lr)

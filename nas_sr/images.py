@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from bicubic_pytorch import core as bicubic
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -32,13 +32,15 @@ def list_images(folder: str | Path) -> list[Path]:
 def load_image(path: str | Path) -> np.ndarray:
     """Any PNG/JPEG/BMP/TIFF as an (H, W, 3) uint8 array.
 
-    Grayscale is repeated to 3 channels, alpha is dropped, palettes expanded and
-    16-bit samples scaled to 8 bits, so every later stage sees one format.
+    Grayscale is repeated to 3 channels, alpha is dropped, palettes expanded,
+    16-bit samples scaled to 8 bits and EXIF orientation applied (a phone photo comes
+    out as it is shown), so every later stage sees one format.
     """
     path = Path(path)
     try:
         with Image.open(path) as img:
             img.load()
+            img = ImageOps.exif_transpose(img)
             if img.mode == "P":
                 img = img.convert("RGBA")
             if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit grayscale
@@ -49,6 +51,8 @@ def load_image(path: str | Path) -> np.ndarray:
             arr = np.array(img.convert("RGB"))
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{path}: {e} Split it into parts first.") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ImageError(
             f"{path}: cannot be read as an image ({e}); remove or replace the file"

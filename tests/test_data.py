@@ -50,6 +50,9 @@ def test_image_smaller_than_a_crop_is_named(tmp_path):
     write_image(tmp_path / "tiny.png", size=(20, 20))
     with pytest.raises(ImageError, match=r"tiny.png: 20x20 pixels is smaller than one 64x64 crop"):
         load_pairs([ImageSource(tmp_path / "tiny.png")], 2, 32)
+    write_image(tmp_path / "dot.png", size=(1, 1))  # nothing left to downscale
+    with pytest.raises(ImageError, match=r"dot.png: smaller than 3x3 pixels"):
+        load_pairs([ImageSource(tmp_path / "dot.png")], 3, 1)
 
 
 def test_wrong_scale_lr_is_refused(tmp_path):

@@ -24,6 +24,13 @@ def test_grayscale_rgba_palette_16bit_become_8bit_rgb(tmp_path):
     np.testing.assert_array_equal(load_image(tmp_path / "gray16.png")[..., 0], rgb[..., 0])
 
 
+def test_exif_orientation_is_applied(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display", as phones write it
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "phone.jpg", exif=exif)
+    assert load_image(tmp_path / "phone.jpg").shape == (30, 20, 3)
+
+
 def test_corrupt_file_is_named(tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")
