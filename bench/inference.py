@@ -63,7 +63,7 @@ def run(quick: bool) -> list[Row]:
     lr, hr, image = test_image()
     lr_last = lr.contiguous(memory_format=torch.channels_last)  # what super_resolve feeds
     nets = models()
-    for _, (net, _) in nets.items():
+    for net, _ in nets.values():
         net.to(memory_format=torch.channels_last)
     fns = {k: (lambda m=m: m(lr_last)) for k, (m, _) in nets.items()}
     # before/after of the layout: the exported cell fed NCHW, and an eager cell both ways

@@ -91,24 +91,23 @@ def check_run_folder(run_dir: Path, cfg: DictConfig) -> None:
 
 def run_job(job: str, cfg: DictConfig, run_dir: Path | None = None) -> object:
     """Resolve the run folder and config, save it, and run ``job``."""
-    if cfg.get("resume") and job not in RESUMABLE:
-        raise ConfigError(f"resume= continues {' or '.join(RESUMABLE)} runs; {job} has "
-                          f"nothing to continue, run it again")
     if cfg.get("resume"):
+        if job not in RESUMABLE:
+            raise ConfigError(f"resume= continues {' or '.join(RESUMABLE)} runs; {job} has "
+                              f"nothing to continue, run it again")
         run_dir = Path(cfg.resume).expanduser().resolve()
         try:
             overrides = list(HydraConfig.get().overrides.task)
         except ValueError:  # composed outside a Hydra app (tests)
             overrides = []
         cfg = resumed_config(run_dir, overrides)
-    elif run_dir is None:
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not cfg.get("resume"):
+    else:
+        run_dir = run_dir or Path(HydraConfig.get().runtime.output_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
         check_run_folder(run_dir, cfg)
-    # under torchrun every process composes the same config; one of them writes it
-    if not cfg.get("resume") and os.environ.get("RANK", "0") == "0":
-        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+        # under torchrun every process composes the same config; one of them writes it
+        if os.environ.get("RANK", "0") == "0":
+            OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     module = importlib.import_module(JOBS[job][0])
     return module.run(cfg, run_dir)
 

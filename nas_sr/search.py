@@ -54,11 +54,11 @@ def score(net: CellSRNet, genotype: Genotype, lr: torch.Tensor, hr: torch.Tensor
 
 def _check_finite(value: float, what: str, epoch: int, run_dir: Path) -> None:
     if not math.isfinite(value):
-        then = (f"the last good checkpoint is {run_dir / CHECKPOINT}. Lower search.lr (or "
-                f"search.grad_clip) and resume with `nas-sr search resume={run_dir}`"
-                if epoch > 1 else "no checkpoint had been written yet. Lower search.lr (or "
-                "search.grad_clip) and start again")
-        raise TrainingDiverged(f"{what} became {value} in epoch {epoch}; {then}.")
+        kept, then = ((f"the last good checkpoint is {run_dir / CHECKPOINT}",
+                       f"resume with `nas-sr search resume={run_dir}`") if epoch > 1
+                      else ("no checkpoint had been written yet", "start again"))
+        raise TrainingDiverged(f"{what} became {value} in epoch {epoch}; {kept}. Lower "
+                               f"search.lr (or search.grad_clip) and {then}.")
 
 
 class Search:
