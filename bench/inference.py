@@ -45,6 +45,11 @@ def models() -> dict[str, tuple[torch.nn.Module, bool]]:
     """name -> (model, trained?)"""
     out = {}
     for name, path in TRAINED.items():
+        if path.is_file() and path.suffix == ".pt2":
+            # the shipped file, trusted: time the program a plain-torch user runs (nas-sr's own
+            # loader rebuilds the eager network instead, see nas_sr/pt2.py)
+            out[name] = (torch.export.load(path).module(), True)
+            continue
         if path.is_file():
             out[name] = (load_predictor(str(path)).model, True)
             continue

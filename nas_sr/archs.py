@@ -109,8 +109,39 @@ def check_scale(scale: int) -> None:
         raise ConfigError(f"scale must be 2, 3 or 4, got {scale}")
 
 
-def build_model(arch: dict[str, Any]) -> nn.Module:
-    """Model from an arch spec; unknown keys are an error, not silently dropped."""
+# bounds on an arch spec read from a file, so a tiny crafted checkpoint cannot make us
+# allocate gigabytes: sizes are checked first, then parameters are counted on the meta device
+MAX_SIZE = 1024  # channels, cells, nodes, blocks, depth
+MAX_PARAMS = 100_000_000  # EDSR (the big one, 43M) fits twice
+
+
+def check_arch(arch: Any) -> None:
+    """Refuse an arch spec that is malformed or builds an unreasonably large network."""
+    if not isinstance(arch, dict) or not isinstance(arch.get("name"), str):
+        raise ConfigError(f"an arch spec is a dict with a name, got {type(arch).__name__}")
+    for key in ("channels", "cells", "nodes", "blocks", "depth"):
+        value = arch.get(key, 1)
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_SIZE:
+                raise ConfigError(f"arch {key}={value!r}: must be whole numbers in 1..{MAX_SIZE}")
+    try:
+        with torch.device("meta"):  # no memory: only the shapes
+            params = sum(p.numel() for p in build_model(arch, checked=True).parameters())
+    except (KeyError, TypeError) as e:
+        raise ConfigError(f"arch spec {arch['name']!r} is malformed ({type(e).__name__}: {e})"
+                          ) from None
+    if params > MAX_PARAMS:
+        raise ConfigError(f"arch {arch['name']!r} would have {params:,} parameters "
+                          f"(at most {MAX_PARAMS:,} are accepted)")
+
+
+def build_model(arch: dict[str, Any], checked: bool = False) -> nn.Module:
+    """Model from an arch spec; unknown keys are an error, not silently dropped.
+
+    ``checked=False`` bounds the spec first (:func:`check_arch`): specs come from files.
+    """
+    if not checked:
+        check_arch(arch)
     spec = dict(arch)
     name, scale = spec.pop("name"), int(spec.pop("scale"))
     check_scale(scale)

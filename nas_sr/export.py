@@ -3,9 +3,11 @@
 ``torch.export`` traces the model to an ATen graph with the weights inside, with a
 dynamic batch, height and width, so one file serves any image size. Loading it
 needs neither this package nor the search space code (the tests prove it in a
-subprocess that never imports them). Beside it: ``genotype.json`` for cell models
-and ``MODEL_CARD.md`` (facts read off the model and checkpoint, then ``card_notes``:
-how it was made, which only the user knows).
+subprocess that never imports them); but ``torch.export.load`` can run code from the
+file, so that is for files one trusts, and nas-sr itself reads a ``.pt2`` with
+``nas_sr.pt2``. Beside it: ``genotype.json`` for cell models and ``MODEL_CARD.md``
+(facts read off the model and checkpoint, then ``card_notes``: how it was made, which
+only the user knows).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from torch import nn
 from torch.export import Dim, ExportedProgram
 
 from nas_sr.complexity import HR_SIZE, complexity, human
-from nas_sr.inference import EXPORT_METADATA, ModelError, Predictor, load_predictor
+from nas_sr.inference import Predictor, load_predictor
+from nas_sr.pt2 import EXPORT_METADATA, ModelError
 from nas_sr.runtime import set_threads
 from search_spaces.genotypes import Genotype, save_genotype
 
@@ -33,6 +36,12 @@ lr = torch.rand(1, 3, 120, 160)   # RGB in [0, 1], (N, 3, h, w) of any size
 with torch.no_grad():
     sr = model(lr).clamp(0, 1)    # (N, 3, h*{s}, w*{s})
 ```"""
+
+
+TRUST_NOTE = ("`torch.export.load` can run code stored in the file: use it only on a file "
+              "you trust. `nas-sr evaluate` and `nas-sr upscale` read just the weights and "
+              "`nas_sr.json` of a `.pt2` and rebuild the network, so any file is safe there "
+              "(docs/evaluation.md).")
 
 
 def export_model(model: nn.Module) -> ExportedProgram:
@@ -89,7 +98,7 @@ def model_card(predictor: Predictor, source: Path, sizes: dict[str, int], diff: 
     lines += ["", "## Load it with plain torch", "",
               "No nas-sr needed; input size is free (dynamic batch, height and width). "
               "`.module().to('cuda')` runs it on a GPU.", "",
-              LOAD_SNIPPET.format(s=s)]
+              LOAD_SNIPPET.format(s=s), "", TRUST_NOTE]
     figs = figures(predictor.extras)
     if figs:
         lines += ["", "## Figures from the checkpoint", "", "| key | value |", "| --- | --- |",

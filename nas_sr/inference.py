@@ -7,9 +7,7 @@ Shared by ``evaluate`` and ``upscale``. A model is anything that maps an LR batc
 
 from __future__ import annotations
 
-import json
 import pickle
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -23,16 +21,10 @@ from torch import nn
 
 from nas_sr.archs import load_model
 from nas_sr.metrics import quantize
+from nas_sr.pt2 import ModelError, load_exported
 from nas_sr.runtime import ConfigError, memory_format
 
 Model = Callable[[torch.Tensor], torch.Tensor]
-
-# the arch spec, stored inside every model.pt2 that `nas-sr export` writes
-EXPORT_METADATA = "nas_sr.json"
-
-
-class ModelError(ConfigError):
-    """A model file or model choice that cannot be used; the message says what to fix."""
 
 
 class PILBicubic(nn.Module):
@@ -76,7 +68,7 @@ def load_predictor(spec: str, scale: int | None = None, device: torch.device | s
                                 "model=model.pt2 (from nas-sr export) or model=bicubic")
     extras: dict[str, Any] = {}
     if path.suffix == ".pt2":
-        model, arch = _load_exported(path)
+        model, arch = load_exported(path)  # never torch.export.load: see nas_sr/pt2.py
     else:
         try:
             model, state = load_model(path)
@@ -93,25 +85,9 @@ def load_predictor(spec: str, scale: int | None = None, device: torch.device | s
     if scale is not None and model_scale != scale:
         raise ModelError(f"{path}: wrong scale: the model upscales x{model_scale} but "
                          f"scale={scale}; pass scale={model_scale} or a x{scale} model")
-    # an exported program keeps its traced layout; its input's layout is what pays (bench/)
-    fmt = memory_format(channels_last and path.suffix != ".pt2")
+    fmt = memory_format(channels_last)
     return Predictor(model.to(device, memory_format=fmt), model_scale, arch, extras,
                      channels_last)
-
-
-def _load_exported(path: Path) -> tuple[nn.Module, dict[str, Any]]:
-    if not zipfile.is_zipfile(path):  # checked first: torch logs a traceback otherwise
-        raise ModelError(f"{path}: not a torch.export archive; export it with nas-sr export")
-    extra = {EXPORT_METADATA: ""}
-    try:
-        program = torch.export.load(path, extra_files=extra)
-    except (RuntimeError, ValueError, KeyError):
-        raise ModelError(f"{path}: a zip file but not a torch.export program (torch's warning "
-                         "above says why); export one with nas-sr export") from None
-    if not extra[EXPORT_METADATA]:
-        raise ModelError(f"{path}: has no {EXPORT_METADATA} inside (its scale is unknown); "
-                         "export it with `nas-sr export checkpoint=...`")
-    return program.module(), json.loads(extra[EXPORT_METADATA])
 
 
 def to_tensor(img: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
