@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from nas_sr.checkpoint import atomic_path
 from nas_sr.data import ImageSource, PairStore, load_pairs
+from nas_sr.images import ImageError
 
 CACHE_VERSION = 1
 
@@ -59,18 +60,30 @@ class H5Store:
         return self.shapes[i]
 
     def crop(self, i: int, y: int, x: int, size: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
-        f = self._open()
-        hr = f[f"hr/{i}"][y * scale:(y + size) * scale, x * scale:(x + size) * scale]
-        return hr, f[f"lr/{i}"][y:y + size, x:x + size]
+        try:
+            f = self._open()
+            hr = f[f"hr/{i}"][y * scale:(y + size) * scale, x * scale:(x + size) * scale]
+            return hr, f[f"lr/{i}"][y:y + size, x:x + size]
+        except (OSError, KeyError) as e:  # damaged after it was checked (is_fresh)
+            raise ImageError(f"{self.path}: the HDF5 cache is damaged ({e}); delete it and "
+                             "run again (it is rebuilt)") from None
 
 
 def is_fresh(path: Path, key: str) -> bool:
+    """The cache at ``path`` was built from these sources and its structure is intact."""
     if not path.is_file():
         return False
     try:
         with h5py.File(path, "r") as f:
-            return f.attrs.get("fingerprint") == key
-    except OSError:  # a truncated or foreign file counts as stale
+            if f.attrs.get("fingerprint") != key:
+                return False
+            scale = int(f.attrs["scale"])
+            for i, (h, w) in enumerate(f["lr_shapes"][()]):
+                if f[f"lr/{i}"].shape != (h, w, 3) or f[f"hr/{i}"].shape != (h * scale,
+                                                                               w * scale, 3):
+                    return False
+            return True
+    except (OSError, KeyError, ValueError, TypeError):  # truncated, damaged or foreign: stale
         return False
 
 

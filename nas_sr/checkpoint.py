@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from nas_sr.runtime import ConfigError
+
+TEMP_SUFFIX = ".tmp"
 
 
 @contextmanager
@@ -21,7 +27,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -39,8 +45,30 @@ def save_atomic(obj: Any, path: str | Path) -> None:
         os.fsync(f.fileno())
 
 
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Delete the half-written temp files that killed writers left in ``folder``.
+
+    Only for a folder this process owns (``runfolder.owned``): a live writer's temp file
+    would go too.
+    """
+    stale = [p for p in folder.glob(f".*{TEMP_SUFFIX}") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """A checkpoint read with ``weights_only=True``; a damaged file is named, not traced."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint here")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:  # holds Python objects, not only tensors
+        raise ConfigError(f"{path}: not a nas-sr checkpoint (it holds more than tensors and "
+                          "plain values, which are never loaded); use a file written by "
+                          "nas-sr") from None
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"{path}: damaged or not a checkpoint ({reason}); restore it, or "
+                          "delete it to start that run over") from None

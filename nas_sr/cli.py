@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from pathlib import Path
 
@@ -11,7 +10,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from nas_sr import checkpoint, runfolder
 from nas_sr.images import ImageError
+from nas_sr.options import check_options
 from nas_sr.runtime import ConfigError, TrainingDiverged
 from search_spaces.genotypes import GenotypeError
 
@@ -27,6 +28,7 @@ JOBS = {
     "plot": ("nas_sr.plot", "reward curves and the best cell of search runs (RUN_DIR ...)"),
 }
 RESUMABLE = ("search", "retrain")
+CHECKPOINTS = {"search": "checkpoint.pt", "retrain": "last.pt"}  # what a resume continues
 # jobs whose bare (non key=value) arguments become a list override
 POSITIONAL = {"plot": "runs"}
 
@@ -81,7 +83,8 @@ def check_run_folder(run_dir: Path, cfg: DictConfig) -> None:
         return
     old = _flat(OmegaConf.to_container(OmegaConf.load(saved)))
     new = _flat(OmegaConf.to_container(cfg, resolve=True))
-    changed = sorted(k.rstrip(".") for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    changed = sorted(k.rstrip(".") for k in old.keys() | new.keys()
+                     if old.get(k) != new.get(k) and k != "resume.")  # a resume saves its dir
     if changed:
         raise ConfigError(
             f"{run_dir} holds a run with another config ({', '.join(changed[:4])}"
@@ -89,27 +92,57 @@ def check_run_folder(run_dir: Path, cfg: DictConfig) -> None:
             f"resume={run_dir} or start in a new hydra.run.dir")
 
 
+def _task_overrides() -> list[str]:
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:  # composed outside a Hydra app (tests)
+        return []
+
+
+def check_resumable(job: str, run_dir: Path) -> None:
+    """``resume=`` names a run folder of this job."""
+    if job not in RESUMABLE:
+        raise ConfigError(f"resume= continues {' or '.join(RESUMABLE)} runs; {job} has "
+                          f"nothing to continue, run it again")
+    made_by = runfolder.job_of(run_dir, CHECKPOINTS)
+    if made_by and made_by != job:
+        raise ConfigError(f"resume={run_dir} is a {made_by} run; continue it with "
+                          f"`nas-sr {made_by} resume={run_dir}`")
+
+
 def run_job(job: str, cfg: DictConfig, run_dir: Path | None = None) -> object:
-    """Resolve the run folder and config, save it, and run ``job``."""
-    if cfg.get("resume"):
-        if job not in RESUMABLE:
-            raise ConfigError(f"resume= continues {' or '.join(RESUMABLE)} runs; {job} has "
-                              f"nothing to continue, run it again")
+    """Resolve the run folder and config, own the folder, save the config, run ``job``.
+
+    Everything a command can get wrong is checked here, before the job reads any data.
+    """
+    overrides = _task_overrides()
+    resume = bool(cfg.get("resume"))
+    if resume:
         run_dir = Path(cfg.resume).expanduser().resolve()
-        try:
-            overrides = list(HydraConfig.get().overrides.task)
-        except ValueError:  # composed outside a Hydra app (tests)
-            overrides = []
-        cfg = resumed_config(run_dir, overrides)
+        if not run_dir.is_dir():
+            raise FileNotFoundError(f"resume={cfg.resume}: no such run folder")
     else:
         run_dir = run_dir or Path(HydraConfig.get().runtime.output_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        check_run_folder(run_dir, cfg)
+    with runfolder.owned(run_dir):
+        if resume:
+            check_resumable(job, run_dir)
+        runfolder.append_history(run_dir, job, overrides, resume)
+        if resume:
+            cfg = resumed_config(run_dir, overrides)
+        else:
+            check_run_folder(run_dir, cfg)
+        check_options(job, cfg)
+        checkpoint.remove_stale_temps(run_dir)  # ours to clean: we own the folder
         # under torchrun every process composes the same config; one of them writes it
-        if os.environ.get("RANK", "0") == "0":
+        if runfolder.is_main_process():  # after a resume: the effective config
             OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    module = importlib.import_module(JOBS[job][0])
-    return module.run(cfg, run_dir)
+        module = importlib.import_module(JOBS[job][0])
+        return module.run(cfg, run_dir)
+
+
+def _quoted(value: str) -> str:
+    """A Hydra override's quoted string: commas, brackets and spaces stay in the value."""
+    return "'" + value.replace("'", "\\'") + "'"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -120,14 +153,16 @@ def main(argv: list[str] | None = None) -> None:
     job, overrides = argv[0], argv[1:]
     if job not in JOBS:
         sys.exit(f"nas-sr: unknown job {job!r}; jobs: {', '.join(JOBS)}")
-    # bare arguments: neither key=value nor a flag nor the value of a flag (--cfg job)
-    bare = [o for i, o in enumerate(overrides) if "=" not in o and not o.startswith("-")
-            and not (i and overrides[i - 1].startswith("-"))]
+    # bare arguments: neither key=value nor a flag nor the value of a flag (--cfg job); an
+    # existing path is bare even with a "=" in it (a sweep's run folder: controller=enas,seed=0)
+    bare = [o for i, o in enumerate(overrides)
+            if not o.startswith("-") and not (i and overrides[i - 1].startswith("-"))
+            and ("=" not in o or (job in POSITIONAL and Path(o).exists()))]
     if bare:
         if job not in POSITIONAL:
             sys.exit(f"nas-sr {job}: expected key=value overrides, got {bare[0]!r}")
         overrides = [o for o in overrides if o not in bare]
-        overrides.append(f"{POSITIONAL[job]}=[{','.join(bare)}]")
+        overrides.append(f"{POSITIONAL[job]}=[{','.join(map(_quoted, bare))}]")
     # a resumed run writes into its own folder, not a new dated one
     resume = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
     if resume and not any(o.startswith("hydra.run.dir=") for o in overrides):

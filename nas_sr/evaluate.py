@@ -83,8 +83,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     scale = int(cfg.scale)
     predictor = load_predictor(str(cfg.model), scale, device, cfg.channels_last)
     root = Path(cfg.benchmark_root).expanduser()
+    # `sets=Set5` (no brackets) is one name, not the letters S, e, t, 5
+    names = [cfg.sets] if isinstance(cfg.sets, str) else list(cfg.sets)
     # check every set's layout before spending time on any of them
-    sources = {name: benchmark_sources(root, name, scale) for name in cfg.sets}
+    sources = {name: benchmark_sources(root, name, scale) for name in names}
     sizes = complexity(predictor.model, scale) if predictor.arch else {}
     results: dict[str, Any] = {
         "model": str(cfg.model), "arch": predictor.arch, "scale": scale,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from bicubic_pytorch import core as bicubic
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from nas_sr.runfolder import LOCK as RUN_FOLDER_MARKER
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -17,10 +20,27 @@ class ImageError(ValueError):
 
 
 def list_images(folder: str | Path) -> list[Path]:
+    """The images under ``folder``, recursively, through symlinked sub-folders too.
+
+    nas-sr run folders inside it are skipped (their plots are not training data).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise ImageError(f"{folder}: not a folder; point the data path at a folder of HR images")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    files, seen, runs = [], set(), []
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen or RUN_FOLDER_MARKER in names:  # a symlink loop, or a run folder
+            if real not in seen:
+                runs.append(root)
+            dirs.clear()
+            continue
+        seen.add(real)
+        files += [Path(root) / n for n in names if Path(n).suffix.lower() in IMAGE_EXTENSIONS]
+    if runs:
+        print(f"{folder}: skipped {len(runs)} nas-sr run folder(s) inside it ({runs[0]}, ...); "
+              "their images are plots, not data")
+    files.sort()
     if not files:
         raise ImageError(
             f"{folder}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)}); "
@@ -33,18 +53,24 @@ def load_image(path: str | Path) -> np.ndarray:
     """Any PNG/JPEG/BMP/TIFF as an (H, W, 3) uint8 array.
 
     Grayscale is repeated to 3 channels, alpha is dropped, palettes expanded,
-    16-bit samples scaled to 8 bits and EXIF orientation applied (a phone photo comes
-    out as it is shown), so every later stage sees one format.
+    16- and 32-bit integer samples scaled to 8 bits by their bit depth and EXIF
+    orientation applied (a phone photo comes out as it is shown), so every later stage
+    sees one format. An animation or multi-page file is refused, not cut to one frame.
     """
     path = Path(path)
     try:
         with Image.open(path) as img:
             img.load()
+            frames = getattr(img, "n_frames", 1)
+            if frames > 1:
+                raise ImageError(f"{path}: holds {frames} frames (an animation or a multi-page "
+                                 "file); nas-sr takes single images: extract the frames first")
+            peak = _integer_peak(img)  # from the TIFF tags, which exif_transpose drops
             img = ImageOps.exif_transpose(img)
             if img.mode == "P":
                 img = img.convert("RGBA")
-            if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit grayscale
-                arr = np.asarray(img, dtype=np.float64) / 257.0
+            if img.mode.startswith("I"):  # 16- or 32-bit integer grayscale
+                arr = np.asarray(img, dtype=np.float64) * (255.0 / peak)
                 img = Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8))
             elif img.mode == "F":
                 raise ImageError(f"{path}: floating-point images are not supported; save as PNG")
@@ -58,6 +84,17 @@ def load_image(path: str | Path) -> np.ndarray:
             f"{path}: cannot be read as an image ({e}); remove or replace the file"
         ) from None
     return arr
+
+
+def _integer_peak(img: Image.Image) -> int:
+    """The largest sample value of an integer image: its bit depth from a TIFF's tags
+    (BitsPerSample, SampleFormat), else 16-bit, as PNG's integer modes are."""
+    tags = getattr(img, "tag_v2", None)
+    if tags is None:
+        return 2**16 - 1
+    bits = int(np.ravel(tags.get(258, 16))[0])
+    signed = int(np.ravel(tags.get(339, 1))[0]) == 2
+    return 2 ** (bits - signed) - 1
 
 
 def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:

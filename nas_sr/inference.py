@@ -7,7 +7,6 @@ Shared by ``evaluate`` and ``upscale``. A model is anything that maps an LR batc
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -72,10 +71,7 @@ def load_predictor(spec: str, scale: int | None = None, device: torch.device | s
     else:
         try:
             model, state = load_model(path)
-        except pickle.UnpicklingError:  # not torch.save output, or it holds Python objects
-            raise ModelError(f"{path}: not a nas-sr checkpoint (weights_only load failed); "
-                             "pass a checkpoint written by retrain") from None
-        except (RuntimeError, ValueError) as e:
+        except (RuntimeError, ValueError) as e:  # ConfigError: damaged or foreign file
             reason = str(e).splitlines()[0].removeprefix(f"{path}: ")
             raise ModelError(f"{path}: cannot be loaded as a nas-sr checkpoint: {reason}"
                              ) from None

@@ -44,6 +44,7 @@ from nas_sr.runlog import RunLog
 from nas_sr.runtime import (
     ConfigError,
     TrainingDiverged,
+    blow_up,
     cosine_lr,
     memory_format,
     seed_everything,
@@ -237,9 +238,10 @@ class Retrain:
             loss = F.l1_loss(sr.float(), hr_img)
             # every process checks the mean loss, so all of them stop together
             value = distributed.all_sum(d, loss.detach().clone()).item() / d.world_size
-            if not math.isfinite(value):
-                raise self.diverged(f"the training loss became {value} in epoch "
-                                    f"{self.epoch + 1}, step {step}")
+            problem = blow_up(value)
+            if problem:
+                raise self.diverged(f"the training loss {problem} in epoch {self.epoch + 1}, "
+                                    f"step {step}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             clip_gradients(list(self.model.parameters()), t, learning_rate)

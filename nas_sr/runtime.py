@@ -13,7 +13,13 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when present, else CPU; anything else is passed to torch."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(str(name))
+    except RuntimeError:
+        raise ConfigError(f"device={name}: not a device; use auto, cpu, cuda or cuda:N"
+                          ) from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device={name}: nas-sr runs on cpu, cuda or mps; use device=auto")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={name} asked for, but CUDA is not available; use device=cpu")
     return device
@@ -31,8 +37,12 @@ def memory_format(channels_last: bool) -> torch.memory_format:
 
 
 def set_threads(threads: int | None) -> None:
-    if threads:
-        torch.set_num_threads(int(threads))
+    if threads is None:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads={threads}: must be a whole number >= 1, or null for "
+                          "torch's default")
+    torch.set_num_threads(threads)
 
 
 def cosine_lr(base: float, final: float, epoch: int, epochs: int) -> float:
@@ -45,4 +55,24 @@ class ConfigError(ValueError):
 
 
 class TrainingDiverged(RuntimeError):
-    """A loss or reward went NaN/inf; the last checkpoint is left untouched."""
+    """A loss or reward went NaN/inf or blew up; the last checkpoint is left untouched."""
+
+
+# Images live in [0, 1], so an L1 loss above 1 means outputs further from the target, on
+# average, than the whole pixel range: no training recovers from there (lr=10 gives 1e23).
+MAX_L1_LOSS = 1.0
+
+
+def not_finite(value: float) -> str | None:
+    """``became nan`` (or inf) for the divergence message, None for a finite value."""
+    return None if math.isfinite(value) else f"became {value}"
+
+
+def blow_up(loss: float) -> str | None:
+    """What is wrong with a mean L1 training loss, or None when it is a sane value."""
+    if not math.isfinite(loss):
+        return not_finite(loss)
+    if loss > MAX_L1_LOSS:
+        return (f"blew up to {loss:.3g} (an L1 loss above {MAX_L1_LOSS} on [0, 1] images "
+                "means the weights diverged)")
+    return None

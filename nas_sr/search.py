@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,10 @@ from nas_sr.plot import log_to_wandb, plot_run
 from nas_sr.runlog import RunLog
 from nas_sr.runtime import (
     TrainingDiverged,
+    blow_up,
     cosine_lr,
     memory_format,
+    not_finite,
     resolve_device,
     seed_everything,
     set_threads,
@@ -52,12 +53,12 @@ def score(net: CellSRNet, genotype: Genotype, lr: torch.Tensor, hr: torch.Tensor
     return float(torch.cat(values).mean())
 
 
-def _check_finite(value: float, what: str, epoch: int, run_dir: Path) -> None:
-    if not math.isfinite(value):
+def _stop_if(problem: str | None, what: str, epoch: int, run_dir: Path) -> None:
+    if problem:
         kept, then = ((f"the last good checkpoint is {run_dir / CHECKPOINT}",
                        f"resume with `nas-sr search resume={run_dir}`") if epoch > 1
                       else ("no checkpoint had been written yet", "start again"))
-        raise TrainingDiverged(f"{what} became {value} in epoch {epoch}; {kept}. Lower "
+        raise TrainingDiverged(f"{what} {problem} in epoch {epoch}; {kept}. Lower "
                                f"search.lr (or search.grad_clip) and {then}.")
 
 
@@ -146,7 +147,8 @@ class Search:
             lr_img = lr_img.to(self.device, memory_format=self.fmt)
             hr_img = hr_img.to(self.device)
             loss = F.l1_loss(net(lr_img, genotype), hr_img)
-            _check_finite(loss.item(), "the shared-weight loss", self.epoch + 1, self.run_dir)
+            _stop_if(blow_up(loss.item()), "the shared-weight loss", self.epoch + 1,
+                     self.run_dir)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if s.grad_clip:
@@ -166,7 +168,7 @@ class Search:
             sample = self.controller.sample(self.arch_rng)
             reward = score(self.supernet, sample.genotype, self.val_lr, self.val_hr,
                            self.cfg.scale)
-            _check_finite(reward, "the reward", self.epoch + 1, self.run_dir)
+            _stop_if(not_finite(reward), "the reward", self.epoch + 1, self.run_dir)
             stats = self.controller.update(sample, reward)
             self.controller_step += 1
             log.log("controller", controller_step=self.controller_step, epoch=self.epoch + 1,
@@ -197,11 +199,12 @@ class Search:
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Run (or resume) a search in ``run_dir``; returns the summary it writes."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    search = Search(cfg, run_dir)
     ckpt = run_dir / CHECKPOINT
-    resumed = ckpt.is_file()
+    state = checkpoint.load(ckpt) if ckpt.is_file() else None  # a damaged one fails here, fast
+    search = Search(cfg, run_dir)
+    resumed = state is not None
     if resumed:
-        search.load_state_dict(checkpoint.load(ckpt))
+        search.load_state_dict(state)
         print(f"resuming {run_dir} after epoch {search.epoch}, "
               f"controller step {search.controller_step}")
     sizes = space_size(cfg.archs.cell.nodes)
@@ -254,9 +257,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         log.log("final", val_psnr=best_psnr, genotype=best.to_dict()["nodes"],
                 params=summary["params"], search_time_s=search.elapsed)
         log.flush()
-        plots = plot_run(run_dir)
-        if log.wandb is not None:
-            log_to_wandb(log.wandb, plots)
+        if cfg.logger.plots:
+            plots = plot_run(run_dir)
+            if log.wandb is not None:
+                log_to_wandb(log.wandb, plots)
         print(f"best cell: {best}\n  val PSNR {best_psnr:.2f} dB (shared weights), "
               f"{summary['params']:,} params standalone; written to {run_dir}")
         return summary

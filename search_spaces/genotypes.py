@@ -122,6 +122,10 @@ def load_genotype(path: str | Path) -> Genotype:
         genotype = Genotype.from_dict(json.loads(path.read_text()))
     except FileNotFoundError:
         raise GenotypeError(f"{path}: no such genotype file") from None
+    except (IsADirectoryError, UnicodeDecodeError) as e:
+        what = "a folder" if isinstance(e, IsADirectoryError) else "not UTF-8 text"
+        raise GenotypeError(f"{path}: {what}; genotype= takes the genotype.json (or "
+                            "summary.json) of a search run") from None
     except json.JSONDecodeError as e:
         raise GenotypeError(f"{path}: not valid JSON ({e})") from None
     except (GenotypeError, TypeError) as e:

@@ -1,5 +1,6 @@
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 from PIL import Image
 
+from nas_sr.cli import main, run_job
 from search_spaces.genotypes import Genotype, choices_per_decision
 
 os.environ.setdefault("WANDB_MODE", "offline")  # never reach the network from a test
@@ -19,11 +21,37 @@ needs_datasets = pytest.mark.skipif(
 )
 
 
+QUIET = ["preset=smoke", "logger.progress=false", "logger.plots=false", "device=cpu"]
+
+
 def make_cfg(job: str = "search", *overrides: str) -> DictConfig:
-    """A composed job config, tiny by default (the smoke preset, no progress bars)."""
+    """A composed job config, tiny by default (the smoke preset, no progress bars, no plots)."""
     with initialize_config_module(config_module="experiments", version_base="1.3"):
-        return compose(job, overrides=["preset=smoke", "logger.progress=false", "device=cpu",
-                                       *overrides])
+        return compose(job, overrides=[*QUIET, *overrides])
+
+
+@pytest.fixture(scope="session")
+def smoke_search(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real smoke search (2 epochs x 10 controller steps, with plots), shared by every
+    test that only reads a finished search run: do not write into it."""
+    run_dir = tmp_path_factory.mktemp("smoke_search")
+    run_job("search", make_cfg("search", "logger.plots=true"), run_dir)
+    return run_dir
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch):
+    """``nas-sr ARGS`` in this process; returns the one-line error it exits with, or None."""
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # main() sets it for Hydra
+
+    def run(*args: str) -> str | None:
+        try:
+            main(list(args))
+        except SystemExit as e:
+            return None if e.code in (None, 0) else str(e.code)
+        return None
+
+    return run
 
 
 def write_image(path: Path, size: tuple[int, int] = (80, 96), seed: int = 0) -> Path:

@@ -1,11 +1,17 @@
 """Run folders: what a resume may change, and runs that must not mix."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import make_cfg
-from nas_sr.cli import check_run_folder, resumed_config
+from conftest import QUIET, make_cfg
+from nas_sr import runfolder
+from nas_sr.cli import check_run_folder, resumed_config, run_job
+from nas_sr.runfolder import RunFolderBusy
 from nas_sr.runtime import ConfigError
 
 
@@ -36,3 +42,57 @@ def test_a_folder_with_checkpoints_takes_only_its_own_config(run_dir):
     with pytest.raises(ConfigError, match=r"another config \(seed, train.lr differ\); "
                                           r"continue it with resume="):
         check_run_folder(run_dir, make_cfg("retrain", "train.lr=0.5", "seed=3"))
+
+
+def test_a_run_folder_belongs_to_one_live_process(tmp_path):
+    run_dir = tmp_path / "run"
+    holder = subprocess.Popen(  # a live run: holds the folder's lock, as runfolder.owned does
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+         "os.write(fd, b'process 4242 (nas-sr search seed=3)')\n"
+         "print('held', flush=True)\ntime.sleep(60)", str(run_dir / runfolder.LOCK)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        run_dir.mkdir()
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunFolderBusy, match=rf"{run_dir} is in use by process 4242 \(nas-sr "
+                                                rf"search seed=3\); .*pick another hydra.run"):
+            run_job("search", make_cfg("search", "seed=4"), run_dir)
+        assert not (run_dir / "config.yaml").exists()  # the refused run wrote nothing
+    finally:
+        holder.kill()  # killed, as a crashed run is: its lock goes with it
+        holder.wait()
+    with runfolder.owned(run_dir):  # taken over
+        assert f"process {os.getpid()} " in (run_dir / runfolder.LOCK).read_text()
+
+
+def test_history_keeps_every_command_and_config_yaml_the_effective_config(tmp_path, cli,
+                                                                          image_folder):
+    run_dir = tmp_path / "run"
+    first = [*QUIET, "model=srcnn", "train.epochs=1", "train.iters_per_epoch=1", "data=folder",
+             f"data.train_dir={image_folder}"]
+    assert cli("retrain", *first, f"hydra.run.dir={run_dir}") is None
+    (run_dir / ".last.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")  # a killed write
+    assert cli("retrain", f"resume={run_dir}", "train.epochs=2") is None
+    assert not list(run_dir.glob(".*.tmp"))  # the orphan went
+    assert OmegaConf.load(run_dir / "config.yaml").train.epochs == 2  # what the resume ran
+    error = cli("retrain", *first, "train.lr=0.5", f"hydra.run.dir={run_dir}")
+    assert "holds a run with another config (train.epochs, train.lr differ)" in error, error
+    assert OmegaConf.load(run_dir / "config.yaml").train.epochs == 2  # untouched by it
+    assert not (run_dir / ".hydra").exists()
+    history = runfolder.history(run_dir)
+    assert [h["overrides"] for h in history] == [
+        first, [f"resume={run_dir}", "train.epochs=2"], [*first, "train.lr=0.5"]]
+    assert [h["resume"] for h in history] == [False, True, False]
+    assert all(f"hydra.run.dir={run_dir}" in h["command"] for h in history)
+
+
+@pytest.mark.parametrize("job, made_by, checkpoint", [("search", "retrain", "last.pt"),
+                                                      ("retrain", "search", "checkpoint.pt")])
+def test_resuming_a_run_of_the_other_job_is_refused(tmp_path, job, made_by, checkpoint):
+    OmegaConf.save(make_cfg(made_by), tmp_path / "config.yaml", resolve=True)
+    torch.save({}, tmp_path / checkpoint)
+    with pytest.raises(ConfigError, match=rf"resume={tmp_path} is a {made_by} run; continue it "
+                                          rf"with `nas-sr {made_by} resume="):
+        run_job(job, make_cfg(job, f"resume={tmp_path}"))

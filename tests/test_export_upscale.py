@@ -137,6 +137,18 @@ def test_upscale_errors_name_the_problem(exported, tmp_path):
         run(f"model={out / 'model.pt2'}", "scale=3", f"input={tmp_path / 'broken.png'}")
 
 
+def test_one_bad_file_does_not_stop_the_batch(exported, tmp_path):
+    ckpt, _ = exported
+    pics = tmp_path / "pics"
+    write_image(pics / "a.png", (16, 16))
+    (pics / "b.png").write_bytes(b"not a png")
+    write_image(pics / "c.png", (16, 12))
+    with pytest.raises(ImageError, match=r"1 of 3 image\(s\) failed .*\n  .*b.png: cannot be "):
+        upscale.run(make_cfg("upscale", f"model={ckpt}", f"input={pics}",
+                             f"output={tmp_path / 'out'}"), tmp_path)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
+
+
 def test_upscale_never_overwrites_an_input(exported, tmp_path):
     ckpt, _ = exported
     pics = tmp_path / "pics"

@@ -1,3 +1,4 @@
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -5,7 +6,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from PIL import Image
 
-from conftest import make_cfg, write_run
+from conftest import write_run
 from nas_sr import plot
 from nas_sr.cli import run_job
 from nas_sr.runtime import ConfigError
@@ -20,11 +21,12 @@ def plot_cfg(*overrides: str):
         return compose("plot", overrides=["logger.progress=false", *overrides])
 
 
-@pytest.fixture(scope="module")
-def search_run(tmp_path_factory) -> Path:
-    """A real (smoke) search, so the plots read exactly what the search job writes."""
-    run_dir = tmp_path_factory.mktemp("search")
-    run_job("search", make_cfg("search"), run_dir)
+@pytest.fixture
+def search_run(smoke_search, tmp_path) -> Path:
+    """A copy of a real (smoke) search, so the plots read exactly what the search job
+    writes, and can write their own plots/ without touching the shared run."""
+    run_dir = tmp_path / "search"
+    shutil.copytree(smoke_search, run_dir, ignore=shutil.ignore_patterns("plots"))
     return run_dir
 
 
@@ -121,6 +123,12 @@ def test_job_plots_each_run_and_the_overlay(tmp_path):
     assert out["overlay"] == [str(tmp_path / "cmp" / "overlay_reward.png")]
     for run_dir in (a, b):
         assert len(out["runs"][str(run_dir)]) == len(ALL_PLOTS)
+
+
+def test_cli_takes_run_folders_with_commas_in_their_names(tmp_path, cli, capsys):
+    odd = write_run(tmp_path / "controller=enas,seed=0")  # a sweep's run folder
+    assert cli("plot", str(odd), "logger.progress=false", f"hydra.run.dir={tmp_path / 'j'}") is None
+    assert f"{odd}: {len(ALL_PLOTS)} plots" in capsys.readouterr().out
 
 
 def test_job_errors_say_what_is_wrong(tmp_path):

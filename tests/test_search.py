@@ -1,11 +1,9 @@
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from conftest import make_cfg
+from conftest import QUIET, make_cfg
 from nas_sr import search as search_mod
 from nas_sr.cli import run_job
 from nas_sr.runlog import read_metrics
@@ -17,64 +15,55 @@ def controller_records(run_dir):
     return [r for r in read_metrics(run_dir) if r["kind"] == "controller"]
 
 
-def test_search_writes_the_run_folder(tmp_path):
-    summary = run_job("search", make_cfg("search"), tmp_path)
-    for name in ("config.yaml", "metrics.jsonl", "checkpoint.pt", "genotype.json",
-                 "summary.json", "plots/reward.png", "plots/best_cell.png"):
-        assert (tmp_path / name).is_file(), name
-    genotype = load_genotype(tmp_path / "genotype.json")
+def test_search_writes_the_run_folder(smoke_search):
+    for name in ("config.yaml", "history.jsonl", "metrics.jsonl", "checkpoint.pt",
+                 "genotype.json", "summary.json", "plots/reward.png", "plots/best_cell.png"):
+        assert (smoke_search / name).is_file(), name
+    summary = json.loads((smoke_search / "summary.json").read_text())
+    genotype = load_genotype(smoke_search / "genotype.json")
     assert genotype.num_nodes == 5
     assert summary["genotype"]["nodes"] == [list(n) for n in genotype.nodes]
     assert summary["params"] > 0 and summary["val_psnr"] > 10
-    records = controller_records(tmp_path)
+    records = controller_records(smoke_search)
     assert [r["controller_step"] for r in records] == list(range(1, 21))  # 2 epochs x 10
     for key in ("genotype", "reward", "baseline", "advantage", "entropy", "log_prob"):
         assert key in records[0]
-    epochs = [r for r in read_metrics(tmp_path) if r["kind"] == "epoch"]
+    epochs = [r for r in read_metrics(smoke_search) if r["kind"] == "epoch"]
     assert [e["epoch"] for e in epochs] == [1, 2] and epochs[0]["loss"] > 0
 
 
-def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
-    cfg = make_cfg("search", "search.epochs=3")
-    run_job("search", cfg, tmp_path / "full")
+def test_kill_and_resume_equals_an_uninterrupted_run(smoke_search, tmp_path, monkeypatch):
+    real_update, calls = search_mod.Controller.update, {"n": 0}
 
-    # kill the second run in the middle of its 3rd epoch's controller steps
-    real_update = search_mod.Controller.update if hasattr(search_mod, "Controller") else None
-    calls = {"n": 0}
-
-    def dying_update(self, sample, reward):
+    def dying_update(self, sample, reward):  # killed at the 5th controller step of epoch 2
         calls["n"] += 1
-        if calls["n"] == 25:
+        if calls["n"] == 15:
             raise KeyboardInterrupt
         return real_update(self, sample, reward)
 
     monkeypatch.setattr(search_mod.Controller, "update", dying_update)
     with pytest.raises(KeyboardInterrupt):
-        run_job("search", cfg, tmp_path / "killed")
+        run_job("search", make_cfg("search"), tmp_path)
     monkeypatch.setattr(search_mod.Controller, "update", real_update)
     # the log holds the 4 steps of the killed epoch; resuming drops and redoes them
-    assert len(controller_records(tmp_path / "killed")) == 24
-    resumed = run_job("search", make_cfg("search", f"resume={tmp_path / 'killed'}"))
+    assert len(controller_records(tmp_path)) == 14
+    resumed = run_job("search", make_cfg("search", f"resume={tmp_path}"))
 
-    full, again = controller_records(tmp_path / "full"), controller_records(tmp_path / "killed")
-    assert [r["controller_step"] for r in again] == list(range(1, 31))
+    full, again = controller_records(smoke_search), controller_records(tmp_path)
+    assert [r["controller_step"] for r in again] == list(range(1, 21))
     for a, b in zip(full, again, strict=True):
         assert a["genotype"] == b["genotype"]
         assert a["reward"] == pytest.approx(b["reward"], abs=1e-9)
-    full_summary = json.loads((tmp_path / "full" / "summary.json").read_text())
+    full_summary = json.loads((smoke_search / "summary.json").read_text())
     assert resumed["genotype"] == full_summary["genotype"]
     assert resumed["val_psnr"] == pytest.approx(full_summary["val_psnr"], abs=1e-9)
 
 
-def test_same_seed_same_search(tmp_path):
-    cfg = make_cfg("search", "search.epochs=1")
-    run_job("search", cfg, tmp_path / "a")
-    run_job("search", cfg, tmp_path / "b")
-    run_job("search", make_cfg("search", "search.epochs=1", "seed=1"), tmp_path / "c")
-    a, b, c = (controller_records(tmp_path / x) for x in "abc")
-    assert [r["genotype"] for r in a] == [r["genotype"] for r in b]
-    assert [r["reward"] for r in a] == [r["reward"] for r in b]
-    assert [r["genotype"] for r in a] != [r["genotype"] for r in c]
+def test_another_seed_another_search(smoke_search, tmp_path):
+    # the same seed giving the same search is the resume test above (exact equality)
+    run_job("search", make_cfg("search", "search.epochs=1", "seed=1"), tmp_path)
+    seed0, seed1 = controller_records(smoke_search)[:10], controller_records(tmp_path)
+    assert [r["genotype"] for r in seed0] != [r["genotype"] for r in seed1]
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path, monkeypatch):
@@ -108,25 +97,24 @@ def test_wandb_offline_run_folder_is_written(tmp_path, monkeypatch):
     assert any(runs[0].rglob("*.wandb"))  # the run's event log, ready for `wandb sync`
 
 
-def test_cli_smoke_run_and_help(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "nas_sr.cli", "--help"],
-                         capture_output=True, text=True, check=True).stdout
+def test_a_finite_blow_up_stops_the_search_before_a_genotype(tmp_path):
+    with pytest.raises(TrainingDiverged, match=r"shared-weight loss blew up to .* in epoch 1; "
+                                                r"no checkpoint had been written yet"):
+        run_job("search", make_cfg("search", "search.lr=10"), tmp_path)
+    assert not (tmp_path / "genotype.json").exists()
+
+
+def test_cli_smoke_run_and_help(tmp_path, cli, capsys):
+    cli("--help")
+    out = capsys.readouterr().out
     assert "search" in out and "retrain" in out
-    run = subprocess.run(
-        [sys.executable, "-m", "nas_sr.cli", "search", "preset=smoke", "search.epochs=1",
-         "logger.progress=false", f"hydra.run.dir={tmp_path}"],
-        capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    assert "543,581,798,400 decision sequences" in run.stdout
+    assert cli("search", *QUIET, "search.epochs=1", f"hydra.run.dir={tmp_path}") is None
+    assert "543,581,798,400 decision sequences" in capsys.readouterr().out
     assert (tmp_path / "genotype.json").is_file()
 
 
-def test_cli_bad_data_is_one_clear_line(tmp_path):
+def test_cli_bad_data_is_one_clear_line(tmp_path, cli):
     (tmp_path / "empty").mkdir()
-    run = subprocess.run(
-        [sys.executable, "-m", "nas_sr.cli", "search", "preset=smoke", "data=folder",
-         f"data.train_dir={tmp_path / 'empty'}", f"hydra.run.dir={tmp_path / 'run'}"],
-        capture_output=True, text=True)
-    assert run.returncode == 1
-    assert "error:" in run.stderr and "no images found" in run.stderr
-    assert "Traceback" not in run.stderr
+    error = cli("search", *QUIET, "data=folder", f"data.train_dir={tmp_path / 'empty'}",
+                f"hydra.run.dir={tmp_path / 'run'}")
+    assert error.startswith("nas-sr search: error:") and "no images found" in error

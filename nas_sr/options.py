@@ -1,0 +1,92 @@
+"""A job's options checked before it reads any data, so a bad value costs nothing.
+
+Each check names the option, its value and what would work, in one line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+from nas_sr.archs import check_scale
+from nas_sr.runtime import ConfigError, resolve_device
+
+# smallest tile for upscale/evaluate: each tile also computes ``overlap`` pixels of context on
+# every side, so tile=1 with overlap=16 would do ~1000x the work of an untiled run
+MIN_TILE = 16
+
+
+def _number(cfg: DictConfig, key: str) -> Any:
+    value = cfg
+    for part in key.split("."):
+        value = value[part]
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ConfigError(f"{key}={value!r}: must be a number")
+    return value
+
+
+def _at_least(cfg: DictConfig, key: str, low: int, whole: bool = True, optional: bool = False,
+              why: str = "") -> None:
+    value = _number(cfg, key)
+    if value is None and optional:
+        return
+    if value is None or value < low or (whole and value != int(value)):
+        kind = "a whole number" if whole else "a number"
+        raise ConfigError(f"{key}={value}: must be {kind} >= {low}{why}"
+                          + (" (or null)" if optional else ""))
+
+
+def _positive(cfg: DictConfig, key: str, optional: bool = False) -> None:
+    value = _number(cfg, key)
+    if value is None and optional:
+        return
+    if value is None or value <= 0:
+        raise ConfigError(f"{key}={value}: must be > 0" + (" (or null)" if optional else ""))
+
+
+def _patch(cfg: DictConfig, key: str) -> None:
+    _at_least(cfg, key, 3 * cfg.scale, why=f" (3 x scale, so a crop outlives PSNR's shave of "
+                                           f"{cfg.scale} pixels per border)")
+
+
+def _tile(cfg: DictConfig) -> None:
+    tile = _number(cfg, "tile")
+    if tile not in (None, 0) and (tile < MIN_TILE or tile != int(tile)):
+        raise ConfigError(f"tile={tile}: use a tile of at least {MIN_TILE} LR pixels, or "
+                          "tile=null for whole images")
+    _at_least(cfg, "overlap", 0)
+
+
+def check_options(job: str, cfg: DictConfig) -> None:
+    """Raise ConfigError for the first option of ``job`` that cannot work."""
+    if job in ("search", "retrain", "evaluate", "upscale", "export"):
+        resolve_device(cfg.device)
+        _at_least(cfg, "threads", 1, optional=True)
+    if job in ("search", "retrain", "evaluate") or (job == "upscale" and cfg.scale is not None):
+        check_scale(cfg.scale)
+    if job == "search":
+        for key in ("search.epochs", "search.batches_per_epoch", "search.batch_size",
+                    "controller.steps_per_epoch", "data.val_crops", "data.final_crops"):
+            _at_least(cfg, key, 1)
+        _at_least(cfg, "search.final_samples", 0)
+        _positive(cfg, "search.lr")
+        _positive(cfg, "search.grad_clip", optional=True)
+        _at_least(cfg, "search.lr_min", 0, whole=False)
+        if "lr" in cfg.controller:
+            _positive(cfg, "controller.lr")
+        _patch(cfg, "data.patch_size")
+    if job == "retrain":
+        for key in ("train.epochs", "train.iters_per_epoch", "train.batch_size",
+                    "train.step_epochs"):
+            _at_least(cfg, key, 1)
+        _at_least(cfg, "train.val_crops", 1, optional=True)
+        _positive(cfg, "train.lr")
+        _positive(cfg, "train.gamma")
+        _positive(cfg, "train.grad_clip", optional=True)
+        _at_least(cfg, "train.lr_min", 0, whole=False)
+        _patch(cfg, "train.patch_size")
+    if job in ("search", "retrain"):
+        _at_least(cfg, "data.num_workers", 0)
+    if job in ("evaluate", "upscale"):
+        _tile(cfg)

@@ -1,0 +1,146 @@
+"""Bad options and damaged files: one line naming the option or file and the fix, before any
+data is read; and inputs that used to go silently wrong."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+
+from conftest import make_cfg, write_image
+from nas_sr import data as data_mod
+from nas_sr.cache import open_store
+from nas_sr.checkpoint import save_atomic
+from nas_sr.cli import run_job
+from nas_sr.data import ImageSource, RandomCrops
+from nas_sr.images import ImageError, list_images, load_image
+from nas_sr.runfolder import LOCK
+from nas_sr.runtime import ConfigError
+from search_spaces.genotypes import GenotypeError, load_genotype
+
+
+@pytest.fixture
+def no_data(monkeypatch):
+    """Any image read fails the test: the check must come before data loading."""
+    def read(path):
+        raise AssertionError(f"data was read ({path}) before the options were checked")
+    monkeypatch.setattr(data_mod, "load_image", read)
+
+
+@pytest.mark.parametrize("job, overrides, message", [
+    ("retrain", ["train.iters_per_epoch=0"], "train.iters_per_epoch=0: must be a whole number"),
+    ("retrain", ["train.batch_size=0"], "train.batch_size=0: must be a whole number >= 1"),
+    ("search", ["search.batch_size=0"], "search.batch_size=0: must be a whole number >= 1"),
+    ("search", ["data.patch_size=1"], r"data.patch_size=1: must be a whole number >= 6 \(3 x "),
+    ("retrain", ["train.patch_size=0"], "train.patch_size=0: must be a whole number >= 6"),
+    ("search", ["data.val_crops=0"], "data.val_crops=0: must be a whole number >= 1"),
+    ("retrain", ["train.val_crops=0"], r"train.val_crops=0: must be .* >= 1 \(or null\)"),
+    ("search", ["search.lr=-1"], "search.lr=-1: must be > 0"),
+    ("retrain", ["train.lr=-0.001"], "train.lr=-0.001: must be > 0"),
+    ("search", ["controller.lr=0"], "controller.lr=0: must be > 0"),
+    ("search", ["device=tpu"], "device=tpu: not a device; use auto, cpu, cuda or cuda:N"),
+    ("retrain", ["threads=-1"], r"threads=-1: must be a whole number >= 1 \(or null\)"),
+    ("retrain", ["train.epochs=0"], "train.epochs=0: must be a whole number >= 1"),
+    ("search", ["search.epochs=0"], "search.epochs=0: must be a whole number >= 1"),
+    ("upscale", ["model=bicubic", "scale=0", "input=x.png"], "scale must be 2, 3 or 4, got 0"),
+    ("upscale", ["model=bicubic", "scale=2", "input=x.png", "tile=1"],
+     "tile=1: use a tile of at least 16 LR pixels, or tile=null"),
+    ("evaluate", ["tile=4"], "tile=4: use a tile of at least 16"),
+])
+def test_bad_options_are_refused_before_any_data_is_read(tmp_path, no_data, job, overrides,
+                                                         message):
+    with pytest.raises(ConfigError, match=message):
+        run_job(job, make_cfg(job, *overrides), tmp_path)
+
+
+@pytest.mark.parametrize("job, name", [("retrain", "last.pt"), ("search", "checkpoint.pt")])
+def test_a_truncated_checkpoint_on_resume_is_named(tmp_path, no_data, job, name):
+    OmegaConf.save(make_cfg(job), tmp_path / "config.yaml", resolve=True)
+    save_atomic({"epoch": 1, "weights": torch.rand(1000)}, tmp_path / name)
+    data = (tmp_path / name).read_bytes()
+    (tmp_path / name).write_bytes(data[: len(data) // 2])
+    with pytest.raises(ConfigError, match=rf"{tmp_path / name}: damaged or not a checkpoint "
+                                          r"\(.*\); restore it, or delete it"):
+        run_job(job, make_cfg(job, f"resume={tmp_path}"))
+
+
+def test_a_corrupt_init_from_is_named(tmp_path, no_data):
+    (tmp_path / "x2.pt").write_bytes(b"PK\x03\x04 not really a zip")
+    cfg = make_cfg("retrain", "model=srcnn", f"init_from={tmp_path / 'x2.pt'}")
+    with pytest.raises(ConfigError, match=rf"{tmp_path / 'x2.pt'}: damaged or not a checkpoint"):
+        run_job("retrain", cfg, tmp_path / "run")
+
+
+def test_a_folder_or_binary_genotype_is_named(tmp_path):
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(GenotypeError, match=r"folder: a folder; genotype= takes the genotype"):
+        load_genotype(tmp_path / "folder")
+    (tmp_path / "g.json").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(GenotypeError, match=r"g.json: not UTF-8 text; genotype= takes"):
+        load_genotype(tmp_path / "g.json")
+
+
+def test_a_damaged_h5_cache_is_rebuilt_or_named(image_folder, tmp_path):
+    import h5py
+
+    sources = [ImageSource(p) for p in sorted(image_folder.glob("*.png"))]
+    path = tmp_path / "train.h5"
+    open_store(sources, 2, 16, path, progress=False)
+    with h5py.File(path, "a") as f:  # an image's dataset lost, the fingerprint intact
+        del f["lr/1"]
+    store = open_store(sources, 2, 16, path, progress=False)  # stale: rebuilt
+    assert store.crop(1, 0, 0, 8, 2)[1].shape == (8, 8, 3)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])  # damaged after the check, while in use
+    with pytest.raises(ImageError, match=rf"{path}: the HDF5 cache is damaged .*delete it"):
+        RandomCrops(store, 2, 16, 4, seed=0)[0]
+
+
+def test_upscale_output_naming_a_file_is_refused(tmp_path, no_data):
+    (tmp_path / "out.png").write_bytes(b"an earlier result")
+    cfg = make_cfg("upscale", "model=bicubic", "scale=2", f"input={tmp_path / 'in.png'}",
+                   f"output={tmp_path / 'out.png'}")
+    write_image(tmp_path / "in.png", (16, 16))
+    with pytest.raises(ConfigError, match=r"output=.*out.png is a file; output= takes a folder"):
+        run_job("upscale", cfg, tmp_path / "run")
+    assert (tmp_path / "out.png").read_bytes() == b"an earlier result"
+
+
+# --- inputs that went silently wrong -----------------------------------------------------
+
+
+def test_run_folders_inside_a_data_folder_are_not_data(image_folder):
+    plots = image_folder / "runs" / "search" / "plots"
+    write_image(plots / "reward.png")
+    (plots.parent / LOCK).write_text("process 1")
+    assert not any("runs" in p.parts for p in list_images(image_folder))
+    assert len(list_images(image_folder)) == 6
+
+
+def test_symlinked_sub_folders_are_followed_once(tmp_path, image_folder):
+    root = tmp_path / "data"
+    write_image(root / "own.png")
+    os.symlink(image_folder, root / "linked")
+    os.symlink(root, root / "linked_back")  # a loop must not recurse forever
+    names = sorted(p.relative_to(root).as_posix() for p in list_images(root))
+    assert names == ["linked/" + f"img{i}.png" for i in range(6)] + ["own.png"]
+
+
+def test_an_animation_is_refused_not_cut_to_its_first_frame(tmp_path):
+    frames = [Image.new("RGB", (16, 16), (i * 80, 0, 0)) for i in range(3)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    with pytest.raises(ImageError, match="a.gif: holds 3 frames"):
+        load_image(tmp_path / "a.gif")
+    frames[0].save(tmp_path / "still.gif")
+    assert load_image(tmp_path / "still.gif").shape == (16, 16, 3)
+
+
+def test_32_bit_integer_tiffs_are_scaled_by_their_depth(tmp_path):
+    ramp = np.linspace(0, 2**31 - 1, 20 * 30).reshape(20, 30).astype(np.int32)
+    Image.fromarray(ramp).save(tmp_path / "deep.tif")
+    img = load_image(tmp_path / "deep.tif")
+    expected = np.round(ramp / (2**31 - 1) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(img[..., 0], expected)
+    assert img.min() == 0 and img.max() == 255 and len(np.unique(img)) > 200
