@@ -30,10 +30,28 @@ def test_crops_are_aligned_and_deterministic(image_folder):
     torch.testing.assert_close(crops[5][0], lr)  # same (seed, epoch, index) -> same crop
     crops.set_epoch(1)
     assert not torch.equal(crops[5][0], lr)
-    # without augmentation, the LR crop is the bicubic downscale of the HR crop's region
-    plain = RandomCrops(store, scale=2, patch_size=32, length=4, seed=3, augment=False)
-    lr, hr = plain[0]
     assert lr.dtype == torch.float32 and 0 <= float(lr.min()) and float(lr.max()) <= 1
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+@pytest.mark.parametrize("augment", [False, True])
+def test_each_lr_crop_is_the_bicubic_downscale_of_its_hr_crop(image_folder, scale, augment):
+    """Checked crop by crop: the HR crop, downscaled, must give the LR crop. Bicubic commutes
+    with flips and 90-degree rotations, so this also proves that HR and LR got the same one:
+    any other pairing (or a crop shifted by a pixel) differs by tens of grey levels."""
+    store = PairStore(load_pairs(sources(image_folder), scale, 16))
+    crops = RandomCrops(store, scale, patch_size=16 * scale, length=40, seed=3, augment=augment)
+    margin = 3  # LR pixels whose bicubic kernel reaches past the HR crop's edge
+    for i in range(len(crops)):
+        lr, hr = crops[i]
+        ours = torch.from_numpy(downscale(to_uint8(hr), scale)).permute(2, 0, 1)
+        inner = (slice(None), slice(margin, -margin), slice(margin, -margin))
+        diff = (ours.float() - (lr * 255).round())[inner].abs().max()
+        assert diff <= 1, (i, float(diff))  # 8-bit rounding only
+
+
+def to_uint8(t):
+    return (t * 255).round().byte().permute(1, 2, 0).numpy()
 
 
 def test_augmentations_cover_the_8_symmetries(image_folder):

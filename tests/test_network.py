@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from controllers import RandomController
 from search_spaces.genotypes import Genotype, Node
 from search_spaces.network import CellSRNet, count_params
 from search_spaces.operations import OP_NAMES, OPS
@@ -53,18 +54,33 @@ def test_standalone_has_only_the_chosen_ops():
     assert net(torch.rand(1, 3, 9, 7)).shape == (1, 3, 18, 14)
 
 
-def test_supernet_and_standalone_agree_on_shared_weights():
-    torch.manual_seed(0)
-    g = uniform_genotype("conv_3x3", 2)
-    supernet = CellSRNet(2, channels=6, num_cells=2, num_nodes=2)
-    net = CellSRNet(2, channels=6, num_cells=2, num_nodes=2, genotype=g)
+def standalone_from(supernet: CellSRNet, genotype: Genotype, channels: int) -> CellSRNet:
+    """The standalone net of ``genotype`` holding the supernet's weights for it: the same
+    names for the chosen ops, and the loose ends' columns of each combine conv."""
+    net = CellSRNet(supernet.scale, channels, len(supernet.cells), genotype.num_nodes, genotype)
+    shared, loose = supernet.state_dict(), genotype.loose_ends()
     state = {}
-    for k, v in supernet.state_dict().items():
-        if ".edges." in k and ".conv_3x3." not in k:
-            continue
-        if k.endswith("combine.weight"):
-            v = v[:, 6:12]  # only node 1 is a loose end
-        state[k] = v
-    net.load_state_dict(state)
-    x = torch.rand(1, 3, 8, 8)
-    torch.testing.assert_close(net(x), supernet(x, g))
+    for key in net.state_dict():
+        value = shared[key]
+        if key.endswith("combine.weight"):
+            value = torch.cat([value[:, j * channels:(j + 1) * channels] for j in loose], 1)
+        state[key] = value
+    net.load_state_dict(state)  # strict: every standalone tensor came from the supernet
+    return net
+
+
+def test_supernet_and_standalone_agree_on_random_genotypes():
+    torch.manual_seed(0)
+    c = 6
+    supernet = CellSRNet(2, channels=c, num_cells=3, num_nodes=5).eval()
+    rng = torch.Generator().manual_seed(0)
+    sampler = RandomController(num_nodes=5)
+    genotypes = [g for g in (sampler.sample(rng).genotype for _ in range(40))
+                 if len(g.loose_ends()) >= 2][:8]
+    assert len(genotypes) == 8
+    assert {op for g in genotypes for op in g.ops()} == set(OP_NAMES)  # every op is tested
+    assert max(len(g.loose_ends()) for g in genotypes) >= 3
+    x = torch.rand(2, 3, 9, 11)
+    with torch.no_grad():
+        for g in genotypes:
+            torch.testing.assert_close(standalone_from(supernet, g, c)(x), supernet(x, g))

@@ -4,8 +4,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from conftest import make_cfg, write_run
-from nas_sr.cli import run_job
+from conftest import write_run
 from nas_sr.report import main, markdown, policy_vs_uniform, run_figures
 from nas_sr.runtime import ConfigError
 
@@ -42,21 +41,8 @@ def test_a_run_without_controller_steps_is_refused(tmp_path):
         run_figures(run)
 
 
-def test_the_compare_preset_sweeps_both_controllers_over_seeds():
-    with initialize_config_module(config_module="experiments", version_base="1.3"):
-        cfg = compose("retrain", overrides=["preset=compare", "controller=random", "seed=2"],
-                      return_hydra_config=True)
-    params = cfg.hydra.sweeper.params
-    assert set(params.controller.split(",")) == {"enas", "random"}
-    assert len(params.seed.split(",")) >= 3
-    assert "joblib" in cfg.hydra.launcher._target_
-    assert cfg.genotype == "runs/compare/search/random_seed2/genotype.json"
-    assert cfg.threads * cfg.hydra.launcher.n_jobs <= 2  # never oversubscribe 2 cores
-
-
-def test_policy_vs_uniform_scores_on_the_final_shared_weights(tmp_path):
-    run_job("search", make_cfg("search"), tmp_path)
-    figures = policy_vs_uniform(tmp_path, samples=3)
+def test_policy_vs_uniform_scores_on_the_final_shared_weights(smoke_search):
+    figures = policy_vs_uniform(smoke_search, samples=3)
     assert set(figures) == {"policy_mean", "policy_std", "uniform_mean", "uniform_std"}
     assert all(5 < figures[k] < 60 for k in ("policy_mean", "uniform_mean"))
     assert all(figures[k] >= 0 for k in ("policy_std", "uniform_std"))
