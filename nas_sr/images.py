@@ -30,8 +30,9 @@ def list_images(folder: str | Path) -> list[Path]:
     files, seen, runs = [], set(), []
     for root, dirs, names in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)
-        if real in seen or RUN_FOLDER_MARKER in names:  # a symlink loop, or a run folder
-            if real not in seen:
+        inner_run = RUN_FOLDER_MARKER in names and Path(root) != folder
+        if real in seen or inner_run:  # a symlink loop, or a run folder inside the data
+            if inner_run and real not in seen:
                 runs.append(root)
             dirs.clear()
             continue

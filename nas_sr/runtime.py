@@ -70,9 +70,7 @@ def not_finite(value: float) -> str | None:
 
 def blow_up(loss: float) -> str | None:
     """What is wrong with a mean L1 training loss, or None when it is a sane value."""
-    if not math.isfinite(loss):
-        return not_finite(loss)
-    if loss > MAX_L1_LOSS:
+    if math.isfinite(loss) and loss > MAX_L1_LOSS:
         return (f"blew up to {loss:.3g} (an L1 loss above {MAX_L1_LOSS} on [0, 1] images "
                 "means the weights diverged)")
-    return None
+    return not_finite(loss)

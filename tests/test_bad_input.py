@@ -117,6 +117,7 @@ def test_run_folders_inside_a_data_folder_are_not_data(image_folder):
     (plots.parent / LOCK).write_text("process 1")
     assert not any("runs" in p.parts for p in list_images(image_folder))
     assert len(list_images(image_folder)) == 6
+    assert list_images(plots.parent) == [plots / "reward.png"]  # asked for by name: listed
 
 
 def test_symlinked_sub_folders_are_followed_once(tmp_path, image_folder):
