@@ -25,6 +25,7 @@ JOBS = {
     "export": ("nas_sr.export", "a standalone artifact that loads with torch alone"),
     "upscale": ("nas_sr.upscale", "super-resolve images of any size, tiled"),
     "plot": ("nas_sr.plot", "reward curves and the best cell of search runs (RUN_DIR ...)"),
+    "rank": ("nas_sr.rank", "Kendall tau of a search's reward vs retrained PSNR (run=DIR)"),
 }
 RESUMABLE = ("search", "retrain")
 # jobs whose bare (non key=value) arguments become a list override
