@@ -26,7 +26,7 @@ def run(quick: bool) -> list[Row]:
     sample = median_time(lambda: ctrl.sample(rng), repeats)
     s = ctrl.sample(rng)
     reward = median_time(lambda: score(net, s.genotype, val_lr, val_hr, 2), repeats)
-    update = median_time(lambda: ctrl.update(ctrl.sample(rng), 30.0), repeats) - sample
+    update = median_time(lambda: ctrl.update([ctrl.sample(rng)], [30.0]), repeats) - sample
 
     genotype = s.genotype
     train_net = CellSRNet(2, 32, 4).to(memory_format=last)

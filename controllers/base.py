@@ -19,52 +19,77 @@ class Sample:
 
 
 class Controller(nn.Module):
-    """Shared machinery: the EMA reward baseline, the update record, checkpoint state.
+    """Shared machinery: the reward baseline, advantage normalisation, checkpoint state.
 
-    ``update`` follows ENAS: the baseline moves first, ``b <- d*b + (1-d)*R``
-    (initialised to the first reward so a PSNR of ~30 dB is not all advantage),
-    then the policy steps on ``R - b``.
+    ``update`` takes a batch of samples (ENAS aggregates several per policy step). The
+    baseline moves first, ``b <- d*b + (1-d)*mean(R)``, initialised to the first batch's
+    mean so a PSNR of ~30 dB is not all advantage; ``rebase`` forgets it, so that the
+    next batch re-initialises it (the search calls it when the shared weights have
+    trained in between and every reward has drifted up). With ``normalize_advantage``
+    the advantages ``R - b`` are divided by a running RMS of past advantages: rewards in
+    dB are tens of times ENAS's accuracy-scale ones, and unit-scale advantages keep the
+    policy-gradient term comparable to the entropy bonus whatever the reward's unit.
+    A constant shift of every reward changes nothing; a scale change changes nothing
+    once normalised.
     """
 
-    def __init__(self, num_nodes: int, baseline_decay: float = 0.95):
+    def __init__(self, num_nodes: int, baseline_decay: float = 0.95,
+                 normalize_advantage: bool = True):
         super().__init__()
         self.num_nodes = num_nodes
         self.choices = choices_per_decision(num_nodes)
         self.baseline_decay = baseline_decay
+        self.normalize_advantage = normalize_advantage
         self.register_buffer("baseline", torch.tensor(float("nan"), dtype=torch.float64))
+        self.register_buffer("adv_sq", torch.tensor(float("nan"), dtype=torch.float64))
         self.optimizer: torch.optim.Optimizer | None = None
 
     def sample(self, generator: torch.Generator | None = None, greedy: bool = False) -> Sample:
         raise NotImplementedError
 
-    def policy_step(self, sample: Sample, advantage: float) -> None:
+    def policy_step(self, samples: list[Sample], advantages: list[float]) -> None:
         """Move the policy; a controller that does not learn leaves this empty."""
 
-    def update_baseline(self, reward: float) -> float:
+    def rebase(self) -> None:
+        self.baseline.fill_(float("nan"))
+
+    def _advantages(self, rewards: list[float]) -> tuple[float, list[float], list[float]]:
+        mean = sum(rewards) / len(rewards)
         if torch.isnan(self.baseline):
-            self.baseline.fill_(reward)
+            self.baseline.fill_(mean)
         else:
             d = self.baseline_decay
-            self.baseline.mul_(d).add_((1 - d) * reward)
-        return float(self.baseline)
+            self.baseline.mul_(d).add_((1 - d) * mean)
+        b = float(self.baseline)
+        raw = [r - b for r in rewards]
+        if not self.normalize_advantage:
+            return b, raw, raw
+        sq = sum(a * a for a in raw) / len(raw)
+        if torch.isnan(self.adv_sq) or float(self.adv_sq) == 0.0:
+            self.adv_sq.fill_(sq)
+        else:
+            d = self.baseline_decay
+            self.adv_sq.mul_(d).add_((1 - d) * sq)
+        scale = float(self.adv_sq) ** 0.5
+        return b, raw, [a / scale if scale > 0 else 0.0 for a in raw]
 
-    def update(self, sample: Sample, reward: float) -> dict[str, float]:
-        baseline = self.update_baseline(reward)
-        advantage = reward - baseline
-        self.policy_step(sample, advantage)
-        return {
-            "reward": reward,
-            "baseline": baseline,
-            "advantage": advantage,
-            "entropy": float(sample.entropy.detach()),
-            "log_prob": float(sample.log_prob.detach()),
-        }
+    def update(self, samples: list[Sample], rewards: list[float]) -> list[dict[str, float]]:
+        """One policy step on a batch of (sample, reward); one stats record per sample."""
+        if len(samples) != len(rewards) or not samples:
+            raise ValueError(f"{len(samples)} samples for {len(rewards)} rewards")
+        baseline, raw, advantages = self._advantages(rewards)
+        self.policy_step(samples, advantages)
+        return [{"reward": r, "baseline": baseline, "advantage": a, "norm_advantage": n,
+                 "entropy": float(s.entropy.detach()), "log_prob": float(s.log_prob.detach())}
+                for s, r, a, n in zip(samples, rewards, raw, advantages, strict=True)]
 
     def checkpoint_state(self) -> dict[str, Any]:
         optim = self.optimizer.state_dict() if self.optimizer is not None else {}
         return {"model": self.state_dict(), "optimizer": optim}
 
     def load_checkpoint_state(self, state: dict[str, Any]) -> None:
-        self.load_state_dict(state["model"])
+        model = dict(state["model"])
+        model.setdefault("adv_sq", self.adv_sq)  # a run from before advantage normalisation
+        self.load_state_dict(model)
         if self.optimizer is not None:
             self.optimizer.load_state_dict(state["optimizer"])

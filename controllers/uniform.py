@@ -11,8 +11,9 @@ from search_spaces.genotypes import Genotype
 
 
 class RandomController(Controller):
-    def __init__(self, num_nodes: int, baseline_decay: float = 0.95):
-        super().__init__(num_nodes, baseline_decay)
+    def __init__(self, num_nodes: int, baseline_decay: float = 0.95,
+                 normalize_advantage: bool = True):
+        super().__init__(num_nodes, baseline_decay, normalize_advantage)
 
     def sample(self, generator: torch.Generator | None = None, greedy: bool = False) -> Sample:
         # ``greedy`` has no meaning for a uniform policy: every draw is a fresh sample

@@ -26,6 +26,7 @@ JOBS = {
     "export": ("nas_sr.export", "a standalone artifact that loads with torch alone"),
     "upscale": ("nas_sr.upscale", "super-resolve images of any size, tiled"),
     "plot": ("nas_sr.plot", "reward curves and the best cell of search runs (RUN_DIR ...)"),
+    "rank": ("nas_sr.rank", "Kendall tau of a search's reward vs retrained PSNR (run=DIR)"),
 }
 RESUMABLE = ("search", "retrain")
 CHECKPOINTS = {"search": "checkpoint.pt", "retrain": "last.pt"}  # what a resume continues

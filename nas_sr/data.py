@@ -156,16 +156,24 @@ def builtin_dir() -> Path:
 
 def _split(files: list[Path], val_fraction: float) -> tuple[list[Path], list[Path]]:
     """A fixed split (independent of the run seed, so every run validates alike)."""
-    if len(files) < 2:
+    if len(files) < 3:
         raise ImageError(
-            f"need at least 2 images to carve a validation split, found {len(files)}; "
-            "add images or set data.val_dir"
+            f"need at least 3 images to carve validation images for the search and for "
+            f"retraining, found {len(files)}; add images or set data.val_dir"
         )
     order = np.random.default_rng(0).permutation(len(files))
-    n_val = min(len(files) - 1, max(1, round(val_fraction * len(files))))
+    n_val = min(len(files) - 1, max(2, round(val_fraction * len(files))))
     val = sorted(files[i] for i in order[:n_val])
     train = sorted(files[i] for i in order[n_val:])
     return train, val
+
+
+def _halves(val: list[ImageSource], where: str) -> tuple[list[ImageSource], list[ImageSource]]:
+    """Alternate validation images into the search's reward set and retraining's hold-out."""
+    if len(val) < 2:
+        raise ImageError(f"{where}: need at least 2 validation images (one for the search's "
+                         f"reward, one for retraining's validation), found {len(val)}")
+    return val[0::2], val[1::2]
 
 
 def _div2k_lr(root: Path, split: str, hr: Path, scale: int) -> Path | None:
@@ -173,25 +181,37 @@ def _div2k_lr(root: Path, split: str, hr: Path, scale: int) -> Path | None:
     return lr if lr.is_file() else None
 
 
-def resolve_sources(data: Any, scale: int) -> tuple[list[ImageSource], list[ImageSource]]:
-    """Train and reward-validation sources for ``data.name`` in builtin/folder/div2k."""
+@dataclass(frozen=True)
+class Sources:
+    """Where each job's images come from. ``reward`` steers the search (its reward and
+    final-selection crops); ``holdout`` validates retraining and never steers a search, so a
+    retrained cell is never scored on images that chose it."""
+
+    train: list[ImageSource]
+    reward: list[ImageSource]
+    holdout: list[ImageSource]
+
+
+def resolve_sources(data: Any, scale: int) -> Sources:
+    """Train, reward and hold-out sources for ``data.name`` in builtin/folder/div2k."""
     if data.name == "builtin":
         root = builtin_dir()
-        train = [ImageSource(root / n) for n in data.train_names]
-        val = [ImageSource(root / n) for n in data.val_names]
-    elif data.name == "folder":
+        return Sources(*([ImageSource(root / n) for n in names] for names in
+                         (data.train_names, data.val_names, data.holdout_names)))
+    if data.name == "folder":
         if not data.train_dir:
             raise ImageError("data=folder needs data.train_dir=DIR (a folder of HR images)")
         files = list_images(Path(data.train_dir).expanduser())
         if data.val_dir:
-            val_files = list_images(Path(data.val_dir).expanduser())
+            where, val_files = data.val_dir, list_images(Path(data.val_dir).expanduser())
         else:
-            files, val_files = _split(files, data.val_fraction)
+            where, (files, val_files) = data.train_dir, _split(files, data.val_fraction)
         train, val = [ImageSource(f) for f in files], [ImageSource(f) for f in val_files]
     elif data.name == "div2k":
         if not data.root:
             raise ImageError("data=div2k needs data.root=DIR (the folder holding DIV2K_*_HR)")
         root = Path(data.root).expanduser()
+        where = root / "DIV2K_valid_HR"
         train, val = (
             [ImageSource(f, _div2k_lr(root, split, f, scale))
              for f in list_images(root / f"DIV2K_{split}_HR")]
@@ -199,4 +219,4 @@ def resolve_sources(data: Any, scale: int) -> tuple[list[ImageSource], list[Imag
         )
     else:
         raise ConfigError(f"unknown data source {data.name!r}; use builtin, folder or div2k")
-    return train, val
+    return Sources(train, *_halves(val, str(where)))

@@ -45,6 +45,12 @@ def _positive(cfg: DictConfig, key: str, optional: bool = False) -> None:
         raise ConfigError(f"{key}={value}: must be > 0" + (" (or null)" if optional else ""))
 
 
+def _share(cfg: DictConfig, key: str) -> None:
+    value = _number(cfg, key)
+    if value is None or not 0 <= value <= 1:
+        raise ConfigError(f"{key}={value}: must be a share between 0 and 1")
+
+
 def _patch(cfg: DictConfig, key: str) -> None:
     _at_least(cfg, key, 3 * cfg.scale, why=f" (3 x scale, so a crop outlives PSNR's shave of "
                                            f"{cfg.scale} pixels per border)")
@@ -70,6 +76,15 @@ def check_options(job: str, cfg: DictConfig) -> None:
                     "controller.steps_per_epoch", "data.val_crops", "data.final_crops"):
             _at_least(cfg, key, 1)
         _at_least(cfg, "search.final_samples", 0)
+        _at_least(cfg, "search.final_top", 1)
+        _at_least(cfg, "controller.samples_per_update", 1)
+        for key in ("search.warmup", "search.policy_mix"):
+            _share(cfg, key)
+        if cfg.search.sampler not in ("fair", "uniform"):
+            raise ConfigError(f"search.sampler={cfg.search.sampler!r}: use fair or uniform")
+        for key in ("params", "mult_adds", "channels", "cells"):
+            _at_least(cfg, f"search.budget.{key}", 1, optional=True)
+        _positive(cfg, "search.budget.beta")
         _positive(cfg, "search.lr")
         _positive(cfg, "search.grad_clip", optional=True)
         _at_least(cfg, "search.lr_min", 0, whole=False)
@@ -88,5 +103,9 @@ def check_options(job: str, cfg: DictConfig) -> None:
         _patch(cfg, "train.patch_size")
     if job in ("search", "retrain"):
         _at_least(cfg, "data.num_workers", 0)
+    if job == "rank":
+        for key in ("rank.cells", "rank.pool", "rank.jobs", "rank.bootstrap"):
+            _at_least(cfg, key, 1)
+        _at_least(cfg, "rank.policy_cells", 0)
     if job in ("evaluate", "upscale"):
         _tile(cfg)

@@ -58,7 +58,9 @@ class SearchLog:
         return self.run_dir.name
 
     def column(self, key: str) -> np.ndarray:
-        return np.array([r[key] for r in self.steps], dtype=float)
+        """One field of every controller step; NaN where a step has none (no baseline
+        during the warm-up)."""
+        return np.array([r.get(key, np.nan) for r in self.steps], dtype=float)
 
 
 def controller_type(run_dir: Path) -> str:
@@ -92,7 +94,7 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     return (csum[end] - csum[start]) / (end - start)
 
 
-def _axes(title: str, xlabel: str, ylabel: str,
+def new_axes(title: str, xlabel: str, ylabel: str,
           size: tuple[float, float] = (7.5, 4.2)) -> tuple[Figure, Axes]:
     fig = Figure(figsize=size, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)  # the non-interactive backend, explicitly
@@ -112,7 +114,7 @@ def _robust_ylim(ax: Axes, values: np.ndarray) -> None:
 
 # --- one run ---------------------------------------------------------------------------
 def reward_figure(run: SearchLog, window: int) -> Figure:
-    fig, ax = _axes(f"Controller reward: {run.name} ({run.controller})", STEP, REWARD)
+    fig, ax = new_axes(f"Controller reward: {run.name} ({run.controller})", STEP, REWARD)
     x, reward = run.column("controller_step"), run.column("reward")
     ax.plot(x, reward, ".", ms=3, alpha=0.35, color="tab:blue",
             label="reward (validation PSNR, shared weights)")
@@ -125,7 +127,7 @@ def reward_figure(run: SearchLog, window: int) -> Figure:
 
 
 def entropy_figure(run: SearchLog) -> Figure:
-    fig, ax = _axes(f"Policy entropy: {run.name} ({run.controller})", STEP,
+    fig, ax = new_axes(f"Policy entropy: {run.name} ({run.controller})", STEP,
                     "entropy (nats, sum over decisions)")
     ax.plot(run.column("controller_step"), run.column("entropy"), lw=1.2, color="tab:purple",
             label="entropy of the sampled decisions")
@@ -138,7 +140,7 @@ def entropy_figure(run: SearchLog) -> Figure:
 
 
 def best_reward_figure(run: SearchLog) -> Figure:
-    fig, ax = _axes(f"Best reward so far: {run.name} ({run.controller})", STEP, REWARD)
+    fig, ax = new_axes(f"Best reward so far: {run.name} ({run.controller})", STEP, REWARD)
     x, best = run.column("controller_step"), np.maximum.accumulate(run.column("reward"))
     ax.step(x, best, where="post", color="tab:green", lw=2, label="best reward so far")
     improved = np.concatenate([[True], best[1:] > best[:-1]])
@@ -151,7 +153,7 @@ def best_reward_figure(run: SearchLog) -> Figure:
 
 
 def loss_figure(run: SearchLog) -> Figure:
-    fig, ax = _axes(f"Supernet training loss: {run.name}", "epoch", "L1 loss (shared weights)")
+    fig, ax = new_axes(f"Supernet training loss: {run.name}", "epoch", "L1 loss (shared weights)")
     epochs = [e["epoch"] for e in run.epochs]
     ax.plot(epochs, [e["loss"] for e in run.epochs], "o-", ms=4, color="tab:red",
             label="mean loss over the epoch")
@@ -172,7 +174,7 @@ def op_shares(run: SearchLog, window: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def op_frequency_figure(run: SearchLog, window: int) -> Figure:
-    fig, ax = _axes(f"Ops in sampled cells: {run.name} ({run.controller})", STEP,
+    fig, ax = new_axes(f"Ops in sampled cells: {run.name} ({run.controller})", STEP,
                     "share of the sampled ops (%)", size=(8.5, 4.2))
     edges, shares = op_shares(run, window)
     # piecewise-constant areas: each window's shares hold over its whole span of steps
@@ -356,7 +358,7 @@ def overlay_figure(runs: list[SearchLog], smooth_window: int = 20,
     """
     if band not in BANDS:
         raise PlotError(f"band={band!r}: choose one of {BANDS}")
-    fig, ax = _axes(f"Smoothed reward by controller ({smooth_window}-step moving average)",
+    fig, ax = new_axes(f"Smoothed reward by controller ({smooth_window}-step moving average)",
                     STEP, REWARD, size=(8, 4.5))
     groups: dict[str, list[SearchLog]] = defaultdict(list)
     for run in runs:

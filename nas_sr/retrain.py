@@ -123,21 +123,22 @@ def clip_gradients(params: list[nn.Parameter], train: DictConfig, learning_rate:
 def load_data(cfg: DictConfig, d: Dist) -> tuple[RandomCrops, Batches]:
     """The training crops, and this process's share of the validation batches."""
     data, t, scale = cfg.data, cfg.train, cfg.scale
-    train_src, val_src = resolve_sources(data, scale)
+    src = resolve_sources(data, scale)
     min_lr = lr_patch_size(t.patch_size, scale)
     progress = cfg.logger.progress and d.is_main
     with distributed.main_first(d):  # one process builds the cache, the others read it
-        store = open_store(train_src, scale, min_lr, cache_path(data, scale, "train"),
+        store = open_store(src.train, scale, min_lr, cache_path(data, scale, "train"),
                            "training images", progress)
     crops = RandomCrops(store, scale, t.patch_size, t.iters_per_epoch * t.batch_size, cfg.seed)
-    # the validation images are few: decoded in memory, cut into fixed crops or kept whole
+    # the hold-out images (never the search's reward images) are few: decoded in memory,
+    # cut into fixed crops or kept whole
     if t.val_crops:
-        pairs = load_pairs(val_src, scale, min_lr, "validation images", progress)
+        pairs = load_pairs(src.holdout, scale, min_lr, "validation images", progress)
         lr, hr = fixed_crops(PairStore(pairs), scale, t.patch_size, t.val_crops, seed=1)
         lr, hr = lr[d.rank::d.world_size], hr[d.rank::d.world_size]
         return crops, [(lr[i:i + VAL_BATCH], hr[i:i + VAL_BATCH])
                        for i in range(0, len(lr), VAL_BATCH)]
-    pairs = load_pairs(val_src[d.rank::d.world_size], scale, 1, "validation images", progress)
+    pairs = load_pairs(src.holdout[d.rank::d.world_size], scale, 1, "validation images", progress)
     return crops, [(to_tensor(lr)[None], to_tensor(hr)[None]) for hr, lr in pairs]
 
 

@@ -1,4 +1,16 @@
-"""The search job: train shared weights, train the controller on their rewards, pick a cell."""
+"""The search job: train shared weights, train the controller on their rewards, pick a cell.
+
+An epoch trains the shared weights (one child per minibatch), then scores
+``controller.steps_per_epoch`` cells on the fixed reward crops. For the first
+``search.warmup`` of the epochs the controller only watches: children are drawn by the
+fair sampler and the scored cells uniformly, with no policy update (TuNAS waits 25%), so
+no op is favoured before the shared weights can tell ops apart. After it, a
+``search.policy_mix`` share of the training children come from the policy and the rest
+from the fair sampler, and the policy steps on batches of ``samples_per_update``
+rewards. A cell's reward is its PSNR less the over-budget penalty of
+``search_spaces.cost``. Every scored cell joins a pool; the final choice re-scores the
+pool on the final weights and takes the best cell within budget (``select``).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +24,8 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from controllers import Controller, build_controller
+from controllers import Controller, RandomController, build_controller
+from controllers.fair import FairSampler
 from nas_sr import checkpoint
 from nas_sr.archs import check_scale
 from nas_sr.cache import cache_path, open_store
@@ -21,6 +34,7 @@ from nas_sr.metrics import psnr_y, quantize
 from nas_sr.plot import log_to_wandb, plot_run
 from nas_sr.runlog import RunLog
 from nas_sr.runtime import (
+    ConfigError,
     TrainingDiverged,
     blow_up,
     cosine_lr,
@@ -30,6 +44,8 @@ from nas_sr.runtime import (
     seed_everything,
     set_threads,
 )
+from nas_sr.tradeoff_plots import pareto_figure
+from search_spaces.cost import genotype_cost, over_budget_penalty, pareto_front, within_budget
 from search_spaces.genotypes import Genotype, save_genotype, space_size
 from search_spaces.network import CellSRNet, count_params
 
@@ -74,10 +90,21 @@ class Search:
         self.supernet = build_supernet(cfg).to(self.device, memory_format=self.fmt)
         self.optimizer = torch.optim.Adam(self.supernet.parameters(), lr=cfg.search.lr)
         ctrl = OmegaConf.to_container(cfg.controller)
-        ctrl.pop("steps_per_epoch", None)  # the search's schedule, not the policy's
+        for key in ("steps_per_epoch", "samples_per_update", "rebase"):  # the search's
+            ctrl.pop(key, None)
         self.controller: Controller = build_controller(
             ctrl.pop("name"), cfg.archs.cell.nodes, **ctrl
         )
+        self.learns = self.controller.optimizer is not None
+        self.uniform = RandomController(cfg.archs.cell.nodes)
+        self.fair = FairSampler(cfg.archs.cell.nodes)
+        s = cfg.search
+        self.warmup_epochs = int(s.warmup * s.epochs) if self.learns else 0
+        b = s.budget
+        self.budget = {"params": b.params, "mult_adds": b.mult_adds}
+        self.cost_width = (b.channels or cfg.archs.cell.channels, b.cells or cfg.archs.cell.cells)
+        # every cell scored in a controller phase: decisions -> (epoch, PSNR then)
+        self.pool: dict[tuple[int, ...], tuple[int, float]] = {}
         # one generator draws every architecture (training children and controller steps)
         self.arch_rng = torch.Generator().manual_seed(cfg.seed)
         self.epoch = 0
@@ -86,13 +113,13 @@ class Search:
         self.log_offset: int | None = None
 
         d = cfg.data
-        train_src, val_src = resolve_sources(d, cfg.scale)
+        src = resolve_sources(d, cfg.scale)
         min_lr = lr_patch_size(d.patch_size, cfg.scale)
         progress = cfg.logger.progress
-        self.train_store = open_store(train_src, cfg.scale, min_lr,
+        self.train_store = open_store(src.train, cfg.scale, min_lr,
                                       cache_path(d, cfg.scale, "train"), "training images",
                                       progress)
-        val_store = open_store(val_src, cfg.scale, min_lr, cache_path(d, cfg.scale, "val"),
+        val_store = open_store(src.reward, cfg.scale, min_lr, cache_path(d, cfg.scale, "val"),
                                "validation images", progress)
         self.crops = RandomCrops(self.train_store, cfg.scale, d.patch_size,
                                  cfg.search.batches_per_epoch * cfg.search.batch_size, cfg.seed)
@@ -110,6 +137,8 @@ class Search:
             "supernet": self.supernet.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "controller": self.controller.checkpoint_state(),
+            "fair_sampler": self.fair.state_dict(),
+            "pool": [[list(k), e, p] for k, (e, p) in self.pool.items()],
             "arch_rng": self.arch_rng.get_state(),
             "torch_rng": torch.get_rng_state(),
             "epoch": self.epoch,
@@ -122,6 +151,9 @@ class Search:
         self.supernet.load_state_dict(state["supernet"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.controller.load_checkpoint_state(state["controller"])
+        # (a checkpoint from before fair sampling and the pool has neither: rank reads those)
+        self.fair.load_state_dict(state.get("fair_sampler", {"pending": []}))
+        self.pool = {tuple(k): (e, p) for k, e, p in state.get("pool", [])}
         self.arch_rng.set_state(state["arch_rng"])
         torch.set_rng_state(state["torch_rng"])
         self.epoch, self.controller_step = state["epoch"], state["controller_step"]
@@ -142,8 +174,7 @@ class Search:
         bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{s.epochs} shared",
                    leave=False, disable=not self.cfg.logger.progress)
         for lr_img, hr_img in bar:
-            with torch.no_grad():
-                genotype = self.controller.sample(self.arch_rng).genotype
+            genotype = self.training_child()
             lr_img = lr_img.to(self.device, memory_format=self.fmt)
             hr_img = hr_img.to(self.device)
             loss = F.l1_loss(net(lr_img, genotype), hr_img)
@@ -158,42 +189,123 @@ class Search:
             bar.set_postfix(loss=f"{loss.item():.4f}")
         return {"loss": sum(losses) / len(losses), "lr": lr}
 
+    @property
+    def in_warmup(self) -> bool:
+        return self.epoch < self.warmup_epochs
+
+    def training_child(self) -> Genotype:
+        """The policy's draw for a ``policy_mix`` share of minibatches after warm-up, else
+        the fair sampler's (``search.sampler=fair``) or a uniform draw."""
+        s = self.cfg.search
+        if self.learns and not self.in_warmup and s.policy_mix > 0 and (
+                s.policy_mix >= 1 or float(torch.rand((), generator=self.arch_rng)) < s.policy_mix):
+            with torch.no_grad():
+                return self.controller.sample(self.arch_rng).genotype
+        if s.sampler == "fair":
+            return self.fair.sample(self.arch_rng)
+        return self.uniform.sample(self.arch_rng).genotype
+
+    def cost(self, genotype: Genotype) -> dict[str, int]:
+        """Params and Mult-Adds of the standalone network at the retrain width."""
+        return genotype_cost(genotype, *self.cost_width, self.cfg.scale)
+
+    def reward(self, psnr: float, genotype: Genotype) -> float:
+        return psnr - over_budget_penalty(self.cost(genotype), self.budget,
+                                          self.cfg.search.budget.beta)
+
     def train_controller(self, log: RunLog) -> list[float]:
+        """Score ``steps_per_epoch`` cells; after warm-up, step the policy on each batch of
+        ``samples_per_update`` of them."""
         self.supernet.eval()
-        rewards = []
-        steps = self.cfg.controller.steps_per_epoch
-        bar = tqdm(range(steps), desc=f"epoch {self.epoch + 1} controller",
+        c = self.cfg.controller
+        warmup = self.in_warmup
+        if self.learns and not warmup and c.rebase:
+            self.controller.rebase()  # the shared weights moved: every reward drifted
+        ctrl = self.uniform if warmup else self.controller
+        rewards: list[float] = []
+        bar = tqdm(total=c.steps_per_epoch, desc=f"epoch {self.epoch + 1} controller",
                    leave=False, disable=not self.cfg.logger.progress)
-        for _ in bar:
-            sample = self.controller.sample(self.arch_rng)
-            reward = score(self.supernet, sample.genotype, self.val_lr, self.val_hr,
-                           self.cfg.scale)
-            _stop_if(not_finite(reward), "the reward", self.epoch + 1, self.run_dir)
-            stats = self.controller.update(sample, reward)
-            self.controller_step += 1
-            log.log("controller", controller_step=self.controller_step, epoch=self.epoch + 1,
-                    genotype=sample.genotype.to_dict()["nodes"], **stats)
-            rewards.append(reward)
-            bar.set_postfix(reward=f"{reward:.2f}", baseline=f"{stats['baseline']:.2f}")
+        for start in range(0, c.steps_per_epoch, c.samples_per_update):
+            batch = [ctrl.sample(self.arch_rng)
+                     for _ in range(min(c.samples_per_update, c.steps_per_epoch - start))]
+            psnrs = [score(self.supernet, s.genotype, self.val_lr, self.val_hr, self.cfg.scale)
+                     for s in batch]
+            for psnr in psnrs:
+                _stop_if(not_finite(psnr), "the reward", self.epoch + 1, self.run_dir)
+            batch_rewards = [self.reward(p, s.genotype) for p, s in zip(psnrs, batch,
+                                                                         strict=True)]
+            if warmup:  # the controller only watches: logged, no update
+                stats = [{"reward": r, "entropy": float(s.entropy), "log_prob":
+                          float(s.log_prob)} for s, r in zip(batch, batch_rewards, strict=True)]
+            else:
+                stats = self.controller.update(batch, batch_rewards)
+            for s, psnr, st in zip(batch, psnrs, stats, strict=True):
+                self.controller_step += 1
+                self.pool[tuple(s.genotype.to_decisions())] = (self.epoch + 1, psnr)
+                log.log("controller", controller_step=self.controller_step,
+                        epoch=self.epoch + 1, warmup=warmup,
+                        genotype=s.genotype.to_dict()["nodes"], psnr=psnr,
+                        **self.cost(s.genotype), **st)
+            rewards += batch_rewards
+            bar.update(len(batch))
+            bar.set_postfix(reward=f"{batch_rewards[-1]:.2f}")
+        bar.close()
         return rewards
 
     # --- end of search: choose the cell -------------------------------------------------
     def select(self) -> tuple[Genotype, float, list[dict[str, Any]]]:
-        """Score ``final_samples`` draws (plus the greedy cell) on the final crops."""
+        """Choose the cell the same way for every controller.
+
+        Every cell the search scored, plus ``final_samples`` draws of the final policy (and
+        its greedy cell), is re-scored on the final shared weights and reward crops: a
+        reward from an early epoch was measured on weights that have trained since. The
+        ``final_top`` best of them within budget are scored again on the larger final crops,
+        and the best of those is the choice. Returns it, its final-crop PSNR and every
+        scored cell (``pareto.json``)."""
         self.supernet.eval()
+        s = self.cfg.search
         rng = torch.Generator().manual_seed(self.cfg.seed + 1)
         with torch.no_grad():
-            candidates = [self.controller.sample(greedy=True).genotype]
-            candidates += [self.controller.sample(rng).genotype
-                           for _ in range(self.cfg.search.final_samples)]
-        unique = list(dict.fromkeys(candidates))
-        scored = [{"genotype": g.to_dict()["nodes"],
-                   "val_psnr": score(self.supernet, g, self.final_lr, self.final_hr,
-                                     self.cfg.scale)}
-                  for g in tqdm(unique, desc="scoring final candidates", leave=False,
-                                disable=not self.cfg.logger.progress)]
-        best = max(range(len(unique)), key=lambda i: scored[i]["val_psnr"])
-        return unique[best], scored[best]["val_psnr"], scored
+            extra = [self.controller.sample(rng).genotype for _ in range(s.final_samples)]
+            if self.learns:
+                extra.append(self.controller.sample(greedy=True).genotype)
+        cells = list(dict.fromkeys([Genotype.from_decisions(list(k)) for k in self.pool]
+                                   + extra))
+        quiet = not self.cfg.logger.progress
+        scored = []
+        for g in tqdm(cells, desc="re-scoring every scored cell", leave=False,
+                      disable=quiet):
+            cost = self.cost(g)
+            scored.append({"genotype": g.to_dict()["nodes"], **cost,
+                           "within_budget": within_budget(cost, self.budget),
+                           "psnr": score(self.supernet, g, self.val_lr, self.val_hr,
+                                         self.cfg.scale)})
+        eligible = [i for i, c in enumerate(scored) if c["within_budget"]]
+        if not eligible:
+            raise ConfigError(f"no scored cell is within search.budget {self.budget}; "
+                              "raise the budget or lower archs.cell/search.budget width")
+        top = sorted(eligible, key=lambda i: -scored[i]["psnr"])[:s.final_top]
+        for i in tqdm(top, desc="scoring final candidates", leave=False, disable=quiet):
+            scored[i]["final_psnr"] = score(self.supernet, cells[i], self.final_lr,
+                                            self.final_hr, self.cfg.scale)
+        best = max(top, key=lambda i: scored[i]["final_psnr"])
+        scored[best]["chosen"] = True
+        return cells[best], scored[best]["final_psnr"], scored
+
+
+def write_pareto(scored: list[dict[str, Any]], budget: dict[str, int | None],
+                 run_dir: Path, plot: bool = True) -> dict[str, list[int]]:
+    """``pareto.json`` (every scored cell, and the indices of each cost's front) and its plot."""
+    fronts = {key: pareto_front([(c[key], c["psnr"]) for c in scored])
+              for key in ("params", "mult_adds")}
+    out = {"psnr": "Y-PSNR on the reward crops with the final shared weights", "budget": budget,
+           "front": fronts, "cells": scored}
+    (run_dir / "pareto.json").write_text(json.dumps(out, indent=1) + "\n")
+    if not plot:
+        return fronts
+    (run_dir / "plots").mkdir(exist_ok=True)
+    pareto_figure(scored, fronts, budget, run_dir.name).savefig(run_dir / "plots" / "pareto.png")
+    return fronts
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -235,7 +347,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                   f"mean reward {sum(rewards) / max(1, len(rewards)):.2f} dB, "
                   f"{t2 - t0:.1f}s")
 
-        best, best_psnr, candidates = search.select()
+        best, best_psnr, scored = search.select()
+        write_pareto(scored, search.budget, run_dir, cfg.logger.plots)
         a = cfg.archs.cell
         net = CellSRNet(cfg.scale, a.channels, a.cells, a.nodes, best)
         summary = {
@@ -243,13 +356,17 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             "genotype_str": str(best),
             "val_psnr": best_psnr,
             "params": count_params(net),
+            "cost_at_retrain_width": {"channels": search.cost_width[0],
+                                      "cells": search.cost_width[1], **search.cost(best)},
+            "budget": search.budget,
             "search_time_s": search.elapsed,
             "epochs": search.epoch,
             "controller_steps": search.controller_step,
             "controller": cfg.controller.name,
             "scale": cfg.scale,
             "space_size": sizes,
-            "candidates": candidates,
+            "cells_scored": len(scored),
+            "candidates": [c for c in scored if "final_psnr" in c],
         }
         save_genotype(best, run_dir / "genotype.json", scale=cfg.scale,
                       arch=OmegaConf.to_container(cfg.archs.cell))

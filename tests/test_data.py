@@ -3,9 +3,10 @@ import os
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from conftest import SHARED, needs_datasets, write_image
+from conftest import SHARED, make_cfg, needs_datasets, write_image
 from nas_sr.cache import H5Store, open_store
 from nas_sr.data import (
     ImageSource,
@@ -15,7 +16,10 @@ from nas_sr.data import (
     load_pairs,
     resolve_sources,
 )
+from nas_sr.distributed import Dist
 from nas_sr.images import ImageError, downscale
+from nas_sr.retrain import load_data
+from nas_sr.search import Search
 
 
 def sources(folder):
@@ -84,15 +88,36 @@ def test_wrong_scale_lr_is_refused(tmp_path):
 def test_folder_split_is_fixed_and_disjoint(image_folder):
     cfg = OmegaConf.create({"name": "folder", "train_dir": str(image_folder), "val_dir": None,
                             "val_fraction": 0.34})
-    train, val = resolve_sources(cfg, 2)
-    assert len(val) == 2 and len(train) == 4
-    assert not {s.hr for s in train} & {s.hr for s in val}
-    assert resolve_sources(cfg, 2) == (train, val)
+    src = resolve_sources(cfg, 2)
+    assert len(src.train) == 4 and len(src.reward) == 1 and len(src.holdout) == 1
+    sets = [{s.hr for s in part} for part in (src.train, src.reward, src.holdout)]
+    assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+    assert resolve_sources(cfg, 2) == src
+
+
+def test_builtin_split_keeps_each_scene_on_one_side():
+    with initialize_config_module(config_module="experiments", version_base="1.3"):
+        data = compose("search").data
+    src = resolve_sources(data, 2)
+    scene = {s.hr.stem.split("_")[0] for s in src.train}
+    for part in (src.reward, src.holdout):
+        assert part and not scene & {s.hr.stem.split("_")[0] for s in part}
+    assert not {s.hr for s in src.reward} & {s.hr for s in src.holdout}
+
+
+def test_retrain_validation_crops_are_disjoint_from_the_search_reward_crops(tmp_path):
+    search = Search(make_cfg("search"), tmp_path)
+    _, val_batches = load_data(make_cfg("retrain"), Dist())
+    reward = {bytes(t.numpy()) for t in search.val_hr.contiguous()}
+    final = {bytes(t.numpy()) for t in search.final_hr.contiguous()}
+    held = [hr for _, batch in val_batches for hr in batch]
+    assert held and len(reward) == len(search.val_hr)
+    assert not {bytes(t.contiguous().numpy()) for t in held} & (reward | final)
 
 
 def test_div2k_layout_uses_given_lr(tmp_path):
     root = tmp_path / "DIV2K"
-    for split, n in (("train", 3), ("valid", 1)):
+    for split, n in (("train", 3), ("valid", 2)):
         for i in range(n):
             hr = write_image(root / f"DIV2K_{split}_HR" / f"{i:04d}.png", size=(64, 64), seed=i)
             if split == "train":
@@ -100,8 +125,10 @@ def test_div2k_layout_uses_given_lr(tmp_path):
                 lr_dir = root / f"DIV2K_{split}_LR_bicubic" / "X2"
                 lr_dir.mkdir(parents=True, exist_ok=True)
                 Image.open(hr).resize((32, 32), Image.NEAREST).save(lr_dir / f"{i:04d}x2.png")
-    train, val = resolve_sources(OmegaConf.create({"name": "div2k", "root": str(root)}), 2)
-    assert [s.lr is not None for s in train] == [True] * 3 and val[0].lr is None
+    src = resolve_sources(OmegaConf.create({"name": "div2k", "root": str(root)}), 2)
+    assert [s.lr is not None for s in src.train] == [True] * 3
+    assert src.reward[0].lr is None and src.holdout[0].lr is None
+    train = src.train
     hr, lr = load_pairs(train[:1], 2, 8)[0]
     assert not np.array_equal(lr, downscale(hr, 2))  # the given (nearest) LR, not bicubic
 
@@ -148,5 +175,5 @@ def test_fixed_crops_batch(image_folder):
 def test_shared_training_folder_resolves():
     cfg = OmegaConf.create({"name": "folder", "train_dir": str(SHARED / "train"),
                             "val_dir": None, "val_fraction": 0.1})
-    train, val = resolve_sources(cfg, 2)
-    assert len(train) + len(val) == 291 and len(val) == 29
+    src = resolve_sources(cfg, 2)
+    assert len(src.train) == 262 and len(src.reward) == 15 and len(src.holdout) == 14

@@ -32,31 +32,91 @@ def test_search_writes_the_run_folder(smoke_search):
     assert [e["epoch"] for e in epochs] == [1, 2] and epochs[0]["loss"] > 0
 
 
-def test_kill_and_resume_equals_an_uninterrupted_run(smoke_search, tmp_path, monkeypatch):
-    real_update, calls = search_mod.Controller.update, {"n": 0}
+def test_kill_and_resume_across_the_warmup_boundary_equals_an_uninterrupted_run(
+        tmp_path, monkeypatch):
+    # 4 epochs, the first 2 a warm-up: kill in epoch 3, the first with policy updates
+    cfg = make_cfg("search", "search.epochs=4", "search.warmup=0.5")
+    run_job("search", cfg, tmp_path / "full")
 
-    def dying_update(self, sample, reward):  # killed at the 5th controller step of epoch 2
+    real_update = search_mod.Controller.update
+    calls = {"n": 0}
+
+    def dying_update(self, samples, rewards):
         calls["n"] += 1
-        if calls["n"] == 15:
+        if calls["n"] == 2:  # epoch 3's second batch of 5
             raise KeyboardInterrupt
-        return real_update(self, sample, reward)
+        return real_update(self, samples, rewards)
 
     monkeypatch.setattr(search_mod.Controller, "update", dying_update)
     with pytest.raises(KeyboardInterrupt):
-        run_job("search", make_cfg("search"), tmp_path)
+        run_job("search", cfg, tmp_path / "killed")
     monkeypatch.setattr(search_mod.Controller, "update", real_update)
-    # the log holds the 4 steps of the killed epoch; resuming drops and redoes them
-    assert len(controller_records(tmp_path)) == 14
-    resumed = run_job("search", make_cfg("search", f"resume={tmp_path}"))
+    # the log holds the 5 steps of the killed epoch; resuming drops and redoes them
+    assert len(controller_records(tmp_path / "killed")) == 25
+    resumed = run_job("search", make_cfg("search", f"resume={tmp_path / 'killed'}"))
 
-    full, again = controller_records(smoke_search), controller_records(tmp_path)
-    assert [r["controller_step"] for r in again] == list(range(1, 21))
+    full, again = controller_records(tmp_path / "full"), controller_records(tmp_path / "killed")
+    assert [r["controller_step"] for r in again] == list(range(1, 41))
     for a, b in zip(full, again, strict=True):
         assert a["genotype"] == b["genotype"]
         assert a["reward"] == pytest.approx(b["reward"], abs=1e-9)
-    full_summary = json.loads((smoke_search / "summary.json").read_text())
+    full_summary = json.loads((tmp_path / "full" / "summary.json").read_text())
     assert resumed["genotype"] == full_summary["genotype"]
     assert resumed["val_psnr"] == pytest.approx(full_summary["val_psnr"], abs=1e-9)
+
+
+def test_warmup_samples_uniformly_and_never_updates_the_policy(tmp_path, monkeypatch):
+    cfg = make_cfg("search", "search.epochs=4", "search.warmup=0.5")
+    search = search_mod.Search(cfg, tmp_path)
+    policy_draws = {"n": 0}
+    real_sample = type(search.controller).sample
+
+    def counting_sample(self, *args, **kwargs):
+        policy_draws["n"] += 1
+        return real_sample(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(search.controller), "sample", counting_sample)
+    before = {k: v.clone() for k, v in search.controller.state_dict().items()}
+    log = search_mod.RunLog(tmp_path)
+    for _ in range(2):  # the two warm-up epochs
+        assert search.in_warmup
+        search.train_shared()
+        search.train_controller(log)
+        search.epoch += 1
+    assert policy_draws["n"] == 0  # neither training children nor scored cells
+    for k, v in search.controller.state_dict().items():
+        torch.testing.assert_close(v, before[k], equal_nan=True)
+    assert not search.in_warmup
+    search.train_controller(log)
+    log.close()
+    assert policy_draws["n"] == 10
+    changed = any(not torch.equal(v, before[k]) for k, v in
+                  search.controller.state_dict().items() if v.dtype != torch.float64)
+    assert changed  # after the warm-up the policy steps
+    records = controller_records(tmp_path)
+    assert [r["warmup"] for r in records] == [True] * 20 + [False] * 10
+    assert "baseline" not in records[0] and "baseline" in records[-1]
+
+
+def test_the_chosen_cell_is_within_budget_and_pareto_is_written(tmp_path):
+    unlimited = run_job("search", make_cfg("search"), tmp_path / "free")
+    limit = unlimited["cost_at_retrain_width"]["params"] - 1  # the free choice is over it
+    summary = run_job("search", make_cfg("search", f"search.budget.params={limit}",
+                                         "logger.plots=true"), tmp_path / "budget")
+    assert summary["cost_at_retrain_width"]["params"] <= limit
+    pareto = json.loads((tmp_path / "budget" / "pareto.json").read_text())
+    assert len(pareto["cells"]) == summary["cells_scored"] >= 20
+    chosen = [c for c in pareto["cells"] if c.get("chosen")]
+    assert len(chosen) == 1 and chosen[0]["within_budget"] and chosen[0]["params"] <= limit
+    # the chosen cell is the best within budget among those scored on the final crops
+    finals = [c for c in pareto["cells"] if "final_psnr" in c]
+    assert all(c["within_budget"] for c in finals)
+    assert chosen[0]["final_psnr"] == max(c["final_psnr"] for c in finals)
+    front = pareto["front"]["params"]
+    costs = [pareto["cells"][i]["params"] for i in front]
+    psnrs = [pareto["cells"][i]["psnr"] for i in front]
+    assert costs == sorted(costs) and psnrs == sorted(psnrs)  # cheaper is worse on a front
+    assert (tmp_path / "budget" / "plots" / "pareto.png").is_file()
 
 
 def test_another_seed_another_search(smoke_search, tmp_path):

@@ -1,0 +1,174 @@
+"""The rank job: does a search's shared-weight score order cells as retraining does?
+
+``nas-sr rank run=SEARCH_RUN`` draws cells (uniform draws spread evenly over the params
+range, plus draws of the run's final policy), scores each on the run's final shared
+weights and final-selection crops, retrains each standalone with one short fixed recipe
+(``rank.recipe``, on the run's data, validated on the hold-out images that never steered
+the search), and reports Kendall tau and Spearman rho between the two with bootstrap
+intervals, as ``rank.json`` and ``rank.png`` in its run folder.
+
+Retrained cells live in ``rank.cells_dir``, one folder per (cell, recipe, data, width):
+the uniform draws depend on ``rank.seed`` alone, so ranking several searches retrains
+them once. The retrains run as ``rank.jobs`` parallel ``nas-sr retrain`` processes of one
+thread each; a killed rank job re-run skips finished cells and resumes the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from controllers import RandomController
+from nas_sr import checkpoint
+from nas_sr.runtime import ConfigError
+from nas_sr.search import CHECKPOINT, Search, score
+from nas_sr.stats import rank_correlation
+from nas_sr.tradeoff_plots import rank_figure
+from search_spaces.cost import genotype_cost
+from search_spaces.genotypes import Genotype, save_genotype
+
+
+def spread_draws(nodes: int, count: int, pool: int, seed: int,
+                 cost: Any) -> list[Genotype]:
+    """``count`` distinct uniform cells at evenly spaced params quantiles of ``pool`` draws."""
+    rng = torch.Generator().manual_seed(seed)
+    uniform = RandomController(nodes)
+    drawn = list(dict.fromkeys(uniform.sample(rng).genotype for _ in range(pool)))
+    drawn.sort(key=lambda g: (cost(g)["params"], g.to_decisions()))
+    picks = np.unique(np.linspace(0, len(drawn) - 1, count).round().astype(int))
+    return [drawn[i] for i in picks]
+
+
+def run_config(search_dir: Path, overrides: list[str]) -> DictConfig:
+    """The run's saved config over today's defaults (a run from an older release lacks the
+    newer keys), then ``overrides`` (e.g. an older release's behaviour)."""
+    saved = OmegaConf.load(search_dir / "config.yaml")
+    groups = [f"controller={saved.controller.name}", f"data={saved.data.name}"]
+    if GlobalHydra.instance().is_initialized():  # inside `nas-sr rank`
+        base = compose("search", overrides=groups)
+    else:  # called as a function (tests, notebooks)
+        with initialize_config_module(config_module="experiments", version_base="1.3"):
+            base = compose("search", overrides=groups)
+    OmegaConf.set_struct(base, False)
+    return OmegaConf.merge(base, saved, OmegaConf.from_dotlist(overrides))
+
+
+def data_overrides(data: DictConfig) -> list[str]:
+    """The command-line overrides that give a retrain the search run's data."""
+    keys = {"builtin": (), "folder": ("train_dir", "val_dir", "val_fraction"),
+            "div2k": ("root",)}[data.name]
+    return [f"data={data.name}"] + [f"data.{k}={data[k] if data[k] is not None else 'null'}"
+                                    for k in keys]
+
+
+def retrain_command(genotype_file: Path, run_dir: Path, run_cfg: DictConfig,
+                    recipe: list[str]) -> list[str]:
+    a = run_cfg.archs.cell
+    return [sys.executable, "-m", "nas_sr.cli", "retrain", f"genotype={genotype_file}",
+            f"scale={run_cfg.scale}", f"archs.cell.channels={a.channels}",
+            f"archs.cell.cells={a.cells}", *data_overrides(run_cfg.data), *recipe,
+            "threads=1", "logger.progress=false", f"hydra.run.dir={run_dir}"]
+
+
+def cell_dir(root: Path, genotype: Genotype, command_key: list[str]) -> Path:
+    key = json.dumps([genotype.to_decisions(), command_key])
+    return root / hashlib.sha1(key.encode()).hexdigest()[:12]
+
+
+def retrain_all(jobs: list[tuple[Path, list[str]]], parallel: int, progress: bool
+                ) -> dict[Path, str]:
+    """Run the retrains not yet finished; returns the error of each that failed."""
+    todo = [(d, cmd) for d, cmd in jobs if not (d / "summary.json").is_file()]
+    failed: dict[Path, str] = {}
+
+    def one(folder: Path, cmd: list[str]) -> None:
+        with open(folder / "retrain.log", "a") as log:
+            done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+        if done.returncode:
+            failed[folder] = f"exit {done.returncode}; see {folder / 'retrain.log'}"
+
+    with ThreadPoolExecutor(max(1, parallel)) as pool:
+        futures = [pool.submit(one, d, cmd) for d, cmd in todo]
+        for _ in tqdm(as_completed(futures), total=len(futures), desc="retraining cells",
+                      disable=not progress):
+            pass
+    return failed
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    r = cfg.rank
+    if not cfg.run:
+        raise ConfigError("rank needs run=SEARCH_RUN_DIR (a finished search's folder)")
+    search_dir = Path(cfg.run).expanduser()
+    if not (search_dir / CHECKPOINT).is_file() or not (search_dir / "config.yaml").is_file():
+        raise ConfigError(f"{search_dir}: no {CHECKPOINT} and config.yaml; run= must name a "
+                          "search run folder")
+    run_cfg = run_config(search_dir, list(r.run_overrides))
+    run_cfg.logger.progress = cfg.logger.progress
+    run_cfg.threads = cfg.threads
+    search = Search(run_cfg, search_dir)
+    search.load_state_dict(checkpoint.load(search_dir / CHECKPOINT))
+    a = run_cfg.archs.cell
+
+    def cost(g: Genotype) -> dict[str, int]:
+        return genotype_cost(g, a.channels, a.cells, run_cfg.scale)
+
+    cells = [(g, "uniform") for g in spread_draws(a.nodes, r.cells, r.pool, r.seed, cost)]
+    rng = torch.Generator().manual_seed(r.seed + 1)
+    with torch.no_grad():
+        policy = [search.controller.sample(rng).genotype for _ in range(r.policy_cells)]
+    seen = {g for g, _ in cells}
+    cells += [(g, "policy") for g in dict.fromkeys(policy) if g not in seen]
+
+    root = Path(r.cells_dir).expanduser()
+    recipe = list(r.recipe)
+    key = [recipe, data_overrides(run_cfg.data), run_cfg.scale, a.channels, a.cells]
+    jobs, rows = [], []
+    for g, source in tqdm(cells, desc="scoring on shared weights",
+                          disable=not cfg.logger.progress):
+        folder = cell_dir(root, g, key)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_genotype(g, folder / "cell.json")
+        jobs.append((folder, retrain_command(folder / "cell.json", folder, run_cfg, recipe)))
+        rows.append({"genotype": g.to_dict()["nodes"], "genotype_str": str(g),
+                     "source": source, **cost(g), "folder": str(folder),
+                     "shared_psnr": score(search.supernet, g, search.final_lr,
+                                          search.final_hr, run_cfg.scale)})
+    failed = retrain_all(jobs, r.jobs, cfg.logger.progress)
+    for row in rows:
+        summary = Path(row["folder"]) / "summary.json"
+        if summary.is_file():
+            row["retrained_psnr"] = json.loads(summary.read_text())["best_val_psnr"]
+    done = [row for row in rows if "retrained_psnr" in row]
+    if len(done) < 3:
+        raise ConfigError(f"only {len(done)} of {len(rows)} cells retrained; "
+                          f"failures: {list(failed.values())[:3]}")
+    result = {
+        "run": str(search_dir), "controller": run_cfg.controller.name, "recipe": recipe,
+        **rank_correlation([c["shared_psnr"] for c in done],
+                           [c["retrained_psnr"] for c in done], r.bootstrap, r.seed),
+        "params_vs_retrained": rank_correlation([c["params"] for c in done],
+                                                [c["retrained_psnr"] for c in done],
+                                                r.bootstrap, r.seed),
+        "failed": {str(k): v for k, v in failed.items()},
+        "cells": rows,
+    }
+    (run_dir / "rank.json").write_text(json.dumps(result, indent=2) + "\n")
+    rank_figure(done, result, title=f"{search_dir.name}").savefig(run_dir / "rank.png")
+    print(f"{search_dir.name}: Kendall tau {result['kendall_tau']:.3f} "
+          f"[{result['kendall_tau_ci'][0]:.2f}, {result['kendall_tau_ci'][1]:.2f}], "
+          f"Spearman rho {result['spearman_rho']:.3f} over {len(done)} cells; "
+          f"{run_dir / 'rank.json'}")
+    return result

@@ -1,0 +1,86 @@
+"""What a genotype costs as a standalone network, counted from the genotype alone.
+
+The search needs the size of every cell it scores at the width it will be retrained
+at, thousands of times: building a network (or tracing it) per cell would cost more
+than scoring it. Each op's parameters and multiply-accumulates per LR pixel are a
+closed form in the channel count C; ``tests/test_cost.py`` checks the sums against
+``count_params`` and the traced ``nas_sr.complexity.mult_adds`` of built networks.
+Mult-Adds follow CARN/FALSR: one 1280x720 output, biases free.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+from search_spaces.genotypes import Genotype
+
+HR_SIZE = (720, 1280)  # (height, width) of the output Mult-Adds are quoted for
+
+
+class OpCost(NamedTuple):
+    params: int
+    macs_per_pixel: int  # multiply-accumulates per LR pixel
+
+
+def op_cost(op: str, c: int) -> OpCost:
+    """Parameters and per-pixel MACs of one candidate op on C channels."""
+    if op in ("conv_3x3", "dil_conv_3x3"):
+        return OpCost(9 * c * c + c, 9 * c * c)
+    if op == "sep_conv_3x3":  # depthwise 3x3 (no bias) + pointwise 1x1
+        return OpCost(9 * c + c * c + c, 9 * c + c * c)
+    if op == "identity":
+        return OpCost(0, 0)
+    raise KeyError(f"no cost formula for op {op!r}")
+
+
+def lr_pixels(scale: int, hr_size: tuple[int, int] = HR_SIZE) -> int:
+    """LR input pixels for ``hr_size`` (rounded up where it does not divide)."""
+    return math.ceil(hr_size[0] / scale) * math.ceil(hr_size[1] / scale)
+
+
+def genotype_cost(genotype: Genotype, channels: int, cells: int, scale: int) -> dict[str, int]:
+    """Params and Mult-Adds of ``CellSRNet(scale, channels, cells, genotype=genotype)``."""
+    c = channels
+    ops = [op_cost(op, c) for op in genotype.ops()]
+    combine = len(genotype.loose_ends()) * c * c
+    cell = OpCost(sum(o.params for o in ops) + combine + c,
+                  sum(o.macs_per_pixel for o in ops) + combine)
+    out = 3 * scale**2
+    head, tail = OpCost(27 * c + c, 27 * c), OpCost(9 * c * out + out, 9 * c * out)
+    params = head.params + cells * cell.params + tail.params
+    macs = head.macs_per_pixel + cells * cell.macs_per_pixel + tail.macs_per_pixel
+    return {"params": params, "mult_adds": macs * lr_pixels(scale)}
+
+
+def over_budget_penalty(cost: dict[str, int], budget: dict[str, int | None],
+                        beta: float) -> float:
+    """dB taken off the reward of a cell over budget (0 within it).
+
+    MnasNet/TuNAS scale the quality by ``min(1, (T/T0)^-beta)``. The quality here is
+    PSNR = -10 log10(MSE), already a log, so the same soft constraint applied to the
+    MSE becomes a subtraction: ``10 * beta * log10(T/T0)`` dB for each budgeted cost T
+    over its budget T0. With beta = 1 a cell twice over budget must halve its error
+    to break even. Monotone non-decreasing in every cost.
+    """
+    penalty = 0.0
+    for key, limit in budget.items():
+        if limit and cost[key] > limit:
+            penalty += 10 * beta * math.log10(cost[key] / limit)
+    return penalty
+
+
+def within_budget(cost: dict[str, int], budget: dict[str, int | None]) -> bool:
+    return all(not limit or cost[key] <= limit for key, limit in budget.items())
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the (cost, quality) points no other point beats: none has lower or equal
+    cost with higher quality, or lower cost with equal quality. Sorted by cost."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -math.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front

@@ -1,0 +1,49 @@
+import json
+import subprocess
+
+import pytest
+from scipy import stats
+
+from conftest import make_cfg
+from nas_sr.cli import run_job
+from nas_sr.rank import spread_draws
+from search_spaces.cost import genotype_cost
+
+TINY = '["preset=smoke","train.epochs=1","train.iters_per_epoch=2","train.val_crops=4"]'
+
+
+def test_uniform_draws_are_distinct_and_spread_over_the_params_range():
+    def cost(g):
+        return genotype_cost(g, 32, 4, 2)
+
+    cells = spread_draws(5, count=8, pool=200, seed=0, cost=cost)
+    params = [cost(g)["params"] for g in cells]
+    assert len(set(cells)) == 8 and params == sorted(params)
+    every = sorted(cost(g)["params"] for g in spread_draws(5, 200, 200, 0, cost))
+    assert params[0] == every[0] and params[-1] == every[-1]  # from the cheapest to the largest
+    assert spread_draws(5, 8, 200, 0, cost) == cells  # the seed fixes them
+
+
+def test_rank_retrains_each_cell_once_and_reports_tau(smoke_search, tmp_path, monkeypatch):
+    overrides = [f"run={smoke_search}", "rank.cells=3", "rank.pool=16", "rank.policy_cells=1",
+                 f"rank.cells_dir={tmp_path / 'cells'}", f"rank.recipe={TINY}",
+                 "rank.bootstrap=50"]
+    result = run_job("rank", make_cfg("rank", *overrides), tmp_path / "a")
+    cells = result["cells"]
+    assert [c["source"] for c in cells] == ["uniform"] * 3 + ["policy"]
+    assert result["n"] == 4 and not result["failed"]
+    shared = [c["shared_psnr"] for c in cells]
+    retrained = [c["retrained_psnr"] for c in cells]
+    assert result["kendall_tau"] == pytest.approx(stats.kendalltau(shared, retrained).statistic)
+    for c in cells:  # each retrain validated on the hold-out images, not the reward ones
+        summary = json.loads((tmp_path / "cells" / c["folder"].split("/")[-1] /
+                              "summary.json").read_text())
+        assert summary["best_val_psnr"] == c["retrained_psnr"]
+    assert (tmp_path / "a" / "rank.json").is_file() and (tmp_path / "a" / "rank.png").is_file()
+
+    def no_retrain(*args, **kwargs):
+        raise AssertionError("a finished cell was retrained again")
+
+    monkeypatch.setattr(subprocess, "run", no_retrain)  # a second rank job reuses them all
+    again = run_job("rank", make_cfg("rank", *overrides), tmp_path / "b")
+    assert [c["retrained_psnr"] for c in again["cells"]] == retrained
