@@ -95,7 +95,35 @@ def markdown(rows: list[dict[str, Any]]) -> str:
                          f"[{min(values):{fmt}}, {max(values):{fmt}}]")
         out.append(f"| {name} | {len(members)} | " + " | ".join(cells) + " |")
     cells = [f"- {r['run']}: `{r['genotype']}`" for r in rows if "genotype" in r]
-    return "\n".join(out + (["", "Cells found:", *cells] if cells else []))
+    return "\n".join(out + paired(rows) + (["", "Cells found:", *cells] if cells else []))
+
+
+def paired(rows: list[dict[str, Any]]) -> list[str]:
+    """Per-seed differences of the first controller minus the second, for runs named
+    ``CONTROLLER_seedN`` (the compare layout): the spread that a paired comparison sees."""
+    by_seed: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for r in rows:
+        name, _, seed = r["run"].rpartition("_seed")
+        if name and seed:
+            by_seed[seed][r["controller"]] = r
+    names = list(dict.fromkeys(r["controller"] for r in rows))
+    pairs = {s: c for s, c in by_seed.items() if len(names) == 2 and set(c) == set(names)}
+    cols = [c for c in ("params", "retrain_val", "Set5", "Set14")
+            if all(c in run for runs in pairs.values() for run in runs.values())]
+    if not pairs or not cols:
+        return []
+    a, b = names
+    out = ["", f"Paired by seed, {a} minus {b}:", "", "| seed | " + " | ".join(cols) + " |",
+           "| --- | " + " | ".join("---:" for _ in cols) + " |"]
+    diffs: dict[str, list[float]] = defaultdict(list)
+    for seed in sorted(pairs):
+        for c in cols:
+            diffs[c].append(pairs[seed][a][c] - pairs[seed][b][c])
+        out.append(f"| {seed} | " + " | ".join(f"{diffs[c][-1]:+,.2f}" for c in cols) + " |")
+    out.append("| mean +- std | " + " | ".join(
+        f"{statistics.mean(diffs[c]):+,.2f} +- "
+        f"{statistics.stdev(diffs[c]) if len(diffs[c]) > 1 else 0.0:,.2f}" for c in cols) + " |")
+    return out
 
 
 def policy_vs_uniform(search_dir: Path, samples: int) -> dict[str, float]:

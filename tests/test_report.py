@@ -5,7 +5,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from conftest import write_run
-from nas_sr.report import main, markdown, policy_vs_uniform, run_figures
+from nas_sr.report import main, markdown, paired, policy_vs_uniform, run_figures
 from nas_sr.runtime import ConfigError
 
 
@@ -33,6 +33,16 @@ def test_groups_by_controller_with_spread(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| enas | 2 |" in out and "| random | 2 |" in out and "+-" in out
     assert markdown([run_figures(runs[0])]).count("| enas_seed0 |") == 1
+
+
+def test_paired_differences_by_seed():
+    rows = [{"run": f"{c}_seed{s}", "controller": c, "steps": 1, "Set5": v, "params": p}
+            for c, s, v, p in (("enas", 0, 35.0, 100), ("enas", 1, 35.5, 120),
+                               ("random", 0, 34.5, 90), ("random", 1, 35.5, 150))]
+    lines = paired(rows)
+    assert "| 0 | +10.00 | +0.50 |" in lines and "| 1 | -30.00 | +0.00 |" in lines
+    assert "| mean +- std | -10.00 +- 28.28 | +0.25 +- 0.35 |" in lines
+    assert paired(rows[:3]) == [] or "| 1 |" not in "".join(paired(rows[:3]))
 
 
 def test_a_run_without_controller_steps_is_refused(tmp_path):
