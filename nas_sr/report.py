@@ -98,6 +98,10 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out + paired(rows) + (["", "Cells found:", *cells] if cells else []))
 
 
+def _dp(column: str) -> int:
+    return 0 if column == "params" else 2
+
+
 def paired(rows: list[dict[str, Any]]) -> list[str]:
     """Per-seed differences of the first controller minus the second, for runs named
     ``CONTROLLER_seedN`` (the compare layout): the spread that a paired comparison sees."""
@@ -119,10 +123,12 @@ def paired(rows: list[dict[str, Any]]) -> list[str]:
     for seed in sorted(pairs):
         for c in cols:
             diffs[c].append(pairs[seed][a][c] - pairs[seed][b][c])
-        out.append(f"| {seed} | " + " | ".join(f"{diffs[c][-1]:+,.2f}" for c in cols) + " |")
+        out.append(f"| {seed} | " + " | ".join(f"{diffs[c][-1]:+,.{_dp(c)}f}" for c in cols)
+                   + " |")
     out.append("| mean +- std | " + " | ".join(
-        f"{statistics.mean(diffs[c]):+,.2f} +- "
-        f"{statistics.stdev(diffs[c]) if len(diffs[c]) > 1 else 0.0:,.2f}" for c in cols) + " |")
+        f"{statistics.mean(diffs[c]):+,.{_dp(c)}f} +- "
+        f"{statistics.stdev(diffs[c]) if len(diffs[c]) > 1 else 0.0:,.{_dp(c)}f}" for c in cols)
+        + " |")
     return out
 
 

@@ -40,8 +40,8 @@ def test_paired_differences_by_seed():
             for c, s, v, p in (("enas", 0, 35.0, 100), ("enas", 1, 35.5, 120),
                                ("random", 0, 34.5, 90), ("random", 1, 35.5, 150))]
     lines = paired(rows)
-    assert "| 0 | +10.00 | +0.50 |" in lines and "| 1 | -30.00 | +0.00 |" in lines
-    assert "| mean +- std | -10.00 +- 28.28 | +0.25 +- 0.35 |" in lines
+    assert "| 0 | +10 | +0.50 |" in lines and "| 1 | -30 | +0.00 |" in lines
+    assert "| mean +- std | -10 +- 28 | +0.25 +- 0.35 |" in lines
     assert paired(rows[:3]) == [] or "| 1 |" not in "".join(paired(rows[:3]))
 
 
