@@ -14,9 +14,11 @@ from nas_sr import checkpoint, runfolder
 from nas_sr.images import ImageError
 from nas_sr.options import check_options
 from nas_sr.runtime import ConfigError, TrainingDiverged
+from nas_sr.video import VideoError
 from search_spaces.genotypes import GenotypeError
 
-USER_ERRORS = (ConfigError, ImageError, GenotypeError, TrainingDiverged, FileNotFoundError)
+USER_ERRORS = (ConfigError, ImageError, VideoError, GenotypeError, TrainingDiverged,
+               FileNotFoundError)
 
 # job name -> (module with ``run(cfg, run_dir)``, one-line help)
 JOBS = {
@@ -24,7 +26,7 @@ JOBS = {
     "retrain": ("nas_sr.retrain", "train a found cell (genotype=PATH) or a baseline (model=...)"),
     "evaluate": ("nas_sr.evaluate", "PSNR/SSIM on Y, params and Mult-Adds on benchmark sets"),
     "export": ("nas_sr.export", "a standalone artifact that loads with torch alone"),
-    "upscale": ("nas_sr.upscale", "super-resolve images of any size, tiled"),
+    "upscale": ("nas_sr.upscale", "super-resolve images (tiled) and videos (frame by frame)"),
     "plot": ("nas_sr.plot", "reward curves and the best cell of search runs (RUN_DIR ...)"),
     "rank": ("nas_sr.rank", "Kendall tau of a search's reward vs retrained PSNR (run=DIR)"),
 }

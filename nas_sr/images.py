@@ -19,14 +19,16 @@ class ImageError(ValueError):
     """An input image or folder that cannot be used; the message names it and the fix."""
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """The images under ``folder``, recursively, through symlinked sub-folders too.
+def list_images(folder: str | Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS
+                ) -> list[Path]:
+    """The files under ``folder`` with one of ``extensions``, recursively, through
+    symlinked sub-folders too, sorted.
 
     nas-sr run folders inside it are skipped (their plots are not training data).
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise ImageError(f"{folder}: not a folder; point the data path at a folder of HR images")
+        raise ImageError(f"{folder}: not a folder; point the path at a folder of images")
     files, seen, runs = [], set(), []
     for root, dirs, names in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)
@@ -37,15 +39,15 @@ def list_images(folder: str | Path) -> list[Path]:
             dirs.clear()
             continue
         seen.add(real)
-        files += [Path(root) / n for n in names if Path(n).suffix.lower() in IMAGE_EXTENSIONS]
+        files += [Path(root) / n for n in names if Path(n).suffix.lower() in extensions]
     if runs:
         print(f"{folder}: skipped {len(runs)} nas-sr run folder(s) inside it ({runs[0]}, ...); "
               "their images are plots, not data")
     files.sort()
     if not files:
         raise ImageError(
-            f"{folder}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)}); "
-            "point the data path at a folder of HR images"
+            f"{folder}: no images found (looked for {', '.join(extensions)}); "
+            "point the path at a folder of images"
         )
     return files
 

@@ -24,6 +24,7 @@ from nas_sr.pt2 import ModelError, load_exported
 from nas_sr.runtime import ConfigError, memory_format
 
 Model = Callable[[torch.Tensor], torch.Tensor]
+Progress = Callable[[int, int], None]  # (done, total) units of work
 
 
 class PILBicubic(nn.Module):
@@ -109,7 +110,7 @@ def self_ensemble(model: Model, lr: torch.Tensor) -> torch.Tensor:
 
 
 def tiled_forward(model: Model, lr: torch.Tensor, scale: int, tile: int | None,
-                  overlap: int = 16) -> torch.Tensor:
+                  overlap: int = 16, progress: Progress | None = None) -> torch.Tensor:
     """``model(lr)`` computed over ``tile`` x ``tile`` LR tiles (None or 0: in one go).
 
     Each tile runs with ``overlap`` extra LR pixels of context on every side that
@@ -117,32 +118,39 @@ def tiled_forward(model: Model, lr: torch.Tensor, scale: int, tile: int | None,
     fits in the overlap the result equals the untiled one exactly, and beyond it
     the error decays with distance, so no seam shows. Activation memory is bounded
     by one (tile + 2 * overlap)^2 tile; only the output is image-sized.
+    ``progress(done, total)`` is called after each tile.
     """
+    report = progress or (lambda done, total: None)
     h, w = lr.shape[-2:]
     if not tile or (tile >= h and tile >= w):
-        return model(lr)
+        out = model(lr)
+        report(1, 1)
+        return out
     if tile < 1 or overlap < 0:
         raise ConfigError(f"tile must be >= 1 and overlap >= 0, got tile={tile} overlap={overlap}")
     s = scale
     out = lr.new_empty(lr.shape[0], 3, h * s, w * s)
-    for y0 in range(0, h, tile):
-        for x0 in range(0, w, tile):
-            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
-            cy, cx = max(y0 - overlap, 0), max(x0 - overlap, 0)  # context origin
-            sr = model(lr[..., cy:min(y1 + overlap, h), cx:min(x1 + overlap, w)])
-            out[..., y0 * s:y1 * s, x0 * s:x1 * s] = \
-                sr[..., (y0 - cy) * s:(y1 - cy) * s, (x0 - cx) * s:(x1 - cx) * s]
+    starts = [(y0, x0) for y0 in range(0, h, tile) for x0 in range(0, w, tile)]
+    for done, (y0, x0) in enumerate(starts, 1):
+        y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+        cy, cx = max(y0 - overlap, 0), max(x0 - overlap, 0)  # context origin
+        sr = model(lr[..., cy:min(y1 + overlap, h), cx:min(x1 + overlap, w)])
+        out[..., y0 * s:y1 * s, x0 * s:x1 * s] = \
+            sr[..., (y0 - cy) * s:(y1 - cy) * s, (x0 - cx) * s:(x1 - cx) * s]
+        report(done, len(starts))
     return out
 
 
 @torch.inference_mode()
 def super_resolve(predictor: Predictor, lr: torch.Tensor, *, tile: int | None = None,
-                  overlap: int = 16, ensemble: bool = False, amp: bool = False) -> torch.Tensor:
+                  overlap: int = 16, ensemble: bool = False, amp: bool = False,
+                  progress: Progress | None = None) -> torch.Tensor:
     """The SR image of an LR batch, optionally x8-ensembled (per tile) and tiled.
 
-    ``amp`` runs the model under bf16 autocast on CUDA (ignored on CPU).
+    ``amp`` runs the model under bf16 autocast on CUDA (ignored on CPU);
+    ``progress(done, total)`` is called after each tile.
     """
     lr = lr.contiguous(memory_format=memory_format(predictor.channels_last))
     model: Model = partial(self_ensemble, predictor.model) if ensemble else predictor.model
     with torch.autocast(lr.device.type, torch.bfloat16, enabled=amp and lr.is_cuda):
-        return tiled_forward(model, lr, predictor.scale, tile, overlap).float()
+        return tiled_forward(model, lr, predictor.scale, tile, overlap, progress).float()

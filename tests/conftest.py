@@ -94,3 +94,41 @@ def write_run(folder: Path, controller: str = "enas", steps: int = 40, per_epoch
                             "controller_time_s": 1.0})
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     return folder
+
+
+def write_clip(path: Path, frames: int = 12, size: tuple[int, int] = (48, 64), fps: int = 12,
+               audio: str | None = "aac", rotation: int = 0, video: bool = True,
+               codec: str | None = None, pix_fmt: str = "yuv420p") -> Path:
+    """A small H.264 (MPEG-4 Part 2 in AVI, or ``codec``) clip: frame i is a smooth picture
+    at brightness 10 + 15 i, with a 440 Hz tone in ``audio`` (a codec name) when given."""
+    import av  # only the video tests need it
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    base = np.asarray(Image.fromarray(rng.integers(0, 120, (7, 9, 3), dtype=np.uint8))
+                      .resize((size[1], size[0]), Image.BICUBIC), dtype=np.int16)
+    with av.open(str(path), "w") as out:
+        if video:
+            codec = codec or ("mpeg4" if path.suffix == ".avi" else "libx264")
+            vs = out.add_stream(codec, rate=fps)
+            vs.width, vs.height, vs.pix_fmt = size[1], size[0], pix_fmt
+            if rotation:
+                vs.set_display_rotation(rotation)
+        if audio:
+            rate = 16000
+            aus = out.add_stream(audio, rate=rate, layout="mono")
+            t = np.arange(rate * frames // fps) / rate
+            tone = (0.3 * np.sin(2 * np.pi * 440 * t))[None]
+            fmt = aus.codec_context.format.name
+            samples = (tone * 32767).astype(np.int16) if fmt.startswith("s16") else \
+                tone.astype(np.float32)
+            frame = av.AudioFrame.from_ndarray(samples, format=fmt, layout="mono")
+            frame.sample_rate = rate
+            out.mux(aus.encode(frame))
+            out.mux(aus.encode(None))
+        for i in range(frames if video else 0):
+            img = np.clip(base + 10 + 15 * i, 0, 255).astype(np.uint8)
+            out.mux(vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        if video:
+            out.mux(vs.encode(None))
+    return path

@@ -143,7 +143,7 @@ def test_one_bad_file_does_not_stop_the_batch(exported, tmp_path):
     write_image(pics / "a.png", (16, 16))
     (pics / "b.png").write_bytes(b"not a png")
     write_image(pics / "c.png", (16, 12))
-    with pytest.raises(ImageError, match=r"1 of 3 image\(s\) failed .*\n  .*b.png: cannot be "):
+    with pytest.raises(ImageError, match=r"1 of 3 file\(s\) failed .*\n  .*b.png: cannot be "):
         upscale.run(make_cfg("upscale", f"model={ckpt}", f"input={pics}",
                              f"output={tmp_path / 'out'}"), tmp_path)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]

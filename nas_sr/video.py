@@ -1,0 +1,198 @@
+"""Video in and out with PyAV (its wheel bundles FFmpeg): probe, and rewrite frame by frame.
+
+Frames are decoded, passed through a function in batches and encoded as they come, so
+memory holds one batch whatever the length. Timestamps are carried over (fps, duration
+and variable frame rates kept), the display rotation is copied, and the audio stream is
+copied packet for packet (re-encoded to the container's default audio codec, e.g. Opus
+for WebM, only where the container cannot hold it). The output is written under a
+temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from av.video.reformatter import ColorRange
+
+from nas_sr.checkpoint import atomic_path
+
+# extension -> FFmpeg muxer (named explicitly: the file is written under a temporary name)
+CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi", ".webm": "webm"}
+VIDEO_EXTENSIONS = tuple(CONTAINERS)
+# FFmpeg demuxers of those containers: anything else FFmpeg opens (text as "tty" art,
+# a PNG as "png_pipe", ...) is not taken for a video
+VIDEO_DEMUXERS = {"mov", "mp4", "matroska", "webm", "avi"}
+
+# (N, H, W, 3) uint8 RGB frames -> (N, H*s, W*s, 3) uint8
+FrameFn = Callable[[np.ndarray], np.ndarray]
+
+
+class VideoError(ValueError):
+    """A video that cannot be read or written; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    fps: Fraction
+    frames: int       # from the container, or duration x fps where it keeps no count
+    duration: float   # seconds
+    rotation: int     # display rotation, degrees counter-clockwise
+    audio: str | None  # the audio codec, None without an audio stream
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How the output is encoded: H.264 at a constant quality (CRF) by default."""
+
+    codec: str = "libx264"
+    crf: int | None = 18       # lower = better and bigger; None = the codec's default
+    preset: str | None = "medium"  # x264/x265 speed preset
+    pix_fmt: str = "yuv420p"   # what every player decodes
+    batch: int = 4             # frames per model call
+    options: dict[str, str] = field(default_factory=dict)  # more encoder options
+
+    def codec_options(self) -> dict[str, str]:
+        opts = dict(self.options)
+        if self.crf is not None:
+            opts.setdefault("crf", str(self.crf))
+            if self.codec == "libvpx-vp9":
+                opts.setdefault("b", "0")  # constant quality needs the bitrate cap off
+        if self.preset and self.codec in ("libx264", "libx265"):
+            opts.setdefault("preset", self.preset)
+        return opts
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """What ``path`` holds; a file that is not a video with a decodable frame is refused."""
+    path = Path(path)
+    try:
+        with av.open(str(path)) as container:
+            if not VIDEO_DEMUXERS & set(container.format.name.split(",")):
+                raise VideoError(f"{path}: not a video container (FFmpeg reads it as "
+                                 f"{container.format.name!r}); use MP4, MOV, MKV, AVI or WebM")
+            if not container.streams.video:
+                raise VideoError(f"{path}: has no video stream (audio only?); "
+                                 "upload a file with pictures in it")
+            stream = container.streams.video[0]
+            first = next(container.decode(stream), None)
+            if first is None:
+                raise VideoError(f"{path}: no frame could be decoded; the file is damaged")
+            fps = Fraction(stream.average_rate or stream.guessed_rate or 25)
+            duration = (float(stream.duration * stream.time_base) if stream.duration
+                        else (container.duration or 0) / av.time_base)
+            audio = container.streams.audio[0].codec_context.name \
+                if container.streams.audio else None
+            return VideoInfo(first.width, first.height, fps,
+                             stream.frames or max(1, round(duration * fps)), duration,
+                             int(first.rotation), audio)
+    except av.FFmpegError as e:
+        raise VideoError(f"{path}: cannot be read as a video ({e.strerror}); "
+                         "the file is damaged or not a video") from None
+
+
+def rewrite(src: str | Path, dest: str | Path, fn: FrameFn, scale: int,
+            encoding: Encoding = Encoding(),
+            progress: Callable[[int, int], None] | None = None) -> VideoInfo:
+    """Write ``dest``: every frame of ``src`` through ``fn`` (x ``scale``), audio kept.
+
+    ``progress(frames_done, frames_total)`` is called after each batch (the total is the
+    container's count, or duration x fps where it keeps none). An odd output side is
+    cropped by one pixel (4:2:0 chroma needs even sides). An error or an interrupt
+    removes the partial file: ``dest`` appears only when whole. Returns the source's info.
+    """
+    src, dest = Path(src), Path(dest)
+    if dest.suffix.lower() not in CONTAINERS:
+        raise VideoError(f"{dest}: unknown video container; use one of "
+                         f"{', '.join(VIDEO_EXTENSIONS)}")
+    info = probe(src)
+    try:
+        with (atomic_path(dest) as tmp, av.open(str(src)) as inp,
+              av.open(str(tmp), "w", format=CONTAINERS[dest.suffix.lower()]) as out):
+            _rewrite(inp, out, fn, scale, info.rotation, encoding,
+                     lambda done: progress and progress(done, max(done, info.frames)))
+    except av.FFmpegError as e:
+        raise VideoError(f"{src} -> {dest}: {e.strerror} (codec {encoding.codec!r} in a "
+                         f"{dest.suffix} file)") from None
+    return info
+
+
+def _rewrite(inp: av.container.InputContainer, out: av.container.OutputContainer,
+             fn: FrameFn, scale: int, rotation: int, encoding: Encoding,
+             on_frames: Callable[[int], None]) -> None:
+    """The work of :func:`rewrite`; ``on_frames(done)`` after each batch."""
+    vin = inp.streams.video[0]
+    vin.thread_type = "AUTO"
+    ain = inp.streams.audio[0] if inp.streams.audio else None
+    ctx = vin.codec_context
+    fps = vin.average_rate or vin.guessed_rate or 25
+    try:
+        vout = out.add_stream(encoding.codec, rate=fps, options=encoding.codec_options())
+    except ValueError as e:  # an unknown encoder, or one the container cannot hold
+        raise VideoError(f"codec {encoding.codec!r}: {e}; use e.g. libx264 (mp4, mov, mkv, "
+                         "avi) or libvpx-vp9 (webm)") from None
+    vout.width, vout.height = ctx.width * scale // 2 * 2, ctx.height * scale // 2 * 2
+    vout.pix_fmt = encoding.pix_fmt
+    if rotation:  # before anything is muxed: the header carries it
+        vout.set_display_rotation(rotation)
+    # a constant rate gets exact 1/fps ticks (an MKV's millisecond stamps would drift);
+    # a variable one keeps the source's clock, so every frame keeps its time
+    constant = vin.base_rate is not None and vin.base_rate == vin.average_rate
+    tick = Fraction(1, 1) / Fraction(fps) if constant else vin.time_base
+    vout.codec_context.time_base = tick
+    vout.codec_context.colorspace = ctx.colorspace
+    vout.codec_context.color_primaries = ctx.color_primaries
+    vout.codec_context.color_trc = ctx.color_trc
+    vout.codec_context.color_range = ColorRange.MPEG  # what yuv420p output is
+    copy_audio = ain is not None and ain.codec_context.name in out.supported_codecs
+    aout = None
+    if ain is not None:
+        aout = out.add_stream_from_template(ain) if copy_audio else \
+            out.add_stream(out.default_audio_codec, rate=ain.codec_context.sample_rate)
+    batch: list[av.VideoFrame] = []
+    done = 0
+
+    def flush() -> None:
+        nonlocal done
+        rgb = np.stack([f.to_ndarray(format="rgb24", src_color_range=f.color_range)
+                        for f in batch])
+        sr = fn(rgb)[:, :vout.height, :vout.width]
+        for i, (frame, img) in enumerate(zip(batch, sr, strict=True)):
+            new = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            new.colorspace = frame.colorspace
+            seconds = frame.pts * frame.time_base if frame.pts is not None else \
+                (done + i) / Fraction(fps)
+            new.pts, new.time_base = round(seconds / tick), tick
+            new = new.reformat(format=encoding.pix_fmt, dst_color_range=ColorRange.MPEG)
+            out.mux(vout.encode(new))
+        done += len(batch)
+        on_frames(done)
+        batch.clear()
+
+    streams = [s for s in (vin, ain) if s is not None]
+    for packet in inp.demux(streams):
+        if packet.stream is ain:
+            if copy_audio:
+                if packet.dts is not None:  # the demuxer's end-of-stream marker has none
+                    packet.stream = aout
+                    out.mux(packet)
+            else:
+                for frame in packet.decode():
+                    frame.pts = None  # the encoder numbers its own samples
+                    out.mux(aout.encode(frame))
+            continue
+        for frame in packet.decode():
+            batch.append(frame)
+            if len(batch) >= encoding.batch:
+                flush()
+    if batch:
+        flush()
+    out.mux(vout.encode(None))
+    if aout is not None and not copy_audio:
+        out.mux(aout.encode(None))

@@ -1,0 +1,109 @@
+"""Videos through `nas-sr upscale`: frames, time, rotation and audio survive; failures leave
+nothing behind."""
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from conftest import make_cfg, write_clip
+from nas_sr import upscale
+from nas_sr.video import Encoding, VideoError, probe, rewrite
+
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "cell_x2" / "model.pt2"
+
+
+def nearest_x2(frames: np.ndarray) -> np.ndarray:
+    return frames.repeat(2, axis=1).repeat(2, axis=2)
+
+
+def audio_samples(path: Path) -> np.ndarray:
+    with av.open(str(path)) as c:
+        return np.concatenate([f.to_ndarray().ravel() for f in c.decode(audio=0)])
+
+
+def frame_means(path: Path) -> list[float]:
+    with av.open(str(path)) as c:
+        return [float(f.to_ndarray(format="rgb24").mean()) for f in c.decode(video=0)]
+
+
+def test_upscale_job_round_trips_a_clip_with_the_shipped_model(tmp_path):
+    clip = write_clip(tmp_path / "in" / "clip.mov", frames=10, fps=15, rotation=90)
+    upscale.run(make_cfg("upscale", f"model={SHIPPED}", f"input={clip}",
+                         f"output={tmp_path / 'out'}", "video.batch=3", "video.preset=ultrafast"),
+                tmp_path)
+    out = tmp_path / "out" / "clip.mp4"
+    src, res = probe(clip), probe(out)
+    assert (res.width, res.height) == (2 * src.width, 2 * src.height) == (128, 96)
+    assert (res.frames, res.fps, res.rotation) == (10, 15, 90)  # 10 = 3 + 3 + 3 + 1
+    assert res.duration == pytest.approx(src.duration, abs=0.02)
+    assert res.audio == "aac"
+    assert np.array_equal(audio_samples(out), audio_samples(clip))  # copied, not re-encoded
+    # the model sharpens, it does not relight: each frame keeps its own brightness
+    assert np.allclose(frame_means(out), frame_means(clip), atol=2)
+
+
+@pytest.mark.parametrize(("name", "audio", "dest", "encoding", "audio_out"), [
+    ("pcm.mkv", "pcm_s16le", "x.mp4", Encoding(preset="ultrafast"), "pcm_s16le"),
+    ("pcm.avi", "pcm_s16le", "x.webm", Encoding("libvpx-vp9", crf=40), "opus"),
+    ("silent.mp4", None, "x.avi", Encoding("mpeg4", crf=None, options={"qscale": "4"}), None),
+])
+def test_containers_codecs_and_audio_that_cannot_be_copied(tmp_path, name, audio, dest,
+                                                           encoding, audio_out):
+    clip = write_clip(tmp_path / name, frames=8, audio=audio)
+    seen = []
+    rewrite(clip, tmp_path / dest, nearest_x2, 2, encoding,
+            progress=lambda done, total: seen.append((done, total)))
+    res = probe(tmp_path / dest)
+    assert (res.width, res.height, res.frames, res.fps, res.audio) == (128, 96, 8, 12, audio_out)
+    assert seen == [(4, 8), (8, 8)]
+    assert np.allclose(frame_means(tmp_path / dest), frame_means(clip), atol=3)
+
+
+def test_an_odd_side_at_x3_loses_one_pixel_for_4_2_0(tmp_path):
+    clip = write_clip(tmp_path / "c.mkv", frames=2, size=(47, 63), audio=None, codec="ffv1",
+                      pix_fmt="yuv444p")
+
+    def nearest_x3(frames):
+        return frames.repeat(3, axis=1).repeat(3, axis=2)
+
+    rewrite(clip, tmp_path / "o.mp4", nearest_x3, 3, Encoding(preset="ultrafast"))
+    info = probe(tmp_path / "o.mp4")
+    assert (info.width, info.height, info.frames) == (188, 140, 2)  # 189 x 141 made even
+
+
+def test_an_interrupted_job_leaves_no_file(tmp_path):
+    clip = write_clip(tmp_path / "c.mp4", frames=12)
+    calls = []
+
+    def dies(frames):
+        calls.append(len(frames))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return nearest_x2(frames)
+
+    with pytest.raises(KeyboardInterrupt):
+        rewrite(clip, tmp_path / "out" / "c.mp4", dies, 2)
+    assert list((tmp_path / "out").iterdir()) == []  # neither c.mp4 nor a partial file
+
+
+def test_what_is_not_a_usable_video_is_named(tmp_path):
+    for name, reason in (("notes.mp4", "cannot be read as a video"),
+                         ("notes.txt", "not a video container")):  # FFmpeg reads it as art
+        (tmp_path / name).write_text("just some text\n" * 50)
+        with pytest.raises(VideoError, match=f"{name}: {reason}"):
+            probe(tmp_path / name)
+    with pytest.raises(VideoError, match="has no video stream"):
+        probe(write_clip(tmp_path / "song.m4a", video=False))
+    good = write_clip(tmp_path / "good.mp4", frames=4).read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(good[: len(good) // 3])
+    with pytest.raises(VideoError, match="cut.mp4: "):
+        probe(tmp_path / "cut.mp4")
+    with pytest.raises(VideoError, match="unknown video container"):
+        rewrite(tmp_path / "good.mp4", tmp_path / "o.flv", nearest_x2, 2)
+    for codec, dest in (("no_such_codec", "o.mp4"), ("libx264", "o.webm")):
+        with pytest.raises(VideoError, match=f"codec '{codec}': .*; use e.g. libx264"):
+            rewrite(tmp_path / "good.mp4", tmp_path / dest, nearest_x2, 2, Encoding(codec))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "cut.mp4", "good.mp4", "notes.mp4", "notes.txt", "song.m4a"]  # no partial output
