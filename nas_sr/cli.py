@@ -29,6 +29,7 @@ JOBS = {
     "upscale": ("nas_sr.upscale", "super-resolve images (tiled) and videos (frame by frame)"),
     "plot": ("nas_sr.plot", "reward curves and the best cell of search runs (RUN_DIR ...)"),
     "rank": ("nas_sr.rank", "Kendall tau of a search's reward vs retrained PSNR (run=DIR)"),
+    "serve": ("nas_sr.serve", "a local web page to upscale photos and videos (FastAPI)"),
 }
 RESUMABLE = ("search", "retrain")
 CHECKPOINTS = {"search": "checkpoint.pt", "retrain": "last.pt"}  # what a resume continues

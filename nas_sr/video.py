@@ -11,7 +11,7 @@ temporary name and renamed when complete.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -45,6 +45,7 @@ class VideoInfo:
     duration: float   # seconds
     rotation: int     # display rotation, degrees counter-clockwise
     audio: str | None  # the audio codec, None without an audio stream
+    container: str     # FFmpeg's demuxer, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
 
 
 @dataclass(frozen=True)
@@ -85,16 +86,24 @@ def probe(path: str | Path) -> VideoInfo:
             if first is None:
                 raise VideoError(f"{path}: no frame could be decoded; the file is damaged")
             fps = Fraction(stream.average_rate or stream.guessed_rate or 25)
-            duration = (float(stream.duration * stream.time_base) if stream.duration
-                        else (container.duration or 0) / av.time_base)
+            duration = _stream_seconds(stream) or (container.duration or 0) / av.time_base
             audio = container.streams.audio[0].codec_context.name \
                 if container.streams.audio else None
             return VideoInfo(first.width, first.height, fps,
                              stream.frames or max(1, round(duration * fps)), duration,
-                             int(first.rotation), audio)
+                             int(first.rotation), audio, container.format.name)
     except av.FFmpegError as e:
         raise VideoError(f"{path}: cannot be read as a video ({e.strerror}); "
                          "the file is damaged or not a video") from None
+
+
+def _stream_seconds(stream: av.video.stream.VideoStream) -> float | None:
+    """The video stream's own duration: from its header, or Matroska's DURATION tag
+    (the container's duration runs to the end of the longest stream, often the audio)."""
+    if stream.duration:
+        return float(stream.duration * stream.time_base)
+    h, m, sec = (stream.metadata.get("DURATION") or "::").split(":")
+    return 3600 * int(h) + 60 * int(m) + float(sec) if sec else None
 
 
 def rewrite(src: str | Path, dest: str | Path, fn: FrameFn, scale: int,
@@ -105,7 +114,8 @@ def rewrite(src: str | Path, dest: str | Path, fn: FrameFn, scale: int,
     ``progress(frames_done, frames_total)`` is called after each batch (the total is the
     container's count, or duration x fps where it keeps none). An odd output side is
     cropped by one pixel (4:2:0 chroma needs even sides). An error or an interrupt
-    removes the partial file: ``dest`` appears only when whole. Returns the source's info.
+    removes the partial file: ``dest`` appears only when whole. Returns the source's info
+    with the frame count as decoded.
     """
     src, dest = Path(src), Path(dest)
     if dest.suffix.lower() not in CONTAINERS:
@@ -115,18 +125,20 @@ def rewrite(src: str | Path, dest: str | Path, fn: FrameFn, scale: int,
     try:
         with (atomic_path(dest) as tmp, av.open(str(src)) as inp,
               av.open(str(tmp), "w", format=CONTAINERS[dest.suffix.lower()]) as out):
-            _rewrite(inp, out, fn, scale, info.rotation, encoding,
-                     lambda done: progress and progress(done, max(done, info.frames)))
+            frames = _rewrite(inp, out, fn, scale, info.rotation, encoding,
+                              lambda done: progress and progress(done, max(done, info.frames)))
     except av.FFmpegError as e:
         raise VideoError(f"{src} -> {dest}: {e.strerror} (codec {encoding.codec!r} in a "
                          f"{dest.suffix} file)") from None
-    return info
+    if progress:
+        progress(frames, frames)  # the count is exact now
+    return replace(info, frames=frames)
 
 
 def _rewrite(inp: av.container.InputContainer, out: av.container.OutputContainer,
              fn: FrameFn, scale: int, rotation: int, encoding: Encoding,
-             on_frames: Callable[[int], None]) -> None:
-    """The work of :func:`rewrite`; ``on_frames(done)`` after each batch."""
+             on_frames: Callable[[int], None]) -> int:
+    """The work of :func:`rewrite`; ``on_frames(done)`` after each batch; the frame count."""
     vin = inp.streams.video[0]
     vin.thread_type = "AUTO"
     ain = inp.streams.audio[0] if inp.streams.audio else None
@@ -196,3 +208,4 @@ def _rewrite(inp: av.container.InputContainer, out: av.container.OutputContainer
     out.mux(vout.encode(None))
     if aout is not None and not copy_audio:
         out.mux(aout.encode(None))
+    return done

@@ -1,0 +1,45 @@
+"""The serve job: ``nas-sr serve`` starts the local web page (FastAPI on uvicorn)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig
+
+from nas_sr.runtime import ConfigError, set_threads
+from nas_sr.upscale import Settings
+from nas_sr.web.app import create_app
+from nas_sr.web.catalog import load_catalog
+from nas_sr.web.uploads import Limits
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def build(cfg: DictConfig, run_dir: Path) -> Any:
+    """The ASGI app of ``cfg`` with its jobs under ``run_dir`` (tests serve it themselves)."""
+    settings = Settings.from_cfg(cfg)
+    models_dir = Path(to_absolute_path(cfg.models_dir))
+    model = to_absolute_path(cfg.model) if cfg.model else None
+    catalog = load_catalog(models_dir, model, settings.device, cfg.channels_last)
+    limits = Limits(int(cfg.limits.upload_mb * 2**20), int(cfg.limits.pixels),
+                    int(cfg.limits.frames))
+    if cfg.workers < 1 or cfg.keep_minutes <= 0:
+        raise ConfigError(f"workers must be >= 1 and keep_minutes > 0, got "
+                          f"workers={cfg.workers} keep_minutes={cfg.keep_minutes}")
+    return create_app(catalog, run_dir, settings, limits, cfg.keep_minutes * 60, cfg.workers)
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    set_threads(cfg.threads)
+    app = build(cfg, run_dir)
+    if cfg.host not in LOOPBACK:
+        print(f"warning: host={cfg.host} lets other machines upload files and run the model; "
+              "host=127.0.0.1 keeps the page to this one")
+    print(f"nas-sr serve: open http://{cfg.host}:{cfg.port}/ in a browser "
+          f"(jobs in {run_dir / 'jobs'}; Ctrl+C stops)", flush=True)
+    uvicorn.run(app, host=cfg.host, port=cfg.port, access_log=cfg.access_log,
+                log_level="info" if cfg.logger.progress else "warning")
+    return {"url": f"http://{cfg.host}:{cfg.port}/"}

@@ -1,0 +1,175 @@
+"""The HTTP API and the page: upload, queue, progress, before/after, download.
+
+``POST /api/jobs`` (multipart: ``file``, ``model``) validates and queues; ``GET /api/jobs``
+lists every job (the page polls it, so a reload loses nothing); ``/api/jobs/{id}/input``
+and ``/result`` serve the files; ``DELETE /api/jobs/{id}`` cancels or removes a job.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path, PurePath
+from typing import Annotated, Any
+
+from fastapi import FastAPI, File, Form, HTTPException, UploadFile
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from nas_sr.upscale import Settings, upscale_image, upscale_video
+from nas_sr.web.catalog import Entry
+from nas_sr.web.jobs import Job, JobQueue, new_id
+from nas_sr.web.uploads import Limits, UploadError, inspect
+
+STATIC = Path(__file__).parent / "static"
+
+
+class BodyLimit:
+    """Refuses request bodies over ``limits.upload_bytes`` while they stream in (413),
+    so an upload never fills the disk, with or without a Content-Length header."""
+
+    def __init__(self, app: ASGIApp, limits: Limits):
+        self.app, self.limits = app, limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_big = HTTPException(413, f"the file is too large for this server "
+                                     f"({self.limits.describe()})")
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if length.isdigit() and int(length) > self.limits.upload_bytes:
+            body = json.dumps({"detail": too_big.detail}).encode()
+            await send({"type": "http.response.start", "status": 413,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"connection", b"close")]})
+            return await send({"type": "http.response.body", "body": body})
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limits.upload_bytes:
+                raise too_big  # FastAPI answers it while it reads the form
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def display_name(filename: str | None) -> str:
+    """The uploaded name without any folder part, for display and download names only."""
+    return PurePath((filename or "").replace("\\", "/")).name[-120:] or "upload"
+
+
+def download_name(job: Job, result: bool) -> str:
+    """``photo_x2.png`` for a result, ``photo.jpg`` for its input (header-safe)."""
+    stem = re.sub(r"[^\w.-]+", "_", PurePath(job.name).stem)[:80] or "upload"
+    return f"{stem}_x{job.scale}{job.output.suffix}" if result else f"{stem}{job.input.suffix}"
+
+
+def create_app(catalog: dict[str, Entry], root: Path, settings: Settings,
+               limits: Limits, keep_s: float = 3600, workers: int = 1) -> FastAPI:
+    """The app; jobs live under ``root/jobs/<id>/`` until ``keep_s`` after they end."""
+
+    def work(job: Job) -> None:
+        predictor = catalog[job.model].predictor
+        if job.kind == "image":
+            upscale_image(predictor, job.input, job.output, settings, job.progress)
+        else:  # the upload's count may be an estimate (duration x fps)
+            job.frames = upscale_video(predictor, job.input, job.output, settings,
+                                       job.progress).frames
+
+    jobs = JobQueue(work, keep_s, workers)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        jobs.start()
+        yield
+        jobs.stop()
+
+    app = FastAPI(title="nas-sr", lifespan=lifespan)
+    app.state.jobs = jobs
+    app.add_middleware(BodyLimit, limits=limits)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    def public(job: Job) -> dict[str, Any]:
+        return job.public(jobs.position(job))
+
+    def find(job_id: str) -> Job:
+        job = jobs.get(job_id)
+        if job is None:
+            raise HTTPException(404, f"no job {job_id!r} (finished jobs are removed after "
+                                     f"{keep_s / 60:.0f} minutes)")
+        return job
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/api/config")
+    def config() -> dict[str, Any]:
+        return {"models": [{"name": e.name, "label": e.label, "scale": e.scale}
+                           for e in catalog.values()],
+                "limits": {"upload_bytes": limits.upload_bytes, "pixels": limits.pixels,
+                           "frames": limits.frames, "text": limits.describe()},
+                "keep_minutes": keep_s / 60}
+
+    @app.get("/api/jobs")
+    def list_jobs() -> list[dict[str, Any]]:
+        return [public(j) for j in jobs.jobs()]
+
+    @app.post("/api/jobs", status_code=202)
+    def submit(file: Annotated[UploadFile, File()],
+               model: Annotated[str | None, Form()] = None) -> dict[str, Any]:
+        model = model or next(iter(catalog))
+        if model not in catalog:
+            raise HTTPException(422, f"unknown model {model!r}; choose one of "
+                                     f"{', '.join(catalog)}")
+        name = display_name(file.filename)
+        job_id = new_id()
+        folder = root / "jobs" / job_id
+        folder.mkdir(parents=True)
+        upload = folder / "upload"  # the user's name never becomes a path
+        try:
+            with upload.open("wb") as f:
+                shutil.copyfileobj(file.file, f, 2**20)
+            media = inspect(upload, name, limits)
+        except UploadError as e:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise HTTPException(e.status, str(e)) from None
+        source = upload.rename(folder / f"input{media.suffix}")
+        suffix = ".png" if media.kind == "image" else f".{settings.container}"
+        job = Job(name, media.kind, model, catalog[model].scale, folder, source,
+                  folder / f"result{suffix}", media.size, media.frames, media.notes, id=job_id)
+        jobs.submit(job)
+        return public(job)
+
+    @app.get("/api/jobs/{job_id}")
+    def status(job_id: str) -> dict[str, Any]:
+        return public(find(job_id))
+
+    @app.delete("/api/jobs/{job_id}")
+    def remove(job_id: str) -> dict[str, Any]:
+        job = find(job_id)
+        jobs.remove(job)
+        return public(job)
+
+    @app.get("/api/jobs/{job_id}/input")
+    def source(job_id: str) -> FileResponse:
+        job = find(job_id)
+        return FileResponse(job.input, filename=download_name(job, result=False),
+                            content_disposition_type="inline")
+
+    @app.get("/api/jobs/{job_id}/result")
+    def result(job_id: str, download: bool = False) -> FileResponse:
+        job = find(job_id)
+        if job.status != "done":
+            raise HTTPException(409, f"job {job_id} is {job.status}, it has no result yet")
+        return FileResponse(job.output, filename=download_name(job, result=True),
+                            content_disposition_type="attachment" if download else "inline")
+
+    return app

@@ -1,0 +1,57 @@
+"""The models the page offers: every ``*/model.pt2`` under a folder, plus bicubic references."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from nas_sr.inference import ModelError, Predictor, load_predictor
+
+log = logging.getLogger(__name__)
+BICUBIC_SCALES = (2, 3, 4)
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    label: str
+    scale: int
+    predictor: Predictor
+
+
+def _entry(name: str, spec: str, scale: int | None, device: torch.device,
+           channels_last: bool) -> Entry:
+    predictor = load_predictor(spec, scale, device, channels_last)
+    params = sum(p.numel() for p in predictor.model.parameters())
+    what = f"{params / 1e3:.0f}K params" if params else "reference, no model"
+    return Entry(name, f"{name} (x{predictor.scale}, {what})", predictor.scale, predictor)
+
+
+def load_catalog(models_dir: Path, model: str | None, device: torch.device,
+                 channels_last: bool = True) -> dict[str, Entry]:
+    """name -> entry, the default first: ``model`` if given, then ``models_dir``'s models
+    (a folder's name is its model's name), then bicubic x2/x3/x4.
+
+    A model file that does not load is left out with a warning; ``model`` is not.
+    """
+    specs: list[tuple[str, str]] = []
+    if model:
+        path = Path(model)
+        specs.append((path.parent.name if path.name == "model.pt2" else path.stem, model))
+    specs += [(p.parent.name, str(p)) for p in sorted(models_dir.glob("*/model.pt2"))]
+    catalog: dict[str, Entry] = {}
+    for name, spec in specs:
+        if name in catalog:
+            continue
+        try:
+            catalog[name] = _entry(name, spec, None, device, channels_last)
+        except (ModelError, FileNotFoundError) as e:
+            if spec == model:
+                raise
+            log.warning("leaving out %s: %s", spec, e)
+    for s in BICUBIC_SCALES:
+        catalog[f"bicubic_x{s}"] = _entry(f"bicubic_x{s}", "bicubic", s, device, False)
+    return catalog

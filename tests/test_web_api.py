@@ -1,0 +1,262 @@
+"""The web page's HTTP API (FastAPI's TestClient): uploads, the queue, limits and every bad
+input the page must explain while the server keeps serving."""
+
+import io
+import struct
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from conftest import make_cfg, write_clip, write_image
+from nas_sr.serve import build
+from nas_sr.upscale import Settings
+from nas_sr.video import Encoding, probe
+from nas_sr.web.app import create_app
+from nas_sr.web.catalog import load_catalog
+from nas_sr.web.jobs import Job, JobQueue
+from nas_sr.web.uploads import Limits
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = Settings(encoding=Encoding(preset="ultrafast"))
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return load_catalog(ROOT / "models", None, Settings().device)
+
+
+@pytest.fixture(scope="module")
+def client(catalog, tmp_path_factory):
+    """The app with tight limits: 64 KB uploads, 100x100 pixels, 20 frames."""
+    app = create_app(catalog, tmp_path_factory.mktemp("serve"), SETTINGS,
+                     Limits(upload_bytes=64 * 2**10, pixels=100 * 100, frames=20))
+    with TestClient(app) as c:
+        yield c
+
+
+def png_bytes(img: np.ndarray | Image.Image, **save) -> bytes:
+    buf = io.BytesIO()
+    (img if isinstance(img, Image.Image) else Image.fromarray(img)).save(buf, "PNG", **save)
+    return buf.getvalue()
+
+
+def small_photo(tmp_path: Path, size=(40, 56)) -> bytes:
+    return write_image(tmp_path / "p.png", size).read_bytes()
+
+
+def submit(client, name: str, data: bytes, model: str | None = "cell_x2"):
+    return client.post("/api/jobs", files={"file": (name, data)},
+                       data={"model": model} if model else {})
+
+
+def wait_done(client, job_id: str, timeout: float = 120) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if job["status"] not in ("queued", "running"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s")
+
+
+def test_page_and_config(client):
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="drop"' in page.text and "/static/app.js" in page.text
+    assert client.get("/static/app.js").status_code == 200
+    config = client.get("/api/config").json()
+    names = [m["name"] for m in config["models"]]
+    assert names[0] == "cell_x2" and {"bicubic_x2", "bicubic_x3", "bicubic_x4"} <= set(names)
+    assert config["limits"]["text"] == ("files up to 64 KB, images and video frames up to "
+                                        "10,000 pixels, videos up to 20 frames")
+
+
+def test_an_image_is_upscaled_and_downloaded(client, tmp_path):
+    r = submit(client, "My Photo.png", small_photo(tmp_path))
+    assert r.status_code == 202, r.text
+    job = wait_done(client, r.json()["id"])
+    assert job["status"] == "done" and job["progress"] == 1.0
+    assert (job["input_size"], job["output_size"]) == ([56, 40], [112, 80])
+    res = client.get(job["result_url"], params={"download": True})
+    assert res.headers["content-disposition"] == 'attachment; filename="My_Photo_x2.png"'
+    assert Image.open(io.BytesIO(res.content)).size == (112, 80)
+    assert client.get(job["input_url"]).content == small_photo(tmp_path)
+    assert job["id"] in [j["id"] for j in client.get("/api/jobs").json()]  # a reload finds it
+
+
+def test_a_video_is_upscaled_with_its_audio(client, tmp_path):
+    clip = write_clip(tmp_path / "clip.mkv", frames=6, audio="aac").read_bytes()
+    r = submit(client, "clip.mkv", clip, model="bicubic_x3")
+    assert r.status_code == 202, r.text
+    job = wait_done(client, r.json()["id"])
+    assert job["status"] == "done" and (job["kind"], job["frames"]) == ("video", 6)
+    res = client.get(job["result_url"], params={"download": True})
+    assert 'filename="clip_x3.mp4"' in res.headers["content-disposition"]
+    (tmp_path / "out.mp4").write_bytes(res.content)
+    info = probe(tmp_path / "out.mp4")
+    assert (info.width, info.height, info.frames, info.audio) == (192, 144, 6, "aac")
+
+
+@pytest.mark.parametrize(("case", "status", "message"), [
+    ("too many bytes", 413, "too large for this server (files up to 64 KB"),
+    ("too many pixels", 413, "120x100 is 12,000 pixels, more than this server takes"),
+    ("too many frames", 413, "24 frames is more than this server takes"),
+    ("text", 415, "neither an image (PNG, JPEG, BMP, TIFF, WebP) nor a video"),
+    ("truncated png", 422, "a damaged PNG image"),
+    ("truncated video", 415, "neither an image"),
+    ("transparent", 422, "has transparent pixels; the models upscale RGB only"),
+    ("audio only", 422, "has no video stream"),
+    ("unknown model", 422, "unknown model 'nope'; choose one of cell_x2, bicubic_x2"),
+])
+def test_each_bad_upload_gets_a_clear_message_and_the_server_keeps_serving(
+        client, tmp_path, case, status, message):
+    photo = small_photo(tmp_path)
+    rgba = np.dstack([np.full((30, 30, 3), 90, np.uint8), np.full((30, 30), 128, np.uint8)])
+    clip = write_clip(tmp_path / "c.mp4", frames=8).read_bytes()
+    data, model = {
+        "too many bytes": (np.random.default_rng(0).bytes(65 * 2**10), "cell_x2"),
+        "too many pixels": (png_bytes(np.zeros((100, 120, 3), np.uint8)), "cell_x2"),
+        "too many frames": (write_clip(tmp_path / "long.mp4", frames=24).read_bytes(), "cell_x2"),
+        "text": (b"hello, not a picture\n" * 20, "cell_x2"),
+        "truncated png": (photo[: len(photo) // 2], "cell_x2"),
+        "truncated video": (clip[: len(clip) // 3], "cell_x2"),
+        "transparent": (png_bytes(rgba), "cell_x2"),
+        "audio only": (write_clip(tmp_path / "a.m4a", video=False).read_bytes(), "cell_x2"),
+        "unknown model": (photo, "nope"),
+    }[case]
+    before = len(client.get("/api/jobs").json())
+    r = submit(client, "upload.bin", data, model)
+    assert r.status_code == status, r.text
+    assert message in r.json()["detail"]
+    assert len(client.get("/api/jobs").json()) == before  # nothing queued
+    assert submit(client, "ok.png", photo).status_code == 202  # and it still serves
+
+
+def test_an_upload_without_content_length_is_cut_off_at_the_limit(client):
+    def body():  # chunked: the server cannot know the size in advance
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n\r\n'
+        for _ in range(100):
+            yield b"x" * 2**10
+        yield b"\r\n--b--\r\n"
+
+    r = client.post("/api/jobs", content=body(),
+                    headers={"content-type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 413 and "too large" in r.json()["detail"]
+
+
+def rgb48_png(img: np.ndarray) -> bytes:
+    """A 16-bit RGB PNG (Pillow cannot write one)."""
+    h, w, _ = img.shape
+    raw = b"".join(b"\0" + row.astype(">u2").tobytes() for row in img)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + \
+            struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_images_that_are_taken_with_a_note(client, tmp_path):
+    rgba = np.dstack([np.full((20, 30, 3), 90, np.uint8), np.full((20, 30), 255, np.uint8)])
+    grey16 = Image.fromarray(np.full((20, 30), 40000, np.uint16))
+    rgb16 = np.full((20, 30, 3), 40000, np.uint16)
+    for data, note in ((png_bytes(rgba), "opaque alpha channel dropped"),
+                       (png_bytes(grey16), "16-bit samples reduced to 8 bits"),
+                       (rgb48_png(rgb16), "16-bit samples reduced to 8 bits")):
+        r = submit(client, "x.png", data, "bicubic_x2")
+        assert r.status_code == 202, r.text
+        assert any(n.startswith(note) for n in r.json()["notes"]), r.json()["notes"]
+        job = wait_done(client, r.json()["id"])
+        assert job["status"] == "done" and job["output_size"] == [60, 40]
+        result = np.asarray(Image.open(io.BytesIO(client.get(job["result_url"]).content)))
+        assert abs(int(result.mean()) - (90 if "alpha" in note else 155)) <= 1
+
+
+def test_an_uploaded_name_never_becomes_a_path(client, tmp_path, catalog):
+    r = submit(client, "../../../../etc/evil.png", small_photo(tmp_path))
+    job = r.json()
+    assert job["name"] == "evil.png"
+    stored = client.app.state.jobs.get(job["id"])
+    assert stored.input.name == "input.png" and stored.folder.name == job["id"]
+    assert not Path("/etc/evil.png").exists()
+    done = wait_done(client, job["id"])
+    res = client.get(done["result_url"], params={"download": True})
+    assert 'filename="evil_x2.png"' in res.headers["content-disposition"]
+
+
+def test_serve_config_builds_the_app_and_refuses_nonsense(tmp_path):
+    app = build(make_cfg("serve", "limits.upload_mb=1", "keep_minutes=5"), tmp_path)
+    with TestClient(app) as c:
+        assert c.get("/api/config").json()["keep_minutes"] == 5
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        build(make_cfg("serve", "workers=0"), tmp_path)
+
+
+def make_job(tmp_path: Path, i: int) -> Job:
+    folder = tmp_path / f"job{i}"
+    folder.mkdir()
+    return Job(f"{i}.png", "image", "m", 2, folder, folder / "in.png", folder / "out.png", (4, 4))
+
+
+def test_queue_runs_one_job_at_a_time_in_order_cancels_and_cleans(tmp_path):
+    gate, ran = threading.Event(), []
+
+    def work(job):
+        ran.append(job.name)
+        for step in range(1, 4):
+            gate.wait(10)
+            job.progress(step, 3)
+
+    q = JobQueue(work, keep_s=60, workers=1)
+    q.start()
+    jobs = [make_job(tmp_path, i) for i in range(4)]
+    for job in jobs:
+        q.submit(job)
+    deadline = time.time() + 10
+    while jobs[0].status != "running" and time.time() < deadline:
+        time.sleep(0.01)
+    assert [j.status for j in jobs] == ["running", "queued", "queued", "queued"]
+    assert [q.position(j) for j in jobs] == [None, 1, 2, 3]
+    q.remove(jobs[2])  # cancelled while waiting: never runs
+    assert jobs[2].status == "cancelled" and q.position(jobs[3]) == 2
+    gate.set()
+    while any(j.status in ("queued", "running") for j in jobs) and time.time() < deadline:
+        time.sleep(0.01)
+    assert ran == ["0.png", "1.png", "3.png"]
+    assert [j.status for j in jobs] == ["done", "done", "cancelled", "done"]
+    assert q.sweep() == 0  # nothing is older than keep_s yet
+    assert q.sweep(now=time.time() + 61) == 4
+    assert q.jobs() == [] and not any(j.folder.exists() for j in jobs)
+    q.stop()
+
+
+def test_a_running_job_can_be_cancelled_and_a_crash_is_reported(tmp_path):
+    started = threading.Event()
+
+    def work(job):
+        if job.name == "1.png":
+            raise RuntimeError("boom")
+        started.set()
+        while True:
+            job.progress(1, 100)
+            time.sleep(0.01)
+
+    q = JobQueue(work, keep_s=60)
+    q.start()
+    first, second = make_job(tmp_path, 0), make_job(tmp_path, 1)
+    q.submit(first)
+    q.submit(second)
+    assert started.wait(10)
+    q.remove(first)
+    deadline = time.time() + 10
+    while second.status != "failed" and time.time() < deadline:
+        time.sleep(0.01)
+    assert first.status == "cancelled"
+    assert second.error == "internal error: RuntimeError: boom"
+    q.stop()

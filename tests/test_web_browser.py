@@ -1,0 +1,119 @@
+"""End to end in a real headless browser: Debian's chromium driven by selenium uploads a
+Set5 image through the page, waits for the result and downloads it.
+
+Skips when chromium/chromedriver or ../shared/datasets are missing (`.ci/run` installs
+the browser in CI). `NAS_SR_SCREENSHOT=path.png` also saves a screenshot of the page.
+"""
+
+import os
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+import uvicorn
+from PIL import Image
+
+from conftest import SHARED, make_cfg, needs_datasets
+from nas_sr.serve import build
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = [
+    needs_datasets,
+    pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                       reason="no chromium + chromedriver on PATH (Debian: apt-get install "
+                              "chromium chromium-driver; .ci/run does it in CI)"),
+]
+# this machine has no network: without these chromium floods refused connections
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--window-size=1200,1000")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    """`nas-sr serve`'s app with the shipped models, on a free localhost port."""
+    app = build(make_cfg("serve", "threads=1"), tmp_path / "run")
+    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert srv.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{config.port}"
+    srv.should_exit = True
+    thread.join(timeout=30)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.downloads = downloads
+    yield driver
+    driver.quit()
+
+
+def test_upload_wait_and_download_in_a_real_browser(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    photo = SHARED / "benchmark" / "Set5" / "X2" / "LR" / "img_002.png"  # bird, 144x144
+    browser.get(server)
+    wait = WebDriverWait(browser, 120)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"))
+    Select(browser.find_element(By.ID, "model")).select_by_value("cell_x2")
+    browser.find_element(By.ID, "file").send_keys(str(photo))
+    link = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, ".job.done .download")))
+    assert "Done in" in browser.find_element(By.CSS_SELECTOR, ".job .status").text
+    wait.until(lambda d: d.execute_script(  # the before/after pair is on the page
+        "return [...document.querySelectorAll('.compare img')].every(i => i.naturalWidth)"))
+    if os.environ.get("NAS_SR_SCREENSHOT"):
+        browser.save_screenshot(os.environ["NAS_SR_SCREENSHOT"])
+    link.click()
+    wait.until(lambda d: [p for p in d.downloads.iterdir() if p.suffix == ".png"])
+    result = next(browser.downloads.glob("*.png"))
+    assert result.name == "img_002_x2.png"
+    with Image.open(result) as img, Image.open(photo) as lr:
+        assert img.size == (lr.width * 2, lr.height * 2) == (288, 288)
+        assert img.mode == "RGB"
+    # a reload keeps the job: its card comes back from the server
+    browser.refresh()
+    wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, ".job.done .download")))
+    assert browser.find_element(By.CSS_SELECTOR, ".job .name").text == "img_002.png"
+
+
+def test_a_bad_upload_gets_a_message_and_the_page_keeps_working(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture\n")
+    browser.get(server)
+    wait = WebDriverWait(browser, 60)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"))
+    browser.find_element(By.ID, "file").send_keys(str(notes))
+    error = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#messages li.error"))
+    assert "notes.txt was not accepted: notes.txt: neither an image" in error[0].text
+    assert not browser.find_elements(By.CSS_SELECTOR, ".job")
