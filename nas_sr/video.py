@@ -56,7 +56,7 @@ class Encoding:
     crf: int | None = 18       # lower = better and bigger; None = the codec's default
     preset: str | None = "medium"  # x264/x265 speed preset
     pix_fmt: str = "yuv420p"   # what every player decodes
-    batch: int = 4             # frames per model call
+    batch: int = 1             # frames per model call (more is slower on a CPU: bench/)
     options: dict[str, str] = field(default_factory=dict)  # more encoder options
 
     def codec_options(self) -> dict[str, str]:

@@ -45,9 +45,10 @@ def test_upscale_job_round_trips_a_clip_with_the_shipped_model(tmp_path):
 
 
 @pytest.mark.parametrize(("name", "audio", "dest", "encoding", "audio_out"), [
-    ("pcm.mkv", "pcm_s16le", "x.mp4", Encoding(preset="ultrafast"), "pcm_s16le"),
-    ("pcm.avi", "pcm_s16le", "x.webm", Encoding("libvpx-vp9", crf=40), "opus"),
-    ("silent.mp4", None, "x.avi", Encoding("mpeg4", crf=None, options={"qscale": "4"}), None),
+    ("pcm.mkv", "pcm_s16le", "x.mp4", Encoding(preset="ultrafast", batch=4), "pcm_s16le"),
+    ("pcm.avi", "pcm_s16le", "x.webm", Encoding("libvpx-vp9", crf=40, batch=4), "opus"),
+    ("silent.mp4", None, "x.avi",
+     Encoding("mpeg4", crf=None, batch=4, options={"qscale": "4"}), None),
 ])
 def test_containers_codecs_and_audio_that_cannot_be_copied(tmp_path, name, audio, dest,
                                                            encoding, audio_out):
@@ -84,7 +85,7 @@ def test_an_interrupted_job_leaves_no_file(tmp_path):
         return nearest_x2(frames)
 
     with pytest.raises(KeyboardInterrupt):
-        rewrite(clip, tmp_path / "out" / "c.mp4", dies, 2)
+        rewrite(clip, tmp_path / "out" / "c.mp4", dies, 2, Encoding(batch=4))
     assert list((tmp_path / "out").iterdir()) == []  # neither c.mp4 nor a partial file
 
 

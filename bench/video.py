@@ -1,0 +1,64 @@
+"""6. Video: frames/s of upscaling a 640x360 clip to 1280x720 (x2) with the shipped model,
+end to end as `nas-sr upscale` runs it (decode, super-resolve, encode H.264 CRF 18),
+for a few tile/batch settings, and the decode+encode cost alone (nearest-neighbour x2).
+
+`python -m bench --only video` prints it; the clip pans across a real photograph.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from PIL import Image
+
+from bench.timing import Row
+from nas_sr.data import builtin_dir
+from nas_sr.inference import load_predictor, super_resolve
+from nas_sr.upscale import Settings, upscale_video
+from nas_sr.video import Encoding, rewrite
+
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "cell_x2" / "model.pt2"
+SIZE = (640, 360)
+
+
+def make_clip(path: Path, frames: int, fps: int = 24) -> Path:
+    """A ``SIZE`` H.264 clip panning across scikit-image's astronaut photograph."""
+    photo = Image.open(builtin_dir() / "astronaut.png").convert("RGB")
+    wide = np.asarray(photo.resize((SIZE[0] + 2 * frames, SIZE[0] * photo.height // photo.width),
+                                   Image.BICUBIC))
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps, options={"crf": "18"})
+        stream.width, stream.height, stream.pix_fmt = *SIZE, "yuv420p"
+        for i in range(frames):
+            crop = np.ascontiguousarray(wide[40:40 + SIZE[1], 2 * i:2 * i + SIZE[0]])
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(crop, format="rgb24")))
+        out.mux(stream.encode(None))
+    return path
+
+
+def run(quick: bool) -> list[Row]:
+    frames = 4 if quick else 12
+    predictor = load_predictor(str(SHIPPED))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = make_clip(Path(tmp) / "clip.mp4", frames)
+        t0 = time.perf_counter()
+        rewrite(clip, Path(tmp) / "io.mp4", lambda f: f.repeat(2, 1).repeat(2, 2), 2)
+        rows.append(Row("video", "decode + encode only (nearest x2, no model)",
+                        frames / (time.perf_counter() - t0), "frames/s",
+                        f"{frames} frames 640x360 -> 1280x720, libx264 CRF 18 medium"))
+        super_resolve(predictor, torch.rand(1, 3, 64, 64))  # first-call costs out of the way
+        for tile, batch in ((256, 1), (256, 4), (None, 1), (None, 4)):
+            settings = Settings(tile=tile, encoding=Encoding(batch=batch))
+            t0 = time.perf_counter()
+            upscale_video(predictor, clip, Path(tmp) / "sr.mp4", settings)
+            fps = frames / (time.perf_counter() - t0)
+            default = " (the defaults)" if (tile, batch) == (256, 1) else ""
+            rows.append(Row("video", f"shipped cell x2, tile={tile} batch={batch}{default}", fps,
+                            "frames/s", f"{frames} frames 640x360 -> 1280x720, end to end"))
+    return rows
