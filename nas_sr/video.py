@@ -36,6 +36,10 @@ class VideoError(ValueError):
     """A video that cannot be read or written; the message names the file and the fix."""
 
 
+class NotAVideo(VideoError):
+    """A file FFmpeg cannot read as one of the video containers at all."""
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     width: int
@@ -76,7 +80,7 @@ def probe(path: str | Path) -> VideoInfo:
     try:
         with av.open(str(path)) as container:
             if not VIDEO_DEMUXERS & set(container.format.name.split(",")):
-                raise VideoError(f"{path}: not a video container (FFmpeg reads it as "
+                raise NotAVideo(f"{path}: not a video container (FFmpeg reads it as "
                                  f"{container.format.name!r}); use MP4, MOV, MKV, AVI or WebM")
             if not container.streams.video:
                 raise VideoError(f"{path}: has no video stream (audio only?); "
@@ -93,7 +97,7 @@ def probe(path: str | Path) -> VideoInfo:
                              stream.frames or max(1, round(duration * fps)), duration,
                              int(first.rotation), audio, container.format.name)
     except av.FFmpegError as e:
-        raise VideoError(f"{path}: cannot be read as a video ({e.strerror}); "
+        raise NotAVideo(f"{path}: cannot be read as a video ({e.strerror}); "
                          "the file is damaged or not a video") from None
 
 

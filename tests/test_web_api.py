@@ -107,10 +107,10 @@ def test_a_video_is_upscaled_with_its_audio(client, tmp_path):
     ("too many pixels", 413, "120x100 is 12,000 pixels, more than this server takes"),
     ("too many frames", 413, "24 frames is more than this server takes"),
     ("text", 415, "neither an image (PNG, JPEG, BMP, TIFF, WebP) nor a video"),
-    ("truncated png", 422, "a damaged PNG image"),
+    ("truncated png", 422, "a damaged PNG image: upload.bin: cannot be read as an image"),
     ("truncated video", 415, "neither an image"),
     ("transparent", 422, "has transparent pixels; the models upscale RGB only"),
-    ("audio only", 422, "has no video stream"),
+    ("audio only", 422, "upload.bin: has no video stream (audio only?)"),
     ("unknown model", 422, "unknown model 'nope'; choose one of cell_x2, bicubic_x2"),
 ])
 def test_each_bad_upload_gets_a_clear_message_and_the_server_keeps_serving(
@@ -133,6 +133,7 @@ def test_each_bad_upload_gets_a_clear_message_and_the_server_keeps_serving(
     r = submit(client, "upload.bin", data, model)
     assert r.status_code == status, r.text
     assert message in r.json()["detail"]
+    assert "/jobs/" not in r.json()["detail"]  # no server path in a message
     assert len(client.get("/api/jobs").json()) == before  # nothing queued
     assert submit(client, "ok.png", photo).status_code == 202  # and it still serves
 
@@ -236,12 +237,14 @@ def test_queue_runs_one_job_at_a_time_in_order_cancels_and_cleans(tmp_path):
     q.stop()
 
 
-def test_a_running_job_can_be_cancelled_and_a_crash_is_reported(tmp_path):
+def test_a_running_job_can_be_cancelled_and_failures_are_reported(tmp_path):
     started = threading.Event()
 
     def work(job):
         if job.name == "1.png":
             raise RuntimeError("boom")
+        if job.name == "2.png":
+            raise ValueError(f"{job.input} -> {job.output}: Invalid data")
         started.set()
         while True:
             job.progress(1, 100)
@@ -249,14 +252,15 @@ def test_a_running_job_can_be_cancelled_and_a_crash_is_reported(tmp_path):
 
     q = JobQueue(work, keep_s=60)
     q.start()
-    first, second = make_job(tmp_path, 0), make_job(tmp_path, 1)
-    q.submit(first)
-    q.submit(second)
+    first, second, third = (make_job(tmp_path, i) for i in range(3))
+    for job in (first, second, third):
+        q.submit(job)
     assert started.wait(10)
     q.remove(first)
     deadline = time.time() + 10
-    while second.status != "failed" and time.time() < deadline:
+    while third.status != "failed" and time.time() < deadline:
         time.sleep(0.01)
     assert first.status == "cancelled"
     assert second.error == "internal error: RuntimeError: boom"
+    assert third.error == "2.png -> the result: Invalid data"  # no server path shown
     q.stop()

@@ -158,8 +158,9 @@ class JobQueue:
                 self.work(job)
             except Cancelled:
                 self._finish(job, "cancelled")
-            except ValueError as e:  # the toolkit's user errors: a message that says why
-                self._finish(job, "failed", str(e))
+            except ValueError as e:  # the toolkit's user errors, naming files as the user does
+                message = str(e).replace(str(job.input), job.name)
+                self._finish(job, "failed", message.replace(str(job.output), "the result"))
             except Exception as e:  # noqa: BLE001 (a bug must not kill the worker)
                 log.exception("job %s failed", job.id)
                 self._finish(job, "failed", f"internal error: {type(e).__name__}: {e}")

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from nas_sr.images import ImageError, load_image
-from nas_sr.video import VideoError, probe
+from nas_sr.video import NotAVideo, VideoError, probe
 
 # canonical extensions of the stored input, by what the content turned out to be
 IMAGE_SUFFIX = {"JPEG": ".jpg", "TIFF": ".tif", "MPO": ".jpg"}
@@ -67,8 +67,8 @@ def inspect(path: Path, name: str, limits: Limits) -> Media:
     _check_pixels(name, size, limits)
     try:
         rgb = load_image(path)  # decodes every pixel: a truncated file fails here
-    except ImageError as e:
-        raise UploadError(f"{name}: a damaged {fmt} image ({str(e).split('(', 1)[-1]}", 422
+    except ImageError as e:  # its message names the server's path: name the upload instead
+        raise UploadError(f"a damaged {fmt} image: {str(e).replace(str(path), name)}"
                           ) from None
     notes = []
     if _transparent(path):
@@ -86,12 +86,11 @@ def inspect(path: Path, name: str, limits: Limits) -> Media:
 def _inspect_video(path: Path, name: str, limits: Limits) -> Media:
     try:
         info = probe(path)
+    except NotAVideo:
+        raise UploadError(f"{name}: neither an image (PNG, JPEG, BMP, TIFF, WebP) nor a "
+                          f"video (MP4, MOV, MKV, AVI, WebM) that can be read", 415) from None
     except VideoError as e:
-        reason = str(e).split(": ", 1)[-1]
-        if "not a video container" in reason or "cannot be read" in reason:
-            raise UploadError(f"{name}: neither an image (PNG, JPEG, BMP, TIFF, WebP) nor a "
-                              f"video (MP4, MOV, MKV, AVI, WebM) that can be read", 415) from None
-        raise UploadError(f"{name}: {reason}") from None
+        raise UploadError(str(e).replace(str(path), name)) from None
     _check_pixels(name, (info.width, info.height), limits)
     if info.frames > limits.frames:
         raise UploadError(f"{name}: {info.frames} frames is more than this server takes "
