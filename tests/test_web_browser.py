@@ -1,8 +1,8 @@
 """End to end in a real headless browser: Debian's chromium driven by selenium uploads a
-Set5 image through the page, waits for the result and downloads it.
+Set5 image through the page, waits for the result and downloads it; a video job plays.
 
-Skips when chromium/chromedriver or ../shared/datasets are missing (`.ci/run` installs
-the browser in CI). `NAS_SR_SCREENSHOT=path.png` also saves a screenshot of the page.
+Skips when chromium/chromedriver are missing (`.ci/run` installs them in CI), the Set5
+test also when ../shared/datasets is. `NAS_SR_SCREENSHOT=page.png` saves a screenshot.
 """
 
 import os
@@ -15,17 +15,15 @@ import pytest
 import uvicorn
 from PIL import Image
 
-from conftest import SHARED, make_cfg, needs_datasets
+from conftest import SHARED, make_cfg, needs_datasets, write_clip
 from nas_sr.serve import build
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = [
-    needs_datasets,
-    pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                       reason="no chromium + chromedriver on PATH (Debian: apt-get install "
-                              "chromium chromium-driver; .ci/run does it in CI)"),
-]
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="no chromium + chromedriver on PATH (Debian: apt-get install chromium "
+           "chromium-driver; .ci/run does it in CI)")
 # this machine has no network: without these chromium floods refused connections
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
@@ -74,6 +72,7 @@ def browser(tmp_path):
     driver.quit()
 
 
+@needs_datasets
 def test_upload_wait_and_download_in_a_real_browser(server, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -117,3 +116,19 @@ def test_a_bad_upload_gets_a_message_and_the_page_keeps_working(server, browser,
     error = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#messages li.error"))
     assert "notes.txt was not accepted: notes.txt: neither an image" in error[0].text
     assert not browser.find_elements(By.CSS_SELECTOR, ".job")
+
+
+def test_a_video_job_plays_before_and_after_in_the_page(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    clip = write_clip(tmp_path / "clip.mp4", frames=6)
+    browser.get(server)
+    wait = WebDriverWait(browser, 120)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"))
+    browser.find_element(By.ID, "file").send_keys(str(clip))
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".job.video.done .compare video"))
+    sizes = wait.until(lambda d: d.execute_script(  # both decoded by chromium (H.264)
+        "const v = [...document.querySelectorAll('.compare video')];"
+        "return v.every(x => x.readyState >= 1) && v.map(x => [x.videoWidth, x.videoHeight])"))
+    assert sorted(sizes) == [[64, 48], [128, 96]]
