@@ -130,14 +130,16 @@ def tiled_forward(model: Model, lr: torch.Tensor, scale: int, tile: int | None,
         raise ConfigError(f"tile must be >= 1 and overlap >= 0, got tile={tile} overlap={overlap}")
     s = scale
     out = lr.new_empty(lr.shape[0], 3, h * s, w * s)
-    starts = [(y0, x0) for y0 in range(0, h, tile) for x0 in range(0, w, tile)]
-    for done, (y0, x0) in enumerate(starts, 1):
-        y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
-        cy, cx = max(y0 - overlap, 0), max(x0 - overlap, 0)  # context origin
-        sr = model(lr[..., cy:min(y1 + overlap, h), cx:min(x1 + overlap, w)])
-        out[..., y0 * s:y1 * s, x0 * s:x1 * s] = \
-            sr[..., (y0 - cy) * s:(y1 - cy) * s, (x0 - cx) * s:(x1 - cx) * s]
-        report(done, len(starts))
+    done, total = 0, -(-h // tile) * -(-w // tile)
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            cy, cx = max(y0 - overlap, 0), max(x0 - overlap, 0)  # context origin
+            sr = model(lr[..., cy:min(y1 + overlap, h), cx:min(x1 + overlap, w)])
+            out[..., y0 * s:y1 * s, x0 * s:x1 * s] = \
+                sr[..., (y0 - cy) * s:(y1 - cy) * s, (x0 - cx) * s:(x1 - cx) * s]
+            done += 1
+            report(done, total)
     return out
 
 

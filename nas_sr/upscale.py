@@ -56,8 +56,8 @@ def is_video(path: Path) -> bool:
 
 
 def upscale_image(predictor: Predictor, src: Path, dest: Path, settings: Settings,
-                  progress: Progress | None = None) -> tuple[int, int]:
-    """``src`` x scale as a PNG at ``dest`` (written whole or not at all); its (w, h).
+                  progress: Progress | None = None) -> None:
+    """``src`` x scale as a PNG at ``dest``, written whole or not at all.
 
     ``progress(tiles_done, tiles_total)``.
     """
@@ -66,7 +66,6 @@ def upscale_image(predictor: Predictor, src: Path, dest: Path, settings: Setting
                        amp=settings.amp, ensemble=settings.ensemble, progress=progress)
     with atomic_path(dest) as tmp:
         Image.fromarray(to_uint8(sr)).save(tmp, format="PNG")
-    return sr.shape[-1], sr.shape[-2]
 
 
 def upscale_video(predictor: Predictor, src: Path, dest: Path, settings: Settings,

@@ -38,8 +38,8 @@ def free_port() -> int:
 
 @pytest.fixture
 def server(tmp_path):
-    """`nas-sr serve`'s app with the shipped models, on a free localhost port."""
-    app = build(make_cfg("serve", "threads=1"), tmp_path / "run")
+    """`nas-sr serve`'s app with the shipped models and 1 MB uploads, on a free port."""
+    app = build(make_cfg("serve", "threads=1", "limits.upload_mb=1"), tmp_path / "run")
     config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -109,12 +109,16 @@ def test_a_bad_upload_gets_a_message_and_the_page_keeps_working(server, browser,
 
     notes = tmp_path / "notes.txt"
     notes.write_text("not a picture\n")
+    big = tmp_path / "big.png"
+    big.write_bytes(bytes(2 * 2**20))
     browser.get(server)
     wait = WebDriverWait(browser, 60)
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"))
-    browser.find_element(By.ID, "file").send_keys(str(notes))
-    error = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#messages li.error"))
-    assert "notes.txt was not accepted: notes.txt: neither an image" in error[0].text
+    for path, message in ((notes, "notes.txt was not accepted: notes.txt: neither an image"),
+                          (big, "big.png was not accepted: it is too large for this server "
+                                "(files up to 1 MB")):
+        browser.find_element(By.ID, "file").send_keys(str(path))
+        wait.until(lambda d, m=message: m in d.find_element(By.ID, "messages").text)
     assert not browser.find_elements(By.CSS_SELECTOR, ".job")
 
 

@@ -4,6 +4,7 @@
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const cards = new Map(); // job id -> its card
+let limits = null; // the server's, from /api/config
 
 function say(text, isError = false) {
   const li = document.createElement("li");
@@ -26,11 +27,16 @@ async function loadConfig() {
   const saved = localStorage.getItem("nas-sr-model");
   if (config.models.some((m) => m.name === saved)) select.value = saved;
   select.addEventListener("change", () => localStorage.setItem("nas-sr-model", select.value));
-  $("#limits").textContent = `This server takes ${config.limits.text}.`;
+  limits = config.limits;
+  $("#limits").textContent = `This server takes ${limits.text}.`;
   $("#keep").textContent = duration(config.keep_minutes * 60);
 }
 
 function upload(file) {
+  if (limits && file.size > limits.upload_bytes) { // say so now rather than after the upload
+    say(`${file.name} was not accepted: it is too large for this server (${limits.text})`, true);
+    return;
+  }
   const note = say(`Uploading ${file.name}…`);
   const form = new FormData();
   form.append("file", file, file.name);
