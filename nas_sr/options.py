@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from nas_sr.archs import check_scale
 from nas_sr.runtime import ConfigError, resolve_device
+from nas_sr.video import CONTAINERS
 
 # smallest tile for upscale/evaluate: each tile also computes ``overlap`` pixels of context on
 # every side, so tile=1 with overlap=16 would do ~1000x the work of an untiled run
@@ -64,9 +65,25 @@ def _tile(cfg: DictConfig) -> None:
     _at_least(cfg, "overlap", 0)
 
 
+def _video(cfg: DictConfig) -> None:
+    """``video.*`` of upscale and serve (the encoder's own names are FFmpeg's to check)."""
+    container = cfg.video.container
+    if not isinstance(container, str) or f".{container.lstrip('.')}" not in CONTAINERS:
+        raise ConfigError(f"video.container={container!r}: use one of "
+                          f"{', '.join(c.lstrip('.') for c in CONTAINERS)}")
+    _at_least(cfg, "video.batch", 1)
+    _at_least(cfg, "video.crf", 0, optional=True)
+
+
+def _port(cfg: DictConfig) -> None:
+    port = _number(cfg, "port")
+    if port is None or port != int(port) or not 1 <= port <= 65535:
+        raise ConfigError(f"port={port}: must be a whole number in 1..65535")
+
+
 def check_options(job: str, cfg: DictConfig) -> None:
     """Raise ConfigError for the first option of ``job`` that cannot work."""
-    if job in ("search", "retrain", "evaluate", "upscale", "export"):
+    if job in ("search", "retrain", "evaluate", "upscale", "export", "serve"):
         resolve_device(cfg.device)
         _at_least(cfg, "threads", 1, optional=True)
     if job in ("search", "retrain", "evaluate") or (job == "upscale" and cfg.scale is not None):
@@ -107,5 +124,14 @@ def check_options(job: str, cfg: DictConfig) -> None:
         for key in ("rank.cells", "rank.pool", "rank.jobs", "rank.bootstrap"):
             _at_least(cfg, key, 1)
         _at_least(cfg, "rank.policy_cells", 0)
-    if job in ("evaluate", "upscale"):
+    if job in ("evaluate", "upscale", "serve"):
         _tile(cfg)
+    if job in ("upscale", "serve"):
+        _video(cfg)
+    if job == "serve":
+        _port(cfg)
+        _at_least(cfg, "workers", 1)
+        _positive(cfg, "keep_minutes")
+        _positive(cfg, "limits.upload_mb")
+        for key in ("limits.pixels", "limits.frames"):
+            _at_least(cfg, key, 1)

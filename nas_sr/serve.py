@@ -9,7 +9,7 @@ import uvicorn
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
-from nas_sr.runtime import ConfigError, set_threads
+from nas_sr.runtime import set_threads
 from nas_sr.upscale import Settings
 from nas_sr.web.app import create_app
 from nas_sr.web.catalog import load_catalog
@@ -19,16 +19,16 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def build(cfg: DictConfig, run_dir: Path) -> Any:
-    """The ASGI app of ``cfg`` with its jobs under ``run_dir`` (tests serve it themselves)."""
+    """The ASGI app of ``cfg`` with its jobs under ``run_dir`` (tests serve it themselves).
+
+    ``cfg``'s options are checked before this by ``nas_sr.options`` (``cli.run_job``).
+    """
     settings = Settings.from_cfg(cfg)
     models_dir = Path(to_absolute_path(cfg.models_dir))
     model = to_absolute_path(cfg.model) if cfg.model else None
     catalog = load_catalog(models_dir, model, settings.device, cfg.channels_last)
     limits = Limits(int(cfg.limits.upload_mb * 2**20), int(cfg.limits.pixels),
                     int(cfg.limits.frames))
-    if cfg.workers < 1 or cfg.keep_minutes <= 0:
-        raise ConfigError(f"workers must be >= 1 and keep_minutes > 0, got "
-                          f"workers={cfg.workers} keep_minutes={cfg.keep_minutes}")
     return create_app(catalog, run_dir, settings, limits, cfg.keep_minutes * 60, cfg.workers)
 
 

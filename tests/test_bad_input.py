@@ -52,6 +52,18 @@ def no_data(monkeypatch):
     ("upscale", ["model=bicubic", "scale=2", "input=x.png", "tile=1"],
      "tile=1: use a tile of at least 16 LR pixels, or tile=null"),
     ("evaluate", ["tile=4"], "tile=4: use a tile of at least 16"),
+    ("upscale", ["model=bicubic", "scale=2", "input=x.mp4", "video.batch=0"],
+     "video.batch=0: must be a whole number >= 1"),
+    ("upscale", ["model=bicubic", "scale=2", "input=x.mp4", "video.container=flv"],
+     "video.container='flv': use one of mp4, mov, mkv, avi, webm"),
+    ("serve", ["video.crf=-1"], r"video.crf=-1: must be a whole number >= 0 \(or null\)"),
+    ("serve", ["tile=8"], "tile=8: use a tile of at least 16"),
+    ("serve", ["port=70000"], "port=70000: must be a whole number in 1..65535"),
+    ("serve", ["workers=0"], "workers=0: must be a whole number >= 1"),
+    ("serve", ["keep_minutes=0"], "keep_minutes=0: must be > 0"),
+    ("serve", ["limits.upload_mb=-5"], "limits.upload_mb=-5: must be > 0"),
+    ("serve", ["limits.frames=0"], "limits.frames=0: must be a whole number >= 1"),
+    ("serve", ["device=tpu"], "device=tpu: not a device"),
 ])
 def test_bad_options_are_refused_before_any_data_is_read(tmp_path, no_data, job, overrides,
                                                          message):

@@ -14,6 +14,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from conftest import make_cfg, write_clip, write_image
+from nas_sr.cli import run_job
+from nas_sr.runtime import ConfigError
 from nas_sr.serve import build
 from nas_sr.upscale import Settings
 from nas_sr.video import Encoding, probe
@@ -43,6 +45,13 @@ def client(catalog, tmp_path_factory):
 def png_bytes(img: np.ndarray | Image.Image, **save) -> bytes:
     buf = io.BytesIO()
     (img if isinstance(img, Image.Image) else Image.fromarray(img)).save(buf, "PNG", **save)
+    return buf.getvalue()
+
+
+def gif_bytes(frames: int) -> bytes:
+    images = [Image.new("RGB", (16, 16), (i * 80, 0, 0)) for i in range(frames)]
+    buf = io.BytesIO()
+    images[0].save(buf, "GIF", save_all=True, append_images=images[1:])
     return buf.getvalue()
 
 
@@ -110,6 +119,7 @@ def test_a_video_is_upscaled_with_its_audio(client, tmp_path):
     ("truncated png", 422, "a damaged PNG image: upload.bin: cannot be read as an image"),
     ("truncated video", 415, "neither an image"),
     ("transparent", 422, "has transparent pixels; the models upscale RGB only"),
+    ("animation", 422, "upload.bin: holds 3 frames (an animation or a multi-page file)"),
     ("audio only", 422, "upload.bin: has no video stream (audio only?)"),
     ("unknown model", 422, "unknown model 'nope'; choose one of cell_x2, bicubic_x2"),
 ])
@@ -126,6 +136,7 @@ def test_each_bad_upload_gets_a_clear_message_and_the_server_keeps_serving(
         "truncated png": (photo[: len(photo) // 2], "cell_x2"),
         "truncated video": (clip[: len(clip) // 3], "cell_x2"),
         "transparent": (png_bytes(rgba), "cell_x2"),
+        "animation": (gif_bytes(3), "cell_x2"),
         "audio only": (write_clip(tmp_path / "a.m4a", video=False).read_bytes(), "cell_x2"),
         "unknown model": (photo, "nope"),
     }[case]
@@ -195,8 +206,8 @@ def test_serve_config_builds_the_app_and_refuses_nonsense(tmp_path):
     app = build(make_cfg("serve", "limits.upload_mb=1", "keep_minutes=5"), tmp_path)
     with TestClient(app) as c:
         assert c.get("/api/config").json()["keep_minutes"] == 5
-    with pytest.raises(ValueError, match="workers must be >= 1"):
-        build(make_cfg("serve", "workers=0"), tmp_path)
+    with pytest.raises(ConfigError, match=r"workers=0: must be a whole number >= 1"):
+        run_job("serve", make_cfg("serve", "workers=0"), tmp_path)  # before any model loads
 
 
 def make_job(tmp_path: Path, i: int) -> Job:

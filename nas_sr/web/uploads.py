@@ -59,6 +59,7 @@ def inspect(path: Path, name: str, limits: Limits) -> Media:
     try:
         with Image.open(path) as img:
             fmt, size, mode, tile = img.format, img.size, img.mode, img.tile
+            frames = getattr(img, "n_frames", 1)
     except Image.DecompressionBombError:
         raise UploadError(f"{name}: too many pixels for this server "
                           f"({limits.describe()})", 413) from None
@@ -68,7 +69,8 @@ def inspect(path: Path, name: str, limits: Limits) -> Media:
     try:
         rgb = load_image(path)  # decodes every pixel: a truncated file fails here
     except ImageError as e:  # its message names the server's path: name the upload instead
-        raise UploadError(f"a damaged {fmt} image: {str(e).replace(str(path), name)}"
+        reason = str(e).replace(str(path), name)
+        raise UploadError(reason if frames > 1 else f"a damaged {fmt} image: {reason}"
                           ) from None
     notes = []
     if _transparent(path):
