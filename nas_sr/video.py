@@ -14,12 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
-from av.video.reformatter import ColorRange
 
 from nas_sr.checkpoint import atomic_path
+
+# PyAV is imported where a video is read or written: the cli (for VideoError) and the jobs
+# without videos start without loading FFmpeg, or needing it installed
+if TYPE_CHECKING:
+    import av
 
 # extension -> FFmpeg muxer (named explicitly: the file is written under a temporary name)
 CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi", ".webm": "webm"}
@@ -76,6 +80,8 @@ class Encoding:
 
 def probe(path: str | Path) -> VideoInfo:
     """What ``path`` holds; a file that is not a video with a decodable frame is refused."""
+    import av
+
     path = Path(path)
     try:
         with av.open(str(path)) as container:
@@ -121,6 +127,8 @@ def rewrite(src: str | Path, dest: str | Path, fn: FrameFn, scale: int,
     removes the partial file: ``dest`` appears only when whole. Returns the source's info
     with the frame count as decoded.
     """
+    import av
+
     src, dest = Path(src), Path(dest)
     if dest.suffix.lower() not in CONTAINERS:
         raise VideoError(f"{dest}: unknown video container; use one of "
@@ -143,6 +151,9 @@ def _rewrite(inp: av.container.InputContainer, out: av.container.OutputContainer
              fn: FrameFn, scale: int, rotation: int, encoding: Encoding,
              on_frames: Callable[[int], None]) -> int:
     """The work of :func:`rewrite`; ``on_frames(done)`` after each batch; the frame count."""
+    import av
+    from av.video.reformatter import ColorRange
+
     vin = inp.streams.video[0]
     vin.thread_type = "AUTO"
     ain = inp.streams.audio[0] if inp.streams.audio else None
