@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas_sr import checkpoint
+from nas_sr.lighten import LIGHTENINGS, SeparableConv2d, apply_spec
 from nas_sr.runtime import ConfigError
 from search_spaces.genotypes import Genotype
 from search_spaces.network import RGB_MEAN, CellSRNet
@@ -92,15 +93,77 @@ class EDSR(nn.Module):
         self.head = nn.Conv2d(3, channels, 3, padding=1)
         self.body = nn.Sequential(*(ResBlock(channels, res_scale) for _ in range(blocks)),
                                   nn.Conv2d(channels, channels, 3, padding=1))
-        stages = [2, 2] if scale == 4 else [scale]  # x4 as two x2 sub-pixel stages
-        up: list[nn.Module] = []
-        for s in stages:
-            up += [nn.Conv2d(channels, channels * s * s, 3, padding=1), nn.PixelShuffle(s)]
-        self.tail = nn.Sequential(*up, nn.Conv2d(channels, 3, 3, padding=1))
+        self.tail = nn.Sequential(*subpixel(channels, scale),
+                                  nn.Conv2d(channels, 3, 3, padding=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.head(x - self.mean)
         return self.tail(self.body(feat) + feat) + self.mean
+
+
+def subpixel(channels: int, scale: int) -> list[nn.Module]:
+    """EDSR's upsampler: conv to ``channels * s^2`` and PixelShuffle(s); x4 as two x2 stages."""
+    up: list[nn.Module] = []
+    for s in [2, 2] if scale == 4 else [scale]:
+        up += [nn.Conv2d(channels, channels * s * s, 3, padding=1), nn.PixelShuffle(s)]
+    return up
+
+
+def _conv(cin: int, cout: int, k: int, separable: bool) -> nn.Module:
+    """A 'same' k x k conv, or seed 002's separable one (with SMSRN's depthwise bias)."""
+    if separable:
+        return SeparableConv2d(cin, cout, k, padding=k // 2, depthwise_bias=True)
+    return nn.Conv2d(cin, cout, k, padding=k // 2)
+
+
+class MSRB(nn.Module):
+    """Li et al. 2018's multi-scale residual block: 3x3 and 5x5 branches that exchange
+    features, twice, then a 1x1 fusion of both and a local residual."""
+
+    def __init__(self, channels: int, separable: bool = False):
+        super().__init__()
+        c = channels
+        self.conv_3_1, self.conv_5_1 = _conv(c, c, 3, separable), _conv(c, c, 5, separable)
+        self.conv_3_2 = _conv(2 * c, 2 * c, 3, separable)
+        self.conv_5_2 = _conv(2 * c, 2 * c, 5, separable)
+        self.confusion = nn.Conv2d(4 * c, c, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mid = torch.cat([F.relu(self.conv_3_1(x)), F.relu(self.conv_5_1(x))], 1)
+        out = torch.cat([F.relu(self.conv_3_2(mid)), F.relu(self.conv_5_2(mid))], 1)
+        return x + self.confusion(out)
+
+
+class MSRN(nn.Module):
+    """Li et al. 2018 (8 blocks, 64 channels: 6,078,019 params at x4, RGB).
+
+    Hierarchical feature fusion: the head's features and every block's output are
+    concatenated and fused by a 1x1 conv before the tail. ``separable=True`` is seed 002's
+    SMSRN: the head's and the blocks' convs depthwise-separable, the tail dense (its
+    published 888,929 params at x4 come out exactly so).
+    """
+
+    def __init__(self, scale: int, blocks: int = 8, channels: int = 64,
+                 separable: bool = False):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(RGB_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.head = _conv(3, channels, 3, separable)
+        self.body = nn.ModuleList(MSRB(channels, separable) for _ in range(blocks))
+        self.tail = nn.Sequential(nn.Conv2d(channels * (blocks + 1), channels, 1),
+                                  nn.Conv2d(channels, channels, 3, padding=1),
+                                  *subpixel(channels, scale),
+                                  nn.Conv2d(channels, 3, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = [self.head(x - self.mean)]
+        for block in self.body:
+            feats.append(block(feats[-1]))
+        return self.tail(torch.cat(feats[1:] + feats[:1], 1)) + self.mean
+
+
+def smsrn(scale: int, blocks: int = 8, channels: int = 64) -> MSRN:
+    """Seed 002's SMSRN: MSRN with depthwise-separable convs in its head and blocks."""
+    return MSRN(scale, blocks, channels, separable=True)
 
 
 def check_scale(scale: int) -> None:
@@ -144,16 +207,20 @@ def build_model(arch: dict[str, Any], checked: bool = False) -> nn.Module:
         check_arch(arch)
     spec = dict(arch)
     name, scale = spec.pop("name"), int(spec.pop("scale"))
+    lightened = {k: spec.pop(k) for k in LIGHTENINGS if k in spec}
     check_scale(scale)
     if name == "cell":
         genotype = Genotype.from_dict(spec.pop("genotype"))
-        return CellSRNet(scale, genotype=genotype, channels=spec.pop("channels"),
-                         num_cells=spec.pop("cells"), num_nodes=genotype.num_nodes,
-                         **_no_more(spec, name))
-    kinds = {"srcnn": SRCNN, "vdsr": VDSR, "edsr_baseline": EDSR}
-    if name not in kinds:
-        raise ConfigError(f"unknown model {name!r}; known: cell, {', '.join(kinds)}")
-    return kinds[name](scale, **spec)
+        model: nn.Module = CellSRNet(scale, genotype=genotype, channels=spec.pop("channels"),
+                                     num_cells=spec.pop("cells"), num_nodes=genotype.num_nodes,
+                                     **_no_more(spec, name))
+    else:
+        kinds = {"srcnn": SRCNN, "vdsr": VDSR, "edsr_baseline": EDSR, "msrn": MSRN,
+                 "smsrn": smsrn}
+        if name not in kinds:
+            raise ConfigError(f"unknown model {name!r}; known: cell, {', '.join(kinds)}")
+        model = kinds[name](scale, **spec)
+    return apply_spec(model, lightened)
 
 
 def _no_more(spec: dict[str, Any], name: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ JOBS = {
     "evaluate": ("nas_sr.evaluate", "PSNR/SSIM on Y, params and Mult-Adds on benchmark sets"),
     "export": ("nas_sr.export", "a standalone artifact that loads with torch alone"),
     "upscale": ("nas_sr.upscale", "super-resolve images (tiled) and videos (frame by frame)"),
+    "compress": ("nas_sr.compress", "prune or make separable a trained model, then fine-tune"),
     "plot": ("nas_sr.plot", "reward curves and the best cell of search runs (RUN_DIR ...)"),
     "rank": ("nas_sr.rank", "Kendall tau of a search's reward vs retrained PSNR (run=DIR)"),
     "serve": ("nas_sr.serve", "a local web page to upscale photos and videos (FastAPI)"),

@@ -21,6 +21,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
+from nas_sr.lighten import sparsity
 from search_spaces.network import count_params
 
 HR_SIZE = (720, 1280)  # (height, width) of the output the figures are quoted for
@@ -42,7 +43,11 @@ def mult_adds(model: nn.Module, scale: int, hr_size: tuple[int, int] = HR_SIZE) 
 
 
 def complexity(model: nn.Module, scale: int) -> dict[str, int]:
-    return {"params": count_params(model), "mult_adds": mult_adds(model, scale)}
+    """Parameters (zeros included), nonzero parameters (fewer once pruned) and Mult-Adds
+    (dense: a pruned weight is still multiplied)."""
+    return {"params": count_params(model),
+            "nonzero_params": int(sparsity(model)["nonzero_params"]),
+            "mult_adds": mult_adds(model, scale)}
 
 
 def human(n: int | None) -> str:

@@ -91,7 +91,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     results: dict[str, Any] = {
         "model": str(cfg.model), "arch": predictor.arch, "scale": scale,
         "self_ensemble": bool(cfg.self_ensemble), "tile": cfg.tile,
-        "params": sizes.get("params"), "mult_adds": sizes.get("mult_adds"), "sets": {},
+        "params": sizes.get("params"), "nonzero_params": sizes.get("nonzero_params"),
+        "mult_adds": sizes.get("mult_adds"), "sets": {},
     }
     for name, set_sources in sources.items():
         images = [evaluate_image(predictor, src, cfg, device)

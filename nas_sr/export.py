@@ -23,6 +23,7 @@ from torch.export import Dim, ExportedProgram
 
 from nas_sr.complexity import HR_SIZE, complexity, human
 from nas_sr.inference import Predictor, load_predictor
+from nas_sr.lighten import fold_masks
 from nas_sr.pt2 import EXPORT_METADATA, ModelError
 from nas_sr.runtime import set_threads
 from search_spaces.genotypes import Genotype, save_genotype
@@ -88,6 +89,8 @@ def model_card(predictor: Predictor, source: Path, sizes: dict[str, int], diff: 
         f"| architecture | {arch['name']}{f' ({options})' if options else ''} |",
         f"| scale | x{s} |",
         f"| parameters | {human(sizes['params'])} ({sizes['params']:,}) |",
+        *([f"| nonzero parameters | {sizes['nonzero_params']:,} (pruned) |"]
+          if sizes["nonzero_params"] < sizes["params"] else []),
         f"| Mult-Adds, {HR_SIZE[1]}x{HR_SIZE[0]} output | {human(sizes['mult_adds'])} |",
         f"| exported from | `{source}` |",
         f"| exported with torch | {torch.__version__} |",
@@ -120,6 +123,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     # read before the slow export, so a wrong path costs nothing
     notes = Path(cfg.card_notes).expanduser().read_text() if cfg.card_notes else ""
     predictor = load_predictor(str(source), channels_last=False)  # trace plain NCHW
+    fold_masks(predictor.model)  # a pruned model ships plain weights, its zeros in them
     out = Path(cfg.output).expanduser() if cfg.output else run_dir
     out.mkdir(parents=True, exist_ok=True)
 

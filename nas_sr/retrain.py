@@ -30,6 +30,7 @@ from nas_sr import checkpoint, distributed
 from nas_sr.archs import build_model
 from nas_sr.cache import cache_path, open_store
 from nas_sr.data import (
+    ImageSource,
     PairStore,
     RandomCrops,
     fixed_crops,
@@ -39,6 +40,7 @@ from nas_sr.data import (
     to_tensor,
 )
 from nas_sr.distributed import Dist
+from nas_sr.lighten import LIGHTENINGS
 from nas_sr.metrics import psnr_y, quantize
 from nas_sr.runlog import RunLog
 from nas_sr.runtime import (
@@ -63,8 +65,14 @@ def model_spec(cfg: DictConfig) -> dict[str, Any]:
     """The arch spec of ``cfg.model``: ``archs.<model>``; for the cell, ``train.cell`` on top.
 
     ``train.cell`` exists because ``archs.cell`` also sizes the search's supernet, while
-    a retrained cell network is usually wider or deeper than the one searched.
+    a retrained cell network is usually wider or deeper than the one searched. A lightened
+    model given as ``init_from`` (``nas-sr compress``) is trained as it is, masks included.
     """
+    if cfg.init_from and (arch := lightened_arch(cfg.init_from)):
+        if int(arch["scale"]) != int(cfg.scale):
+            raise ConfigError(f"init_from={cfg.init_from} is a x{arch['scale']} model; "
+                              f"pass scale={arch['scale']}")
+        return arch
     name = cfg.model
     if name not in cfg.archs:
         raise ConfigError(f"model={name!r} is unknown; choose one of {', '.join(cfg.archs)}")
@@ -78,6 +86,13 @@ def model_spec(cfg: DictConfig) -> dict[str, Any]:
         genotype = load_genotype(Path(cfg.genotype).expanduser())
         spec.update(nodes=genotype.num_nodes, genotype=genotype.to_dict())  # the file decides
     return spec
+
+
+def lightened_arch(path: str | Path) -> dict[str, Any] | None:
+    """The arch spec of checkpoint ``path`` if ``nas-sr compress`` made it, else None."""
+    state = checkpoint.load(Path(path).expanduser())
+    arch = state.get("arch") if isinstance(state, dict) else None
+    return arch if isinstance(arch, dict) and any(k in arch for k in LIGHTENINGS) else None
 
 
 def init_from(model: nn.Module, path: str | Path) -> list[str]:
@@ -124,22 +139,46 @@ def load_data(cfg: DictConfig, d: Dist) -> tuple[RandomCrops, Batches]:
     """The training crops, and this process's share of the validation batches."""
     data, t, scale = cfg.data, cfg.train, cfg.scale
     src = resolve_sources(data, scale)
-    min_lr = lr_patch_size(t.patch_size, scale)
-    progress = cfg.logger.progress and d.is_main
     with distributed.main_first(d):  # one process builds the cache, the others read it
-        store = open_store(src.train, scale, min_lr, cache_path(data, scale, "train"),
-                           "training images", progress)
+        store = open_store(src.train, scale, lr_patch_size(t.patch_size, scale),
+                           cache_path(data, scale, "train"), "training images",
+                           cfg.logger.progress and d.is_main)
     crops = RandomCrops(store, scale, t.patch_size, t.iters_per_epoch * t.batch_size, cfg.seed)
-    # the hold-out images (never the search's reward images) are few: decoded in memory,
-    # cut into fixed crops or kept whole
+    return crops, validation_batches(cfg, d, src.holdout)
+
+
+def validation_batches(cfg: DictConfig, d: Dist,
+                       holdout: list[ImageSource] | None = None) -> Batches:
+    """This process's share of the hold-out images (never the search's reward images):
+    ``train.val_crops`` fixed crops, or the whole images. They are few: decoded in memory."""
+    t, scale = cfg.train, cfg.scale
+    if holdout is None:
+        holdout = resolve_sources(cfg.data, scale).holdout
+    progress = cfg.logger.progress and d.is_main
     if t.val_crops:
-        pairs = load_pairs(src.holdout, scale, min_lr, "validation images", progress)
+        pairs = load_pairs(holdout, scale, lr_patch_size(t.patch_size, scale),
+                           "validation images", progress)
         lr, hr = fixed_crops(PairStore(pairs), scale, t.patch_size, t.val_crops, seed=1)
         lr, hr = lr[d.rank::d.world_size], hr[d.rank::d.world_size]
-        return crops, [(lr[i:i + VAL_BATCH], hr[i:i + VAL_BATCH])
-                       for i in range(0, len(lr), VAL_BATCH)]
-    pairs = load_pairs(src.holdout[d.rank::d.world_size], scale, 1, "validation images", progress)
-    return crops, [(to_tensor(lr)[None], to_tensor(hr)[None]) for hr, lr in pairs]
+        return [(lr[i:i + VAL_BATCH], hr[i:i + VAL_BATCH]) for i in range(0, len(lr), VAL_BATCH)]
+    pairs = load_pairs(holdout[d.rank::d.world_size], scale, 1, "validation images", progress)
+    return [(to_tensor(lr)[None], to_tensor(hr)[None]) for hr, lr in pairs]
+
+
+@torch.inference_mode()
+def validate(model: nn.Module, batches: Batches, scale: int, d: Dist,
+             fmt: torch.memory_format = torch.contiguous_format) -> float:
+    """Mean Y-PSNR (8-bit outputs, ``scale`` pixels shaved) over all processes' batches."""
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for lr_img, hr_img in batches:
+        sr = quantize(model(lr_img.to(device, memory_format=fmt)))
+        total += float(psnr_y(sr, quantize(hr_img.to(device)), scale).sum())
+        count += len(lr_img)
+    sums = distributed.all_sum(d, torch.tensor([total, count], dtype=torch.float64,
+                                               device=device))
+    return float(sums[0] / sums[1])
 
 
 class Retrain:
@@ -252,18 +291,8 @@ class Retrain:
         self.scheduler.step()
         return {"loss": total / len(loader), "lr": learning_rate}
 
-    @torch.inference_mode()
     def validate(self) -> float:
-        """Mean Y-PSNR over all processes' validation crops or images."""
-        self.model.eval()
-        total, count = 0.0, 0
-        for lr_img, hr_img in self.val_batches:
-            sr = quantize(self.model(lr_img.to(self.device, memory_format=self.fmt)))
-            total += float(psnr_y(sr, quantize(hr_img.to(self.device)), self.cfg.scale).sum())
-            count += len(lr_img)
-        sums = distributed.all_sum(
-            self.dist, torch.tensor([total, count], dtype=torch.float64, device=self.device))
-        return float(sums[0] / sums[1])
+        return validate(self.model, self.val_batches, self.cfg.scale, self.dist, self.fmt)
 
     def end_epoch(self, val_psnr: float, seconds: float) -> bool:
         """Count the epoch; True when it is the best so far."""

@@ -47,8 +47,8 @@ class Cell(nn.Module):
             states.append(slot1[op1](states[in1]) + slot2[op2](states[in2]))
         loose = genotype.loose_ends()
         out = torch.cat([states[NUM_CELL_INPUTS + j] for j in loose], dim=1)
-        weight = self.combine.weight
-        if self.genotype is None:  # shared weights: take the loose ends' columns
-            c = self.channels
-            weight = torch.cat([weight[:, j * c:(j + 1) * c] for j in loose], dim=1)
+        if self.genotype is not None:  # called as a module, so weight masks apply (compress)
+            return s1 + self.combine(out)
+        c = self.channels  # shared weights: take the loose ends' columns
+        weight = torch.cat([self.combine.weight[:, j * c:(j + 1) * c] for j in loose], dim=1)
         return s1 + F.conv2d(out, weight, self.combine.bias)

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from nas_sr.cli import main, run_job
+from nas_sr.images import downscale, load_image
 from search_spaces.genotypes import Genotype, choices_per_decision
 
 os.environ.setdefault("WANDB_MODE", "offline")  # never reach the network from a test
@@ -62,6 +63,16 @@ def write_image(path: Path, size: tuple[int, int] = (80, 96), seed: int = 0) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
     return path
+
+
+def make_set(root: Path, name: str = "Tiny", scale: int = 2, count: int = 2) -> Path:
+    """A benchmark set laid out like ../shared/datasets/benchmark, from synthetic images."""
+    for i in range(count):
+        hr = write_image(root / name / f"X{scale}" / "HR" / f"img_{i}.png", (48, 60), seed=i)
+        lr = hr.parent.parent / "LR" / hr.name
+        lr.parent.mkdir(exist_ok=True)
+        Image.fromarray(downscale(load_image(hr), scale)).save(lr)
+    return root
 
 
 @pytest.fixture

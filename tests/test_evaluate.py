@@ -5,16 +5,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from skimage.metrics import structural_similarity
 from torch import nn
 
-from conftest import QUIET, SHARED, make_cfg, needs_datasets, write_image
+from conftest import QUIET, SHARED, make_cfg, make_set, needs_datasets, write_image
 from nas_sr import evaluate
 from nas_sr.archs import SRCNN
 from nas_sr.checkpoint import save_atomic
 from nas_sr.complexity import count_params, lr_size, mult_adds
-from nas_sr.images import ImageError, downscale, load_image
+from nas_sr.images import ImageError
 from nas_sr.inference import ModelError
 from nas_sr.metrics import ssim_y
 
@@ -22,16 +21,6 @@ from nas_sr.metrics import ssim_y
 REFERENCE = {("Set5", 2): 33.67, ("Set14", 2): 30.33, ("Set5", 3): 30.40,
              ("Set14", 3): 27.63, ("Set5", 4): 28.43, ("Set14", 4): 26.09}
 TOLERANCE = {"Set5": 0.02, "Set14": 0.05}
-
-
-def make_set(root: Path, name: str = "Tiny", scale: int = 2, count: int = 2) -> Path:
-    """A benchmark set laid out like ../shared/datasets/benchmark, from synthetic images."""
-    for i in range(count):
-        hr = write_image(root / name / f"X{scale}" / "HR" / f"img_{i}.png", (48, 60), seed=i)
-        lr = hr.parent.parent / "LR" / hr.name
-        lr.parent.mkdir(exist_ok=True)
-        Image.fromarray(downscale(load_image(hr), scale)).save(lr)
-    return root
 
 
 def srcnn_checkpoint(path: Path, scale: int) -> Path:

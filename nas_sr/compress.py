@@ -1,0 +1,184 @@
+"""The compress job: a trained model made lighter, then fine-tuned, in rounds.
+
+``method=prune`` (seed 003) masks conv weights with ``torch.nn.utils.prune``: seed 003's
+per-filter threshold (``criterion=std``: ``|w| < k * std`` of the filter), global magnitude
+(``criterion=magnitude``), or whole output channels (``criterion=channels``, the one that
+shrinks Mult-Adds and CPU time: unstructured zeros are still multiplied by dense kernels).
+``method=separable`` (seed 002) replaces every k x k conv (k > 1) by a depthwise k x k and a
+pointwise 1x1, fitted to the trained weights or from scratch.
+
+Each round is: lighten the model, write ``round_K/start.pt``, fine-tune it with retrain's
+recipe (``train.*``, ``data=``, ``preset=``) in ``round_K/`` (a retrain run folder; masks held),
+and go on from its best checkpoint. ``compressed.pt`` is the last round's; ``rounds.md`` and
+``summary.json`` hold the per-round table.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import shutil
+import zlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.nn.utils import prune
+
+from nas_sr import lighten
+from nas_sr import retrain as retrain_job
+from nas_sr.archs import build_model, load_model
+from nas_sr.checkpoint import save_atomic
+from nas_sr.complexity import complexity, human
+from nas_sr.distributed import Dist
+from nas_sr.inference import load_predictor
+from nas_sr.runlog import read_metrics
+from nas_sr.runtime import ConfigError, memory_format, resolve_device, set_threads
+
+METHODS = ("prune", "separable")
+CRITERIA = ("std", "magnitude", "channels")
+RESULT = "compressed.pt"
+
+
+def load_source(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """(model, arch) of a retrain checkpoint or an exported ``model.pt2``.
+
+    An export keeps its weights under the original names, so the model is rebuilt from the
+    arch spec stored inside it; an exported pruned model has its masks folded into zeros.
+    """
+    predictor = load_predictor(str(path), channels_last=False)
+    arch = dict(predictor.arch)
+    if path.suffix != ".pt2":
+        return predictor.model, arch
+    arch.pop("prune", None)
+    model = build_model(arch)
+    model.load_state_dict(predictor.model.state_dict())
+    return model, arch
+
+
+def check_options(cfg: DictConfig, arch: dict[str, Any]) -> None:
+    """Refuse what cannot be done before any work, naming the option to change."""
+    if cfg.method not in METHODS:
+        raise ConfigError(f"method={cfg.method!r}; use one of {', '.join(METHODS)}")
+    if not isinstance(cfg.rounds, int) or cfg.rounds < 1:
+        raise ConfigError(f"rounds must be an integer >= 1, got {cfg.rounds!r}")
+    if cfg.method == "separable":
+        if cfg.rounds != 1:
+            raise ConfigError("method=separable converts once: rounds=1")
+        if arch.get("separable") or arch.get("prune"):
+            raise ConfigError(f"{cfg.checkpoint} is already "
+                              f"{'separable' if arch.get('separable') else 'pruned'}; "
+                              "convert a dense model (and prune after, if at all)")
+        if not lighten.separable_candidates(build_model(arch)):
+            raise ConfigError(f"{cfg.checkpoint}: no k x k conv (k > 1) to make separable")
+        return
+    if cfg.prune.criterion not in CRITERIA:
+        raise ConfigError(f"prune.criterion={cfg.prune.criterion!r}; use one of "
+                          f"{', '.join(CRITERIA)}")
+    if cfg.prune.criterion == "channels" and arch.get("prune"):
+        raise ConfigError(f"{cfg.checkpoint} has weight masks; cut channels first, then "
+                          "prune weights")
+
+
+def lighten_once(model: nn.Module, arch: dict[str, Any], cfg: DictConfig
+                 ) -> tuple[nn.Module, dict[str, Any]]:
+    """One round's cut or conversion; returns the lighter model and its arch spec."""
+    if cfg.method == "separable":
+        lighten.to_separable(model, fit=cfg.separable.fit)
+        return model, {**arch, "separable": {"fit": bool(cfg.separable.fit)}}
+    p = cfg.prune
+    if p.criterion == "channels":
+        shrink, state = lighten.cut_channels(model, p.amount)
+        arch = {**arch, "shrink": {**arch.get("shrink", {}), **shrink}}
+        model = build_model(arch)
+        model.load_state_dict(state)
+        return model, arch
+    if p.criterion == "std":
+        lighten.prune_std(model, p.k)
+    else:
+        lighten.prune_magnitude(model, p.amount)
+    setting = {"k": p.k} if p.criterion == "std" else {"amount": p.amount}
+    rounds = arch.get("prune", {}).get("rounds", 0) + 1
+    return model, {**arch, "prune": {"criterion": p.criterion, **setting, "rounds": rounds}}
+
+
+def measure(model: nn.Module, scale: int) -> dict[str, Any]:
+    """Size figures of ``model`` (whose masks this folds: pass a copy you can spare).
+
+    ``file_bytes`` is the weights as torch stores them (dense: masks folded, zeros
+    written), ``deflated_bytes`` that file through zlib, and ``bitmask_bytes`` what a
+    bitmask-plus-nonzero-values layout of the masked weights would take (an estimate).
+    """
+    figures: dict[str, Any] = {**complexity(model, scale), **lighten.sparsity(model)}
+    masked = [lighten.effective_weight(c) for _, c in lighten.conv_weights(model)
+              if prune.is_pruned(c)]
+    figures["bitmask_bytes"] = 4 * (figures["params"] - sum(w.numel() for w in masked)) + sum(
+        math.ceil(w.numel() / 8) + 4 * int(torch.count_nonzero(w)) for w in masked)
+    buffer = io.BytesIO()
+    torch.save(lighten.fold_masks(model).state_dict(), buffer)
+    figures["file_bytes"] = buffer.tell()
+    figures["deflated_bytes"] = len(zlib.compress(buffer.getvalue(), 9))
+    return figures
+
+
+def round_config(cfg: DictConfig, start: Path, scale: int) -> DictConfig:
+    """Retrain's config for fine-tuning ``start``: the compress config, pointed at it."""
+    round_cfg = OmegaConf.to_container(cfg, resolve=True)
+    round_cfg.update(init_from=str(start), scale=scale, resume=None)
+    return OmegaConf.create(round_cfg)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| round | params | nonzero params | conv sparsity | Mult-Adds | file | deflated "
+             "| bitmask | val PSNR after cut | after fine-tune |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        tuned = "-" if r["val_psnr_tuned"] is None else f"{r['val_psnr_tuned']:.2f}"
+        lines.append(
+            f"| {r['round']} | {r['params']:,} | {r['nonzero_params']:,} | "
+            f"{100 * r['sparsity']:.2f}% | {human(r['mult_adds'])} | "
+            f"{human(r['file_bytes'])}B | {human(r['deflated_bytes'])}B | "
+            f"{human(r['bitmask_bytes'])}B | {r['val_psnr']:.2f} | {tuned} |")
+    return "\n".join(lines)
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    set_threads(cfg.threads)
+    if not cfg.checkpoint:
+        raise FileNotFoundError("checkpoint= is required: nas-sr compress "
+                                "checkpoint=runs/retrain/.../best.pt method=prune|separable")
+    source = Path(cfg.checkpoint).expanduser()
+    model, arch = load_source(source)
+    check_options(cfg, arch)
+    scale, device = int(arch["scale"]), resolve_device(cfg.device)
+    # the source's PSNR on the fine-tuning's own validation crops: the rounds' reference
+    batches = retrain_job.validation_batches(OmegaConf.merge(cfg, {"scale": scale}), Dist())
+    fmt = memory_format(cfg.get("channels_last", True))
+    val = retrain_job.validate(model.to(device, memory_format=fmt), batches, scale, Dist(), fmt)
+    rows = [{"round": 0, **measure(load_source(source)[0], scale), "val_psnr": val,
+             "val_psnr_tuned": None}]
+    print(f"round 0 ({arch['name']} x{scale}, {source}): val {val:.2f} dB")
+    for k in range(1, cfg.rounds + 1):
+        model, arch = lighten_once(model.cpu(), arch, cfg)
+        folder = run_dir / f"round_{k}"
+        start = folder / "start.pt"
+        save_atomic({"arch": arch, "model": model.state_dict()}, start)
+        summary = retrain_job.run(round_config(cfg, start, scale), folder)
+        cut_psnr = read_metrics(folder)[0]["val_psnr"]
+        tuned = folder / retrain_job.BEST
+        result = tuned if tuned.is_file() else start  # train.epochs=0: no fine-tuning
+        rows.append({"round": k, **measure(load_model(result)[0], scale), "val_psnr": cut_psnr,
+                     "val_psnr_tuned": summary["best_val_psnr"] if tuned.is_file() else None})
+        model = load_model(result)[0]
+        print(table(rows[-1:]).splitlines()[-1])
+    shutil.copyfile(result, run_dir / RESULT)
+    text = table(rows)
+    print(f"\n{text}\n\n{run_dir / RESULT}: {cfg.method} of {source}")
+    (run_dir / "rounds.md").write_text(text + "\n")
+    summary = {"source": str(source), "method": cfg.method, "arch": arch, "rounds": rows,
+               "checkpoint": str(run_dir / RESULT)}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
