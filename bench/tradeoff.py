@@ -1,0 +1,146 @@
+"""PSNR against parameters and against CPU latency, for every model evaluated.
+
+    python -m bench.tradeoff [LABEL=]EVAL_RUN ... [--extra POINTS.json] [--out DIR]
+
+Each ``EVAL_RUN`` is a folder written by ``nas-sr evaluate`` (its ``results.json`` gives
+the model, its size and its Set5/Set14 PSNR); the model is loaded again and timed here.
+``--extra`` adds models evaluated elsewhere: a JSON list of ``{"label", "arch", "Set5",
+"Set14"}``, timed as an untrained model of that arch (dense latency does not depend on the
+weights). Latency: median of interleaved runs on one random LR image, masks folded,
+channels_last, the threads torch is given (``OMP_NUM_THREADS``). Pruned models are placed
+at their nonzero parameters, and timed as they run: dense kernels multiply the zeros too.
+Writes ``tradeoff_params.png`` and ``tradeoff_latency.png`` and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from torch import nn
+
+from bench.timing import interleaved, machine
+from nas_sr.archs import build_model
+from nas_sr.complexity import complexity, human
+from nas_sr.inference import load_predictor
+from nas_sr.lighten import fold_masks
+
+FAMILY_COLORS = {"bicubic": "tab:gray", "srcnn": "tab:blue", "vdsr": "tab:purple",
+                 "edsr_baseline": "tab:brown", "msrn": "tab:red", "smsrn": "tab:red",
+                 "cell": "tab:green"}
+
+
+@dataclass
+class Point:
+    label: str
+    family: str
+    params: int | None  # nonzero parameters; None for bicubic
+    mult_adds: int | None
+    set5: float
+    set14: float
+    model: nn.Module
+    latency_ms: float = float("nan")
+
+
+def describe(arch: dict[str, Any] | None) -> str:
+    """'srcnn, pruned (std, 4 rounds)' from an arch spec; 'bicubic' for none."""
+    if not arch:
+        return "bicubic"
+    parts = []
+    if arch.get("separable"):
+        parts.append("separable")
+    if arch.get("shrink"):
+        parts.append("channels cut")
+    if p := arch.get("prune"):
+        parts.append(f"pruned ({p['criterion']}, {p['rounds']} rounds)")
+    return arch["name"] + (f", {', '.join(parts)}" if parts else "")
+
+
+def from_run(spec: str) -> Point:
+    label, _, folder = spec.rpartition("=")
+    results = json.loads((Path(folder) / "results.json").read_text())
+    arch, scale = results["arch"], results["scale"]
+    predictor = load_predictor(results["model"], scale)
+    model = fold_masks(predictor.model)
+    return Point(label or describe(arch), arch["name"] if arch else "bicubic",
+                 results.get("nonzero_params") or results["params"], results["mult_adds"],
+                 results["sets"]["Set5"]["psnr"], results["sets"]["Set14"]["psnr"],
+                 model.to(memory_format=torch.channels_last))
+
+
+def from_extra(entry: dict[str, Any]) -> Point:
+    model = build_model(entry["arch"]).eval()
+    sizes = complexity(model, int(entry["arch"]["scale"]))
+    return Point(entry["label"], entry["arch"]["name"], sizes["nonzero_params"],
+                 sizes["mult_adds"], entry["Set5"], entry["Set14"],
+                 model.to(memory_format=torch.channels_last))
+
+
+def time_all(points: list[Point], lr_size: int, repeats: int) -> None:
+    lr = torch.rand(1, 3, lr_size, lr_size).contiguous(memory_format=torch.channels_last)
+    fns = {p.label: (lambda m=p.model: m(lr)) for p in points}
+    with torch.inference_mode():
+        for label, seconds in interleaved(fns, repeats, warmup=1).items():
+            next(p for p in points if p.label == label).latency_ms = 1e3 * seconds
+
+
+def figure(points: list[Point], x: str, xlabel: str, title: str) -> Figure:
+    fig = Figure(figsize=(8, 5), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.set(title=title, xlabel=xlabel, ylabel="Set5 x2 PSNR (dB, Y)", xscale="log")
+    ax.grid(alpha=0.3, which="both")
+    for p in points:
+        value = getattr(p, x)
+        if value is None:  # bicubic has no parameters: a line at its PSNR
+            ax.axhline(p.set5, color=FAMILY_COLORS["bicubic"], ls="--", lw=1)
+            ax.annotate("bicubic", (0.01, p.set5), xycoords=("axes fraction", "data"),
+                        xytext=(0, 3), textcoords="offset points", fontsize=8)
+            continue
+        ax.scatter(value, p.set5, color=FAMILY_COLORS.get(p.family, "k"), zorder=3)
+        ax.annotate(p.label, (value, p.set5), xytext=(4, 3), textcoords="offset points",
+                    fontsize=7)
+    return fig
+
+
+def table(points: list[Point], lr_size: int) -> str:
+    lines = [f"| model | nonzero params | Mult-Adds (1280x720) | CPU latency, {lr_size}x"
+             f"{lr_size} LR (ms) | Set5 x2 | Set14 x2 |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {p.label} | {human(p.params)} | {human(p.mult_adds)} | "
+              f"{p.latency_ms:,.1f} | {p.set5:.2f} | {p.set14:.2f} |" for p in points]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="[LABEL=]folder of a nas-sr evaluate run")
+    parser.add_argument("--extra", type=Path, help="JSON list of models evaluated elsewhere")
+    parser.add_argument("--out", type=Path, default=Path("."), help="folder for the PNGs")
+    parser.add_argument("--lr-size", type=int, default=128, help="side of the timed LR image")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    points = [from_run(r) for r in args.runs]
+    if args.extra:
+        points += [from_extra(e) for e in json.loads(args.extra.read_text())]
+    time_all(points, args.lr_size, args.repeats)
+    points.sort(key=lambda p: p.latency_ms)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for x, xlabel, stem in (
+            ("params", "parameters (nonzero)", "tradeoff_params"),
+            ("latency_ms", f"CPU latency, {args.lr_size}x{args.lr_size} LR -> x2 (ms)",
+             "tradeoff_latency")):
+        figure(points, x, xlabel, f"PSNR against {xlabel.split(',')[0]}").savefig(
+            args.out / f"{stem}.png")
+    print(f"{machine()}\n\n{table(points, args.lr_size)}")
+
+
+if __name__ == "__main__":
+    main()
