@@ -101,10 +101,12 @@ class PerFilterStd(prune.BasePruningMethod):
     """Seed 003's criterion: in each filter, zero the weights with ``|w| < k * std``.
 
     A filter is one output channel of a conv (``weight[o]``); its standard deviation is the
-    population one (divided by n) over the weights it still has, so every round of
-    prune -> retrain cuts again. ``PRUNING_TYPE = "global"`` makes torch hand this method
-    the whole tensor and the current mask (an "unstructured" method would get the unpruned
-    entries flattened, and lose which filter each came from).
+    population one (divided by n) of the filter as it stands, pruned weights counting as
+    zeros. So a round after fine-tuning cuts only what training moved below the threshold
+    (reading the std over the survivors alone instead cut SRCNN from 3,206 weights to 18 in
+    its second round, docs/RESULTS.md). ``PRUNING_TYPE = "global"`` makes torch hand this
+    method the whole tensor and the current mask (an "unstructured" method would get the
+    unpruned entries flattened, and lose which filter each came from).
     """
 
     PRUNING_TYPE = "global"
@@ -115,12 +117,9 @@ class PerFilterStd(prune.BasePruningMethod):
         self.k = k
 
     def compute_mask(self, t: torch.Tensor, default_mask: torch.Tensor) -> torch.Tensor:
-        alive = default_mask.flatten(1).bool()
-        w = t.detach().flatten(1)
-        n = alive.sum(1, keepdim=True).clamp(min=1)
-        mean = (w * alive).sum(1, keepdim=True) / n
-        std = (((w - mean) * alive) ** 2).sum(1, keepdim=True).div(n).sqrt()
-        keep = alive & (w.abs() >= self.k * std)
+        w = (t.detach() * default_mask).flatten(1)
+        std = w.std(1, correction=0, keepdim=True)
+        keep = default_mask.flatten(1).bool() & (w.abs() >= self.k * std)
         return keep.view_as(default_mask).to(default_mask.dtype)
 
 

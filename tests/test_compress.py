@@ -54,12 +54,16 @@ def test_std_threshold_prunes_exactly_the_weights_below_k_filter_stds():
             # 100x smaller: its own std, 0.0184, keeps +-0.03 (a global cut would take all)
             [0.03, -0.03, 0.01, -0.01, 0.005, 0.0]]).view(2, 1, 1, 6))
     lighten.PerFilterStd.apply(conv, "weight", k=1.0)
-    keep = conv.weight_mask.view(2, 6).tolist()
-    assert keep == [[1, 1, 0, 0, 1, 1], [1, 1, 0, 0, 0, 0]]
-    # round 2 measures the survivors only: filter 0's std is now sqrt(28.58 / 4) = 2.673
-    # (with its zeros counted it would be 2.18, and 2.3 would stay)
+    assert conv.weight_mask.view(2, 6).tolist() == [[1, 1, 0, 0, 1, 1], [1, 1, 0, 0, 0, 0]]
+    # fine-tuning moved weights: 2.3 -> 2.2, and a pruned one's stored value to 10 (masked)
+    with torch.no_grad():
+        conv.weight_orig[0, 0, 0, 4:] = torch.tensor([2.2, -2.2])
+        conv.weight_orig[0, 0, 0, 2] = 10.0
+    # round 2: the filter as it stands, zeros included: [3, -3, 0, 0, 2.2, -2.2] has std
+    # sqrt(27.68 / 6) = 2.148, so 2.2 stays (over the 4 survivors alone it would be 2.63)
     lighten.PerFilterStd.apply(conv, "weight", k=1.0)
-    assert conv.weight_mask.view(2, 6).tolist() == [[1, 1, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0]]
+    assert conv.weight_mask.view(2, 6).tolist() == [[1, 1, 0, 0, 1, 1], [1, 1, 0, 0, 0, 0]]
+    lighten.PerFilterStd.apply(conv, "weight", k=1.1)  # 2.2 < 1.1 * 2.148 = 2.363
     assert conv.weight.view(2, 6)[0].tolist() == [3.0, -3.0, 0, 0, 0, 0]
 
 
