@@ -72,8 +72,10 @@ def check_options(cfg: DictConfig, arch: dict[str, Any]) -> None:
             raise ConfigError(f"{cfg.checkpoint} is already "
                               f"{'separable' if arch.get('separable') else 'pruned'}; "
                               "convert a dense model (and prune after, if at all)")
-        if not lighten.separable_candidates(build_model(arch)):
-            raise ConfigError(f"{cfg.checkpoint}: no k x k conv (k > 1) to make separable")
+        if not lighten.separable_candidates(build_model(arch), cfg.separable.keep_ends):
+            raise ConfigError(f"{cfg.checkpoint}: no k x k conv (k > 1) to make separable"
+                              + (" between the first and the last (separable.keep_ends)"
+                                 if cfg.separable.keep_ends else ""))
         return
     if cfg.prune.criterion not in CRITERIA:
         raise ConfigError(f"prune.criterion={cfg.prune.criterion!r}; use one of "
@@ -87,8 +89,9 @@ def lighten_once(model: nn.Module, arch: dict[str, Any], cfg: DictConfig
                  ) -> tuple[nn.Module, dict[str, Any]]:
     """One round's cut or conversion; returns the lighter model and its arch spec."""
     if cfg.method == "separable":
-        lighten.to_separable(model, fit=cfg.separable.fit)
-        return model, {**arch, "separable": {"fit": bool(cfg.separable.fit)}}
+        options = {"fit": bool(cfg.separable.fit), "keep_ends": bool(cfg.separable.keep_ends)}
+        lighten.to_separable(model, **options)
+        return model, {**arch, "separable": options}
     p = cfg.prune
     if p.criterion == "channels":
         shrink, state = lighten.cut_channels(model, p.amount)

@@ -120,9 +120,16 @@ def test_separable_conversion_keeps_shapes_and_gives_the_expected_params():
     assert count_params(srcnn) == (3 * 81 + 3 * 64 + 64) + (64 * 25 + 64 * 32 + 32) + (
         32 * 25 + 32 * 3 + 3)
     assert srcnn(x).shape == shape == (1, 3, 18, 22)
-    cell = build_model({**CELL, "separable": {"fit": False}})  # from the spec, as loaded
+    cell = build_model(CELL)
+    assert lighten.separable_candidates(cell) == [  # the sep op's depthwise conv is not one
+        "head", "cells.0.edges.0.0.conv_3x3.1", "cells.0.edges.1.0.dil_conv_3x3.1",
+        "cells.1.edges.0.0.conv_3x3.1", "cells.1.edges.1.0.dil_conv_3x3.1", "tail.0"]
+    assert lighten.separable_candidates(cell, keep_ends=True) == (
+        lighten.separable_candidates(cell)[1:-1])
+    cell = build_model({**CELL, "separable": {"fit": False, "keep_ends": True}})  # as loaded
     assert cell(x).shape == (1, 3, 18, 22)
-    assert not lighten.separable_candidates(cell)  # the sep op's depthwise conv stays
+    assert type(cell.head) is nn.Conv2d and type(cell.tail[0]) is nn.Conv2d
+    assert not lighten.separable_candidates(cell, keep_ends=True)
     # seed 002's published sizes, x4: MSRN 6,078,019 and SMSRN 888,929 (14.63%)
     assert count_params(MSRN(4)) == 6_078_019
     assert count_params(build_model({"name": "smsrn", "scale": 4})) == 888_929
@@ -258,7 +265,7 @@ def test_separable_and_channel_jobs_from_an_exported_cell(image_folder, tmp_path
     before, after = summary["rounds"]
     assert after["params"] < before["params"] and after["mult_adds"] < before["mult_adds"]
     model, state = load_model(tmp_path / "sep" / "compressed.pt")
-    assert state["arch"]["separable"] == {"fit": True}
+    assert state["arch"]["separable"] == {"fit": True, "keep_ends": True}
     assert any(isinstance(m, lighten.SeparableConv2d) for m in model.modules())
 
     source = checkpoint(tmp_path / "srcnn.pt", {"name": "srcnn", "scale": 2})
@@ -288,7 +295,8 @@ def test_bad_options_are_refused_with_the_option_named(image_folder, tmp_path, o
 
 
 def test_already_lightened_models_are_refused_where_it_makes_no_sense(image_folder, tmp_path):
-    sep = checkpoint(tmp_path / "sep.pt", {"name": "srcnn", "scale": 2, "separable": True})
+    sep = checkpoint(tmp_path / "sep.pt", {"name": "srcnn", "scale": 2,
+                                           "separable": {"fit": True, "keep_ends": False}})
     with pytest.raises(ConfigError, match="already separable"):
         compress.check_options(compress_cfg(image_folder, sep, "method=separable"),
                                {"name": "srcnn", "separable": True})
