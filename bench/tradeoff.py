@@ -6,8 +6,9 @@ Each ``EVAL_RUN`` is a folder written by ``nas-sr evaluate`` (its ``results.json
 the model, its size and its Set5/Set14 PSNR); the model is loaded again and timed here.
 ``--extra`` adds models evaluated elsewhere: a JSON list of ``{"label", "arch", "Set5",
 "Set14"}``, timed as an untrained model of that arch (dense latency does not depend on the
-weights). Latency: median of interleaved runs on one random LR image, masks folded,
-channels_last, the threads torch is given (``OMP_NUM_THREADS``). Pruned models are placed
+weights). Latency: median of interleaved runs on one random LR image, every model eager
+(an exported one rebuilt from its arch), masks folded, channels_last, the threads torch
+is given (``OMP_NUM_THREADS``). Pruned models are placed
 at their nonzero parameters, and timed as they run: dense kernels multiply the zeros too.
 Writes ``tradeoff_params.png`` and ``tradeoff_latency.png`` and prints a markdown table.
 """
@@ -28,6 +29,7 @@ from torch import nn
 from bench.timing import interleaved, machine
 from nas_sr.archs import build_model
 from nas_sr.complexity import complexity, human
+from nas_sr.compress import load_source
 from nas_sr.inference import load_predictor
 from nas_sr.lighten import fold_masks
 
@@ -66,8 +68,9 @@ def from_run(spec: str) -> Point:
     label, _, folder = spec.rpartition("=")
     results = json.loads((Path(folder) / "results.json").read_text())
     arch, scale = results["arch"], results["scale"]
-    predictor = load_predictor(results["model"], scale)
-    model = fold_masks(predictor.model)
+    # every model timed eager (an exported one rebuilt from its arch), so they compare
+    model = (fold_masks(load_source(Path(results["model"]))[0]) if arch
+             else load_predictor("bicubic", scale).model)
     return Point(label or describe(arch), arch["name"] if arch else "bicubic",
                  results.get("nonzero_params") or results["params"], results["mult_adds"],
                  results["sets"]["Set5"]["psnr"], results["sets"]["Set14"]["psnr"],
@@ -77,7 +80,7 @@ def from_run(spec: str) -> Point:
 def from_extra(entry: dict[str, Any]) -> Point:
     model = build_model(entry["arch"]).eval()
     sizes = complexity(model, int(entry["arch"]["scale"]))
-    return Point(entry["label"], entry["arch"]["name"], sizes["nonzero_params"],
+    return Point(entry["label"], entry["arch"]["name"], sizes["params"],  # untrained: dense
                  sizes["mult_adds"], entry["Set5"], entry["Set14"],
                  model.to(memory_format=torch.channels_last))
 
@@ -96,16 +99,25 @@ def figure(points: list[Point], x: str, xlabel: str, title: str) -> Figure:
     ax = fig.add_subplot()
     ax.set(title=title, xlabel=xlabel, ylabel="Set5 x2 PSNR (dB, Y)", xscale="log")
     ax.grid(alpha=0.3, which="both")
+    shown = [p for p in points if getattr(p, x) is not None]
     for p in points:
-        value = getattr(p, x)
-        if value is None:  # bicubic has no parameters: a line at its PSNR
+        if getattr(p, x) is None:  # bicubic has no parameters: a line at its PSNR
             ax.axhline(p.set5, color=FAMILY_COLORS["bicubic"], ls="--", lw=1)
             ax.annotate("bicubic", (0.01, p.set5), xycoords=("axes fraction", "data"),
                         xytext=(0, 3), textcoords="offset points", fontsize=8)
-            continue
-        ax.scatter(value, p.set5, color=FAMILY_COLORS.get(p.family, "k"), zorder=3)
-        ax.annotate(p.label, (value, p.set5), xytext=(4, 3), textcoords="offset points",
-                    fontsize=7)
+    ax.scatter([getattr(p, x) for p in shown], [p.set5 for p in shown], zorder=3,
+               color=[FAMILY_COLORS.get(p.family, "k") for p in shown])
+    fig.canvas.draw()  # fix the limits, so label positions in pixels hold
+    placed: list[tuple[float, float]] = []
+    for p in sorted(shown, key=lambda p: (getattr(p, x), -p.set5)):
+        px, py = ax.transData.transform((getattr(p, x), p.set5))
+        dy = 3.0  # points above the marker; lower while another label sits there
+        while any(abs(px - qx) < 100 and abs(py + dy * fig.dpi / 72 - qy) < 14
+                  for qx, qy in placed):
+            dy -= 9
+        placed.append((px, py + dy * fig.dpi / 72))
+        ax.annotate(p.label, (getattr(p, x), p.set5), xytext=(4, dy),
+                    textcoords="offset points", fontsize=7)
     return fig
 
 

@@ -316,3 +316,29 @@ def test_msrn_and_smsrn_train_through_the_retrain_job(image_folder, tmp_path, na
     assert any(isinstance(m, lighten.SeparableConv2d) for m in net.modules()) == (
         name == "smsrn")
     assert not prune.is_pruned(net)
+
+
+def test_tradeoff_plots_pruned_models_at_their_nonzero_params(pruned_run, tmp_path,
+                                                              monkeypatch, capsys):
+    from bench import tradeoff
+
+    root, _ = pruned_run
+    for name in ("Set5", "Set14"):
+        bench = make_set(tmp_path / "bench", name)
+    for name, model in (("dense", root / "dense.pt"), ("pruned", root / "run" / "compressed.pt"),
+                        ("bicubic", "bicubic")):
+        (tmp_path / name).mkdir()
+        evaluate.run(make_cfg("evaluate", f"model={model}", f"benchmark_root={bench}",
+                              "scale=2"), tmp_path / name)
+    monkeypatch.setattr(sys, "argv", ["tradeoff", f"SRCNN={tmp_path / 'dense'}",
+                                      str(tmp_path / "pruned"), str(tmp_path / "bicubic"),
+                                      "--out", str(tmp_path / "fig"), "--lr-size", "16",
+                                      "--repeats", "1"])
+    tradeoff.main()
+    assert {p.name for p in (tmp_path / "fig").iterdir()} == {"tradeoff_params.png",
+                                                             "tradeoff_latency.png"}
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in
+            capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line}
+    assert rows["SRCNN"][1] == "69.25K" and rows["bicubic"][1] == "-"
+    pruned = rows["srcnn, pruned (std, 2 rounds)"]
+    assert float(pruned[1].rstrip("K")) < 69.25 and pruned[2] == rows["SRCNN"][2]
