@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import nn
 
@@ -32,6 +31,7 @@ from nas_sr.complexity import complexity, human
 from nas_sr.compress import load_source
 from nas_sr.inference import load_predictor
 from nas_sr.lighten import fold_masks
+from nas_sr.plot import new_axes
 
 FAMILY_COLORS = {"bicubic": "tab:gray", "srcnn": "tab:blue", "vdsr": "tab:purple",
                  "edsr_baseline": "tab:brown", "msrn": "tab:red", "smsrn": "tab:red",
@@ -94,10 +94,8 @@ def time_all(points: list[Point], lr_size: int, repeats: int) -> None:
 
 
 def figure(points: list[Point], x: str, xlabel: str, title: str) -> Figure:
-    fig = Figure(figsize=(8, 5), dpi=120, layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    ax.set(title=title, xlabel=xlabel, ylabel="Set5 x2 PSNR (dB, Y)", xscale="log")
+    fig, ax = new_axes(title, xlabel, "Set5 x2 PSNR (dB, Y)", size=(8, 5))
+    ax.set_xscale("log")
     ax.grid(alpha=0.3, which="both")
     shown = [p for p in points if getattr(p, x) is not None]
     for p in points:
