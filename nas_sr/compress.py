@@ -35,39 +35,31 @@ from nas_sr.checkpoint import save_atomic
 from nas_sr.complexity import complexity, human
 from nas_sr.distributed import Dist
 from nas_sr.inference import load_predictor
+from nas_sr.options import check_patch
 from nas_sr.runlog import read_metrics
 from nas_sr.runtime import ConfigError, memory_format, resolve_device, set_threads
 
-METHODS = ("prune", "separable")
-CRITERIA = ("std", "magnitude", "channels")
 RESULT = "compressed.pt"
 
 
 def load_source(path: Path) -> tuple[nn.Module, dict[str, Any]]:
     """(model, arch) of a retrain checkpoint or an exported ``model.pt2``.
 
-    An export keeps its weights under the original names, so the model is rebuilt from the
-    arch spec stored inside it; an exported pruned model has its masks folded into zeros.
+    An exported pruned model has its masks folded into zeros: its model, as ``nas_sr.pt2``
+    rebuilds it, has plain weights, and its arch spec here says so (no ``prune``).
     """
     predictor = load_predictor(str(path), channels_last=False)
     arch = dict(predictor.arch)
-    if path.suffix != ".pt2":
-        return predictor.model, arch
-    arch.pop("prune", None)
-    model = build_model(arch)
-    model.load_state_dict(predictor.model.state_dict())
-    return model, arch
+    return predictor.model, lighten.folded(arch) if path.suffix == ".pt2" else arch
 
 
-def check_options(cfg: DictConfig, arch: dict[str, Any]) -> None:
-    """Refuse what cannot be done before any work, naming the option to change."""
-    if cfg.method not in METHODS:
-        raise ConfigError(f"method={cfg.method!r}; use one of {', '.join(METHODS)}")
-    if not isinstance(cfg.rounds, int) or cfg.rounds < 1:
-        raise ConfigError(f"rounds must be an integer >= 1, got {cfg.rounds!r}")
+def check_source(cfg: DictConfig, arch: dict[str, Any]) -> None:
+    """Refuse what cannot be done to this model before any work, naming the option to change.
+
+    The options alone are checked before the model is read (``nas_sr.options``).
+    """
+    check_patch(cfg, "train.patch_size", int(arch["scale"]))
     if cfg.method == "separable":
-        if cfg.rounds != 1:
-            raise ConfigError("method=separable converts once: rounds=1")
         if arch.get("separable") or arch.get("prune"):
             raise ConfigError(f"{cfg.checkpoint} is already "
                               f"{'separable' if arch.get('separable') else 'pruned'}; "
@@ -76,11 +68,7 @@ def check_options(cfg: DictConfig, arch: dict[str, Any]) -> None:
             raise ConfigError(f"{cfg.checkpoint}: no k x k conv (k > 1) to make separable"
                               + (" between the first and the last (separable.keep_ends)"
                                  if cfg.separable.keep_ends else ""))
-        return
-    if cfg.prune.criterion not in CRITERIA:
-        raise ConfigError(f"prune.criterion={cfg.prune.criterion!r}; use one of "
-                          f"{', '.join(CRITERIA)}")
-    if cfg.prune.criterion == "channels" and arch.get("prune"):
+    elif cfg.prune.criterion == "channels" and arch.get("prune"):
         raise ConfigError(f"{cfg.checkpoint} has weight masks; cut channels first, then "
                           "prune weights")
 
@@ -155,7 +143,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                                 "checkpoint=runs/retrain/.../best.pt method=prune|separable")
     source = Path(cfg.checkpoint).expanduser()
     model, arch = load_source(source)
-    check_options(cfg, arch)
+    check_source(cfg, arch)
     scale, device = int(arch["scale"]), resolve_device(cfg.device)
     # the source's PSNR on the fine-tuning's own validation crops: the rounds' reference
     batches = retrain_job.validation_batches(OmegaConf.merge(cfg, {"scale": scale}), Dist())

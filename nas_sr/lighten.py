@@ -26,6 +26,8 @@ from torch.nn.utils import prune
 from nas_sr.runtime import ConfigError
 
 LIGHTENINGS = ("separable", "shrink", "prune")  # arch spec keys, in the order they apply
+METHODS = ("prune", "separable")  # what `nas-sr compress` does (method=)
+CRITERIA = ("std", "magnitude", "channels")  # and how it prunes (prune.criterion=)
 # ops that pass channels through one to one: a channel cut before them is cut after them
 CHANNELWISE_MODULES = (nn.ReLU, nn.LeakyReLU)
 CHANNELWISE_FUNCTIONS = (F.relu, torch.relu, F.leaky_relu)
@@ -267,12 +269,27 @@ def cut_channels(model: nn.Module, amount: float) -> tuple[dict[str, Any], dict[
 
 
 def shrink_convs(model: nn.Module, shrink: dict[str, Any]) -> None:
-    """Rebuild the convs a ``shrink`` spec entry names with their cut channel counts."""
+    """Rebuild the convs a ``shrink`` spec entry names with their cut channel counts.
+
+    The entry may come from a stranger's file: anything but ``{conv: {"out": n >= 1,
+    "into": [conv, ...]}}`` naming plain convs of this model is refused.
+    """
+    for name, entry in shrink.items():
+        out = entry.get("out") if isinstance(entry, dict) else None
+        into = entry.get("into") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or isinstance(out, bool) or not isinstance(out, int) \
+                or out < 1 or not isinstance(into, list) \
+                or not all(isinstance(r, str) for r in into):
+            raise ConfigError(f"arch shrink: {name!r}: {entry!r} is not "
+                              "{'out': channels >= 1, 'into': [conv names]}")
     cin = {r: entry["out"] for entry in shrink.values() for r in entry["into"]}
     for name in sorted(set(shrink) | set(cin)):
-        conv = model.get_submodule(name)
+        try:
+            conv = model.get_submodule(name)
+        except AttributeError:
+            conv = None
         if type(conv) is not nn.Conv2d:
-            raise ConfigError(f"shrink: {name} is not a conv of this model")
+            raise ConfigError(f"arch shrink: {name!r} is not a conv of this model")
         _replace(model, name, nn.Conv2d(
             cin.get(name, conv.in_channels), shrink.get(name, {}).get("out", conv.out_channels),
             conv.kernel_size, conv.stride, conv.padding, conv.dilation,
@@ -283,13 +300,26 @@ def shrink_convs(model: nn.Module, shrink: dict[str, Any]) -> None:
 def apply_spec(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
     """Give a freshly built model the structure its ``separable``/``shrink``/``prune``
     entries describe (weights come from the checkpoint after)."""
+    for key in LIGHTENINGS:  # a spec may come from a stranger's file
+        if key in spec and not isinstance(spec[key], dict):
+            raise ConfigError(f"arch {key}={spec[key]!r}: must be a dict, as nas-sr compress "
+                              "writes it")
     if spec.get("separable"):
-        to_separable(model, keep_ends=spec["separable"]["keep_ends"])
+        keep_ends = spec["separable"].get("keep_ends")
+        if not isinstance(keep_ends, bool):
+            raise ConfigError(f"arch separable.keep_ends={keep_ends!r}: must be true or false")
+        to_separable(model, keep_ends=keep_ends)
     if spec.get("shrink"):
         shrink_convs(model, spec["shrink"])
     if spec.get("prune"):
         add_masks(model)
     return model
+
+
+def folded(arch: dict[str, Any]) -> dict[str, Any]:
+    """The arch spec of ``arch``'s model once its weight masks are folded into the weights
+    (:func:`fold_masks`, as ``nas-sr export`` does): the same, without ``prune``."""
+    return {k: v for k, v in arch.items() if k != "prune"}
 
 
 def _replace(model: nn.Module, name: str, new: nn.Module) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from nas_sr.archs import check_scale
+from nas_sr.lighten import CRITERIA, METHODS
 from nas_sr.runtime import ConfigError, resolve_device
 from nas_sr.video import CONTAINERS
 
@@ -52,9 +53,10 @@ def _share(cfg: DictConfig, key: str) -> None:
         raise ConfigError(f"{key}={value}: must be a share between 0 and 1")
 
 
-def _patch(cfg: DictConfig, key: str) -> None:
-    _at_least(cfg, key, 3 * cfg.scale, why=f" (3 x scale, so a crop outlives PSNR's shave of "
-                                           f"{cfg.scale} pixels per border)")
+def check_patch(cfg: DictConfig, key: str, scale: int) -> None:
+    """An HR crop side ``key`` that a x``scale`` model can train and validate on."""
+    _at_least(cfg, key, 3 * scale, why=f" (3 x scale, so a crop outlives PSNR's shave of "
+                                       f"{scale} pixels per border)")
 
 
 def _tile(cfg: DictConfig) -> None:
@@ -81,9 +83,29 @@ def _port(cfg: DictConfig) -> None:
         raise ConfigError(f"port={port}: must be a whole number in 1..65535")
 
 
+def _compress(cfg: DictConfig) -> None:
+    if cfg.method not in METHODS:
+        raise ConfigError(f"method={cfg.method!r}: use one of {', '.join(METHODS)}")
+    _at_least(cfg, "rounds", 1)
+    if cfg.method == "separable":
+        if cfg.rounds != 1:
+            raise ConfigError(f"rounds={cfg.rounds}: method=separable converts once; rounds=1")
+        return
+    if cfg.prune.criterion not in CRITERIA:
+        raise ConfigError(f"prune.criterion={cfg.prune.criterion!r}: use one of "
+                          f"{', '.join(CRITERIA)}")
+    if cfg.prune.criterion == "std":
+        _positive(cfg, "prune.k")
+        return
+    amount = _number(cfg, "prune.amount")
+    if amount is None or not 0 < amount < 1:
+        raise ConfigError(f"prune.amount={amount}: must be a share between 0 and 1, both "
+                          "excluded")
+
+
 def check_options(job: str, cfg: DictConfig) -> None:
     """Raise ConfigError for the first option of ``job`` that cannot work."""
-    if job in ("search", "retrain", "evaluate", "upscale", "export", "serve"):
+    if job in ("search", "retrain", "evaluate", "upscale", "export", "serve", "compress"):
         resolve_device(cfg.device)
         _at_least(cfg, "threads", 1, optional=True)
     if job in ("search", "retrain", "evaluate") or (job == "upscale" and cfg.scale is not None):
@@ -107,19 +129,22 @@ def check_options(job: str, cfg: DictConfig) -> None:
         _at_least(cfg, "search.lr_min", 0, whole=False)
         if "lr" in cfg.controller:
             _positive(cfg, "controller.lr")
-        _patch(cfg, "data.patch_size")
-    if job == "retrain":
-        for key in ("train.epochs", "train.iters_per_epoch", "train.batch_size",
-                    "train.step_epochs"):
+        check_patch(cfg, "data.patch_size", cfg.scale)
+    if job in ("retrain", "compress"):  # compress fine-tunes each round with retrain's recipe
+        _at_least(cfg, "train.epochs", 1 if job == "retrain" else 0)  # compress: 0 = no tuning
+        for key in ("train.iters_per_epoch", "train.batch_size", "train.step_epochs"):
             _at_least(cfg, key, 1)
         _at_least(cfg, "train.val_crops", 1, optional=True)
         _positive(cfg, "train.lr")
         _positive(cfg, "train.gamma")
         _positive(cfg, "train.grad_clip", optional=True)
         _at_least(cfg, "train.lr_min", 0, whole=False)
-        _patch(cfg, "train.patch_size")
-    if job in ("search", "retrain"):
+    if job == "retrain":  # compress: against its model's scale, once the model is read
+        check_patch(cfg, "train.patch_size", cfg.scale)
+    if job in ("search", "retrain", "compress"):
         _at_least(cfg, "data.num_workers", 0)
+    if job == "compress":
+        _compress(cfg)
     if job == "rank":
         for key in ("rank.cells", "rank.pool", "rank.jobs", "rank.bootstrap"):
             _at_least(cfg, key, 1)

@@ -11,6 +11,10 @@ little-endian float32 bytes of each weight, located through the JSON weights con
 The network is rebuilt from this package's own code and the bytes are copied into it;
 every name, shape and byte count must match exactly, or the file is refused. The
 graph, the sample inputs and anything pickled are never read.
+
+A pruned model (``nas-sr compress``) is exported with its weight masks folded into plain
+weights, zeros included; its spec keeps the ``prune`` entry as a record, so the network
+is rebuilt from the folded spec (``lighten.folded``: no masks, the weights' own names).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import torch
 from torch import nn
 
 from nas_sr.archs import build_model, check_arch
+from nas_sr.lighten import folded
 from nas_sr.runtime import ConfigError
 
 # the arch spec, stored inside every model.pt2 that `nas-sr export` writes
@@ -108,7 +113,7 @@ def load_exported(path: Path) -> tuple[nn.Module, dict[str, Any]]:
         try:
             check_arch(arch)
             with torch.device("meta"):  # shapes only: nothing allocated yet
-                expected = build_model(arch, checked=True).state_dict()
+                expected = build_model(folded(arch), checked=True).state_dict()
         except ValueError as e:  # ConfigError, GenotypeError
             raise ModelError(f"{path}: its {EXPORT_METADATA} is not a valid nas-sr arch spec "
                              f"({e}); export the model with `nas-sr export`") from None
@@ -124,6 +129,6 @@ def load_exported(path: Path) -> tuple[nn.Module, dict[str, Any]]:
                 "it was not written by `nas-sr export` for this arch")
         state = {name: _weight(archive, prefix, name, entries[name], tensor, path)
                  for name, tensor in expected.items()}
-    model = build_model(arch, checked=True)
+    model = build_model(folded(arch), checked=True)
     model.load_state_dict(state)
     return model.eval(), arch

@@ -64,6 +64,12 @@ def no_data(monkeypatch):
     ("serve", ["limits.upload_mb=-5"], "limits.upload_mb=-5: must be > 0"),
     ("serve", ["limits.frames=0"], "limits.frames=0: must be a whole number >= 1"),
     ("serve", ["device=tpu"], "device=tpu: not a device"),
+    ("compress", ["method=quantize"], "method='quantize': use one of prune, separable"),
+    ("compress", ["rounds=0"], "rounds=0: must be a whole number >= 1"),
+    ("compress", ["prune.criterion=magnitude", "prune.amount=1"],
+     "prune.amount=1: must be a share between 0 and 1, both excluded"),
+    ("compress", ["train.epochs=-1"], "train.epochs=-1: must be a whole number >= 0"),
+    ("compress", ["train.lr=0"], "train.lr=0: must be > 0"),
 ])
 def test_bad_options_are_refused_before_any_data_is_read(tmp_path, no_data, job, overrides,
                                                          message):

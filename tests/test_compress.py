@@ -15,6 +15,7 @@ from nas_sr.archs import MSRN, build_model, load_model
 from nas_sr.checkpoint import save_atomic
 from nas_sr.cli import run_job
 from nas_sr.complexity import mult_adds
+from nas_sr.inference import load_predictor
 from nas_sr.runtime import ConfigError
 from search_spaces.network import count_params
 
@@ -237,6 +238,11 @@ def test_compressed_checkpoint_goes_through_evaluate_export_upscale_and_retrain(
                     str(tmp_path / "lr.pt"), str(tmp_path / "sr.pt")], check=True, timeout=120)
     with torch.no_grad():
         assert (torch.load(tmp_path / "sr.pt") - model(lr)).abs().max() < 1e-5
+    # nas-sr's own read of it (nas_sr.pt2, no torch.export.load): rebuilt without masks
+    exported = load_predictor(str(tmp_path / "out" / "model.pt2"), 2, channels_last=False)
+    assert exported.arch["prune"]["rounds"] == 2 and not prune.is_pruned(exported.model)
+    with torch.no_grad():
+        assert (exported.model(lr) - model(lr)).abs().max() < 1e-5
 
     write_image(tmp_path / "in" / "a.png", (20, 24))
     upscale.run(make_cfg("upscale", f"model={ckpt}", f"input={tmp_path / 'in'}",
@@ -277,13 +283,37 @@ def test_separable_and_channel_jobs_from_an_exported_cell(image_folder, tmp_path
     assert after["nonzero_params"] == after["params"] < before["params"]
 
 
+@pytest.mark.parametrize("arch", [
+    {"name": "srcnn", "scale": 2, "separable": {"fit": False, "keep_ends": False}},
+    {"name": "srcnn", "scale": 3, "shrink": {"body.0": {"out": 40, "into": ["body.2"]}}},
+    {"name": "msrn", "scale": 2, "blocks": 1, "channels": 4},
+    {"name": "smsrn", "scale": 4, "blocks": 1, "channels": 4},
+], ids=["separable", "shrink", "msrn", "smsrn"])
+def test_lighter_archs_export_and_load_through_the_safe_reader(tmp_path, arch):
+    """A .pt2 is rebuilt from its spec (nas_sr.pt2): every lighter structure must rebuild
+    with exactly the exported weights' names and shapes."""
+    model, _ = load_model(checkpoint(tmp_path / "m.pt", arch))
+    export.run(make_cfg("export", f"checkpoint={tmp_path / 'm.pt'}",
+                        f"output={tmp_path / 'out'}"), tmp_path)
+    exported = load_predictor(str(tmp_path / "out" / "model.pt2"), arch["scale"],
+                              channels_last=False)
+    assert exported.arch == arch
+    lr = torch.rand(1, 3, 11, 13)
+    with torch.no_grad():
+        assert (exported.model(lr) - model.eval()(lr)).abs().max() < 1e-5
+
+
 @pytest.mark.parametrize("overrides, message", [
-    (["method=quantize"], "method='quantize'; use one of prune, separable"),
-    (["prune.criterion=random"], "prune.criterion='random'; use one of std"),
-    (["rounds=0"], "rounds must be an integer >= 1"),
-    (["method=separable", "rounds=2"], "method=separable converts once"),
-    (["prune.k=0"], "prune.k must be > 0"),
-    (["prune.criterion=magnitude", "prune.amount=1.5"], r"prune.amount must be in \(0, 1\)"),
+    (["method=quantize"], "method='quantize': use one of prune, separable"),
+    (["prune.criterion=random"], "prune.criterion='random': use one of std"),
+    (["rounds=0"], "rounds=0: must be a whole number >= 1"),
+    (["method=separable", "rounds=2"], "rounds=2: method=separable converts once"),
+    (["prune.k=0"], "prune.k=0: must be > 0"),
+    (["prune.criterion=magnitude", "prune.amount=1.5"],
+     "prune.amount=1.5: must be a share between 0 and 1, both excluded"),
+    (["prune.criterion=channels", "prune.amount=0"], "prune.amount=0: must be a share"),
+    (["train.epochs=-1"], "train.epochs=-1: must be a whole number >= 0"),
+    (["train.patch_size=4"], r"train.patch_size=4: must be a whole number >= 6 \(3 x scale"),
     (["checkpoint=null"], "checkpoint= is required"),
 ])
 def test_bad_options_are_refused_with_the_option_named(image_folder, tmp_path, overrides,
@@ -298,11 +328,14 @@ def test_already_lightened_models_are_refused_where_it_makes_no_sense(image_fold
     sep = checkpoint(tmp_path / "sep.pt", {"name": "srcnn", "scale": 2,
                                            "separable": {"fit": True, "keep_ends": False}})
     with pytest.raises(ConfigError, match="already separable"):
-        compress.check_options(compress_cfg(image_folder, sep, "method=separable"),
-                               {"name": "srcnn", "separable": True})
+        compress.check_source(compress_cfg(image_folder, sep, "method=separable"),
+                              {"name": "srcnn", "scale": 2, "separable": True})
     with pytest.raises(ConfigError, match="has weight masks; cut channels first"):
-        compress.check_options(compress_cfg(image_folder, sep, "prune.criterion=channels"),
-                               {"name": "srcnn", "prune": {"rounds": 1}})
+        compress.check_source(compress_cfg(image_folder, sep, "prune.criterion=channels"),
+                              {"name": "srcnn", "scale": 2, "prune": {"rounds": 1}})
+    with pytest.raises(ConfigError, match=r"train.patch_size=8: must be .* >= 12 \(3 x scale"):
+        compress.check_source(compress_cfg(image_folder, sep, "train.patch_size=8"),
+                              {"name": "srcnn", "scale": 4})
 
 
 @pytest.mark.parametrize("name", ["msrn", "smsrn"])

@@ -125,3 +125,20 @@ def test_a_tiny_checkpoint_with_a_huge_arch_is_refused_before_allocating(tmp_pat
         load_predictor(str(tmp_path / "huge.pt"))
     with pytest.raises(ConfigError, match="channels=0: must be whole numbers"):
         build_model({"name": "cell", "scale": 2, "channels": 0, "cells": 1, "genotype": {}})
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"separable": 5}, r"arch separable=5: must be a dict"),
+    ({"separable": {"keep_ends": "yes"}}, r"separable.keep_ends='yes': must be true or false"),
+    ({"shrink": {"nope": {"out": 4, "into": []}}}, r"arch shrink: 'nope' is not a conv of"),
+    ({"shrink": {"head": {"out": -1, "into": []}}}, r"arch shrink: 'head': .* is not \{'out'"),
+    ({"shrink": {"head": {"out": 8, "into": "tail"}}}, r"arch shrink: 'head': .* is not \{'out'"),
+    ({"prune": [1]}, r"arch prune=\[1\]: must be a dict"),
+])
+def test_a_pt2_with_a_malformed_lightening_entry_is_refused(tmp_path, extra, message):
+    """``nas-sr compress``'s spec entries rebuild structure: a stranger's are bounded too."""
+    arch = {**load_predictor(str(SHIPPED)).arch, **extra}
+    liar = rewrite(SHIPPED, tmp_path / "model.pt2", lying_metadata(arch))
+    with pytest.raises(ModelError, match=r"nas_sr.json is not a valid nas-sr arch spec .*"
+                                         + message):
+        load_predictor(str(liar))
