@@ -81,13 +81,18 @@ def check_run_folder(run_dir: Path, cfg: DictConfig) -> None:
     """A folder with another run's checkpoints is not silently continued under a new config.
 
     The same command again (a killed sweep re-run) continues it; anything else must say
-    ``resume=`` (which keeps the saved config) or pick a new folder.
+    ``resume=`` (which keeps the saved config) or pick a new folder. A model size that a
+    later nas-sr added to ``archs`` (e.g. msrn) is none the saved run trains, so it is no
+    difference: the same command still continues a run made before it.
     """
     saved = run_dir / "config.yaml"
     if not saved.is_file() or not any(run_dir.glob("*.pt")):
         return
-    old = _flat(OmegaConf.to_container(OmegaConf.load(saved)))
-    new = _flat(OmegaConf.to_container(cfg, resolve=True))
+    old_cfg = OmegaConf.to_container(OmegaConf.load(saved))
+    new_cfg = OmegaConf.to_container(cfg, resolve=True)
+    if isinstance(old_cfg.get("archs"), dict) and isinstance(new_cfg.get("archs"), dict):
+        new_cfg["archs"] = {k: v for k, v in new_cfg["archs"].items() if k in old_cfg["archs"]}
+    old, new = _flat(old_cfg), _flat(new_cfg)
     changed = sorted(k.rstrip(".") for k in old.keys() | new.keys()
                      if old.get(k) != new.get(k) and k != "resume.")  # a resume saves its dir
     if changed:

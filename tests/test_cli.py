@@ -44,6 +44,16 @@ def test_a_folder_with_checkpoints_takes_only_its_own_config(run_dir):
         check_run_folder(run_dir, make_cfg("retrain", "train.lr=0.5", "seed=3"))
 
 
+def test_a_run_made_before_an_arch_was_added_is_continued_by_the_same_command(run_dir):
+    saved = OmegaConf.load(run_dir / "config.yaml")
+    del saved.archs["msrn"]  # as written by a nas-sr without MSRN
+    OmegaConf.save(saved, run_dir / "config.yaml")
+    torch.save({}, run_dir / "last.pt")
+    check_run_folder(run_dir, make_cfg("retrain"))
+    with pytest.raises(ConfigError, match=r"another config \(model differ"):
+        check_run_folder(run_dir, make_cfg("retrain", "model=msrn"))
+
+
 def test_a_run_folder_belongs_to_one_live_process(tmp_path):
     run_dir = tmp_path / "run"
     holder = subprocess.Popen(  # a live run: holds the folder's lock, as runfolder.owned does
