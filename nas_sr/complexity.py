@@ -14,7 +14,6 @@ VDSR) are fed the same LR input and count their convs at HR size on their own.
 from __future__ import annotations
 
 import itertools
-import math
 
 import torch
 from torch import nn
@@ -22,14 +21,8 @@ from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
 from nas_sr.lighten import sparsity
+from search_spaces.cost import HR_SIZE, lr_size
 from search_spaces.network import count_params
-
-HR_SIZE = (720, 1280)  # (height, width) of the output the figures are quoted for
-
-
-def lr_size(scale: int, hr_size: tuple[int, int] = HR_SIZE) -> tuple[int, int]:
-    """LR input for ``hr_size``; rounded up where it does not divide (x3: 427x240 -> 1281x720)."""
-    return math.ceil(hr_size[0] / scale), math.ceil(hr_size[1] / scale)
 
 
 def mult_adds(model: nn.Module, scale: int, hr_size: tuple[int, int] = HR_SIZE) -> int:

@@ -138,9 +138,6 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     set_threads(cfg.threads)
-    if not cfg.checkpoint:
-        raise FileNotFoundError("checkpoint= is required: nas-sr compress "
-                                "checkpoint=runs/retrain/.../best.pt method=prune|separable")
     source = Path(cfg.checkpoint).expanduser()
     model, arch = load_source(source)
     check_source(cfg, arch)

@@ -114,9 +114,6 @@ def model_card(predictor: Predictor, source: Path, sizes: dict[str, int], diff: 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     set_threads(cfg.threads)
-    if not cfg.checkpoint:
-        raise FileNotFoundError("checkpoint= is required: "
-                                "nas-sr export checkpoint=runs/retrain/.../best.pt")
     source = Path(cfg.checkpoint).expanduser()
     if source.suffix == ".pt2":
         raise ModelError(f"{source}: already an exported model; pass a retrain checkpoint")

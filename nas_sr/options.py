@@ -160,3 +160,6 @@ def check_options(job: str, cfg: DictConfig) -> None:
         _positive(cfg, "limits.upload_mb")
         for key in ("limits.pixels", "limits.frames"):
             _at_least(cfg, key, 1)
+    if job in ("export", "compress") and not cfg.checkpoint:
+        raise ConfigError(f"checkpoint= is required: nas-sr {job} "
+                          "checkpoint=runs/retrain/.../best.pt")

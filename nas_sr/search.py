@@ -103,8 +103,8 @@ class Search:
         b = s.budget
         self.budget = {"params": b.params, "mult_adds": b.mult_adds}
         self.cost_width = (b.channels or cfg.archs.cell.channels, b.cells or cfg.archs.cell.cells)
-        # every cell scored in a controller phase: decisions -> (epoch, PSNR then)
-        self.pool: dict[tuple[int, ...], tuple[int, float]] = {}
+        # every cell scored in a controller phase (decisions), in the order first scored
+        self.pool: dict[tuple[int, ...], None] = {}
         # one generator draws every architecture (training children and controller steps)
         self.arch_rng = torch.Generator().manual_seed(cfg.seed)
         self.epoch = 0
@@ -138,7 +138,7 @@ class Search:
             "optimizer": self.optimizer.state_dict(),
             "controller": self.controller.checkpoint_state(),
             "fair_sampler": self.fair.state_dict(),
-            "pool": [[list(k), e, p] for k, (e, p) in self.pool.items()],
+            "pool": [list(k) for k in self.pool],
             "arch_rng": self.arch_rng.get_state(),
             "torch_rng": torch.get_rng_state(),
             "epoch": self.epoch,
@@ -153,7 +153,7 @@ class Search:
         self.controller.load_checkpoint_state(state["controller"])
         # (a checkpoint from before fair sampling and the pool has neither: rank reads those)
         self.fair.load_state_dict(state.get("fair_sampler", {"pending": []}))
-        self.pool = {tuple(k): (e, p) for k, e, p in state.get("pool", [])}
+        self.pool = dict.fromkeys(tuple(k) for k in state.get("pool", []))
         self.arch_rng.set_state(state["arch_rng"])
         torch.set_rng_state(state["torch_rng"])
         self.epoch, self.controller_step = state["epoch"], state["controller_step"]
@@ -197,8 +197,8 @@ class Search:
         """The policy's draw for a ``policy_mix`` share of minibatches after warm-up, else
         the fair sampler's (``search.sampler=fair``) or a uniform draw."""
         s = self.cfg.search
-        if self.learns and not self.in_warmup and s.policy_mix > 0 and (
-                s.policy_mix >= 1 or float(torch.rand((), generator=self.arch_rng)) < s.policy_mix):
+        if (self.learns and not self.in_warmup
+                and float(torch.rand((), generator=self.arch_rng)) < s.policy_mix):
             with torch.no_grad():
                 return self.controller.sample(self.arch_rng).genotype
         if s.sampler == "fair":
@@ -209,9 +209,8 @@ class Search:
         """Params and Mult-Adds of the standalone network at the retrain width."""
         return genotype_cost(genotype, *self.cost_width, self.cfg.scale)
 
-    def reward(self, psnr: float, genotype: Genotype) -> float:
-        return psnr - over_budget_penalty(self.cost(genotype), self.budget,
-                                          self.cfg.search.budget.beta)
+    def reward(self, psnr: float, cost: dict[str, int]) -> float:
+        return psnr - over_budget_penalty(cost, self.budget, self.cfg.search.budget.beta)
 
     def train_controller(self, log: RunLog) -> list[float]:
         """Score ``steps_per_epoch`` cells; after warm-up, step the policy on each batch of
@@ -232,20 +231,20 @@ class Search:
                      for s in batch]
             for psnr in psnrs:
                 _stop_if(not_finite(psnr), "the reward", self.epoch + 1, self.run_dir)
-            batch_rewards = [self.reward(p, s.genotype) for p, s in zip(psnrs, batch,
-                                                                         strict=True)]
+            costs = [self.cost(s.genotype) for s in batch]
+            batch_rewards = [self.reward(p, c) for p, c in zip(psnrs, costs, strict=True)]
             if warmup:  # the controller only watches: logged, no update
                 stats = [{"reward": r, "entropy": float(s.entropy), "log_prob":
                           float(s.log_prob)} for s, r in zip(batch, batch_rewards, strict=True)]
             else:
                 stats = self.controller.update(batch, batch_rewards)
-            for s, psnr, st in zip(batch, psnrs, stats, strict=True):
+            for s, psnr, cost, st in zip(batch, psnrs, costs, stats, strict=True):
                 self.controller_step += 1
-                self.pool[tuple(s.genotype.to_decisions())] = (self.epoch + 1, psnr)
+                self.pool[tuple(s.genotype.to_decisions())] = None
                 log.log("controller", controller_step=self.controller_step,
                         epoch=self.epoch + 1, warmup=warmup,
                         genotype=s.genotype.to_dict()["nodes"], psnr=psnr,
-                        **self.cost(s.genotype), **st)
+                        **cost, **st)
             rewards += batch_rewards
             bar.update(len(batch))
             bar.set_postfix(reward=f"{batch_rewards[-1]:.2f}")
