@@ -69,6 +69,35 @@ class VDSR(_Interpolated):
         return up + self.body(up)
 
 
+class FSRCNN(nn.Module):
+    """Dong et al. 2016, FSRCNN(d, s, m): on the LR image, a 5x5 feature conv (d), a 1x1
+    shrink (s), m 3x3 maps, a 1x1 expand (d), each with PReLU, then a 9x9 deconvolution
+    of stride ``scale``. RGB in and out here (the paper: Y only), mean-centred like EDSR."""
+
+    def __init__(self, scale: int, d: int = 56, s: int = 12, m: int = 4, colors: int = 3):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(RGB_MEAN).view(1, 3, 1, 1)[:, :colors],
+                             persistent=False)
+        layers: list[nn.Module] = [nn.Conv2d(colors, d, 5, padding=2), nn.PReLU(d),
+                                   nn.Conv2d(d, s, 1), nn.PReLU(s)]
+        for _ in range(m):
+            layers += [nn.Conv2d(s, s, 3, padding=1), nn.PReLU(s)]
+        layers += [nn.Conv2d(s, d, 1), nn.PReLU(d)]
+        self.body = nn.Sequential(*layers)
+        # output side (H-1)*scale - 2*4 + 9 + (scale-1) = H*scale
+        self.deconv = nn.ConvTranspose2d(d, colors, 9, stride=scale, padding=4,
+                                         output_padding=scale - 1)
+        for module in self.body:
+            if isinstance(module, nn.Conv2d):  # He init for PReLU (a=0.25), as the paper
+                nn.init.kaiming_normal_(module.weight, a=0.25, nonlinearity="leaky_relu")
+                nn.init.zeros_(module.bias)
+        nn.init.normal_(self.deconv.weight, std=1e-3)  # the paper's deconvolution init
+        nn.init.zeros_(self.deconv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.deconv(self.body(x - self.mean)) + self.mean
+
+
 class ResBlock(nn.Module):
     """EDSR's block: conv-ReLU-conv, no batch norm, residual scaled by ``res_scale``."""
 
@@ -182,7 +211,7 @@ def check_arch(arch: Any) -> None:
     """Refuse an arch spec that is malformed or builds an unreasonably large network."""
     if not isinstance(arch, dict) or not isinstance(arch.get("name"), str):
         raise ConfigError(f"an arch spec is a dict with a name, got {type(arch).__name__}")
-    for key in ("channels", "cells", "nodes", "blocks", "depth"):
+    for key in ("channels", "cells", "nodes", "blocks", "depth", "d", "s", "m", "colors"):
         value = arch.get(key, 1)
         for v in value if isinstance(value, (list, tuple)) else [value]:
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_SIZE:
@@ -215,8 +244,8 @@ def build_model(arch: dict[str, Any], checked: bool = False) -> nn.Module:
                                      num_cells=spec.pop("cells"), num_nodes=genotype.num_nodes,
                                      **_no_more(spec, name))
     else:
-        kinds = {"srcnn": SRCNN, "vdsr": VDSR, "edsr_baseline": EDSR, "msrn": MSRN,
-                 "smsrn": smsrn}
+        kinds = {"srcnn": SRCNN, "fsrcnn": FSRCNN, "vdsr": VDSR, "edsr_baseline": EDSR,
+                 "msrn": MSRN, "smsrn": smsrn}
         if name not in kinds:
             raise ConfigError(f"unknown model {name!r}; known: cell, {', '.join(kinds)}")
         model = kinds[name](scale, **spec)

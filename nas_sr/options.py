@@ -137,6 +137,10 @@ def check_options(job: str, cfg: DictConfig) -> None:
         _at_least(cfg, "train.val_crops", 1, optional=True)
         _positive(cfg, "train.lr")
         _positive(cfg, "train.gamma")
+        _positive(cfg, "train.minutes", optional=True)
+        if cfg.train.minutes and cfg.train.schedule != "cosine":
+            raise ConfigError(f"train.minutes works with train.schedule=cosine (it follows "
+                              f"the time spent), not {cfg.train.schedule}")
         _positive(cfg, "train.grad_clip", optional=True)
         _at_least(cfg, "train.lr_min", 0, whole=False)
     if job == "retrain":  # compress: against its model's scale, once the model is read

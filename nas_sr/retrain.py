@@ -115,10 +115,16 @@ def init_from(model: nn.Module, path: str | Path) -> list[str]:
     return sorted(set(own) - set(fits))
 
 
-def lr_factor(train: DictConfig, epoch: int) -> float:
-    """Multiplier of ``train.lr`` in ``epoch``: cosine down to ``lr_min``, or steps of ``gamma``."""
+def lr_factor(train: DictConfig, epoch: int, train_s: float = 0.0) -> float:
+    """Multiplier of ``train.lr`` in ``epoch``: cosine down to ``lr_min``, or steps of ``gamma``.
+
+    Under a time budget (``train.minutes``) the cosine follows the share of it spent
+    (``train_s`` seconds), so models of any speed decay fully within the same minutes.
+    """
     if train.schedule == "cosine":
-        return cosine_lr(1.0, train.lr_min / train.lr, epoch, train.epochs)
+        spent, budget = (train_s, 60 * train.minutes) if train.minutes else (epoch, train.epochs)
+        done = min(1.0, spent / budget) if budget else 1.0  # compress may ask for 0 epochs
+        return cosine_lr(1.0, train.lr_min / train.lr, done, 1)
     if train.schedule == "step":
         return train.gamma ** (epoch // train.step_epochs)
     raise ConfigError(f"train.schedule={train.schedule!r}; use cosine or step")
@@ -184,6 +190,8 @@ def validate(model: nn.Module, batches: Batches, scale: int, d: Dist,
 class Retrain:
     """All the state of one training run; ``state_dict`` is exactly what ``last.pt`` holds."""
 
+    clock = staticmethod(time.perf_counter)  # what train.minutes is counted with
+
     def __init__(self, cfg: DictConfig, run_dir: Path, d: Dist, device: torch.device,
                  resume: dict[str, Any] | None):
         self.cfg, self.run_dir, self.dist, self.device = cfg, run_dir, d, device
@@ -209,9 +217,9 @@ class Retrain:
         if t.compile:
             self.net = torch.compile(self.net)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr)
+        self.epoch, self.best_epoch, self.elapsed, self.train_s = 0, 0, 0.0, 0.0
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda epoch: lr_factor(self.cfg.train, epoch))
-        self.epoch, self.best_epoch, self.elapsed = 0, 0, 0.0
+            self.optimizer, lambda epoch: lr_factor(self.cfg.train, epoch, self.train_s))
         self.val_psnr = self.best_psnr = -math.inf
         self.log_offset: int | None = None
         self.crops, self.val_batches = load_data(cfg, d)
@@ -233,11 +241,14 @@ class Retrain:
             "best_psnr": self.best_psnr,
             "best_epoch": self.best_epoch,
             "elapsed": self.elapsed,
+            "train_s": self.train_s,
             "log_offset": self.log_offset,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
+        # checkpoints from before train.minutes counted validation in with training
+        self.train_s = state.get("train_s", state["elapsed"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         # the schedule follows the config, so a resume may lower train.lr (after a divergence)
@@ -245,7 +256,7 @@ class Retrain:
         self.scheduler.base_lrs = [lr] * len(self.optimizer.param_groups)
         for group in self.optimizer.param_groups:
             group["initial_lr"] = lr
-            group["lr"] = lr * lr_factor(self.cfg.train, state["epoch"])
+            group["lr"] = lr * lr_factor(self.cfg.train, state["epoch"], self.train_s)
         torch.set_rng_state(state["rng"])
         self.epoch, self.elapsed, self.log_offset = (
             state["epoch"], state["elapsed"], state["log_offset"])
@@ -266,9 +277,10 @@ class Retrain:
                             sampler=self.sampler, num_workers=self.cfg.data.num_workers,
                             pin_memory=self.device.type == "cuda")
         learning_rate = self.optimizer.param_groups[0]["lr"]
+        start = self.clock()
         self.net.train()
         total = 0.0
-        bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{t.epochs}", leave=False,
+        bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{self.planned()}", leave=False,
                    disable=not (self.cfg.logger.progress and d.is_main))
         for step, (lr_img, hr_img) in enumerate(bar, 1):
             lr_img = lr_img.to(self.device, non_blocking=True, memory_format=self.fmt)
@@ -288,8 +300,19 @@ class Retrain:
             self.optimizer.step()
             total += value
             bar.set_postfix(loss=f"{value:.4f}")
+        self.train_s += self.clock() - start  # before the step: the schedule reads it
         self.scheduler.step()
         return {"loss": total / len(loader), "lr": learning_rate}
+
+    def planned(self) -> str:
+        """The epoch budget as a progress label: ``300``, or ``4.2/15 min``."""
+        t = self.cfg.train
+        return f"{self.train_s / 60:.1f}/{t.minutes:g} min" if t.minutes else str(t.epochs)
+
+    def done(self) -> bool:
+        """The budget is spent: ``train.minutes`` of training time, else ``train.epochs``."""
+        t = self.cfg.train
+        return self.train_s >= 60 * t.minutes if t.minutes else self.epoch >= t.epochs
 
     def validate(self) -> float:
         return validate(self.model, self.val_batches, self.cfg.scale, self.dist, self.fmt)
@@ -337,14 +360,14 @@ def _train(cfg: DictConfig, run_dir: Path, d: Dist, device: torch.device) -> dic
     try:
         untrained = None if resume else trainer.validate()  # every process takes part
         if log and resume:
-            print(f"resuming {run_dir} after epoch {trainer.epoch}/{t.epochs}")
+            print(f"resuming {run_dir} after epoch {trainer.epoch} ({trainer.planned()})")
         elif log:
             log.log("start", model=name, arch=trainer.arch, params=params,
                     device=str(device), world_size=d.world_size, val_psnr=untrained,
                     init_from=cfg.init_from, init_skipped=trainer.init_skipped)
             print(f"{name} x{cfg.scale}: {params:,} params on {d.world_size} x {device}; "
                   f"untrained val PSNR {untrained:.2f} dB")
-        while trainer.epoch < t.epochs:
+        while not trainer.done():
             t0 = time.perf_counter()
             stats = trainer.train_epoch()
             t1 = time.perf_counter()
@@ -356,18 +379,20 @@ def _train(cfg: DictConfig, run_dir: Path, d: Dist, device: torch.device) -> dic
             improved = trainer.end_epoch(val_psnr, t2 - t0)
             if log:
                 log.log("epoch", epoch=trainer.epoch, **stats, val_psnr=val_psnr,
-                        best_psnr=trainer.best_psnr, train_time_s=t1 - t0, val_time_s=t2 - t1)
+                        best_psnr=trainer.best_psnr, train_time_s=t1 - t0, val_time_s=t2 - t1,
+                        train_s=trainer.train_s)
                 trainer.log_offset = log.offset
                 log.flush()
                 trainer.save(improved)
-                print(f"epoch {trainer.epoch}/{t.epochs}: loss {stats['loss']:.4f}, "
+                print(f"epoch {trainer.epoch} ({trainer.planned()}): loss {stats['loss']:.4f}, "
                       f"val {val_psnr:.2f} dB (best {trainer.best_psnr:.2f} at epoch "
                       f"{trainer.best_epoch}), lr {stats['lr']:.2e}, {t1 - t0:.1f}s train "
                       f"+ {t2 - t1:.1f}s val")
         summary = {
             "model": name, "scale": cfg.scale, "params": params, "arch": trainer.arch,
             "best_val_psnr": trainer.best_psnr, "best_epoch": trainer.best_epoch,
-            "epochs": trainer.epoch, "train_time_s": trainer.elapsed,
+            "epochs": trainer.epoch, "steps": trainer.epoch * t.iters_per_epoch,
+            "train_time_s": trainer.elapsed, "train_only_s": trainer.train_s,
             "world_size": d.world_size,
             "validation": f"{t.val_crops} crops" if t.val_crops else "whole images",
         }

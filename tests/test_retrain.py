@@ -8,11 +8,12 @@ import torch
 
 from conftest import QUIET, make_cfg
 from nas_sr import retrain as retrain_mod
-from nas_sr.archs import EDSR, SRCNN, VDSR, build_model, load_model
+from nas_sr.archs import EDSR, FSRCNN, SRCNN, VDSR, build_model, load_model
 from nas_sr.checkpoint import save_atomic
 from nas_sr.cli import run_job
+from nas_sr.options import check_options
 from nas_sr.runlog import read_metrics
-from nas_sr.runtime import TrainingDiverged
+from nas_sr.runtime import TrainingDiverged, cosine_lr
 from search_spaces.genotypes import Genotype, GenotypeError, Node, save_genotype
 from search_spaces.network import CellSRNet, count_params
 from search_spaces.operations import OPS
@@ -65,8 +66,23 @@ def test_cell_needs_a_genotype_and_models_must_exist(tmp_path):
         retrain_mod.model_spec(make_cfg("retrain"))
     with pytest.raises(GenotypeError, match="no such genotype file"):
         retrain_mod.model_spec(make_cfg("retrain", f"genotype={tmp_path / 'nope.json'}"))
-    with pytest.raises(ValueError, match="model='fsrcnn' is unknown"):
-        retrain_mod.model_spec(make_cfg("retrain", "model=fsrcnn"))
+    with pytest.raises(ValueError, match="model='espcn' is unknown"):
+        retrain_mod.model_spec(make_cfg("retrain", "model=espcn"))
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_fsrcnn_has_the_papers_shape_and_weight_count(scale):
+    d, s, m = 56, 12, 4
+    luma = FSRCNN(scale, colors=1)  # the paper's Y-only network: 12,464 weights, any scale
+    weights = sum(p.numel() for name, p in luma.named_parameters() if name.endswith("weight")
+                  and p.dim() == 4)
+    assert weights == 25 * d + d * s + m * 9 * s * s + s * d + 81 * d == 12_464
+    rgb = build_model({"name": "fsrcnn", "scale": scale, "d": d, "s": s, "m": m})
+    biases_prelu = 2 * (d + s + m * s + d) + 3
+    weights = 3 * 25 * d + d * s + m * 9 * s * s + s * d + 3 * 81 * d
+    assert count_params(rgb) == weights + biases_prelu
+    assert rgb(torch.rand(2, 3, 7, 9)).shape == (2, 3, 7 * scale, 9 * scale)
+    assert luma(torch.rand(1, 1, 5, 6)).shape == (1, 1, 5 * scale, 6 * scale)
 
 
 def test_short_retrain_beats_the_untrained_net_on_photographs(genotype_file, tmp_path):
@@ -89,6 +105,7 @@ def test_short_retrain_beats_the_untrained_net_on_photographs(genotype_file, tmp
 
 @pytest.mark.parametrize("model, kind, options", [
     ("srcnn", SRCNN, []),
+    ("fsrcnn", FSRCNN, ["archs.fsrcnn.m=1"]),
     ("vdsr", VDSR, ["archs.vdsr.depth=3", "archs.vdsr.channels=8", "train.grad_clip=0.01",
                     "train.adjustable_clip=true"]),
     ("edsr_baseline", EDSR, ["archs.edsr_baseline.blocks=1", "archs.edsr_baseline.channels=8",
@@ -101,6 +118,20 @@ def test_each_baseline_trains_through_the_job(image_folder, tmp_path, model, kin
     net, state = load_model(tmp_path / "best.pt")
     assert isinstance(net, kind) and state["epoch"] == 1 and summary["model"] == model
     assert net(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
+
+
+def test_a_time_budget_stops_training_and_sets_the_cosine_by_time(image_folder, genotype_file,
+                                                                  tmp_path, monkeypatch):
+    ticks = iter(range(0, 10**6, 10))  # every clock reading 10 s after the last
+    monkeypatch.setattr(retrain_mod.Retrain, "clock", staticmethod(lambda: next(ticks)))
+    cfg = folder_cfg(image_folder, genotype_file, "train.epochs=100", "train.minutes=0.5",
+                     "train.lr=1e-3", "train.lr_min=1e-5")
+    summary = run_job("retrain", cfg, tmp_path)
+    lrs = [r["lr"] for r in epochs(tmp_path)]
+    assert summary["epochs"] == len(lrs) == 3 and summary["train_only_s"] == 30  # not 100
+    assert lrs == pytest.approx([cosine_lr(1e-3, 1e-5, spent, 30) for spent in (0, 10, 20)])
+    with pytest.raises(ValueError, match="train.minutes works with train.schedule=cosine"):
+        check_options("retrain", make_cfg("retrain", "train.minutes=5", "train.schedule=step"))
 
 
 def test_kill_and_resume_equals_an_uninterrupted_run(image_folder, genotype_file, tmp_path,
@@ -127,7 +158,7 @@ def test_kill_and_resume_equals_an_uninterrupted_run(image_folder, genotype_file
     for key in full:
         assert torch.equal(full[key], again[key]), key
     assert epochs(tmp_path / "full") == [
-        {**r, "train_time_s": f["train_time_s"], "val_time_s": f["val_time_s"]}
+        {**r, **{k: f[k] for k in ("train_time_s", "val_time_s", "train_s")}}
         for r, f in zip(epochs(tmp_path / "killed"), epochs(tmp_path / "full"), strict=True)]
     full_summary = json.loads((tmp_path / "full" / "summary.json").read_text())
     assert summary["best_val_psnr"] == full_summary["best_val_psnr"]
