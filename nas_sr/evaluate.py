@@ -69,7 +69,8 @@ def markdown_table(results: dict[str, Any]) -> str:
             f"{human(results['params'])} | {human(results['mult_adds'])} |"
             for name, s in results["sets"].items()]
     return "\n".join([
-        f"model: {results['model']}" + (" (x8 self-ensemble)" if results["self_ensemble"] else ""),
+        f"model: {results['model']} (runtime: {results['runtime']})"
+        + (" (x8 self-ensemble)" if results["self_ensemble"] else ""),
         "",
         f"| set | scale | PSNR (dB) | SSIM | params | Mult-Adds ({HR_SIZE[1]}x{HR_SIZE[0]}) |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -81,7 +82,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     set_threads(cfg.threads)
     device = resolve_device(cfg.device)
     scale = int(cfg.scale)
-    predictor = load_predictor(str(cfg.model), scale, device, cfg.channels_last)
+    predictor = load_predictor(str(cfg.model), scale, device, cfg.channels_last, cfg.runtime)
     root = Path(cfg.benchmark_root).expanduser()
     # `sets=Set5` (no brackets) is one name, not the letters S, e, t, 5
     names = [cfg.sets] if isinstance(cfg.sets, str) else list(cfg.sets)
@@ -91,6 +92,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     results: dict[str, Any] = {
         "model": str(cfg.model), "arch": predictor.arch, "scale": scale,
         "self_ensemble": bool(cfg.self_ensemble), "tile": cfg.tile,
+        "runtime": predictor.runtime,
         "params": sizes.get("params"), "nonzero_params": sizes.get("nonzero_params"),
         "mult_adds": sizes.get("mult_adds"), "sets": {},
     }

@@ -22,9 +22,13 @@ from torch import nn
 from torch.export import Dim, ExportedProgram
 
 from nas_sr.complexity import HR_SIZE, complexity, human
-from nas_sr.inference import Predictor, load_predictor
+from nas_sr.data import builtin_dir
+from nas_sr.images import downscale, load_image, mod_crop
+from nas_sr.inference import Predictor, load_predictor, to_tensor
 from nas_sr.lighten import fold_masks
-from nas_sr.pt2 import EXPORT_METADATA, ModelError
+from nas_sr.onnx_model import ONNX_FILE, OnnxModel, export_onnx, levels_apart, with_metadata
+from nas_sr.options import export_formats
+from nas_sr.pt2 import EXPORT_METADATA
 from nas_sr.runtime import set_threads
 from search_spaces.genotypes import Genotype, save_genotype
 
@@ -79,7 +83,7 @@ def figures(extras: dict[str, Any]) -> dict[str, Any]:
 
 
 def model_card(predictor: Predictor, source: Path, sizes: dict[str, int], diff: float,
-               notes: str = "") -> str:
+               notes: str = "", onnx_check: dict[str, Any] | None = None) -> str:
     arch, s = predictor.arch, predictor.scale
     options = ", ".join(f"{k}={v}" for k, v in arch.items() if k not in ("name", "scale",
                                                                          "genotype"))
@@ -96,6 +100,11 @@ def model_card(predictor: Predictor, source: Path, sizes: dict[str, int], diff: 
         f"| exported with torch | {torch.__version__} |",
         f"| export check | max abs diff vs the eager model {diff:.2e} |",
     ]
+    if onnx_check:
+        lines.append(f"| `model.onnx` check | {onnx_check['differ']} of "
+                     f"{onnx_check['values']:,} 8-bit values differ from eager torch, by at "
+                     f"most {onnx_check['max_levels']} level ({onnx_check['image']}); "
+                     f"{'used' if onnx_check['agrees'] else 'not used'} by runtime=auto |")
     if "genotype" in arch:
         lines += ["", f"Cell (see `genotype.json`): `{Genotype.from_dict(arch['genotype'])}`"]
     lines += ["", "## Load it with plain torch", "",
@@ -115,8 +124,6 @@ def model_card(predictor: Predictor, source: Path, sizes: dict[str, int], diff: 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     set_threads(cfg.threads)
     source = Path(cfg.checkpoint).expanduser()
-    if source.suffix == ".pt2":
-        raise ModelError(f"{source}: already an exported model; pass a retrain checkpoint")
     # read before the slow export, so a wrong path costs nothing
     notes = Path(cfg.card_notes).expanduser().read_text() if cfg.card_notes else ""
     predictor = load_predictor(str(source), channels_last=False)  # trace plain NCHW
@@ -124,12 +131,36 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     out = Path(cfg.output).expanduser() if cfg.output else run_dir
     out.mkdir(parents=True, exist_ok=True)
 
+    formats = export_formats(cfg)
     program = export_model(predictor.model)
     diff = max_abs_diff(predictor.model, program)
     save_exported(program, predictor.arch, out / MODEL_FILE)
+    result: dict[str, Any] = {"model": str(out / MODEL_FILE), "max_abs_diff": diff}
+    if "onnx" in formats:
+        result["onnx"] = save_onnx(predictor, out / ONNX_FILE)
     if "genotype" in predictor.arch:
         save_genotype(Genotype.from_dict(predictor.arch["genotype"]), out / "genotype.json")
     sizes = complexity(predictor.model, predictor.scale)
-    (out / "MODEL_CARD.md").write_text(model_card(predictor, source, sizes, diff, notes))
+    (out / "MODEL_CARD.md").write_text(model_card(predictor, source, sizes, diff, notes,
+                                                  result.get("onnx")))
     print(f"exported {source} -> {out / MODEL_FILE} (max abs diff vs eager {diff:.2e})")
-    return {"model": str(out / MODEL_FILE), "max_abs_diff": diff, **sizes}
+    return {**result, **sizes}
+
+
+def check_image(scale: int) -> tuple[torch.Tensor, str]:
+    """A real photograph's LR (scikit-image's astronaut, 512px, bicubic x1/scale)."""
+    hr = mod_crop(load_image(builtin_dir() / "astronaut.png"), scale)
+    return to_tensor(downscale(hr, scale)), f"scikit-image astronaut, x1/{scale} bicubic"
+
+
+def save_onnx(predictor: Predictor, path: Path) -> dict[str, Any]:
+    """``model.onnx``, with how far ONNX Runtime's 8-bit output is from eager torch's on a
+    real photograph; ``runtime=auto`` runs it in place of torch only when that ``agrees``."""
+    data = export_onnx(predictor.model, predictor.arch)
+    lq, image = check_image(predictor.scale)
+    with torch.inference_mode():
+        check = {**levels_apart(OnnxModel(data)(lq), predictor.model(lq)), "image": image}
+    path.write_bytes(with_metadata(data, {"export_check": check}))
+    print(f"exported {path}: {check['differ']} of {check['values']:,} 8-bit values differ "
+          f"from eager torch (at most {check['max_levels']} level)")
+    return check

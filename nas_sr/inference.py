@@ -8,7 +8,7 @@ Shared by ``evaluate`` and ``upscale``. A model is anything that maps an LR batc
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from torch import nn
 
 from nas_sr.archs import load_model
 from nas_sr.metrics import quantize
+from nas_sr.onnx_model import ONNX_FILE, OnnxModel, export_onnx, read_onnx
 from nas_sr.pt2 import ModelError, load_exported
 from nas_sr.runtime import ConfigError, memory_format
 
@@ -53,11 +54,20 @@ class Predictor:
     arch: dict[str, Any] | None
     extras: dict[str, Any] = field(default_factory=dict)
     channels_last: bool = False  # feed NHWC inputs (faster convs, exported models too)
+    session: OnnxModel | None = None  # runs in place of ``model`` when set (runtime=onnx)
+
+    @property
+    def runtime(self) -> str:
+        return "onnx" if self.session is not None else "eager"
+
+
+RUNTIMES = ("auto", "eager", "onnx")
 
 
 def load_predictor(spec: str, scale: int | None = None, device: torch.device | str = "cpu",
-                   channels_last: bool = True) -> Predictor:
-    """``bicubic``, an exported ``*.pt2`` or a retrain checkpoint, checked against ``scale``."""
+                   channels_last: bool = True, runtime: str = "eager") -> Predictor:
+    """``bicubic``, an exported ``*.pt2`` or a retrain checkpoint, checked against ``scale``,
+    to run on ``runtime`` (see :func:`attach_runtime`)."""
     if spec == "bicubic":
         if scale is None:
             raise ModelError("model=bicubic needs scale=2, 3 or 4")
@@ -83,8 +93,48 @@ def load_predictor(spec: str, scale: int | None = None, device: torch.device | s
         raise ModelError(f"{path}: wrong scale: the model upscales x{model_scale} but "
                          f"scale={scale}; pass scale={model_scale} or a x{scale} model")
     fmt = memory_format(channels_last)
-    return Predictor(model.to(device, memory_format=fmt), model_scale, arch, extras,
-                     channels_last)
+    predictor = Predictor(model.to(device, memory_format=fmt), model_scale, arch, extras,
+                          channels_last)
+    return attach_runtime(predictor, path, torch.device(device), runtime)
+
+
+def attach_runtime(predictor: Predictor, path: Path, device: torch.device, runtime: str
+                   ) -> Predictor:
+    """Run ``predictor`` on ONNX Runtime where asked (``onnx``) or where it is known to be
+    faithful (``auto``: a ``model.onnx`` beside the model file whose export check passed).
+
+    ``runtime=onnx`` without such a file converts the model in memory (seconds). Either way
+    the session is checked against the eager model on a small input before it is used.
+    """
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime={runtime!r}: use one of {', '.join(RUNTIMES)}")
+    beside = path.with_name(ONNX_FILE)
+    if runtime == "eager" or (runtime == "auto" and (device.type != "cpu"
+                                                     or not beside.is_file())):
+        return predictor
+    if device.type != "cpu":
+        raise ConfigError(f"runtime=onnx runs on the CPU (onnxruntime's CPU build); "
+                          f"use runtime=eager with device={device}")
+    if beside.is_file():
+        data, arch, facts = read_onnx(beside)
+        verified = arch == predictor.arch and facts.get("export_check", {}).get("agrees")
+        if runtime == "auto" and not verified:
+            print(f"note: {beside} is not this model's verified export; running eager torch")
+            return predictor
+        if arch != predictor.arch:
+            raise ModelError(f"{beside} was exported from another model than {path}; "
+                             "re-export it (nas-sr export)")
+    else:
+        data = export_onnx(predictor.model.to(memory_format=torch.contiguous_format),
+                           predictor.arch)
+    session = OnnxModel(data)
+    probe = torch.rand(1, 3, 24, 20, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        gap = (session(probe) - predictor.model(probe)).abs().max().item()
+    if gap > 1e-3:
+        raise ModelError(f"{beside if beside.is_file() else path}: ONNX Runtime's output "
+                         f"is {gap:.2g} away from eager torch's; use runtime=eager")
+    return replace(predictor, session=session, channels_last=False)
 
 
 def to_tensor(img: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -153,6 +203,7 @@ def super_resolve(predictor: Predictor, lr: torch.Tensor, *, tile: int | None = 
     ``progress(done, total)`` is called after each tile.
     """
     lr = lr.contiguous(memory_format=memory_format(predictor.channels_last))
-    model: Model = partial(self_ensemble, predictor.model) if ensemble else predictor.model
+    net: Model = predictor.session or predictor.model
+    model: Model = partial(self_ensemble, net) if ensemble else net
     with torch.autocast(lr.device.type, torch.bfloat16, enabled=amp and lr.is_cuda):
         return tiled_forward(model, lr, predictor.scale, tile, overlap, progress).float()

@@ -10,8 +10,9 @@ from typing import Any
 from omegaconf import DictConfig
 
 from nas_sr.archs import check_scale
+from nas_sr.inference import RUNTIMES
 from nas_sr.lighten import CRITERIA, METHODS
-from nas_sr.runtime import ConfigError, resolve_device
+from nas_sr.runtime import CLOCKS, ConfigError, resolve_device
 from nas_sr.video import CONTAINERS
 
 # smallest tile for upscale/evaluate: each tile also computes ``overlap`` pixels of context on
@@ -103,6 +104,14 @@ def _compress(cfg: DictConfig) -> None:
                           "excluded")
 
 
+def export_formats(cfg: DictConfig) -> list[str]:
+    """``format=`` as a list (``onnx`` and ``[pt2, onnx]`` both work); pt2 is always written."""
+    chosen = [cfg.format] if isinstance(cfg.format, str) else list(cfg.format)
+    if unknown := set(chosen) - {"pt2", "onnx"}:
+        raise ConfigError(f"format={cfg.format}: unknown {sorted(unknown)}; use pt2 and/or onnx")
+    return chosen
+
+
 def check_options(job: str, cfg: DictConfig) -> None:
     """Raise ConfigError for the first option of ``job`` that cannot work."""
     if job in ("search", "retrain", "evaluate", "upscale", "export", "serve", "compress"):
@@ -138,6 +147,8 @@ def check_options(job: str, cfg: DictConfig) -> None:
         _positive(cfg, "train.lr")
         _positive(cfg, "train.gamma")
         _positive(cfg, "train.minutes", optional=True)
+        if cfg.train.clock not in CLOCKS:
+            raise ConfigError(f"train.clock={cfg.train.clock!r}: use wall or cpu")
         if cfg.train.minutes and cfg.train.schedule != "cosine":
             raise ConfigError(f"train.minutes works with train.schedule=cosine (it follows "
                               f"the time spent), not {cfg.train.schedule}")
@@ -155,6 +166,10 @@ def check_options(job: str, cfg: DictConfig) -> None:
         _at_least(cfg, "rank.policy_cells", 0)
     if job in ("evaluate", "upscale", "serve"):
         _tile(cfg)
+        if cfg.runtime not in RUNTIMES:
+            raise ConfigError(f"runtime={cfg.runtime!r}: use one of {', '.join(RUNTIMES)}")
+    if job == "export":
+        export_formats(cfg)
     if job in ("upscale", "serve"):
         _video(cfg)
     if job == "serve":

@@ -44,6 +44,7 @@ from nas_sr.lighten import LIGHTENINGS
 from nas_sr.metrics import psnr_y, quantize
 from nas_sr.runlog import RunLog
 from nas_sr.runtime import (
+    CLOCKS,
     ConfigError,
     TrainingDiverged,
     blow_up,
@@ -190,7 +191,6 @@ def validate(model: nn.Module, batches: Batches, scale: int, d: Dist,
 class Retrain:
     """All the state of one training run; ``state_dict`` is exactly what ``last.pt`` holds."""
 
-    clock = staticmethod(time.perf_counter)  # what train.minutes is counted with
 
     def __init__(self, cfg: DictConfig, run_dir: Path, d: Dist, device: torch.device,
                  resume: dict[str, Any] | None):
@@ -218,6 +218,7 @@ class Retrain:
             self.net = torch.compile(self.net)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr)
         self.epoch, self.best_epoch, self.elapsed, self.train_s = 0, 0, 0.0, 0.0
+        self.clock = CLOCKS[t.clock]  # what train.minutes is counted in
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda epoch: lr_factor(self.cfg.train, epoch, self.train_s))
         self.val_psnr = self.best_psnr = -math.inf

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 
 import numpy as np
 import torch
@@ -23,6 +24,11 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={name} asked for, but CUDA is not available; use device=cpu")
     return device
+
+
+# cpu: this process's CPU time, which other jobs on a shared box do not inflate (a fair
+# budget for 1-thread runs; n threads count n times)
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def seed_everything(seed: int) -> None:

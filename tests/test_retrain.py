@@ -13,7 +13,7 @@ from nas_sr.checkpoint import save_atomic
 from nas_sr.cli import run_job
 from nas_sr.options import check_options
 from nas_sr.runlog import read_metrics
-from nas_sr.runtime import TrainingDiverged, cosine_lr
+from nas_sr.runtime import CLOCKS, TrainingDiverged, cosine_lr
 from search_spaces.genotypes import Genotype, GenotypeError, Node, save_genotype
 from search_spaces.network import CellSRNet, count_params
 from search_spaces.operations import OPS
@@ -123,8 +123,9 @@ def test_each_baseline_trains_through_the_job(image_folder, tmp_path, model, kin
 def test_a_time_budget_stops_training_and_sets_the_cosine_by_time(image_folder, genotype_file,
                                                                   tmp_path, monkeypatch):
     ticks = iter(range(0, 10**6, 10))  # every clock reading 10 s after the last
-    monkeypatch.setattr(retrain_mod.Retrain, "clock", staticmethod(lambda: next(ticks)))
+    monkeypatch.setitem(CLOCKS, "cpu", lambda: next(ticks))
     cfg = folder_cfg(image_folder, genotype_file, "train.epochs=100", "train.minutes=0.5",
+                     "train.clock=cpu",
                      "train.lr=1e-3", "train.lr_min=1e-5")
     summary = run_job("retrain", cfg, tmp_path)
     lrs = [r["lr"] for r in epochs(tmp_path)]

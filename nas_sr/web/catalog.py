@@ -24,15 +24,15 @@ class Entry:
 
 
 def _entry(name: str, spec: str, scale: int | None, device: torch.device,
-           channels_last: bool) -> Entry:
-    predictor = load_predictor(spec, scale, device, channels_last)
+           channels_last: bool, runtime: str = "eager") -> Entry:
+    predictor = load_predictor(spec, scale, device, channels_last, runtime)
     params = sum(p.numel() for p in predictor.model.parameters())
     what = f"{params / 1e3:.0f}K params" if params else "reference, no model"
     return Entry(name, f"{name} (x{predictor.scale}, {what})", predictor.scale, predictor)
 
 
 def load_catalog(models_dir: Path, model: str | None, device: torch.device,
-                 channels_last: bool = True) -> dict[str, Entry]:
+                 channels_last: bool = True, runtime: str = "auto") -> dict[str, Entry]:
     """name -> entry, the default first: ``model`` if given, then ``models_dir``'s models
     (a folder's name is its model's name), then bicubic x2/x3/x4.
 
@@ -48,7 +48,7 @@ def load_catalog(models_dir: Path, model: str | None, device: torch.device,
         if name in catalog:
             continue
         try:
-            catalog[name] = _entry(name, spec, None, device, channels_last)
+            catalog[name] = _entry(name, spec, None, device, channels_last, runtime)
         except (ModelError, FileNotFoundError) as e:
             if spec == model:
                 raise

@@ -1,0 +1,135 @@
+"""ONNX export and the ONNX Runtime path of evaluate / upscale (issue 11)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+from test_export_upscale import ARCH, real_lr
+
+from conftest import make_cfg, make_set
+from nas_sr import evaluate, export
+from nas_sr.archs import build_model
+from nas_sr.checkpoint import save_atomic
+from nas_sr.inference import load_predictor, super_resolve, to_tensor
+from nas_sr.onnx_model import levels_apart, load_onnx, read_onnx, with_metadata
+from nas_sr.options import check_options
+from nas_sr.pt2 import EXPORT_METADATA, ModelError
+from nas_sr.runtime import ConfigError
+
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "cell_x2" / "model.pt2"
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A random tiny cell net (every op) exported to model.pt2 + model.onnx."""
+    root = tmp_path_factory.mktemp("onnx")
+    torch.manual_seed(0)
+    save_atomic({"arch": ARCH, "model": build_model(ARCH).state_dict()}, root / "cell.pt")
+    result = export.run(make_cfg("export", f"checkpoint={root / 'cell.pt'}",
+                                 f"output={root / 'out'}"), root)
+    return root / "cell.pt", root / "out", result
+
+
+def test_the_shipped_models_onnx_output_equals_eager_on_a_real_image():
+    eager = load_predictor(str(SHIPPED), 2, runtime="eager")
+    fast = load_predictor(str(SHIPPED), 2, runtime="onnx")
+    assert (eager.runtime, fast.runtime) == ("eager", "onnx")
+    lq = to_tensor(real_lr())
+    sr_eager, sr_onnx = super_resolve(eager, lq), super_resolve(fast, lq)
+    assert (sr_eager - sr_onnx).abs().max() < 1e-4
+    gap = levels_apart(sr_onnx, sr_eager)
+    assert gap["agrees"] and gap["max_levels"] <= 1, gap
+
+
+def test_export_writes_a_checked_onnx_that_runs_like_the_checkpoint(exported):
+    _, out, result = exported
+    model, arch, facts = load_onnx(out / "model.onnx")
+    assert arch == ARCH and facts["export_check"] == result["onnx"]
+    assert result["onnx"]["agrees"] and result["onnx"]["values"] > 100_000  # a real photo
+    lq = to_tensor(real_lr())[..., :37, :53]  # a size other than the traced example
+    eager = load_predictor(str(out / "model.pt2"), runtime="eager").model
+    with torch.inference_mode():
+        assert (model(lq) - eager(lq)).abs().max() < 1e-4
+        assert model(torch.rand(2, 3, 9, 5)).shape == (2, 3, 18, 10)  # dynamic batch too
+    assert "`model.onnx` check" in (out / "MODEL_CARD.md").read_text()
+
+
+def test_runtime_auto_takes_the_verified_onnx_beside_the_model(exported, tmp_path):
+    ckpt, out, _ = exported
+    assert load_predictor(str(out / "model.pt2"), runtime="auto").runtime == "onnx"
+    assert load_predictor(str(out / "model.pt2"), runtime="eager").runtime == "eager"
+    assert load_predictor(str(ckpt), runtime="auto").runtime == "eager"  # no onnx beside it
+    root = make_set(tmp_path / "bench")
+    base = ["evaluate", f"model={out / 'model.pt2'}", f"benchmark_root={root}", "sets=[Tiny]"]
+    runs = {}
+    for runtime in ("auto", "eager"):
+        (tmp_path / runtime).mkdir()
+        runs[runtime] = evaluate.run(make_cfg(*base, f"runtime={runtime}"), tmp_path / runtime)
+    assert (runs["auto"]["runtime"], runs["eager"]["runtime"]) == ("onnx", "eager")
+    assert runs["auto"]["params"] == runs["eager"]["params"] > 0
+    assert runs["auto"]["sets"]["Tiny"]["psnr"] == pytest.approx(
+        runs["eager"]["sets"]["Tiny"]["psnr"], abs=0.01)
+
+
+def test_an_onnx_of_another_model_is_skipped_by_auto_and_refused_by_onnx(exported, tmp_path,
+                                                                          capsys):
+    _, out, _ = exported
+    shutil.copy(out / "model.pt2", tmp_path / "model.pt2")
+    other = {**ARCH, "channels": 4}
+    data = (out / "model.onnx").read_bytes()
+    (tmp_path / "model.onnx").write_bytes(with_metadata(data, {EXPORT_METADATA: other}))
+    assert load_predictor(str(tmp_path / "model.pt2"), runtime="auto").runtime == "eager"
+    assert "not this model's verified export" in capsys.readouterr().out
+    with pytest.raises(ModelError, match="exported from another model"):
+        load_predictor(str(tmp_path / "model.pt2"), runtime="onnx")
+    # an export check that failed keeps auto on eager torch as well
+    failed = {"export_check": {"agrees": False}}
+    (tmp_path / "model.onnx").write_bytes(with_metadata(data, failed))
+    assert load_predictor(str(tmp_path / "model.pt2"), runtime="auto").runtime == "eager"
+
+
+def tiny_onnx(path, *, external=False, domain=""):
+    """A one-node ONNX file with a nas-sr arch in its metadata."""
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [1], [2.0])
+    if external:  # weights to be read from another file: any file on the machine
+        weight = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[1],
+                             data_location=TensorProto.EXTERNAL)
+        weight.external_data.add(key="location", value="/etc/passwd")
+    node = helper.make_node("Mul", ["lq", "w"], ["sr"], domain=domain)
+    graph = helper.make_graph([node], "g",
+                              [helper.make_tensor_value_info("lq", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("sr", TensorProto.FLOAT, None)],
+                              [weight])
+    opsets = [helper.make_opsetid("", 18)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    model = helper.make_model(graph, opset_imports=opsets)
+    helper.set_model_props(model, {EXPORT_METADATA: json.dumps({"name": "srcnn", "scale": 2})})
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_onnx_files_reading_other_files_or_running_custom_ops_are_refused(tmp_path):
+    assert read_onnx(tiny_onnx(tmp_path / "plain.onnx"))[1]["name"] == "srcnn"
+    with pytest.raises(ModelError, match="reads weights from external files"):
+        read_onnx(tiny_onnx(tmp_path / "external.onnx", external=True))
+    with pytest.raises(ModelError, match=r"outside the standard ONNX domain \(\['com.evil'\]"):
+        read_onnx(tiny_onnx(tmp_path / "custom.onnx", domain="com.evil"))
+    (tmp_path / "junk.onnx").write_bytes(b"\x00not protobuf" * 10)
+    with pytest.raises(ModelError, match="junk.onnx: not an ONNX model"):
+        read_onnx(tmp_path / "junk.onnx")
+    bare = onnx.load(tiny_onnx(tmp_path / "bare.onnx"))
+    del bare.metadata_props[:]
+    (tmp_path / "bare.onnx").write_bytes(bare.SerializeToString())
+    with pytest.raises(ModelError, match="no nas_sr.json metadata"):
+        read_onnx(tmp_path / "bare.onnx")
+
+
+def test_runtime_and_format_options_are_checked_up_front():
+    with pytest.raises(ConfigError, match="runtime='fast': use one of auto, eager, onnx"):
+        check_options("evaluate", make_cfg("evaluate", "runtime=fast"))
+    with pytest.raises(ConfigError, match=r"format=\['tflite'\]: unknown \['tflite'\]"):
+        check_options("export", make_cfg("export", "checkpoint=x.pt", "format=[tflite]"))
+    check_options("export", make_cfg("export", "checkpoint=x.pt", "format=onnx"))
