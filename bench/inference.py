@@ -15,9 +15,9 @@ import torch
 from bench.timing import BENCH_CELL, Row, interleaved
 from nas_sr.archs import build_model
 from nas_sr.data import builtin_dir
-from nas_sr.export import export_model
 from nas_sr.images import downscale, load_image, mod_crop
 from nas_sr.inference import load_predictor, to_tensor
+from nas_sr.jobs.export import export_model
 from nas_sr.metrics import psnr_y, quantize
 from search_spaces.genotypes import load_genotype
 

@@ -13,7 +13,7 @@ from PIL import Image
 from bench.timing import BENCH_CELL, Row
 from nas_sr.archs import build_model
 from nas_sr.data import builtin_dir
-from nas_sr.export import export_model, save_exported
+from nas_sr.jobs.export import export_model, save_exported
 
 PEAK = ("import resource, sys; from nas_sr.cli import main; main(sys.argv[1:]); "
         "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")

@@ -20,17 +20,17 @@ from search_spaces.genotypes import GenotypeError
 USER_ERRORS = (ConfigError, ImageError, VideoError, GenotypeError, TrainingDiverged,
                FileNotFoundError)
 
-# job name -> (module with ``run(cfg, run_dir)``, one-line help)
+# job name (the module ``nas_sr.jobs.<name>`` with ``run(cfg, run_dir)``) -> one-line help
 JOBS = {
-    "search": ("nas_sr.search", "ENAS-style cell search on HR images (writes genotype.json)"),
-    "retrain": ("nas_sr.retrain", "train a found cell (genotype=PATH) or a baseline (model=...)"),
-    "evaluate": ("nas_sr.evaluate", "PSNR/SSIM on Y, params and Mult-Adds on benchmark sets"),
-    "export": ("nas_sr.export", "a standalone artifact that loads with torch alone"),
-    "upscale": ("nas_sr.upscale", "super-resolve images (tiled) and videos (frame by frame)"),
-    "compress": ("nas_sr.compress", "prune or make separable a trained model, then fine-tune"),
-    "plot": ("nas_sr.plot", "reward curves and the best cell of search runs (RUN_DIR ...)"),
-    "rank": ("nas_sr.rank", "Kendall tau of a search's reward vs retrained PSNR (run=DIR)"),
-    "serve": ("nas_sr.serve", "a local web page to upscale photos and videos (FastAPI)"),
+    "search": "ENAS-style cell search on HR images (writes genotype.json)",
+    "retrain": "train a found cell (genotype=PATH) or a baseline (model=...)",
+    "evaluate": "PSNR/SSIM on Y, params and Mult-Adds on benchmark sets",
+    "export": "a standalone artifact that loads with torch alone",
+    "upscale": "super-resolve images (tiled) and videos (frame by frame)",
+    "compress": "prune or make separable a trained model, then fine-tune",
+    "plot": "reward curves and the best cell of search runs (RUN_DIR ...)",
+    "rank": "Kendall tau of a search's reward vs retrained PSNR (run=DIR)",
+    "serve": "a local web page to upscale photos and videos (FastAPI)",
 }
 RESUMABLE = ("search", "retrain")
 CHECKPOINTS = {"search": "checkpoint.pt", "retrain": "last.pt"}  # what a resume continues
@@ -146,7 +146,7 @@ def run_job(job: str, cfg: DictConfig, run_dir: Path | None = None) -> object:
         # under torchrun every process composes the same config; one of them writes it
         if runfolder.is_main_process():  # after a resume: the effective config
             OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-        module = importlib.import_module(JOBS[job][0])
+        module = importlib.import_module(f"nas_sr.jobs.{job}")
         return module.run(cfg, run_dir)
 
 
@@ -158,7 +158,7 @@ def _quoted(value: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE.format(jobs="\n".join(f"  {k:<8} {v[1]}" for k, v in JOBS.items())))
+        print(USAGE.format(jobs="\n".join(f"  {k:<8} {v}" for k, v in JOBS.items())))
         return
     job, overrides = argv[0], argv[1:]
     if job not in JOBS:

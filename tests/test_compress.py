@@ -10,12 +10,13 @@ from torch import nn
 from torch.nn.utils import prune
 
 from conftest import make_cfg, make_set, write_image
-from nas_sr import compress, evaluate, export, lighten, upscale
+from nas_sr import lighten
 from nas_sr.archs import MSRN, build_model, load_model
 from nas_sr.checkpoint import save_atomic
 from nas_sr.cli import run_job
 from nas_sr.complexity import mult_adds
 from nas_sr.inference import load_predictor
+from nas_sr.jobs import compress, evaluate, export, upscale
 from nas_sr.runtime import ConfigError
 from search_spaces.network import count_params
 

@@ -18,8 +18,8 @@ from nas_sr.data import (
 )
 from nas_sr.distributed import Dist
 from nas_sr.images import ImageError, downscale
-from nas_sr.retrain import load_data
-from nas_sr.search import Search
+from nas_sr.jobs.retrain import load_data
+from nas_sr.jobs.search import Search
 
 
 def sources(folder):

@@ -9,12 +9,12 @@ from skimage.metrics import structural_similarity
 from torch import nn
 
 from conftest import QUIET, SHARED, make_cfg, make_set, needs_datasets, write_image
-from nas_sr import evaluate
 from nas_sr.archs import SRCNN
 from nas_sr.checkpoint import save_atomic
 from nas_sr.complexity import count_params, lr_size, mult_adds
 from nas_sr.images import ImageError
 from nas_sr.inference import ModelError
+from nas_sr.jobs import evaluate
 from nas_sr.metrics import ssim_y
 
 # the datasets README's figures for PIL bicubic upsampling of the given LR images

@@ -11,10 +11,10 @@ from onnx import TensorProto, helper
 from test_export_upscale import ARCH, real_lr
 
 from conftest import make_cfg, make_set
-from nas_sr import evaluate, export
 from nas_sr.archs import build_model
 from nas_sr.checkpoint import save_atomic
 from nas_sr.inference import load_predictor, super_resolve, to_tensor
+from nas_sr.jobs import evaluate, export
 from nas_sr.onnx_model import levels_apart, load_onnx, read_onnx, with_metadata
 from nas_sr.options import check_options
 from nas_sr.pt2 import EXPORT_METADATA, ModelError

@@ -7,8 +7,8 @@ from hydra import compose, initialize_config_module
 from PIL import Image
 
 from conftest import write_run
-from nas_sr import plot
 from nas_sr.cli import run_job
+from nas_sr.jobs import plot
 from nas_sr.runtime import ConfigError
 from search_spaces.genotypes import Genotype
 from search_spaces.operations import OP_NAMES

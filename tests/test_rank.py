@@ -6,7 +6,7 @@ from scipy import stats
 
 from conftest import make_cfg
 from nas_sr.cli import run_job
-from nas_sr.rank import spread_draws
+from nas_sr.jobs.rank import spread_draws
 from search_spaces.cost import genotype_cost
 
 TINY = '["preset=smoke","train.epochs=1","train.iters_per_epoch=2","train.val_crops=4"]'

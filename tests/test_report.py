@@ -5,7 +5,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from conftest import write_run
-from nas_sr.report import main, markdown, paired, policy_vs_uniform, run_figures
+from nas_sr.jobs.report import main, markdown, paired, policy_vs_uniform, run_figures
 from nas_sr.runtime import ConfigError
 
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from conftest import QUIET, make_cfg
-from nas_sr import retrain as retrain_mod
 from nas_sr.archs import EDSR, FSRCNN, SRCNN, VDSR, build_model, load_model
 from nas_sr.checkpoint import save_atomic
 from nas_sr.cli import run_job
+from nas_sr.jobs import retrain as retrain_mod
 from nas_sr.options import check_options
 from nas_sr.runlog import read_metrics
 from nas_sr.runtime import CLOCKS, TrainingDiverged, cosine_lr

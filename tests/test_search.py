@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from conftest import QUIET, make_cfg
-from nas_sr import search as search_mod
 from nas_sr.cli import run_job
+from nas_sr.jobs import search as search_mod
 from nas_sr.runlog import read_metrics
 from nas_sr.runtime import TrainingDiverged
 from search_spaces.genotypes import load_genotype

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import make_cfg, write_clip
-from nas_sr import upscale
+from nas_sr.jobs import upscale
 from nas_sr.video import Encoding, VideoError, probe, rewrite
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "cell_x2" / "model.pt2"

@@ -16,7 +16,7 @@ import uvicorn
 from PIL import Image
 
 from conftest import SHARED, make_cfg, needs_datasets, write_clip
-from nas_sr.serve import build
+from nas_sr.jobs.serve import build
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -29,12 +29,12 @@ from torch import nn
 from torch.nn.utils import prune
 
 from nas_sr import lighten
-from nas_sr import retrain as retrain_job
 from nas_sr.archs import build_model, load_model
 from nas_sr.checkpoint import save_atomic
 from nas_sr.complexity import complexity, human
 from nas_sr.distributed import Dist
 from nas_sr.inference import load_predictor
+from nas_sr.jobs import retrain as retrain_job
 from nas_sr.options import check_patch
 from nas_sr.runlog import read_metrics
 from nas_sr.runtime import ConfigError, memory_format, resolve_device, set_threads

@@ -30,8 +30,8 @@ from nas_sr import checkpoint
 from nas_sr.archs import check_scale
 from nas_sr.cache import cache_path, open_store
 from nas_sr.data import RandomCrops, fixed_crops, lr_patch_size, resolve_sources
+from nas_sr.jobs.plot import log_to_wandb, plot_run
 from nas_sr.metrics import psnr_y, quantize
-from nas_sr.plot import log_to_wandb, plot_run
 from nas_sr.runlog import RunLog
 from nas_sr.runtime import (
     ConfigError,

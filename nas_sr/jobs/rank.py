@@ -32,8 +32,8 @@ from tqdm import tqdm
 
 from controllers import RandomController
 from nas_sr import checkpoint
+from nas_sr.jobs.search import CHECKPOINT, Search, score
 from nas_sr.runtime import ConfigError
-from nas_sr.search import CHECKPOINT, Search, score
 from nas_sr.stats import rank_correlation
 from nas_sr.tradeoff_plots import rank_figure
 from search_spaces.cost import genotype_cost

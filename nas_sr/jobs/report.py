@@ -1,4 +1,4 @@
-"""``python -m nas_sr.report SEARCH_RUN [...]``: a markdown summary of search runs.
+"""``python -m nas_sr.jobs.report SEARCH_RUN [...]``: a markdown summary of search runs.
 
 Per run: the mean reward of the first and last 10% of controller steps, the reward of
 the last epoch, the chosen cell's validation PSNR and, in the ``preset=compare``
@@ -22,10 +22,10 @@ from omegaconf import OmegaConf
 
 from controllers import build_controller
 from nas_sr import checkpoint
-from nas_sr.plot import controller_type
+from nas_sr.jobs.plot import controller_type
+from nas_sr.jobs.search import CHECKPOINT, Search, score
 from nas_sr.runlog import read_metrics
 from nas_sr.runtime import ConfigError
-from nas_sr.search import CHECKPOINT, Search, score
 
 COLUMNS = ("first10", "last10", "last_epoch", "search_val", "params", "retrain_val", "Set5",
            "Set14")
