@@ -30,8 +30,8 @@ from nas_sr.archs import build_model
 from nas_sr.complexity import complexity, human
 from nas_sr.inference import load_predictor
 from nas_sr.jobs.compress import load_source
-from nas_sr.jobs.plot import new_axes
 from nas_sr.lighten import fold_masks
+from nas_sr.search_plots import new_axes
 
 FAMILY_COLORS = {"bicubic": "tab:gray", "srcnn": "tab:blue", "vdsr": "tab:purple",
                  "edsr_baseline": "tab:brown", "msrn": "tab:red", "smsrn": "tab:red",

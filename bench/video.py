@@ -19,7 +19,7 @@ from PIL import Image
 from bench.timing import Row
 from nas_sr.data import builtin_dir
 from nas_sr.inference import load_predictor, super_resolve
-from nas_sr.jobs.upscale import Settings, upscale_video
+from nas_sr.media import Settings, upscale_video
 from nas_sr.video import Encoding, rewrite
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "cell_x2" / "model.pt2"

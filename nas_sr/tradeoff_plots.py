@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from nas_sr.jobs.plot import new_axes
+from nas_sr.search_plots import new_axes
 
 SOURCE_STYLE = {"uniform": ("tab:blue", "o"), "policy": ("tab:red", "^")}
 

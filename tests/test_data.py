@@ -18,8 +18,8 @@ from nas_sr.data import (
 )
 from nas_sr.distributed import Dist
 from nas_sr.images import ImageError, downscale
-from nas_sr.jobs.retrain import load_data
-from nas_sr.jobs.search import Search
+from nas_sr.shared_weights import reward_crops
+from nas_sr.trainer import load_data
 
 
 def sources(folder):
@@ -105,13 +105,14 @@ def test_builtin_split_keeps_each_scene_on_one_side():
     assert not {s.hr for s in src.reward} & {s.hr for s in src.holdout}
 
 
-def test_retrain_validation_crops_are_disjoint_from_the_search_reward_crops(tmp_path):
-    search = Search(make_cfg("search"), tmp_path)
+def test_retrain_validation_crops_are_disjoint_from_the_search_reward_crops():
+    (_, reward_hr), (_, final_hr) = reward_crops(make_cfg("search"), torch.device("cpu"),
+                                                 torch.contiguous_format)
     _, val_batches = load_data(make_cfg("retrain"), Dist())
-    reward = {bytes(t.numpy()) for t in search.val_hr.contiguous()}
-    final = {bytes(t.numpy()) for t in search.final_hr.contiguous()}
+    reward = {bytes(t.numpy()) for t in reward_hr}
+    final = {bytes(t.numpy()) for t in final_hr}
     held = [hr for _, batch in val_batches for hr in batch]
-    assert held and len(reward) == len(search.val_hr)
+    assert held and len(reward) == len(reward_hr)
     assert not {bytes(t.contiguous().numpy()) for t in held} & (reward | final)
 
 

@@ -7,6 +7,7 @@ from hydra import compose, initialize_config_module
 from PIL import Image
 
 from conftest import write_run
+from nas_sr import search_plots
 from nas_sr.cli import run_job
 from nas_sr.jobs import plot
 from nas_sr.runtime import ConfigError
@@ -38,7 +39,7 @@ def assert_real_image(path: Path) -> None:
 
 
 def test_plot_run_writes_every_plot_as_a_real_png(search_run):
-    paths = plot.plot_run(search_run)
+    paths = search_plots.plot_run(search_run)
     assert {p.stem for p in paths} == ALL_PLOTS
     for p in paths:
         assert p.parent == search_run / "plots" and p.suffix == ".png"
@@ -46,7 +47,7 @@ def test_plot_run_writes_every_plot_as_a_real_png(search_run):
 
 
 def test_figures_have_the_expected_axes(search_run):
-    figs = plot.run_figures(plot.load_run(search_run))
+    figs = search_plots.run_figures(search_plots.load_run(search_run))
     reward = figs["reward"].axes[0]
     assert (reward.get_xlabel(), reward.get_ylabel()) == ("controller step", "reward (dB)")
     legend = {t.get_text() for t in reward.get_legend().get_texts()}
@@ -63,21 +64,21 @@ def test_figures_have_the_expected_axes(search_run):
     texts = [t.get_text() for t in cell.axes[0].texts]
     for name in ("h(k-2)", "h(k-1)", "h(k)", "n0", "n1", "n2", "n3", "n4"):
         assert name in texts
-    assert sum(t in plot.OP_LABELS.values() for t in texts) == 10  # one label per op edge
+    assert sum(t in search_plots.OP_LABELS.values() for t in texts) == 10  # one label per op edge
 
 
 def test_op_shares_sum_to_one_per_window(tmp_path):
-    run = plot.load_run(write_run(tmp_path / "r", steps=25))
-    edges, shares = plot.op_shares(run, window=10)
+    run = search_plots.load_run(write_run(tmp_path / "r", steps=25))
+    edges, shares = search_plots.op_shares(run, window=10)
     assert edges.tolist() == [0, 10, 20, 25]  # the last window is the partial one
     np.testing.assert_allclose(shares.sum(axis=1), 1.0)
 
 
 def test_overlay_averages_over_the_runs_that_reached_each_step(tmp_path):
-    runs = [plot.load_run(write_run(tmp_path / name, ctrl, steps, seed=i))
+    runs = [search_plots.load_run(write_run(tmp_path / name, ctrl, steps, seed=i))
             for i, (name, ctrl, steps) in enumerate(
                 [("e1", "enas", 30), ("e2", "enas", 50), ("r1", "random", 40)])]
-    fig = plot.overlay_figure(runs, smooth_window=5)
+    fig = search_plots.overlay_figure(runs, smooth_window=5)
     ax = fig.axes[0]
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("controller step", "reward (dB)")
     means = {line.get_label(): line for line in ax.get_lines()}
@@ -85,23 +86,23 @@ def test_overlay_averages_over_the_runs_that_reached_each_step(tmp_path):
     assert "random: mean of 1 run" in means
     x, y = enas.get_data()
     assert x.tolist() == list(range(1, 51))  # as long as the longest enas run
-    short, long = (plot.smooth(r.column("reward"), 5) for r in runs[:2])
+    short, long = (search_plots.smooth(r.column("reward"), 5) for r in runs[:2])
     np.testing.assert_allclose(y[:30], (short + long[:30]) / 2)
     np.testing.assert_allclose(y[30:], long[30:])  # only the longer run is left
     assert any(line.get_xdata()[0] == 30 for line in ax.get_lines()
                if line.get_linestyle() == ":")  # where the short run ends
-    assert_real_image(plot.save({"overlay": fig}, tmp_path / "out")[0])
+    assert_real_image(search_plots.save({"overlay": fig}, tmp_path / "out")[0])
 
 
 def test_a_running_search_with_a_torn_last_line(tmp_path):
     run_dir = write_run(tmp_path / "running", steps=8, per_epoch=10)  # no epoch finished
     with open(run_dir / "metrics.jsonl", "a") as f:
         f.write('{"kind": "controller", "controller_step": 9, "rew')
-    paths = plot.plot_run(run_dir)
+    paths = search_plots.plot_run(run_dir)
     assert {p.stem for p in paths} == ALL_PLOTS - {"loss"}
-    run = plot.load_run(run_dir)
+    run = search_plots.load_run(run_dir)
     assert len(run.steps) == 8
-    genotype, note = plot.best_cell(run)
+    genotype, note = search_plots.best_cell(run)
     top = max(run.steps, key=lambda r: r["reward"])
     assert genotype == Genotype.from_dict({"nodes": top["genotype"]})
     assert "highest-reward sample" in note
@@ -113,7 +114,7 @@ def test_a_damaged_line_mid_log_is_an_error(tmp_path):
     lines[1] = lines[1][:20]
     (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     with pytest.raises(ConfigError, match=r"metrics.jsonl:2"):
-        plot.load_run(run_dir)
+        search_plots.load_run(run_dir)
 
 
 def test_job_plots_each_run_and_the_overlay(tmp_path):
@@ -132,7 +133,7 @@ def test_cli_takes_run_folders_with_commas_in_their_names(tmp_path, cli, capsys)
 
 
 def test_job_errors_say_what_is_wrong(tmp_path):
-    with pytest.raises(plot.PlotError, match="no run folders given"):
+    with pytest.raises(search_plots.PlotError, match="no run folders given"):
         plot.run(plot_cfg(), tmp_path)
     (tmp_path / "not_a_run").mkdir()
     with pytest.raises(FileNotFoundError, match="not_a_run"):
@@ -149,8 +150,9 @@ def test_log_to_wandb_logs_each_png_as_an_image(tmp_path):
         def log(self, data: dict) -> None:
             self.logged |= data
 
-    paths = plot.save(plot.run_figures(plot.load_run(write_run(tmp_path / "r"))), tmp_path)
+    run = search_plots.load_run(write_run(tmp_path / "r"))
+    paths = search_plots.save(search_plots.run_figures(run), tmp_path)
     fake = FakeRun()
-    plot.log_to_wandb(fake, paths)
+    search_plots.log_to_wandb(fake, paths)
     assert set(fake.logged) == {f"plots/{s}" for s in ALL_PLOTS}
     assert all(isinstance(v, wandb.Image) for v in fake.logged.values())

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import QUIET, make_cfg
+from nas_sr import trainer
 from nas_sr.archs import EDSR, FSRCNN, SRCNN, VDSR, build_model, load_model
 from nas_sr.checkpoint import save_atomic
 from nas_sr.cli import run_job
@@ -140,7 +141,7 @@ def test_kill_and_resume_equals_an_uninterrupted_run(image_folder, genotype_file
     cfg = folder_cfg(image_folder, genotype_file, "train.epochs=3")
     run_job("retrain", cfg, tmp_path / "full")
 
-    real, calls = retrain_mod.F.l1_loss, {"n": 0}
+    real, calls = trainer.F.l1_loss, {"n": 0}
 
     def dying(a, b):  # killed at the 2nd of the 4 steps of epoch 3
         calls["n"] += 1
@@ -148,10 +149,10 @@ def test_kill_and_resume_equals_an_uninterrupted_run(image_folder, genotype_file
             raise KeyboardInterrupt
         return real(a, b)
 
-    monkeypatch.setattr(retrain_mod.F, "l1_loss", dying)
+    monkeypatch.setattr(trainer.F, "l1_loss", dying)
     with pytest.raises(KeyboardInterrupt):
         run_job("retrain", cfg, tmp_path / "killed")
-    monkeypatch.setattr(retrain_mod.F, "l1_loss", real)
+    monkeypatch.setattr(trainer.F, "l1_loss", real)
     assert torch.load(tmp_path / "killed" / "last.pt", weights_only=True)["epoch"] == 2
     summary = run_job("retrain", make_cfg("retrain", f"resume={tmp_path / 'killed'}"))
 
@@ -167,13 +168,13 @@ def test_kill_and_resume_equals_an_uninterrupted_run(image_folder, genotype_file
 
 def test_nan_loss_stops_clearly_and_keeps_last_checkpoint(image_folder, genotype_file, tmp_path,
                                                           monkeypatch):
-    real, calls = retrain_mod.F.l1_loss, {"n": 0}
+    real, calls = trainer.F.l1_loss, {"n": 0}
 
     def poisoned(a, b):
         calls["n"] += 1
         return real(a, b) * (float("nan") if calls["n"] > 5 else 1.0)  # epoch 2, step 2
 
-    monkeypatch.setattr(retrain_mod.F, "l1_loss", poisoned)
+    monkeypatch.setattr(trainer.F, "l1_loss", poisoned)
     with pytest.raises(TrainingDiverged, match=r"loss became nan in epoch 2, step 2; .*last\.pt "
                                                 r"\(after epoch 1\) is left as it was"):
         run_job("retrain", folder_cfg(image_folder, genotype_file), tmp_path)
@@ -196,13 +197,13 @@ def test_a_finite_blow_up_stops_and_keeps_the_last_good_checkpoint(image_folder,
 
 def test_nan_weights_after_an_epoch_keep_the_last_good_checkpoint(image_folder, genotype_file,
                                                                  tmp_path, monkeypatch):
-    real, calls = retrain_mod.Retrain.validate, {"n": 0}
+    real, calls = trainer.Trainer.validate, {"n": 0}
 
     def broken(self):  # call 1 is the untrained model, 2 ends epoch 1, 3 ends epoch 2
         calls["n"] += 1
         return float("nan") if calls["n"] == 3 else real(self)
 
-    monkeypatch.setattr(retrain_mod.Retrain, "validate", broken)
+    monkeypatch.setattr(trainer.Trainer, "validate", broken)
     with pytest.raises(TrainingDiverged, match=r"validation PSNR became nan after epoch 2; "
                                                 r".*last\.pt \(after epoch 1\) is left"):
         run_job("retrain", folder_cfg(image_folder, genotype_file), tmp_path)
@@ -221,10 +222,10 @@ def test_x3_starts_from_x2_weights(image_folder, genotype_file, tmp_path):
     assert start["init_skipped"] == ["tail.0.bias", "tail.0.weight"]  # the x3 upsampler
 
     x3 = build_model({**x2, "scale": 3})
-    assert retrain_mod.init_from(x3, tmp_path / "x2.pt") == ["tail.0.bias", "tail.0.weight"]
+    assert trainer.init_from(x3, tmp_path / "x2.pt") == ["tail.0.bias", "tail.0.weight"]
     torch.testing.assert_close(x3.cells[1].combine.weight, source.cells[1].combine.weight)
     with pytest.raises(ValueError, match="none of its tensors fits this model"):
-        retrain_mod.init_from(SRCNN(2), tmp_path / "x2.pt")
+        trainer.init_from(SRCNN(2), tmp_path / "x2.pt")
 
 
 def test_ddp_two_processes_match_one(image_folder, genotype_file, tmp_path):

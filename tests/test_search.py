@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from conftest import QUIET, make_cfg
+from controllers import Controller
 from nas_sr.cli import run_job
 from nas_sr.jobs import search as search_mod
 from nas_sr.runlog import read_metrics
@@ -38,7 +39,7 @@ def test_kill_and_resume_across_the_warmup_boundary_equals_an_uninterrupted_run(
     cfg = make_cfg("search", "search.epochs=4", "search.warmup=0.5")
     run_job("search", cfg, tmp_path / "full")
 
-    real_update = search_mod.Controller.update
+    real_update = Controller.update
     calls = {"n": 0}
 
     def dying_update(self, samples, rewards):
@@ -47,10 +48,10 @@ def test_kill_and_resume_across_the_warmup_boundary_equals_an_uninterrupted_run(
             raise KeyboardInterrupt
         return real_update(self, samples, rewards)
 
-    monkeypatch.setattr(search_mod.Controller, "update", dying_update)
+    monkeypatch.setattr(Controller, "update", dying_update)
     with pytest.raises(KeyboardInterrupt):
         run_job("search", cfg, tmp_path / "killed")
-    monkeypatch.setattr(search_mod.Controller, "update", real_update)
+    monkeypatch.setattr(Controller, "update", real_update)
     # the log holds the 5 steps of the killed epoch; resuming drops and redoes them
     assert len(controller_records(tmp_path / "killed")) == 25
     resumed = run_job("search", make_cfg("search", f"resume={tmp_path / 'killed'}"))

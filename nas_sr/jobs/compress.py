@@ -28,13 +28,12 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.nn.utils import prune
 
-from nas_sr import lighten
+from nas_sr import lighten, trainer
 from nas_sr.archs import build_model, load_model
 from nas_sr.checkpoint import save_atomic
 from nas_sr.complexity import complexity, human
 from nas_sr.distributed import Dist
 from nas_sr.inference import load_predictor
-from nas_sr.jobs import retrain as retrain_job
 from nas_sr.options import check_patch
 from nas_sr.runlog import read_metrics
 from nas_sr.runtime import ConfigError, memory_format, resolve_device, set_threads
@@ -143,9 +142,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     check_source(cfg, arch)
     scale, device = int(arch["scale"]), resolve_device(cfg.device)
     # the source's PSNR on the fine-tuning's own validation crops: the rounds' reference
-    batches = retrain_job.validation_batches(OmegaConf.merge(cfg, {"scale": scale}), Dist())
+    batches = trainer.validation_batches(OmegaConf.merge(cfg, {"scale": scale}), Dist())
     fmt = memory_format(cfg.get("channels_last", True))
-    val = retrain_job.validate(model.to(device, memory_format=fmt), batches, scale, Dist(), fmt)
+    val = trainer.validate(model.to(device, memory_format=fmt), batches, scale, Dist(), fmt)
     rows = [{"round": 0, **measure(load_source(source)[0], scale), "val_psnr": val,
              "val_psnr_tuned": None}]
     print(f"round 0 ({arch['name']} x{scale}, {source}): val {val:.2f} dB")
@@ -154,9 +153,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         folder = run_dir / f"round_{k}"
         start = folder / "start.pt"
         save_atomic({"arch": arch, "model": model.state_dict()}, start)
-        summary = retrain_job.run(round_config(cfg, start, scale), folder)
+        summary = trainer.train(round_config(cfg, start, scale), folder,
+                                lambda spec=arch: spec)
         cut_psnr = read_metrics(folder)[0]["val_psnr"]
-        tuned = folder / retrain_job.BEST
+        tuned = folder / trainer.BEST
         result = tuned if tuned.is_file() else start  # train.epochs=0: no fine-tuning
         rows.append({"round": k, **measure(load_model(result)[0], scale), "val_psnr": cut_psnr,
                      "val_psnr_tuned": summary["best_val_psnr"] if tuned.is_file() else None})

@@ -25,15 +25,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 from controllers import RandomController
-from nas_sr import checkpoint
-from nas_sr.jobs.search import CHECKPOINT, Search, score
 from nas_sr.runtime import ConfigError
+from nas_sr.shared_weights import load_search_run
 from nas_sr.stats import rank_correlation
 from nas_sr.tradeoff_plots import rank_figure
 from search_spaces.cost import genotype_cost
@@ -49,20 +46,6 @@ def spread_draws(nodes: int, count: int, pool: int, seed: int,
     drawn.sort(key=lambda g: (cost(g)["params"], g.to_decisions()))
     picks = np.unique(np.linspace(0, len(drawn) - 1, count).round().astype(int))
     return [drawn[i] for i in picks]
-
-
-def run_config(search_dir: Path, overrides: list[str]) -> DictConfig:
-    """The run's saved config over today's defaults (a run from an older release lacks the
-    newer keys), then ``overrides`` (e.g. an older release's behaviour)."""
-    saved = OmegaConf.load(search_dir / "config.yaml")
-    groups = [f"controller={saved.controller.name}", f"data={saved.data.name}"]
-    if GlobalHydra.instance().is_initialized():  # inside `nas-sr rank`
-        base = compose("search", overrides=groups)
-    else:  # called as a function (tests, notebooks)
-        with initialize_config_module(config_module="experiments", version_base="1.3"):
-            base = compose("search", overrides=groups)
-    OmegaConf.set_struct(base, False)
-    return OmegaConf.merge(base, saved, OmegaConf.from_dotlist(overrides))
 
 
 def data_overrides(data: DictConfig) -> list[str]:
@@ -112,14 +95,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if not cfg.run:
         raise ConfigError("rank needs run=SEARCH_RUN_DIR (a finished search's folder)")
     search_dir = Path(cfg.run).expanduser()
-    if not (search_dir / CHECKPOINT).is_file() or not (search_dir / "config.yaml").is_file():
-        raise ConfigError(f"{search_dir}: no {CHECKPOINT} and config.yaml; run= must name a "
-                          "search run folder")
-    run_cfg = run_config(search_dir, list(r.run_overrides))
-    run_cfg.logger.progress = cfg.logger.progress
-    run_cfg.threads = cfg.threads
-    search = Search(run_cfg, search_dir)
-    search.load_state_dict(checkpoint.load(search_dir / CHECKPOINT))
+    search = load_search_run(search_dir, list(r.run_overrides), cfg.threads, cfg.logger.progress)
+    run_cfg = search.cfg
     a = run_cfg.archs.cell
 
     def cost(g: Genotype) -> dict[str, int]:
@@ -144,8 +121,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         jobs.append((folder, retrain_command(folder / "cell.json", folder, run_cfg, recipe)))
         rows.append({"genotype": g.to_dict()["nodes"], "genotype_str": str(g),
                      "source": source, **cost(g), "folder": str(folder),
-                     "shared_psnr": score(search.supernet, g, search.final_lr,
-                                          search.final_hr, run_cfg.scale)})
+                     "shared_psnr": search.score(g)})
     failed = retrain_all(jobs, r.jobs, cfg.logger.progress)
     for row in rows:
         summary = Path(row["folder"]) / "summary.json"

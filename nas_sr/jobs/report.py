@@ -18,14 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 
-from controllers import build_controller
-from nas_sr import checkpoint
-from nas_sr.jobs.plot import controller_type
-from nas_sr.jobs.search import CHECKPOINT, Search, score
+from controllers import RandomController
 from nas_sr.runlog import read_metrics
 from nas_sr.runtime import ConfigError
+from nas_sr.search_plots import controller_type
+from nas_sr.shared_weights import load_search_run
 
 COLUMNS = ("first10", "last10", "last_epoch", "search_val", "params", "retrain_val", "Set5",
            "Set14")
@@ -136,19 +134,14 @@ def policy_vs_uniform(search_dir: Path, samples: int) -> dict[str, float]:
     """Mean reward on the final crops of ``samples`` cells drawn from the run's final policy
     vs as many uniform draws, all through the same final shared weights: the controller's
     contribution with the supernet held fixed."""
-    cfg = OmegaConf.load(search_dir / "config.yaml")
-    cfg.logger.progress = False
-    search = Search(cfg, search_dir)
-    search.load_state_dict(checkpoint.load(search_dir / CHECKPOINT))
-    search.supernet.eval()
-    uniform = build_controller("random", cfg.archs.cell.nodes)
+    search = load_search_run(search_dir)
+    uniform = RandomController(search.cfg.archs.cell.nodes)
     rng = torch.Generator().manual_seed(12345)
     out = {}
     for name, ctrl in (("policy", search.controller), ("uniform", uniform)):
         with torch.no_grad():
             cells = [ctrl.sample(rng).genotype for _ in range(samples)]
-        rewards = [score(search.supernet, g, search.final_lr, search.final_hr, cfg.scale)
-                   for g in cells]
+        rewards = [search.score(g) for g in cells]
         out[f"{name}_mean"] = statistics.mean(rewards)
         out[f"{name}_std"] = statistics.stdev(rewards) if samples > 1 else 0.0
     return out

@@ -24,14 +24,11 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from controllers import Controller, RandomController, build_controller
+from controllers import RandomController
 from controllers.fair import FairSampler
 from nas_sr import checkpoint
-from nas_sr.archs import check_scale
 from nas_sr.cache import cache_path, open_store
-from nas_sr.data import RandomCrops, fixed_crops, lr_patch_size, resolve_sources
-from nas_sr.jobs.plot import log_to_wandb, plot_run
-from nas_sr.metrics import psnr_y, quantize
+from nas_sr.data import RandomCrops, lr_patch_size, resolve_sources
 from nas_sr.runlog import RunLog
 from nas_sr.runtime import (
     ConfigError,
@@ -44,29 +41,18 @@ from nas_sr.runtime import (
     seed_everything,
     set_threads,
 )
+from nas_sr.search_plots import log_to_wandb, plot_run
+from nas_sr.shared_weights import (
+    CHECKPOINT,
+    build_search_controller,
+    build_supernet,
+    reward_crops,
+    score,
+)
 from nas_sr.tradeoff_plots import pareto_figure
 from search_spaces.cost import genotype_cost, over_budget_penalty, pareto_front, within_budget
 from search_spaces.genotypes import Genotype, save_genotype, space_size
 from search_spaces.network import CellSRNet, count_params
-
-CHECKPOINT = "checkpoint.pt"
-
-
-def build_supernet(cfg: DictConfig) -> CellSRNet:
-    check_scale(cfg.scale)
-    a = cfg.archs.cell
-    return CellSRNet(cfg.scale, a.channels, a.cells, a.nodes)
-
-
-@torch.inference_mode()
-def score(net: CellSRNet, genotype: Genotype, lr: torch.Tensor, hr: torch.Tensor,
-          scale: int, batch_size: int = 64) -> float:
-    """Mean Y-PSNR of ``genotype`` on fixed crops: the controller's reward."""
-    values = []
-    for i in range(0, len(lr), batch_size):
-        sr = quantize(net(lr[i:i + batch_size], genotype))
-        values.append(psnr_y(sr, quantize(hr[i:i + batch_size]), shave=scale))
-    return float(torch.cat(values).mean())
 
 
 def _stop_if(problem: str | None, what: str, epoch: int, run_dir: Path) -> None:
@@ -89,12 +75,7 @@ class Search:
         self.fmt = memory_format(cfg.get("channels_last", True))
         self.supernet = build_supernet(cfg).to(self.device, memory_format=self.fmt)
         self.optimizer = torch.optim.Adam(self.supernet.parameters(), lr=cfg.search.lr)
-        ctrl = OmegaConf.to_container(cfg.controller)
-        for key in ("steps_per_epoch", "samples_per_update", "rebase"):  # the search's
-            ctrl.pop(key, None)
-        self.controller: Controller = build_controller(
-            ctrl.pop("name"), cfg.archs.cell.nodes, **ctrl
-        )
+        self.controller = build_search_controller(cfg)
         self.learns = self.controller.optimizer is not None
         self.uniform = RandomController(cfg.archs.cell.nodes)
         self.fair = FairSampler(cfg.archs.cell.nodes)
@@ -113,23 +94,14 @@ class Search:
         self.log_offset: int | None = None
 
         d = cfg.data
-        src = resolve_sources(d, cfg.scale)
-        min_lr = lr_patch_size(d.patch_size, cfg.scale)
-        progress = cfg.logger.progress
-        self.train_store = open_store(src.train, cfg.scale, min_lr,
+        self.train_store = open_store(resolve_sources(d, cfg.scale).train, cfg.scale,
+                                      lr_patch_size(d.patch_size, cfg.scale),
                                       cache_path(d, cfg.scale, "train"), "training images",
-                                      progress)
-        val_store = open_store(src.reward, cfg.scale, min_lr, cache_path(d, cfg.scale, "val"),
-                               "validation images", progress)
+                                      cfg.logger.progress)
         self.crops = RandomCrops(self.train_store, cfg.scale, d.patch_size,
                                  cfg.search.batches_per_epoch * cfg.search.batch_size, cfg.seed)
-        # the reward batch and the final-selection set are fixed crops of the val images
-        def crops(count: int, seed: int) -> list[torch.Tensor]:
-            return [t.to(self.device, memory_format=self.fmt)
-                    for t in fixed_crops(val_store, cfg.scale, d.patch_size, count, seed)]
-
-        self.val_lr, self.val_hr = crops(d.val_crops, seed=1)
-        self.final_lr, self.final_hr = crops(d.final_crops, seed=2)
+        (self.val_lr, self.val_hr), (self.final_lr, self.final_hr) = reward_crops(
+            cfg, self.device, self.fmt)
 
     # --- checkpointing ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import uvicorn
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
-from nas_sr.jobs.upscale import Settings
+from nas_sr.media import Settings
 from nas_sr.runtime import set_threads
 from nas_sr.web.app import create_app
 from nas_sr.web.catalog import load_catalog

@@ -1,0 +1,78 @@
+"""Upscaling one file, an image (tiled) or a video (frame by frame), with its settings.
+
+The upscale job and the web page of ``nas-sr serve`` both upscale through these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
+
+from nas_sr.checkpoint import atomic_path
+from nas_sr.images import load_image
+from nas_sr.inference import Predictor, Progress, super_resolve, to_tensor, to_uint8
+from nas_sr.runtime import resolve_device
+from nas_sr.video import VIDEO_EXTENSIONS, Encoding, VideoInfo, rewrite
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a file is upscaled: tiling and ensembling for every pixel, encoding for videos."""
+
+    tile: int | None = 256
+    overlap: int = 16
+    ensemble: bool = False
+    amp: bool = False
+    container: str = "mp4"  # extension of video outputs
+    encoding: Encoding = field(default_factory=Encoding)
+    device: torch.device = torch.device("cpu")
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig) -> Settings:
+        video = cfg.video
+        options = {k: str(v) for k, v in OmegaConf.to_container(video.options).items()}
+        return cls(cfg.tile, cfg.overlap, cfg.self_ensemble, cfg.amp, video.container.lstrip("."),
+                   Encoding(video.codec, video.crf, video.preset, video.pix_fmt, video.batch,
+                            options), resolve_device(cfg.device))
+
+    def output_name(self, src: Path) -> str:
+        """``photo.jpg`` -> ``photo.png``, ``clip.avi`` -> ``clip.mp4`` (by default)."""
+        return src.stem + (f".{self.container}" if is_video(src) else ".png")
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def upscale_image(predictor: Predictor, src: Path, dest: Path, settings: Settings,
+                  progress: Progress | None = None) -> None:
+    """``src`` x scale as a PNG at ``dest``, written whole or not at all.
+
+    ``progress(tiles_done, tiles_total)``.
+    """
+    lr = to_tensor(load_image(src), settings.device)  # a bad file raises here, named
+    sr = super_resolve(predictor, lr, tile=settings.tile, overlap=settings.overlap,
+                       amp=settings.amp, ensemble=settings.ensemble, progress=progress)
+    with atomic_path(dest) as tmp:
+        Image.fromarray(to_uint8(sr)).save(tmp, format="PNG")
+
+
+def upscale_video(predictor: Predictor, src: Path, dest: Path, settings: Settings,
+                  progress: Progress | None = None) -> VideoInfo:
+    """Every frame of ``src`` super-resolved into ``dest``, in batches; the source's info.
+
+    ``progress(frames_done, frames_total)``.
+    """
+
+    def frames_sr(frames: np.ndarray) -> np.ndarray:
+        lr = torch.from_numpy(frames).permute(0, 3, 1, 2).to(settings.device) / 255.0
+        sr = super_resolve(predictor, lr, tile=settings.tile, overlap=settings.overlap,
+                           amp=settings.amp, ensemble=settings.ensemble)
+        return np.stack([to_uint8(sr[i:i + 1]) for i in range(len(sr))])
+
+    return rewrite(src, dest, frames_sr, predictor.scale, settings.encoding, progress)

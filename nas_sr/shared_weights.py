@@ -1,0 +1,117 @@
+"""A search's shared weights: the supernet, its controller, the fixed crops cells are scored
+on, and a search run rebuilt from its folder.
+
+The search job trains them; rank and report read a finished (or paused) run back to score
+more cells on its final weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, OmegaConf
+
+from controllers import Controller, build_controller
+from nas_sr import checkpoint
+from nas_sr.archs import check_scale
+from nas_sr.cache import cache_path, open_store
+from nas_sr.data import fixed_crops, lr_patch_size, resolve_sources
+from nas_sr.metrics import psnr_y, quantize
+from nas_sr.runtime import ConfigError, memory_format, resolve_device, set_threads
+from search_spaces.genotypes import Genotype
+from search_spaces.network import CellSRNet
+
+CHECKPOINT = "checkpoint.pt"  # a search run's whole state, written after every epoch
+# controller.* keys the search reads itself; the rest configure the controller
+SEARCH_KEYS = ("name", "steps_per_epoch", "samples_per_update", "rebase")
+
+
+def build_supernet(cfg: DictConfig) -> CellSRNet:
+    check_scale(cfg.scale)
+    a = cfg.archs.cell
+    return CellSRNet(cfg.scale, a.channels, a.cells, a.nodes)
+
+
+def build_search_controller(cfg: DictConfig) -> Controller:
+    """The controller ``cfg.controller`` names, with its own settings."""
+    ctrl = OmegaConf.to_container(cfg.controller)
+    kwargs = {k: v for k, v in ctrl.items() if k not in SEARCH_KEYS}
+    return build_controller(ctrl["name"], cfg.archs.cell.nodes, **kwargs)
+
+
+def reward_crops(cfg: DictConfig, device: torch.device, fmt: torch.memory_format
+                 ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """The reward crops and the final-selection crops: fixed crops of the reward images."""
+    d = cfg.data
+    store = open_store(resolve_sources(d, cfg.scale).reward, cfg.scale,
+                       lr_patch_size(d.patch_size, cfg.scale), cache_path(d, cfg.scale, "val"),
+                       "validation images", cfg.logger.progress)
+
+    def crops(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        lr, hr = fixed_crops(store, cfg.scale, d.patch_size, count, seed)
+        return lr.to(device, memory_format=fmt), hr.to(device, memory_format=fmt)
+
+    return crops(d.val_crops, seed=1), crops(d.final_crops, seed=2)
+
+
+@torch.inference_mode()
+def score(net: CellSRNet, genotype: Genotype, lr: torch.Tensor, hr: torch.Tensor,
+          scale: int, batch_size: int = 64) -> float:
+    """Mean Y-PSNR of ``genotype`` on fixed crops: the controller's reward."""
+    values = []
+    for i in range(0, len(lr), batch_size):
+        sr = quantize(net(lr[i:i + batch_size], genotype))
+        values.append(psnr_y(sr, quantize(hr[i:i + batch_size]), shave=scale))
+    return float(torch.cat(values).mean())
+
+
+def run_config(search_dir: Path, overrides: Sequence[str] = ()) -> DictConfig:
+    """A search run's saved config over today's defaults (a run from an older release lacks
+    the newer keys), then ``overrides`` (e.g. an older release's behaviour)."""
+    saved = OmegaConf.load(search_dir / "config.yaml")
+    groups = [f"controller={saved.controller.name}", f"data={saved.data.name}"]
+    if GlobalHydra.instance().is_initialized():  # inside a nas-sr job
+        base = compose("search", overrides=groups)
+    else:  # called as a function (report, tests, notebooks)
+        with initialize_config_module(config_module="experiments", version_base="1.3"):
+            base = compose("search", overrides=groups)
+    OmegaConf.set_struct(base, False)
+    return OmegaConf.merge(base, saved, OmegaConf.from_dotlist(list(overrides)))
+
+
+@dataclass
+class SearchRun:
+    """A search run's final state: its config, shared weights, policy and final crops."""
+
+    cfg: DictConfig
+    supernet: CellSRNet
+    controller: Controller
+    final: tuple[torch.Tensor, torch.Tensor]
+
+    def score(self, genotype: Genotype) -> float:
+        """``genotype``'s PSNR on the final shared weights and final-selection crops."""
+        return score(self.supernet, genotype, *self.final, self.cfg.scale)
+
+
+def load_search_run(search_dir: Path, overrides: Sequence[str] = (), threads: int | None = None,
+                    progress: bool = False) -> SearchRun:
+    """The search run in ``search_dir`` as its last checkpoint left it."""
+    if not (search_dir / CHECKPOINT).is_file() or not (search_dir / "config.yaml").is_file():
+        raise ConfigError(f"{search_dir}: not a search run folder (no {CHECKPOINT} and "
+                          "config.yaml); name the folder of a search that ran an epoch")
+    cfg = run_config(search_dir, overrides)
+    cfg.threads, cfg.logger.progress = threads, progress
+    set_threads(threads)
+    state = checkpoint.load(search_dir / CHECKPOINT)
+    device, fmt = resolve_device(cfg.device), memory_format(cfg.get("channels_last", True))
+    supernet = build_supernet(cfg).to(device, memory_format=fmt)
+    supernet.load_state_dict(state["supernet"])
+    controller = build_search_controller(cfg)
+    controller.load_checkpoint_state(state["controller"])
+    _, final = reward_crops(cfg, device, fmt)
+    return SearchRun(cfg, supernet.eval(), controller, final)

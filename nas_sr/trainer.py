@@ -1,0 +1,380 @@
+"""Training a standalone model in a run folder: the loop, its checkpoints and validation.
+
+Seed 004's habits: L1 loss, Adam, a decaying learning rate, random crops with
+flips and 90-degree rotations, validation PSNR (Y, ``scale`` pixels shaved,
+8-bit outputs) every epoch, the best checkpoint kept. ``last.pt`` holds the
+whole training state, so a killed run resumes where its last epoch ended. The
+retrain job trains once; compress fine-tunes each round with it.
+
+Under ``torchrun`` it trains data-parallel (DDP): ``train.batch_size`` is the
+global batch, split evenly over the processes by striding the crop indices, so
+K processes take the same steps as one (up to float summation order).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from nas_sr import checkpoint, distributed
+from nas_sr.archs import build_model
+from nas_sr.cache import cache_path, open_store
+from nas_sr.data import (
+    ImageSource,
+    PairStore,
+    RandomCrops,
+    fixed_crops,
+    load_pairs,
+    lr_patch_size,
+    resolve_sources,
+    to_tensor,
+)
+from nas_sr.distributed import Dist
+from nas_sr.metrics import psnr_y, quantize
+from nas_sr.runlog import RunLog
+from nas_sr.runtime import (
+    CLOCKS,
+    ConfigError,
+    TrainingDiverged,
+    blow_up,
+    cosine_lr,
+    memory_format,
+    seed_everything,
+    set_threads,
+)
+from search_spaces.network import count_params
+
+BEST, LAST = "best.pt", "last.pt"
+VAL_BATCH = 32  # validation crops per forward pass
+
+Batches = list[tuple[torch.Tensor, torch.Tensor]]
+Arch = dict[str, Any]
+
+
+def init_from(model: nn.Module, path: str | Path) -> list[str]:
+    """Copy every tensor of checkpoint ``path`` whose name and shape fit ``model``.
+
+    An x3/x4 model started from x2 weights takes all but the upsampler. Returns the
+    names of the tensors left as initialised.
+    """
+    state = checkpoint.load(Path(path).expanduser())
+    source = state.get("model") if isinstance(state, dict) else None
+    if not isinstance(source, dict):
+        raise ConfigError(f"{path}: not a nas-sr model checkpoint (no 'model'); "
+                         "init_from= takes a best.pt or last.pt of retrain")
+    own = model.state_dict()
+    fits = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    if not fits:
+        raise ConfigError(f"{path}: none of its tensors fits this model "
+                         f"(it was trained as {state.get('arch', {}).get('name', '?')})")
+    model.load_state_dict(fits, strict=False)
+    return sorted(set(own) - set(fits))
+
+
+def lr_factor(train: DictConfig, epoch: int, train_s: float = 0.0) -> float:
+    """Multiplier of ``train.lr`` in ``epoch``: cosine down to ``lr_min``, or steps of ``gamma``.
+
+    Under a time budget (``train.minutes``) the cosine follows the share of it spent
+    (``train_s`` seconds), so models of any speed decay fully within the same minutes.
+    """
+    if train.schedule == "cosine":
+        spent, budget = (train_s, 60 * train.minutes) if train.minutes else (epoch, train.epochs)
+        done = min(1.0, spent / budget) if budget else 1.0  # compress may ask for 0 epochs
+        return cosine_lr(1.0, train.lr_min / train.lr, done, 1)
+    if train.schedule == "step":
+        return train.gamma ** (epoch // train.step_epochs)
+    raise ConfigError(f"train.schedule={train.schedule!r}; use cosine or step")
+
+
+def clip_gradients(params: list[nn.Parameter], train: DictConfig, learning_rate: float) -> None:
+    """Norm clipping at ``grad_clip``, or VDSR's adjustable clipping: each gradient
+    component within +-grad_clip / lr, so the step bound stays fixed as the lr decays."""
+    if not train.grad_clip:
+        return
+    if train.adjustable_clip:
+        nn.utils.clip_grad_value_(params, train.grad_clip / learning_rate)
+    else:
+        nn.utils.clip_grad_norm_(params, train.grad_clip)
+
+
+def load_data(cfg: DictConfig, d: Dist) -> tuple[RandomCrops, Batches]:
+    """The training crops, and this process's share of the validation batches."""
+    data, t, scale = cfg.data, cfg.train, cfg.scale
+    src = resolve_sources(data, scale)
+    with distributed.main_first(d):  # one process builds the cache, the others read it
+        store = open_store(src.train, scale, lr_patch_size(t.patch_size, scale),
+                           cache_path(data, scale, "train"), "training images",
+                           cfg.logger.progress and d.is_main)
+    crops = RandomCrops(store, scale, t.patch_size, t.iters_per_epoch * t.batch_size, cfg.seed)
+    return crops, validation_batches(cfg, d, src.holdout)
+
+
+def validation_batches(cfg: DictConfig, d: Dist,
+                       holdout: list[ImageSource] | None = None) -> Batches:
+    """This process's share of the hold-out images (never the search's reward images):
+    ``train.val_crops`` fixed crops, or the whole images. They are few: decoded in memory."""
+    t, scale = cfg.train, cfg.scale
+    if holdout is None:
+        holdout = resolve_sources(cfg.data, scale).holdout
+    progress = cfg.logger.progress and d.is_main
+    if t.val_crops:
+        pairs = load_pairs(holdout, scale, lr_patch_size(t.patch_size, scale),
+                           "validation images", progress)
+        lr, hr = fixed_crops(PairStore(pairs), scale, t.patch_size, t.val_crops, seed=1)
+        lr, hr = lr[d.rank::d.world_size], hr[d.rank::d.world_size]
+        return [(lr[i:i + VAL_BATCH], hr[i:i + VAL_BATCH]) for i in range(0, len(lr), VAL_BATCH)]
+    pairs = load_pairs(holdout[d.rank::d.world_size], scale, 1, "validation images", progress)
+    return [(to_tensor(lr)[None], to_tensor(hr)[None]) for hr, lr in pairs]
+
+
+@torch.inference_mode()
+def validate(model: nn.Module, batches: Batches, scale: int, d: Dist,
+             fmt: torch.memory_format = torch.contiguous_format) -> float:
+    """Mean Y-PSNR (8-bit outputs, ``scale`` pixels shaved) over all processes' batches."""
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for lr_img, hr_img in batches:
+        sr = quantize(model(lr_img.to(device, memory_format=fmt)))
+        total += float(psnr_y(sr, quantize(hr_img.to(device)), scale).sum())
+        count += len(lr_img)
+    sums = distributed.all_sum(d, torch.tensor([total, count], dtype=torch.float64,
+                                               device=device))
+    return float(sums[0] / sums[1])
+
+
+class Trainer:
+    """All the state of one training run; ``state_dict`` is exactly what ``last.pt`` holds."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, d: Dist, device: torch.device,
+                 resume: dict[str, Any] | None, new_arch: Callable[[], Arch]):
+        self.cfg, self.run_dir, self.dist, self.device = cfg, run_dir, d, device
+        t = cfg.train
+        if t.batch_size % d.world_size:
+            raise ConfigError(f"train.batch_size={t.batch_size} does not split evenly over "
+                             f"{d.world_size} processes; use a multiple of {d.world_size}")
+        # a resumed run rebuilds the model it trained, whatever became of the genotype file
+        self.arch = resume["arch"] if resume else new_arch()
+        seed_everything(cfg.seed)
+        self.fmt = memory_format(cfg.get("channels_last", True))
+        self.model = build_model(self.arch).to(device, memory_format=self.fmt)
+        self.init_skipped = (init_from(self.model, cfg.init_from)
+                             if cfg.init_from and resume is None else None)
+        self.net: nn.Module = self.model
+        # bf16 autocast pays on tensor cores; on CPU it is slower, so CUDA only
+        self.amp = bool(t.amp) and device.type == "cuda"
+        if d.enabled:
+            # no BN anywhere: the only buffers are constants (the RGB mean), nothing to sync
+            self.net = DistributedDataParallel(
+                self.model, device_ids=[device] if device.type == "cuda" else None,
+                broadcast_buffers=False)
+        if t.compile:
+            self.net = torch.compile(self.net)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr)
+        self.epoch, self.best_epoch, self.elapsed, self.train_s = 0, 0, 0.0, 0.0
+        self.clock = CLOCKS[t.clock]  # what train.minutes is counted in
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda epoch: lr_factor(self.cfg.train, epoch, self.train_s))
+        self.val_psnr = self.best_psnr = -math.inf
+        self.log_offset: int | None = None
+        self.crops, self.val_batches = load_data(cfg, d)
+        self.sampler = DistributedSampler(self.crops, d.world_size, d.rank, shuffle=False)
+        if resume:
+            self.load_state_dict(resume)
+
+    # --- checkpointing ------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "arch": self.arch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": torch.get_rng_state(),
+            "epoch": self.epoch,
+            "params": count_params(self.model),
+            "val_psnr": self.val_psnr,
+            "best_psnr": self.best_psnr,
+            "best_epoch": self.best_epoch,
+            "elapsed": self.elapsed,
+            "train_s": self.train_s,
+            "log_offset": self.log_offset,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        # checkpoints from before train.minutes counted validation in with training
+        self.train_s = state.get("train_s", state["elapsed"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        # the schedule follows the config, so a resume may lower train.lr (after a divergence)
+        lr = self.cfg.train.lr
+        self.scheduler.base_lrs = [lr] * len(self.optimizer.param_groups)
+        for group in self.optimizer.param_groups:
+            group["initial_lr"] = lr
+            group["lr"] = lr * lr_factor(self.cfg.train, state["epoch"], self.train_s)
+        torch.set_rng_state(state["rng"])
+        self.epoch, self.elapsed, self.log_offset = (
+            state["epoch"], state["elapsed"], state["log_offset"])
+        self.val_psnr, self.best_psnr, self.best_epoch = (
+            state["val_psnr"], state["best_psnr"], state["best_epoch"])
+
+    def save(self, improved: bool) -> None:
+        state = self.state_dict()
+        if improved:  # best first: a kill in between leaves last.pt one epoch behind, redone
+            checkpoint.save_atomic(state, self.run_dir / BEST)
+        checkpoint.save_atomic(state, self.run_dir / LAST)
+
+    # --- one epoch ----------------------------------------------------------------------
+    def train_epoch(self) -> dict[str, float]:
+        t, d = self.cfg.train, self.dist
+        self.crops.set_epoch(self.epoch)
+        loader = DataLoader(self.crops, batch_size=t.batch_size // d.world_size,
+                            sampler=self.sampler, num_workers=self.cfg.data.num_workers,
+                            pin_memory=self.device.type == "cuda")
+        learning_rate = self.optimizer.param_groups[0]["lr"]
+        start = self.clock()
+        self.net.train()
+        total = 0.0
+        bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{self.planned()}", leave=False,
+                   disable=not (self.cfg.logger.progress and d.is_main))
+        for step, (lr_img, hr_img) in enumerate(bar, 1):
+            lr_img = lr_img.to(self.device, non_blocking=True, memory_format=self.fmt)
+            hr_img = hr_img.to(self.device, non_blocking=True)
+            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.amp):
+                sr = self.net(lr_img)
+            loss = F.l1_loss(sr.float(), hr_img)
+            # every process checks the mean loss, so all of them stop together
+            value = distributed.all_sum(d, loss.detach().clone()).item() / d.world_size
+            problem = blow_up(value)
+            if problem:
+                raise self.diverged(f"the training loss {problem} in epoch {self.epoch + 1}, "
+                                    f"step {step}")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            clip_gradients(list(self.model.parameters()), t, learning_rate)
+            self.optimizer.step()
+            total += value
+            bar.set_postfix(loss=f"{value:.4f}")
+        self.train_s += self.clock() - start  # before the step: the schedule reads it
+        self.scheduler.step()
+        return {"loss": total / len(loader), "lr": learning_rate}
+
+    def planned(self) -> str:
+        """The epoch budget as a progress label: ``300``, or ``4.2/15 min``."""
+        t = self.cfg.train
+        return f"{self.train_s / 60:.1f}/{t.minutes:g} min" if t.minutes else str(t.epochs)
+
+    def done(self) -> bool:
+        """The budget is spent: ``train.minutes`` of training time, else ``train.epochs``."""
+        t = self.cfg.train
+        return self.train_s >= 60 * t.minutes if t.minutes else self.epoch >= t.epochs
+
+    def validate(self) -> float:
+        return validate(self.model, self.val_batches, self.cfg.scale, self.dist, self.fmt)
+
+    def end_epoch(self, val_psnr: float, seconds: float) -> bool:
+        """Count the epoch; True when it is the best so far."""
+        self.epoch += 1
+        self.elapsed += seconds
+        self.val_psnr = val_psnr
+        improved = val_psnr > self.best_psnr
+        if improved:
+            self.best_psnr, self.best_epoch = val_psnr, self.epoch
+        return improved
+
+    def diverged(self, what: str) -> TrainingDiverged:
+        kept = (f"{self.run_dir / LAST} (after epoch {self.epoch}) is left as it was"
+                if self.epoch else "no checkpoint had been written yet")
+        return TrainingDiverged(
+            f"{what}; {kept}. "
+            f"Lower train.lr or set train.grad_clip, then resume: "
+            f"nas-sr retrain resume={self.run_dir} train.grad_clip=1.0")
+
+
+def train(cfg: DictConfig, run_dir: Path, new_arch: Callable[[], Arch]) -> dict[str, Any]:
+    """Train (or resume) in ``run_dir``; every process returns the summary rank 0 writes.
+
+    ``new_arch()`` is the arch spec of a fresh run; a resumed run rebuilds the model its
+    ``last.pt`` holds.
+    """
+    d, device = distributed.setup(cfg.device)
+    try:
+        return _train(cfg, run_dir, d, device, new_arch)
+    finally:
+        distributed.teardown(d)
+
+
+def _train(cfg: DictConfig, run_dir: Path, d: Dist, device: torch.device,
+           new_arch: Callable[[], Arch]) -> dict[str, Any]:
+    set_threads(cfg.threads)
+    distributed.check_same(d, str(run_dir.resolve()),
+                           "pass the same hydra.run.dir=DIR (or resume=DIR) to every process")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick its kernels
+    last = run_dir / LAST
+    resume = checkpoint.load(last) if last.is_file() else None
+    trainer = Trainer(cfg, run_dir, d, device, resume, new_arch)
+    t, name, params = cfg.train, trainer.arch["name"], count_params(trainer.model)
+    log = (RunLog(run_dir, trainer.log_offset if resume else 0, cfg.logger.wandb,
+                  OmegaConf.to_container(cfg, resolve=True)) if d.is_main else None)
+    try:
+        untrained = None if resume else trainer.validate()  # every process takes part
+        if log and resume:
+            print(f"resuming {run_dir} after epoch {trainer.epoch} ({trainer.planned()})")
+        elif log:
+            log.log("start", model=name, arch=trainer.arch, params=params,
+                    device=str(device), world_size=d.world_size, val_psnr=untrained,
+                    init_from=cfg.init_from, init_skipped=trainer.init_skipped)
+            print(f"{name} x{cfg.scale}: {params:,} params on {d.world_size} x {device}; "
+                  f"untrained val PSNR {untrained:.2f} dB")
+        while not trainer.done():
+            t0 = time.perf_counter()
+            stats = trainer.train_epoch()
+            t1 = time.perf_counter()
+            val_psnr = trainer.validate()
+            if math.isnan(val_psnr):  # the epoch's last steps broke the weights
+                raise trainer.diverged(f"the validation PSNR became {val_psnr} after epoch "
+                                       f"{trainer.epoch + 1}")
+            t2 = time.perf_counter()
+            improved = trainer.end_epoch(val_psnr, t2 - t0)
+            if log:
+                log.log("epoch", epoch=trainer.epoch, **stats, val_psnr=val_psnr,
+                        best_psnr=trainer.best_psnr, train_time_s=t1 - t0, val_time_s=t2 - t1,
+                        train_s=trainer.train_s)
+                trainer.log_offset = log.offset
+                log.flush()
+                trainer.save(improved)
+                print(f"epoch {trainer.epoch} ({trainer.planned()}): loss {stats['loss']:.4f}, "
+                      f"val {val_psnr:.2f} dB (best {trainer.best_psnr:.2f} at epoch "
+                      f"{trainer.best_epoch}), lr {stats['lr']:.2e}, {t1 - t0:.1f}s train "
+                      f"+ {t2 - t1:.1f}s val")
+        summary = {
+            "model": name, "scale": cfg.scale, "params": params, "arch": trainer.arch,
+            "best_val_psnr": trainer.best_psnr, "best_epoch": trainer.best_epoch,
+            "epochs": trainer.epoch, "steps": trainer.epoch * t.iters_per_epoch,
+            "train_time_s": trainer.elapsed, "train_only_s": trainer.train_s,
+            "world_size": d.world_size,
+            "validation": f"{t.val_crops} crops" if t.val_crops else "whole images",
+        }
+        if log:
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            log.log("final", best_val_psnr=trainer.best_psnr, best_epoch=trainer.best_epoch,
+                    params=params, train_time_s=trainer.elapsed)
+            print(f"best val PSNR {trainer.best_psnr:.2f} dB at epoch {trainer.best_epoch}; "
+                  f"{run_dir / BEST}")
+        return summary
+    finally:
+        if log:
+            log.close()
