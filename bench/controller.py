@@ -25,7 +25,7 @@ def run(quick: bool) -> list[Row]:
     repeats = 10 if quick else 40
     sample = median_time(lambda: ctrl.sample(rng), repeats)
     s = ctrl.sample(rng)
-    reward = median_time(lambda: score(net, s.genotype, val_lr, val_hr, 2), repeats)
+    reward = median_time(lambda: score(net, s.genotype, (val_lr, val_hr), 2), repeats)
     update = median_time(lambda: ctrl.update([ctrl.sample(rng)], [30.0]), repeats) - sample
 
     genotype = s.genotype

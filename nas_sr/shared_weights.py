@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -21,14 +22,15 @@ from nas_sr import checkpoint
 from nas_sr.archs import check_scale
 from nas_sr.cache import cache_path, open_store
 from nas_sr.data import fixed_crops, lr_patch_size, resolve_sources
-from nas_sr.metrics import psnr_y, quantize
 from nas_sr.runtime import ConfigError, memory_format, resolve_device, set_threads
+from nas_sr.training import Pairs, crop_psnrs
 from search_spaces.genotypes import Genotype
 from search_spaces.network import CellSRNet
 
 CHECKPOINT = "checkpoint.pt"  # a search run's whole state, written after every epoch
 # controller.* keys the search reads itself; the rest configure the controller
 SEARCH_KEYS = ("name", "steps_per_epoch", "samples_per_update", "rebase")
+SCORE_BATCH = 64  # crops per forward pass when a cell is scored
 
 
 def build_supernet(cfg: DictConfig) -> CellSRNet:
@@ -45,29 +47,23 @@ def build_search_controller(cfg: DictConfig) -> Controller:
 
 
 def reward_crops(cfg: DictConfig, device: torch.device, fmt: torch.memory_format
-                 ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+                 ) -> tuple[Pairs, Pairs]:
     """The reward crops and the final-selection crops: fixed crops of the reward images."""
     d = cfg.data
     store = open_store(resolve_sources(d, cfg.scale).reward, cfg.scale,
                        lr_patch_size(d.patch_size, cfg.scale), cache_path(d, cfg.scale, "val"),
                        "validation images", cfg.logger.progress)
 
-    def crops(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def crops(count: int, seed: int) -> Pairs:
         lr, hr = fixed_crops(store, cfg.scale, d.patch_size, count, seed)
         return lr.to(device, memory_format=fmt), hr.to(device, memory_format=fmt)
 
     return crops(d.val_crops, seed=1), crops(d.final_crops, seed=2)
 
 
-@torch.inference_mode()
-def score(net: CellSRNet, genotype: Genotype, lr: torch.Tensor, hr: torch.Tensor,
-          scale: int, batch_size: int = 64) -> float:
-    """Mean Y-PSNR of ``genotype`` on fixed crops: the controller's reward."""
-    values = []
-    for i in range(0, len(lr), batch_size):
-        sr = quantize(net(lr[i:i + batch_size], genotype))
-        values.append(psnr_y(sr, quantize(hr[i:i + batch_size]), shave=scale))
-    return float(torch.cat(values).mean())
+def score(net: CellSRNet, genotype: Genotype, crops: Pairs, scale: int) -> float:
+    """Mean Y-PSNR of ``genotype`` through the shared weights on fixed crops: its reward."""
+    return float(crop_psnrs(partial(net, genotype=genotype), crops, scale, SCORE_BATCH).mean())
 
 
 def run_config(search_dir: Path, overrides: Sequence[str] = ()) -> DictConfig:
@@ -91,11 +87,11 @@ class SearchRun:
     cfg: DictConfig
     supernet: CellSRNet
     controller: Controller
-    final: tuple[torch.Tensor, torch.Tensor]
+    final: Pairs
 
     def score(self, genotype: Genotype) -> float:
         """``genotype``'s PSNR on the final shared weights and final-selection crops."""
-        return score(self.supernet, genotype, *self.final, self.cfg.scale)
+        return score(self.supernet, genotype, self.final, self.cfg.scale)
 
 
 def load_search_run(search_dir: Path, overrides: Sequence[str] = (), threads: int | None = None,

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
@@ -42,24 +42,22 @@ from nas_sr.data import (
     to_tensor,
 )
 from nas_sr.distributed import Dist
-from nas_sr.metrics import psnr_y, quantize
-from nas_sr.runlog import RunLog
 from nas_sr.runtime import (
     CLOCKS,
     ConfigError,
-    TrainingDiverged,
     blow_up,
     cosine_lr,
     memory_format,
+    not_finite,
     seed_everything,
     set_threads,
 )
+from nas_sr.training import Pairs, RunState, crop_psnrs
 from search_spaces.network import count_params
 
 BEST, LAST = "best.pt", "last.pt"
 VAL_BATCH = 32  # validation crops per forward pass
 
-Batches = list[tuple[torch.Tensor, torch.Tensor]]
 Arch = dict[str, Any]
 
 
@@ -109,8 +107,8 @@ def clip_gradients(params: list[nn.Parameter], train: DictConfig, learning_rate:
         nn.utils.clip_grad_norm_(params, train.grad_clip)
 
 
-def load_data(cfg: DictConfig, d: Dist) -> tuple[RandomCrops, Batches]:
-    """The training crops, and this process's share of the validation batches."""
+def load_data(cfg: DictConfig, d: Dist) -> tuple[RandomCrops, list[Pairs]]:
+    """The training crops, and this process's share of the validation sets."""
     data, t, scale = cfg.data, cfg.train, cfg.scale
     src = resolve_sources(data, scale)
     with distributed.main_first(d):  # one process builds the cache, the others read it
@@ -118,13 +116,14 @@ def load_data(cfg: DictConfig, d: Dist) -> tuple[RandomCrops, Batches]:
                            cache_path(data, scale, "train"), "training images",
                            cfg.logger.progress and d.is_main)
     crops = RandomCrops(store, scale, t.patch_size, t.iters_per_epoch * t.batch_size, cfg.seed)
-    return crops, validation_batches(cfg, d, src.holdout)
+    return crops, validation_sets(cfg, d, src.holdout)
 
 
-def validation_batches(cfg: DictConfig, d: Dist,
-                       holdout: list[ImageSource] | None = None) -> Batches:
+def validation_sets(cfg: DictConfig, d: Dist,
+                    holdout: list[ImageSource] | None = None) -> list[Pairs]:
     """This process's share of the hold-out images (never the search's reward images):
-    ``train.val_crops`` fixed crops, or the whole images. They are few: decoded in memory."""
+    ``train.val_crops`` fixed crops as one set, or each whole image as a set of one. They
+    are few: decoded in memory."""
     t, scale = cfg.train, cfg.scale
     if holdout is None:
         holdout = resolve_sources(cfg.data, scale).holdout
@@ -133,34 +132,36 @@ def validation_batches(cfg: DictConfig, d: Dist,
         pairs = load_pairs(holdout, scale, lr_patch_size(t.patch_size, scale),
                            "validation images", progress)
         lr, hr = fixed_crops(PairStore(pairs), scale, t.patch_size, t.val_crops, seed=1)
-        lr, hr = lr[d.rank::d.world_size], hr[d.rank::d.world_size]
-        return [(lr[i:i + VAL_BATCH], hr[i:i + VAL_BATCH]) for i in range(0, len(lr), VAL_BATCH)]
+        return [(lr[d.rank::d.world_size], hr[d.rank::d.world_size])]
     pairs = load_pairs(holdout[d.rank::d.world_size], scale, 1, "validation images", progress)
     return [(to_tensor(lr)[None], to_tensor(hr)[None]) for hr, lr in pairs]
 
 
-@torch.inference_mode()
-def validate(model: nn.Module, batches: Batches, scale: int, d: Dist,
+def validate(model: nn.Module, sets: list[Pairs], scale: int, d: Dist,
              fmt: torch.memory_format = torch.contiguous_format) -> float:
-    """Mean Y-PSNR (8-bit outputs, ``scale`` pixels shaved) over all processes' batches."""
+    """Mean Y-PSNR (8-bit outputs, ``scale`` pixels shaved) over all processes' sets."""
     model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
-    for lr_img, hr_img in batches:
-        sr = quantize(model(lr_img.to(device, memory_format=fmt)))
-        total += float(psnr_y(sr, quantize(hr_img.to(device)), scale).sum())
-        count += len(lr_img)
+    for lr, hr in sets:
+        psnrs = crop_psnrs(model, (lr.to(device, memory_format=fmt), hr.to(device)), scale,
+                           VAL_BATCH)
+        total += float(psnrs.sum())
+        count += len(psnrs)
     sums = distributed.all_sum(d, torch.tensor([total, count], dtype=torch.float64,
                                                device=device))
     return float(sums[0] / sums[1])
 
 
-class Trainer:
+class Trainer(RunState):
     """All the state of one training run; ``state_dict`` is exactly what ``last.pt`` holds."""
+
+    job, checkpoint_file, section = "retrain", LAST, "train"
 
     def __init__(self, cfg: DictConfig, run_dir: Path, d: Dist, device: torch.device,
                  resume: dict[str, Any] | None, new_arch: Callable[[], Arch]):
-        self.cfg, self.run_dir, self.dist, self.device = cfg, run_dir, d, device
+        super().__init__(run_dir)
+        self.cfg, self.dist, self.device = cfg, d, device
         t = cfg.train
         if t.batch_size % d.world_size:
             raise ConfigError(f"train.batch_size={t.batch_size} does not split evenly over "
@@ -183,13 +184,12 @@ class Trainer:
         if t.compile:
             self.net = torch.compile(self.net)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr)
-        self.epoch, self.best_epoch, self.elapsed, self.train_s = 0, 0, 0.0, 0.0
+        self.best_epoch, self.train_s = 0, 0.0
         self.clock = CLOCKS[t.clock]  # what train.minutes is counted in
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda epoch: lr_factor(self.cfg.train, epoch, self.train_s))
         self.val_psnr = self.best_psnr = -math.inf
-        self.log_offset: int | None = None
-        self.crops, self.val_batches = load_data(cfg, d)
+        self.crops, self.val_sets = load_data(cfg, d)
         self.sampler = DistributedSampler(self.crops, d.world_size, d.rank, shuffle=False)
         if resume:
             self.load_state_dict(resume)
@@ -201,15 +201,12 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "rng": torch.get_rng_state(),
-            "epoch": self.epoch,
             "params": count_params(self.model),
             "val_psnr": self.val_psnr,
             "best_psnr": self.best_psnr,
             "best_epoch": self.best_epoch,
-            "elapsed": self.elapsed,
             "train_s": self.train_s,
-            "log_offset": self.log_offset,
+            **self.run_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -224,17 +221,9 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["initial_lr"] = lr
             group["lr"] = lr * lr_factor(self.cfg.train, state["epoch"], self.train_s)
-        torch.set_rng_state(state["rng"])
-        self.epoch, self.elapsed, self.log_offset = (
-            state["epoch"], state["elapsed"], state["log_offset"])
+        self.load_run_state(state)
         self.val_psnr, self.best_psnr, self.best_epoch = (
             state["val_psnr"], state["best_psnr"], state["best_epoch"])
-
-    def save(self, improved: bool) -> None:
-        state = self.state_dict()
-        if improved:  # best first: a kill in between leaves last.pt one epoch behind, redone
-            checkpoint.save_atomic(state, self.run_dir / BEST)
-        checkpoint.save_atomic(state, self.run_dir / LAST)
 
     # --- one epoch ----------------------------------------------------------------------
     def train_epoch(self) -> dict[str, float]:
@@ -257,10 +246,7 @@ class Trainer:
             loss = F.l1_loss(sr.float(), hr_img)
             # every process checks the mean loss, so all of them stop together
             value = distributed.all_sum(d, loss.detach().clone()).item() / d.world_size
-            problem = blow_up(value)
-            if problem:
-                raise self.diverged(f"the training loss {problem} in epoch {self.epoch + 1}, "
-                                    f"step {step}")
+            self.stop_if(blow_up(value), "the training loss", f", step {step}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             clip_gradients(list(self.model.parameters()), t, learning_rate)
@@ -282,25 +268,16 @@ class Trainer:
         return self.train_s >= 60 * t.minutes if t.minutes else self.epoch >= t.epochs
 
     def validate(self) -> float:
-        return validate(self.model, self.val_batches, self.cfg.scale, self.dist, self.fmt)
+        return validate(self.model, self.val_sets, self.cfg.scale, self.dist, self.fmt)
 
     def end_epoch(self, val_psnr: float, seconds: float) -> bool:
         """Count the epoch; True when it is the best so far."""
-        self.epoch += 1
-        self.elapsed += seconds
+        self.count_epoch(seconds)
         self.val_psnr = val_psnr
         improved = val_psnr > self.best_psnr
         if improved:
             self.best_psnr, self.best_epoch = val_psnr, self.epoch
         return improved
-
-    def diverged(self, what: str) -> TrainingDiverged:
-        kept = (f"{self.run_dir / LAST} (after epoch {self.epoch}) is left as it was"
-                if self.epoch else "no checkpoint had been written yet")
-        return TrainingDiverged(
-            f"{what}; {kept}. "
-            f"Lower train.lr or set train.grad_clip, then resume: "
-            f"nas-sr retrain resume={self.run_dir} train.grad_clip=1.0")
 
 
 def train(cfg: DictConfig, run_dir: Path, new_arch: Callable[[], Arch]) -> dict[str, Any]:
@@ -327,8 +304,7 @@ def _train(cfg: DictConfig, run_dir: Path, d: Dist, device: torch.device,
     resume = checkpoint.load(last) if last.is_file() else None
     trainer = Trainer(cfg, run_dir, d, device, resume, new_arch)
     t, name, params = cfg.train, trainer.arch["name"], count_params(trainer.model)
-    log = (RunLog(run_dir, trainer.log_offset if resume else 0, cfg.logger.wandb,
-                  OmegaConf.to_container(cfg, resolve=True)) if d.is_main else None)
+    log = trainer.open_log(cfg, resume is not None) if d.is_main else None
     try:
         untrained = None if resume else trainer.validate()  # every process takes part
         if log and resume:
@@ -344,18 +320,16 @@ def _train(cfg: DictConfig, run_dir: Path, d: Dist, device: torch.device,
             stats = trainer.train_epoch()
             t1 = time.perf_counter()
             val_psnr = trainer.validate()
-            if math.isnan(val_psnr):  # the epoch's last steps broke the weights
-                raise trainer.diverged(f"the validation PSNR became {val_psnr} after epoch "
-                                       f"{trainer.epoch + 1}")
+            # the epoch's last steps may have broken the weights
+            trainer.stop_if(not_finite(val_psnr), "the validation PSNR")
             t2 = time.perf_counter()
             improved = trainer.end_epoch(val_psnr, t2 - t0)
             if log:
                 log.log("epoch", epoch=trainer.epoch, **stats, val_psnr=val_psnr,
                         best_psnr=trainer.best_psnr, train_time_s=t1 - t0, val_time_s=t2 - t1,
                         train_s=trainer.train_s)
-                trainer.log_offset = log.offset
-                log.flush()
-                trainer.save(improved)
+                # best first: a kill in between leaves last.pt one epoch behind, redone
+                trainer.save(log, *([BEST] if improved else []), LAST)
                 print(f"epoch {trainer.epoch} ({trainer.planned()}): loss {stats['loss']:.4f}, "
                       f"val {val_psnr:.2f} dB (best {trainer.best_psnr:.2f} at epoch "
                       f"{trainer.best_epoch}), lr {stats['lr']:.2e}, {t1 - t0:.1f}s train "

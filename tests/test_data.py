@@ -108,10 +108,10 @@ def test_builtin_split_keeps_each_scene_on_one_side():
 def test_retrain_validation_crops_are_disjoint_from_the_search_reward_crops():
     (_, reward_hr), (_, final_hr) = reward_crops(make_cfg("search"), torch.device("cpu"),
                                                  torch.contiguous_format)
-    _, val_batches = load_data(make_cfg("retrain"), Dist())
+    _, val_sets = load_data(make_cfg("retrain"), Dist())
     reward = {bytes(t.numpy()) for t in reward_hr}
     final = {bytes(t.numpy()) for t in final_hr}
-    held = [hr for _, batch in val_batches for hr in batch]
+    held = [hr for _, crops in val_sets for hr in crops]
     assert held and len(reward) == len(reward_hr)
     assert not {bytes(t.contiguous().numpy()) for t in held} & (reward | final)
 

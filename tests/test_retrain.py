@@ -204,7 +204,7 @@ def test_nan_weights_after_an_epoch_keep_the_last_good_checkpoint(image_folder, 
         return float("nan") if calls["n"] == 3 else real(self)
 
     monkeypatch.setattr(trainer.Trainer, "validate", broken)
-    with pytest.raises(TrainingDiverged, match=r"validation PSNR became nan after epoch 2; "
+    with pytest.raises(TrainingDiverged, match=r"validation PSNR became nan in epoch 2; "
                                                 r".*last\.pt \(after epoch 1\) is left"):
         run_job("retrain", folder_cfg(image_folder, genotype_file), tmp_path)
     assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1

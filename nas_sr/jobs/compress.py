@@ -142,9 +142,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     check_source(cfg, arch)
     scale, device = int(arch["scale"]), resolve_device(cfg.device)
     # the source's PSNR on the fine-tuning's own validation crops: the rounds' reference
-    batches = trainer.validation_batches(OmegaConf.merge(cfg, {"scale": scale}), Dist())
+    val_sets = trainer.validation_sets(OmegaConf.merge(cfg, {"scale": scale}), Dist())
     fmt = memory_format(cfg.get("channels_last", True))
-    val = trainer.validate(model.to(device, memory_format=fmt), batches, scale, Dist(), fmt)
+    val = trainer.validate(model.to(device, memory_format=fmt), val_sets, scale, Dist(), fmt)
     rows = [{"round": 0, **measure(load_source(source)[0], scale), "val_psnr": val,
              "val_psnr_tuned": None}]
     print(f"round 0 ({arch['name']} x{scale}, {source}): val {val:.2f} dB")

@@ -32,7 +32,6 @@ from nas_sr.data import RandomCrops, lr_patch_size, resolve_sources
 from nas_sr.runlog import RunLog
 from nas_sr.runtime import (
     ConfigError,
-    TrainingDiverged,
     blow_up,
     cosine_lr,
     memory_format,
@@ -50,25 +49,20 @@ from nas_sr.shared_weights import (
     score,
 )
 from nas_sr.tradeoff_plots import pareto_figure
+from nas_sr.training import RunState
 from search_spaces.cost import genotype_cost, over_budget_penalty, pareto_front, within_budget
 from search_spaces.genotypes import Genotype, save_genotype, space_size
 from search_spaces.network import CellSRNet, count_params
 
 
-def _stop_if(problem: str | None, what: str, epoch: int, run_dir: Path) -> None:
-    if problem:
-        kept, then = ((f"the last good checkpoint is {run_dir / CHECKPOINT}",
-                       f"resume with `nas-sr search resume={run_dir}`") if epoch > 1
-                      else ("no checkpoint had been written yet", "start again"))
-        raise TrainingDiverged(f"{what} {problem} in epoch {epoch}; {kept}. Lower "
-                               f"search.lr (or search.grad_clip) and {then}.")
-
-
-class Search:
+class Search(RunState):
     """All the state of one search; ``state_dict`` is exactly what a checkpoint holds."""
 
+    job, checkpoint_file, section = "search", CHECKPOINT, "search"
+
     def __init__(self, cfg: DictConfig, run_dir: Path):
-        self.cfg, self.run_dir = cfg, run_dir
+        super().__init__(run_dir)
+        self.cfg = cfg
         set_threads(cfg.threads)
         seed_everything(cfg.seed)
         self.device = resolve_device(cfg.device)
@@ -88,10 +82,7 @@ class Search:
         self.pool: dict[tuple[int, ...], None] = {}
         # one generator draws every architecture (training children and controller steps)
         self.arch_rng = torch.Generator().manual_seed(cfg.seed)
-        self.epoch = 0
         self.controller_step = 0
-        self.elapsed = 0.0
-        self.log_offset: int | None = None
 
         d = cfg.data
         self.train_store = open_store(resolve_sources(d, cfg.scale).train, cfg.scale,
@@ -100,8 +91,7 @@ class Search:
                                       cfg.logger.progress)
         self.crops = RandomCrops(self.train_store, cfg.scale, d.patch_size,
                                  cfg.search.batches_per_epoch * cfg.search.batch_size, cfg.seed)
-        (self.val_lr, self.val_hr), (self.final_lr, self.final_hr) = reward_crops(
-            cfg, self.device, self.fmt)
+        self.reward_crops, self.final_crops = reward_crops(cfg, self.device, self.fmt)
 
     # --- checkpointing ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -112,24 +102,20 @@ class Search:
             "fair_sampler": self.fair.state_dict(),
             "pool": [list(k) for k in self.pool],
             "arch_rng": self.arch_rng.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "epoch": self.epoch,
             "controller_step": self.controller_step,
-            "elapsed": self.elapsed,
-            "log_offset": self.log_offset,
+            **self.run_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.supernet.load_state_dict(state["supernet"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.controller.load_checkpoint_state(state["controller"])
-        # (a checkpoint from before fair sampling and the pool has neither: rank reads those)
+        # (a checkpoint from before fair sampling and the pool has neither)
         self.fair.load_state_dict(state.get("fair_sampler", {"pending": []}))
         self.pool = dict.fromkeys(tuple(k) for k in state.get("pool", []))
         self.arch_rng.set_state(state["arch_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        self.epoch, self.controller_step = state["epoch"], state["controller_step"]
-        self.elapsed, self.log_offset = state["elapsed"], state["log_offset"]
+        self.controller_step = state["controller_step"]
+        self.load_run_state(state)
 
     # --- the two phases of an epoch -----------------------------------------------------
     def train_shared(self) -> dict[str, float]:
@@ -150,8 +136,7 @@ class Search:
             lr_img = lr_img.to(self.device, memory_format=self.fmt)
             hr_img = hr_img.to(self.device)
             loss = F.l1_loss(net(lr_img, genotype), hr_img)
-            _stop_if(blow_up(loss.item()), "the shared-weight loss", self.epoch + 1,
-                     self.run_dir)
+            self.stop_if(blow_up(loss.item()), "the shared-weight loss")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if s.grad_clip:
@@ -199,10 +184,10 @@ class Search:
         for start in range(0, c.steps_per_epoch, c.samples_per_update):
             batch = [ctrl.sample(self.arch_rng)
                      for _ in range(min(c.samples_per_update, c.steps_per_epoch - start))]
-            psnrs = [score(self.supernet, s.genotype, self.val_lr, self.val_hr, self.cfg.scale)
+            psnrs = [score(self.supernet, s.genotype, self.reward_crops, self.cfg.scale)
                      for s in batch]
             for psnr in psnrs:
-                _stop_if(not_finite(psnr), "the reward", self.epoch + 1, self.run_dir)
+                self.stop_if(not_finite(psnr), "the reward")
             costs = [self.cost(s.genotype) for s in batch]
             batch_rewards = [self.reward(p, c) for p, c in zip(psnrs, costs, strict=True)]
             if warmup:  # the controller only watches: logged, no update
@@ -249,16 +234,15 @@ class Search:
             cost = self.cost(g)
             scored.append({"genotype": g.to_dict()["nodes"], **cost,
                            "within_budget": within_budget(cost, self.budget),
-                           "psnr": score(self.supernet, g, self.val_lr, self.val_hr,
-                                         self.cfg.scale)})
+                           "psnr": score(self.supernet, g, self.reward_crops, self.cfg.scale)})
         eligible = [i for i, c in enumerate(scored) if c["within_budget"]]
         if not eligible:
             raise ConfigError(f"no scored cell is within search.budget {self.budget}; "
                               "raise the budget or lower archs.cell/search.budget width")
         top = sorted(eligible, key=lambda i: -scored[i]["psnr"])[:s.final_top]
         for i in tqdm(top, desc="scoring final candidates", leave=False, disable=quiet):
-            scored[i]["final_psnr"] = score(self.supernet, cells[i], self.final_lr,
-                                            self.final_hr, self.cfg.scale)
+            scored[i]["final_psnr"] = score(self.supernet, cells[i], self.final_crops,
+                                            self.cfg.scale)
         best = max(top, key=lambda i: scored[i]["final_psnr"])
         scored[best]["chosen"] = True
         return cells[best], scored[best]["final_psnr"], scored
@@ -294,8 +278,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     print(f"search space: {sizes['decision_sequences']:,} decision sequences per cell "
           f"({sizes['distinct_cells']:,} distinct cells; the paper's formula gives "
           f"{sizes['paper_formula']:.3g})")
-    log = RunLog(run_dir, search.log_offset if resumed else 0,
-                 cfg.logger.wandb, OmegaConf.to_container(cfg, resolve=True))
+    log = search.open_log(cfg, resumed)
     try:
         if not resumed:
             log.log("start", space=sizes, params_supernet=count_params(search.supernet),
@@ -306,14 +289,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             t1 = time.perf_counter()
             rewards = search.train_controller(log)
             t2 = time.perf_counter()
-            search.epoch += 1
-            search.elapsed += t2 - t0
+            search.count_epoch(t2 - t0)
             log.log("epoch", epoch=search.epoch, **train,
                     reward_mean=sum(rewards) / max(1, len(rewards)),
                     shared_time_s=t1 - t0, controller_time_s=t2 - t1)
-            search.log_offset = log.offset
-            log.flush()
-            checkpoint.save_atomic(search.state_dict(), ckpt)
+            search.save(log, CHECKPOINT)
             print(f"epoch {search.epoch}/{cfg.search.epochs}: loss {train['loss']:.4f}, "
                   f"mean reward {sum(rewards) / max(1, len(rewards)):.2f} dB, "
                   f"{t2 - t0:.1f}s")
