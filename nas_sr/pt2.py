@@ -32,6 +32,7 @@ from torch import nn
 from nas_sr.archs import build_model, check_arch
 from nas_sr.lighten import folded
 from nas_sr.runtime import ConfigError
+from search_spaces.cell import upgrade_state_dict
 
 # the arch spec, stored inside every model.pt2 that `nas-sr export` writes
 EXPORT_METADATA = "nas_sr.json"
@@ -121,6 +122,7 @@ def load_exported(path: Path) -> tuple[nn.Module, dict[str, Any]]:
         entries = config.get("config") if isinstance(config, dict) else None
         if not isinstance(entries, dict):
             raise ModelError(f"{path}: its weights config is malformed")
+        entries = upgrade_state_dict(entries)  # an export from before the ops had names
         if entries.keys() != expected.keys():
             odd = sorted(entries.keys() ^ expected.keys())
             raise ModelError(

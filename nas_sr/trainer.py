@@ -53,6 +53,7 @@ from nas_sr.runtime import (
     set_threads,
 )
 from nas_sr.training import Pairs, RunState, crop_psnrs
+from search_spaces.cell import upgrade_state_dict
 from search_spaces.network import count_params
 
 BEST, LAST = "best.pt", "last.pt"
@@ -72,7 +73,7 @@ def init_from(model: nn.Module, path: str | Path) -> list[str]:
     if not isinstance(source, dict):
         raise ConfigError(f"{path}: not a nas-sr model checkpoint (no 'model'); "
                          "init_from= takes a best.pt or last.pt of retrain")
-    own = model.state_dict()
+    own, source = model.state_dict(), upgrade_state_dict(source)  # old cells' names too
     fits = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
     if not fits:
         raise ConfigError(f"{path}: none of its tensors fits this model "

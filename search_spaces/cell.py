@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from search_spaces.genotypes import NUM_CELL_INPUTS, Genotype
-from search_spaces.operations import OP_NAMES, OPS
+from search_spaces.operations import OP_NAMES, OPS, SEQUENTIAL_NAMES
+
+T = TypeVar("T")
 
 
 class Cell(nn.Module):
     """One cell: ``num_nodes`` nodes over inputs h(k-2), h(k-1).
 
-    With ``genotype=None`` every (node, input slot, op) owns a module and any
+    ``node_ops[j][slot][op]`` is the module of ``op`` on input ``slot`` (0 or 1) of node
+    ``j``. With ``genotype=None`` every (node, input slot, op) owns a module and any
     genotype can be run through it: these are the shared weights of the supernet.
     With a genotype only the chosen ops are built, from the same ``OPS`` registry.
     Only the ops a genotype names are ever computed, so a supernet step costs the
@@ -30,20 +36,21 @@ class Cell(nn.Module):
         if genotype is not None and genotype.num_nodes != num_nodes:
             raise ValueError(f"genotype has {genotype.num_nodes} nodes, cell has {num_nodes}")
         self.channels, self.num_nodes, self.genotype = channels, num_nodes, genotype
-        self.edges = nn.ModuleList()
+        self.node_ops = nn.ModuleList()
         for j in range(num_nodes):
             slots = nn.ModuleList()
             for slot in range(2):
                 names = OP_NAMES if genotype is None else (genotype.nodes[j][2 * slot + 1],)
                 slots.append(nn.ModuleDict({name: OPS[name](channels) for name in names}))
-            self.edges.append(slots)
+            self.node_ops.append(slots)
         combined = num_nodes if genotype is None else len(genotype.loose_ends())
         self.combine = nn.Conv2d(combined * channels, channels, 1)
+        self.register_load_state_dict_pre_hook(_upgrade_names)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, genotype: Genotype) -> torch.Tensor:
         states = [s0, s1]
         for j, (in1, op1, in2, op2) in enumerate(genotype.nodes):
-            slot1, slot2 = self.edges[j]
+            slot1, slot2 = self.node_ops[j]
             states.append(slot1[op1](states[in1]) + slot2[op2](states[in2]))
         loose = genotype.loose_ends()
         out = torch.cat([states[NUM_CELL_INPUTS + j] for j in loose], dim=1)
@@ -52,3 +59,31 @@ class Cell(nn.Module):
         c = self.channels  # shared weights: take the loose ends' columns
         weight = torch.cat([self.combine.weight[:, j * c:(j + 1) * c] for j in loose], dim=1)
         return s1 + F.conv2d(out, weight, self.combine.bias)
+
+
+def current_name(name: str) -> str:
+    """A parameter (or module) name as the cell names it now.
+
+    Checkpoints and exports written before the ops were named classes say
+    ``cells.0.edges.1.0.conv_3x3.1.weight`` for ``cells.0.node_ops.1.0.conv_3x3.conv.weight``;
+    any other name is returned as it is.
+    """
+    parts = name.split(".")
+    for i in range(len(parts) - 4):  # edges . node . slot . op . sequential index
+        if parts[i] == "edges" and parts[i + 3] in SEQUENTIAL_NAMES:
+            parts[i] = "node_ops"
+            parts[i + 4] = SEQUENTIAL_NAMES[parts[i + 3]].get(parts[i + 4], parts[i + 4])
+    return ".".join(parts)
+
+
+def upgrade_state_dict(state: Mapping[str, T]) -> dict[str, T]:
+    """``state`` with every name as :func:`current_name` gives it."""
+    return {current_name(k): v for k, v in state.items()}
+
+
+def _upgrade_names(module: nn.Module, state: dict[str, Any], prefix: str, *_: Any) -> None:
+    """``load_state_dict`` hook: a cell reads its old-style names as current ones."""
+    for key in [k for k in state if k.startswith(prefix)]:
+        new = prefix + current_name(key[len(prefix):])
+        if new != key:
+            state[new] = state.pop(key)

@@ -124,8 +124,9 @@ def test_separable_conversion_keeps_shapes_and_gives_the_expected_params():
     assert srcnn(x).shape == shape == (1, 3, 18, 22)
     cell = build_model(CELL)
     assert lighten.separable_candidates(cell) == [  # the sep op's depthwise conv is not one
-        "head", "cells.0.edges.0.0.conv_3x3.1", "cells.0.edges.1.0.dil_conv_3x3.1",
-        "cells.1.edges.0.0.conv_3x3.1", "cells.1.edges.1.0.dil_conv_3x3.1", "tail.0"]
+        "head", "cells.0.node_ops.0.0.conv_3x3.conv", "cells.0.node_ops.1.0.dil_conv_3x3.conv",
+        "cells.1.node_ops.0.0.conv_3x3.conv", "cells.1.node_ops.1.0.dil_conv_3x3.conv",
+        "tail.0"]
     assert lighten.separable_candidates(cell, keep_ends=True) == (
         lighten.separable_candidates(cell)[1:-1])
     cell = build_model({**CELL, "separable": {"fit": False, "keep_ends": True}})  # as loaded

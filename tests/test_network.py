@@ -23,8 +23,8 @@ def test_supernet_forward_backward_each_op_and_scale(op, scale):
     assert y.shape == (2, 3, 10 * scale, 12 * scale)
     y.abs().mean().backward()
     # the chosen op's weights get gradients, the unchosen ops' do not
-    edge = net.cells[0].edges[1][0]
-    for name, module in edge.items():
+    slot = net.cells[0].node_ops[1][0]  # node 1's first input
+    for name, module in slot.items():
         grads = [p.grad for p in module.parameters()]
         if name == op:
             assert all(gr is not None and gr.abs().sum() > 0 for gr in grads)
