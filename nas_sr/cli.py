@@ -23,7 +23,7 @@ USER_ERRORS = (ConfigError, ImageError, VideoError, GenotypeError, TrainingDiver
 # job name (the module ``nas_sr.jobs.<name>`` with ``run(cfg, run_dir)``) -> one-line help
 JOBS = {
     "search": "ENAS-style cell search on HR images (writes genotype.json)",
-    "retrain": "train a found cell (genotype=PATH) or a baseline (model=...)",
+    "retrain": "train a found cell (genotype=PATH or NAME) or a baseline (model=...)",
     "evaluate": "PSNR/SSIM on Y, params and Mult-Adds on benchmark sets",
     "export": "a standalone artifact that loads with torch alone",
     "upscale": "super-resolve images (tiled) and videos (frame by frame)",

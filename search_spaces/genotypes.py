@@ -133,6 +133,30 @@ def load_genotype(path: str | Path) -> Genotype:
     return genotype
 
 
+# Named genotypes (the DARTS habit): ``genotype=NAME`` wherever ``genotype=PATH`` works.
+GENOTYPES: dict[str, Genotype] = {
+    # the shipped models/cell_x2 (its genotype.json): a CPU search on the photographs
+    "cell_x2": Genotype((Node(0, "sep_conv_3x3", 0, "sep_conv_3x3"),
+                         Node(2, "sep_conv_3x3", 2, "sep_conv_3x3"),
+                         Node(3, "conv_3x3", 3, "sep_conv_3x3"),
+                         Node(4, "sep_conv_3x3", 3, "sep_conv_3x3"),
+                         Node(2, "sep_conv_3x3", 5, "sep_conv_3x3"))),
+}
+
+
+def find_genotype(spec: str | Path) -> Genotype:
+    """``genotype=``'s value: a genotype JSON file or, where no such file exists, the name of
+    one in :data:`GENOTYPES`."""
+    path = Path(spec).expanduser()
+    if path.exists():
+        return load_genotype(path)
+    if str(spec) in GENOTYPES:
+        return GENOTYPES[str(spec)]
+    raise GenotypeError(f"genotype={spec}: neither a file nor a named genotype; name a "
+                        "genotype.json (or summary.json) of a search run, or one of: "
+                        f"{', '.join(GENOTYPES)}")
+
+
 def choices_per_decision(num_nodes: int) -> list[int]:
     """Number of valid choices for each of the 4 * num_nodes decisions."""
     return [c for j in range(num_nodes) for c in (j + 2, len(OP_NAMES), j + 2, len(OP_NAMES))]

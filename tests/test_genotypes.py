@@ -1,17 +1,21 @@
 import json
+from pathlib import Path
 
 import pytest
 
 from search_spaces.genotypes import (
+    GENOTYPES,
     Genotype,
     GenotypeError,
     Node,
     choices_per_decision,
+    find_genotype,
     load_genotype,
     save_genotype,
     space_size,
 )
 
+MODELS = Path(__file__).resolve().parents[1] / "models"
 CHAIN = Genotype((
     Node(0, "conv_3x3", 1, "identity"),
     Node(2, "sep_conv_3x3", 1, "dil_conv_3x3"),
@@ -65,6 +69,25 @@ def test_malformed_genotype_files_name_the_problem(tmp_path, content, message):
     with pytest.raises(GenotypeError) as e:
         load_genotype(path)
     assert str(path) in str(e.value) and message in str(e.value)
+
+
+def test_the_catalogue_holds_the_shipped_cell():
+    assert GENOTYPES["cell_x2"] == load_genotype(MODELS / "cell_x2" / "genotype.json")
+
+
+def test_genotype_option_takes_a_path_or_a_name(tmp_path, monkeypatch):
+    save_genotype(CHAIN, tmp_path / "g.json")
+    assert find_genotype(tmp_path / "g.json") == CHAIN
+    assert find_genotype("cell_x2") is GENOTYPES["cell_x2"]
+    monkeypatch.chdir(tmp_path)  # a file of that name is what the user means
+    save_genotype(CHAIN, tmp_path / "cell_x2")
+    assert find_genotype("cell_x2") == CHAIN
+    with pytest.raises(GenotypeError, match=r"genotype=cell_x3: neither a file nor a named "
+                                            r"genotype; .* one of: cell_x2$"):
+        find_genotype("cell_x3")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(GenotypeError, match="a folder"):  # a path: its own error
+        find_genotype(tmp_path / "folder")
 
 
 def test_space_size_counts():

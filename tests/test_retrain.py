@@ -2,6 +2,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ from search_spaces.genotypes import Genotype, GenotypeError, Node, save_genotype
 from search_spaces.network import CellSRNet, count_params
 from search_spaces.operations import OPS
 
+ROOT = Path(__file__).resolve().parents[1]
 # 3 nodes (the config's archs.cell.nodes is 5: the file decides); loose ends n1 and n2
 CELL = Genotype((Node(1, "conv_3x3", 0, "identity"), Node(2, "sep_conv_3x3", 1, "dil_conv_3x3"),
                  Node(0, "identity", 2, "conv_3x3")))
@@ -62,10 +64,17 @@ def test_cell_spec_takes_the_genotype_and_the_retrain_width(genotype_file):
     assert net(torch.rand(1, 3, 7, 9)).shape == (1, 3, 21, 27)
 
 
+def test_a_named_genotype_trains_the_cell_its_file_does():
+    shipped = ROOT / "models" / "cell_x2" / "genotype.json"
+    by_name = retrain_mod.model_spec(make_cfg("retrain", "genotype=cell_x2"))
+    assert by_name == retrain_mod.model_spec(make_cfg("retrain", f"genotype={shipped}"))
+    assert by_name["genotype"]["nodes"][2] == [3, "conv_3x3", 3, "sep_conv_3x3"]
+
+
 def test_cell_needs_a_genotype_and_models_must_exist(tmp_path):
     with pytest.raises(GenotypeError, match="model=cell needs genotype=PATH"):
         retrain_mod.model_spec(make_cfg("retrain"))
-    with pytest.raises(GenotypeError, match="no such genotype file"):
+    with pytest.raises(GenotypeError, match="nope.json: neither a file nor a named genotype"):
         retrain_mod.model_spec(make_cfg("retrain", f"genotype={tmp_path / 'nope.json'}"))
     with pytest.raises(ValueError, match="model='espcn' is unknown"):
         retrain_mod.model_spec(make_cfg("retrain", "model=espcn"))

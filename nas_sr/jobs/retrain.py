@@ -1,4 +1,4 @@
-"""The retrain job: a found cell (``genotype=PATH``) or a baseline, trained as a standalone model.
+"""The retrain job: a found cell (``genotype=PATH|NAME``) or a baseline, trained standalone.
 
 The model comes from the config (``model=``, ``archs.*``, ``genotype=``); the training
 itself, its checkpoints and its resume are ``nas_sr.trainer``'s.
@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from nas_sr import checkpoint, trainer
 from nas_sr.lighten import LIGHTENINGS
 from nas_sr.runtime import ConfigError
-from search_spaces.genotypes import GenotypeError, load_genotype
+from search_spaces.genotypes import GENOTYPES, GenotypeError, find_genotype
 
 
 def model_spec(cfg: DictConfig) -> dict[str, Any]:
@@ -37,10 +37,11 @@ def model_spec(cfg: DictConfig) -> dict[str, Any]:
         spec.update({k: v for k, v in cfg.train.cell.items() if v is not None})
         if not cfg.genotype:
             raise GenotypeError(
-                "model=cell needs genotype=PATH (the genotype.json of a search run); "
-                "or train a baseline with model=srcnn|vdsr|edsr_baseline")
-        genotype = load_genotype(Path(cfg.genotype).expanduser())
-        spec.update(nodes=genotype.num_nodes, genotype=genotype.to_dict())  # the file decides
+                "model=cell needs genotype=PATH (the genotype.json of a search run) or a "
+                f"named genotype ({', '.join(GENOTYPES)}); or train a baseline with "
+                "model=srcnn|vdsr|edsr_baseline")
+        genotype = find_genotype(cfg.genotype)
+        spec.update(nodes=genotype.num_nodes, genotype=genotype.to_dict())  # it decides
     return spec
 
 
