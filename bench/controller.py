@@ -20,20 +20,20 @@ def run(quick: bool) -> list[Row]:
     rng = torch.Generator().manual_seed(0)
     last = torch.channels_last  # the search's default layout
     net = CellSRNet(2, 32, 4).eval().to(memory_format=last)
-    val_lr = torch.rand(VAL_CROPS, 3, 32, 32).contiguous(memory_format=last)
-    val_hr = torch.rand(VAL_CROPS, 3, 64, 64)
+    val_lq = torch.rand(VAL_CROPS, 3, 32, 32).contiguous(memory_format=last)
+    val_gt = torch.rand(VAL_CROPS, 3, 64, 64)
     repeats = 10 if quick else 40
     sample = median_time(lambda: ctrl.sample(rng), repeats)
     s = ctrl.sample(rng)
-    reward = median_time(lambda: score(net, s.genotype, (val_lr, val_hr), 2), repeats)
+    reward = median_time(lambda: score(net, s.genotype, (val_lq, val_gt), 2), repeats)
     update = median_time(lambda: ctrl.update([ctrl.sample(rng)], [30.0]), repeats) - sample
 
     genotype = s.genotype
     train_net = CellSRNet(2, 32, 4).to(memory_format=last)
     opt = torch.optim.Adam(train_net.parameters(), 1e-4)
-    lr = torch.rand(16, 3, 32, 32).contiguous(memory_format=last)
-    hr = torch.rand(16, 3, 64, 64)
-    step = median_time(lambda: train_step(train_net, opt, lr, hr, genotype), 5 if quick else 10)
+    lq = torch.rand(16, 3, 32, 32).contiguous(memory_format=last)
+    gt = torch.rand(16, 3, 64, 64)
+    step = median_time(lambda: train_step(train_net, opt, lq, gt, genotype), 5 if quick else 10)
     controller_phase = STEPS * (sample + reward + update)
     share = controller_phase / (controller_phase + BATCHES * (sample + step))
     return [

@@ -53,9 +53,9 @@ def run(quick: bool) -> list[Row]:
     last = torch.channels_last  # the search's default layout
     net = CellSRNet(2, 32, 4).to(memory_format=last)
     opt = torch.optim.Adam(net.parameters(), 1e-4)
-    lr = torch.rand(16, 3, 32, 32).contiguous(memory_format=last)
-    hr = torch.rand(16, 3, 64, 64)
-    consume = 16 / median_time(lambda: train_step(net, opt, lr, hr, genotype), 5 if quick else 10)
+    lq = torch.rand(16, 3, 32, 32).contiguous(memory_format=last)
+    gt = torch.rand(16, 3, 64, 64)
+    consume = 16 / median_time(lambda: train_step(net, opt, lq, gt, genotype), 5 if quick else 10)
     note = f"{len(sources)} images of {where}, 64px HR crops"
     return [
         Row("data", "PNG decode + bicubic LR (a patch per decode)", decode, "patches/s", note),

@@ -15,8 +15,8 @@ import torch
 from bench.timing import BENCH_CELL, Row, interleaved
 from nas_sr.archs import build_model
 from nas_sr.data import builtin_dir
-from nas_sr.images import downscale, load_image, mod_crop
-from nas_sr.inference import load_predictor, to_tensor
+from nas_sr.images import downscale, load_image, mod_crop, to_tensor
+from nas_sr.inference import load_predictor
 from nas_sr.jobs.export import export_model
 from nas_sr.metrics import psnr_y, quantize
 from search_spaces.genotypes import load_genotype
@@ -32,13 +32,14 @@ FALLBACK_GENOTYPE = ROOT / "models" / "cell_x2" / "genotype.json"
 def test_image() -> tuple[torch.Tensor, torch.Tensor, str]:
     """(LR, HR) of Set5's first image (baby) x2, or a scikit-image photo without benchmarks."""
     if (SET5_X2 / "HR" / "img_001.png").is_file():
-        hr = load_image(SET5_X2 / "HR" / "img_001.png")
-        lr = load_image(SET5_X2 / "LR" / "img_001.png")
+        gt = load_image(SET5_X2 / "HR" / "img_001.png")
+        lq = load_image(SET5_X2 / "LR" / "img_001.png")
         name = "Set5 img_001 (baby) x2"
     else:
-        hr = mod_crop(load_image(builtin_dir() / "astronaut.png"), 2)
-        lr, name = downscale(hr, 2), "scikit-image astronaut x2"
-    return to_tensor(lr), to_tensor(hr), f"{name}, {lr.shape[1]}x{lr.shape[0]} LR"
+        gt = mod_crop(load_image(builtin_dir() / "astronaut.png"), 2)
+        lq, name = downscale(gt, 2), "scikit-image astronaut x2"
+    return (to_tensor(lq)[None], to_tensor(gt)[None],
+            f"{name}, {lq.shape[1]}x{lq.shape[0]} LR")
 
 
 def models() -> dict[str, tuple[torch.nn.Module, bool]]:
@@ -65,25 +66,25 @@ def models() -> dict[str, tuple[torch.nn.Module, bool]]:
 
 
 def run(quick: bool) -> list[Row]:
-    lr, hr, image = test_image()
-    lr_last = lr.contiguous(memory_format=torch.channels_last)  # what super_resolve feeds
+    lq, gt, image = test_image()
+    lq_last = lq.contiguous(memory_format=torch.channels_last)  # what super_resolve feeds
     nets = models()
     for net, _ in nets.values():
         net.to(memory_format=torch.channels_last)
-    fns = {k: (lambda m=m: m(lr_last)) for k, (m, _) in nets.items()}
+    fns = {k: (lambda m=m: m(lq_last)) for k, (m, _) in nets.items()}
     # before/after of the layout: the exported cell fed NCHW, and an eager cell both ways
     exported = nets["cell (exported)"][0]
-    fns["cell (exported), NCHW input"] = lambda: exported(lr)
+    fns["cell (exported), NCHW input"] = lambda: exported(lq)
     eager = build_model(BENCH_CELL).eval()
     last = build_model(BENCH_CELL).eval().to(memory_format=torch.channels_last)
-    fns["cell eager, NCHW"] = lambda: eager(lr)
-    fns["cell eager, channels_last"] = lambda: last(lr_last)
+    fns["cell eager, NCHW"] = lambda: eager(lq)
+    fns["cell eager, channels_last"] = lambda: last(lq_last)
     with torch.inference_mode():
         times = interleaved(fns, repeats=3 if quick else 10, warmup=1)
         rows = []
-        megapixels = hr.shape[-1] * hr.shape[-2] / 1e6
+        megapixels = gt.shape[-1] * gt.shape[-2] / 1e6
         for name, (net, trained) in nets.items():
-            psnr = float(psnr_y(quantize(net(lr_last)), quantize(hr), 2)) if trained else np.nan
+            psnr = float(psnr_y(quantize(net(lq_last)), quantize(gt), 2)) if trained else np.nan
             note = f"{image}; " + (f"PSNR {psnr:.2f} dB" if trained else "untrained weights")
             rows.append(Row("inference", name, megapixels / times[name], "MP/s", note))
     trained = "trained" if nets["cell (exported)"][1] else "untrained"

@@ -12,16 +12,16 @@ from search_spaces.genotypes import Genotype
 from search_spaces.network import CellSRNet
 
 
-def train_step(net: CellSRNet, opt: torch.optim.Optimizer, lr: torch.Tensor,
-               hr: torch.Tensor, genotype: Genotype | None = None) -> None:
-    loss = F.l1_loss(net(lr, genotype), hr)
+def train_step(net: CellSRNet, opt: torch.optim.Optimizer, lq: torch.Tensor,
+               gt: torch.Tensor, genotype: Genotype | None = None) -> None:
+    loss = F.l1_loss(net(lq, genotype), gt)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
 
 
 def run(quick: bool) -> list[Row]:
-    channels, cells, batch, lr_side, scale = 32, 4, 16, 32, 2
+    channels, cells, batch, lq_side, scale = 32, 4, 16, 32, 2
     torch.manual_seed(0)
     genotype = build_controller("random", 5).sample(torch.Generator().manual_seed(0)).genotype
     last = torch.channels_last  # the default layout of search and retrain
@@ -29,17 +29,17 @@ def run(quick: bool) -> list[Row]:
             "standalone": CellSRNet(scale, channels, cells, genotype=genotype
                                     ).to(memory_format=last),
             "supernet NCHW": CellSRNet(scale, channels, cells)}
-    lr = torch.rand(batch, 3, lr_side, lr_side)
-    lr_last = lr.contiguous(memory_format=last)
-    hr = torch.rand(batch, 3, lr_side * scale, lr_side * scale)
+    lq = torch.rand(batch, 3, lq_side, lq_side)
+    lq_last = lq.contiguous(memory_format=last)
+    gt = torch.rand(batch, 3, lq_side * scale, lq_side * scale)
     opts = {n: torch.optim.Adam(m.parameters(), 1e-4) for n, m in nets.items()}
     times = interleaved({
-        "supernet": lambda: train_step(nets["supernet"], opts["supernet"], lr_last, hr, genotype),
-        "standalone": lambda: train_step(nets["standalone"], opts["standalone"], lr_last, hr),
-        "supernet NCHW": lambda: train_step(nets["supernet NCHW"], opts["supernet NCHW"], lr, hr,
+        "supernet": lambda: train_step(nets["supernet"], opts["supernet"], lq_last, gt, genotype),
+        "standalone": lambda: train_step(nets["standalone"], opts["standalone"], lq_last, gt),
+        "supernet NCHW": lambda: train_step(nets["supernet NCHW"], opts["supernet NCHW"], lq, gt,
                                             genotype),
     }, repeats=5 if quick else 20)
-    shape = f"C={channels} N={cells}, batch {batch} x {lr_side * scale}px HR"
+    shape = f"C={channels} N={cells}, batch {batch} x {lq_side * scale}px HR"
     return [
         Row("supernet", "train step, supernet (fixed genotype)", times["supernet"] * 1e3, "ms",
             f"{shape}, channels_last"),

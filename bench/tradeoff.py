@@ -85,9 +85,9 @@ def from_extra(entry: dict[str, Any]) -> Point:
                  model.to(memory_format=torch.channels_last))
 
 
-def time_all(points: list[Point], lr_size: int, repeats: int) -> None:
-    lr = torch.rand(1, 3, lr_size, lr_size).contiguous(memory_format=torch.channels_last)
-    fns = {p.label: (lambda m=p.model: m(lr)) for p in points}
+def time_all(points: list[Point], lq_size: int, repeats: int) -> None:
+    lq = torch.rand(1, 3, lq_size, lq_size).contiguous(memory_format=torch.channels_last)
+    fns = {p.label: (lambda m=p.model: m(lq)) for p in points}
     with torch.inference_mode():
         for label, seconds in interleaved(fns, repeats, warmup=1).items():
             next(p for p in points if p.label == label).latency_ms = 1e3 * seconds
@@ -119,9 +119,9 @@ def figure(points: list[Point], x: str, xlabel: str, title: str) -> Figure:
     return fig
 
 
-def table(points: list[Point], lr_size: int) -> str:
-    lines = [f"| model | nonzero params | Mult-Adds (1280x720) | CPU latency, {lr_size}x"
-             f"{lr_size} LR (ms) | Set5 x2 | Set14 x2 |",
+def table(points: list[Point], lq_size: int) -> str:
+    lines = [f"| model | nonzero params | Mult-Adds (1280x720) | CPU latency, {lq_size}x"
+             f"{lq_size} LR (ms) | Set5 x2 | Set14 x2 |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
     lines += [f"| {p.label} | {human(p.params)} | {human(p.mult_adds)} | "
               f"{p.latency_ms:,.1f} | {p.set5:.2f} | {p.set14:.2f} |" for p in points]
@@ -134,22 +134,22 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="[LABEL=]folder of a nas-sr evaluate run")
     parser.add_argument("--extra", type=Path, help="JSON list of models evaluated elsewhere")
     parser.add_argument("--out", type=Path, default=Path("."), help="folder for the PNGs")
-    parser.add_argument("--lr-size", type=int, default=128, help="side of the timed LR image")
+    parser.add_argument("--lq-size", type=int, default=128, help="side of the timed LR image")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     points = [from_run(r) for r in args.runs]
     if args.extra:
         points += [from_extra(e) for e in json.loads(args.extra.read_text())]
-    time_all(points, args.lr_size, args.repeats)
+    time_all(points, args.lq_size, args.repeats)
     points.sort(key=lambda p: p.latency_ms)
     args.out.mkdir(parents=True, exist_ok=True)
     for x, xlabel, stem in (
             ("params", "parameters (nonzero)", "tradeoff_params"),
-            ("latency_ms", f"CPU latency, {args.lr_size}x{args.lr_size} LR -> x2 (ms)",
+            ("latency_ms", f"CPU latency, {args.lq_size}x{args.lq_size} LR -> x2 (ms)",
              "tradeoff_latency")):
         figure(points, x, xlabel, f"PSNR against {xlabel.split(',')[0]}").savefig(
             args.out / f"{stem}.png")
-    print(f"{machine()}\n\n{table(points, args.lr_size)}")
+    print(f"{machine()}\n\n{table(points, args.lq_size)}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """HDF5 cache of decoded HR/LR pairs: decode and downscale once, read crops lazily.
 
-The file holds one uint8 dataset per image under ``hr/`` and ``lr/``, chunked
+The file holds one uint8 dataset per image under ``hr/`` (the GT) and ``lr/`` (the LQ
+image; the file's names predate the code's, and caches already built stay valid), chunked
 in 64x64 tiles so a crop reads only the tiles it touches. Its ``attrs`` carry a
 fingerprint of the source files (path, size, mtime) and the settings; a
 mismatch means stale, and the cache is rebuilt (written aside, then renamed).
@@ -32,7 +33,7 @@ def fingerprint(sources: Sequence[ImageSource], scale: int) -> str:
         st = p.stat()
         return [str(p.resolve()), st.st_size, st.st_mtime_ns]
 
-    key = [CACHE_VERSION, scale, [[stat(s.hr), stat(s.lr)] for s in sources]]
+    key = [CACHE_VERSION, scale, [[stat(s.gt), stat(s.lq)] for s in sources]]
     return hashlib.sha1(json.dumps(key).encode()).hexdigest()
 
 
@@ -56,14 +57,14 @@ class H5Store:
     def __len__(self) -> int:
         return len(self.shapes)
 
-    def lr_shape(self, i: int) -> tuple[int, int]:
+    def lq_shape(self, i: int) -> tuple[int, int]:
         return self.shapes[i]
 
     def crop(self, i: int, y: int, x: int, size: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
         try:
             f = self._open()
-            hr = f[f"hr/{i}"][y * scale:(y + size) * scale, x * scale:(x + size) * scale]
-            return hr, f[f"lr/{i}"][y:y + size, x:x + size]
+            gt = f[f"hr/{i}"][y * scale:(y + size) * scale, x * scale:(x + size) * scale]
+            return gt, f[f"lr/{i}"][y:y + size, x:x + size]
         except (OSError, KeyError) as e:  # damaged after it was checked (is_fresh)
             raise ImageError(f"{self.path}: the HDF5 cache is damaged ({e}); delete it and "
                              "run again (it is rebuilt)") from None
@@ -94,33 +95,33 @@ def cache_path(data: Any, scale: int, split: str) -> Path | None:
     return Path(data.cache_dir).expanduser() / f"{data.name}_x{scale}_{split}.h5"
 
 
-def build_cache(path: Path, sources: Sequence[ImageSource], scale: int, min_lr_size: int,
+def build_cache(path: Path, sources: Sequence[ImageSource], scale: int, min_lq_size: int,
                 key: str, progress: bool = True) -> None:
-    pairs = load_pairs(sources, scale, min_lr_size, desc=f"images for {path.name}",
+    pairs = load_pairs(sources, scale, min_lq_size, desc=f"images for {path.name}",
                        progress=progress)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        for i, (hr, lr) in enumerate(tqdm(pairs, desc="writing cache", leave=False,
+        for i, (gt, lq) in enumerate(tqdm(pairs, desc="writing cache", leave=False,
                                            disable=not progress)):
-            for name, img in (("hr", hr), ("lr", lr)):
+            for name, img in (("hr", gt), ("lr", lq)):
                 f.create_dataset(f"{name}/{i}", data=img,
                                  chunks=(min(64, img.shape[0]), min(64, img.shape[1]), 3))
-        f["lr_shapes"] = np.array([lr.shape[:2] for _, lr in pairs], dtype=np.int64)
-        f["sources"] = np.array([str(s.hr) for s in sources], dtype=h5py.string_dtype())
+        f["lr_shapes"] = np.array([lq.shape[:2] for _, lq in pairs], dtype=np.int64)
+        f["sources"] = np.array([str(s.gt) for s in sources], dtype=h5py.string_dtype())
         f.attrs.update(fingerprint=key, scale=scale, version=CACHE_VERSION)
 
 
-def open_store(sources: Sequence[ImageSource], scale: int, min_lr_size: int,
+def open_store(sources: Sequence[ImageSource], scale: int, min_lq_size: int,
                path: Path | None, desc: str = "images",
                progress: bool = True) -> PairStore | H5Store:
     """Pairs in memory (``path=None``) or through a fresh HDF5 cache at ``path``."""
     if path is None:
-        return PairStore(load_pairs(sources, scale, min_lr_size, desc=desc, progress=progress))
+        return PairStore(load_pairs(sources, scale, min_lq_size, desc=desc, progress=progress))
     key = fingerprint(sources, scale)
     if not is_fresh(path, key):
-        build_cache(path, sources, scale, min_lr_size, key, progress)
+        build_cache(path, sources, scale, min_lq_size, key, progress)
     store = H5Store(path)
     # the fingerprint covers the files, not the crop size: check it on every open
-    small = [i for i, s in enumerate(store.shapes) if min(s) < min_lr_size]
+    small = [i for i, s in enumerate(store.shapes) if min(s) < min_lq_size]
     if small:
-        load_pairs([sources[small[0]]], scale, min_lr_size)  # raises the named error
+        load_pairs([sources[small[0]]], scale, min_lq_size)  # raises the named error
     return store

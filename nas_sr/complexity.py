@@ -21,7 +21,7 @@ from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
 from nas_sr.lighten import sparsity
-from search_spaces.cost import HR_SIZE, lr_size
+from search_spaces.cost import HR_SIZE, lq_size
 from search_spaces.network import count_params
 
 
@@ -29,7 +29,7 @@ def mult_adds(model: nn.Module, scale: int, hr_size: tuple[int, int] = HR_SIZE) 
     """Multiply-accumulates of convs and linears for one ``hr_size`` output (meta device)."""
     meta = {name: torch.empty_like(t, device="meta")
             for name, t in itertools.chain(model.named_parameters(), model.named_buffers())}
-    x = torch.empty(1, 3, *lr_size(scale, hr_size), device="meta")
+    x = torch.empty(1, 3, *lq_size(scale, hr_size), device="meta")
     with FlopCounterMode(display=False) as counter:
         functional_call(model, meta, (x,))
     return counter.get_total_flops() // 2

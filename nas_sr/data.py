@@ -16,16 +16,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from nas_sr.images import ImageError, downscale, list_images, load_image, mod_crop
+from nas_sr.images import ImageError, downscale, list_images, load_image, mod_crop, to_tensor
 from nas_sr.runtime import ConfigError
 
 
 @dataclass(frozen=True)
 class ImageSource:
-    """One HR image and, optionally, its given LR image."""
+    """One HR image (the ground truth) and, optionally, its given LR image."""
 
-    hr: Path
-    lr: Path | None = None
+    gt: Path
+    lq: Path | None = None
 
 
 class PairStore:
@@ -37,53 +37,53 @@ class PairStore:
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def lr_shape(self, i: int) -> tuple[int, int]:
+    def lq_shape(self, i: int) -> tuple[int, int]:
         return self.pairs[i][1].shape[:2]
 
     def crop(self, i: int, y: int, x: int, size: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
-        hr, lr = self.pairs[i]
+        gt, lq = self.pairs[i]
         return (
-            hr[y * scale:(y + size) * scale, x * scale:(x + size) * scale],
-            lr[y:y + size, x:x + size],
+            gt[y * scale:(y + size) * scale, x * scale:(x + size) * scale],
+            lq[y:y + size, x:x + size],
         )
 
 
 def load_pair(source: ImageSource, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    hr = mod_crop(load_image(source.hr), scale)
-    if min(hr.shape[:2]) == 0:
-        raise ImageError(f"{source.hr}: smaller than {scale}x{scale} pixels; remove it")
-    if source.lr is None:
-        return hr, downscale(hr, scale)
-    lr = load_image(source.lr)
-    if lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1]:
+    gt = mod_crop(load_image(source.gt), scale)
+    if min(gt.shape[:2]) == 0:
+        raise ImageError(f"{source.gt}: smaller than {scale}x{scale} pixels; remove it")
+    if source.lq is None:
+        return gt, downscale(gt, scale)
+    lq = load_image(source.lq)
+    if lq.shape[0] * scale != gt.shape[0] or lq.shape[1] * scale != gt.shape[1]:
         raise ImageError(
-            f"{source.lr}: LR size {lr.shape[1]}x{lr.shape[0]} is not the HR size "
-            f"{hr.shape[1]}x{hr.shape[0]} divided by scale {scale}; check scale="
+            f"{source.lq}: LR size {lq.shape[1]}x{lq.shape[0]} is not the HR size "
+            f"{gt.shape[1]}x{gt.shape[0]} divided by scale {scale}; check scale="
         )
-    return hr, lr
+    return gt, lq
 
 
 def load_pairs(
-    sources: Sequence[ImageSource], scale: int, min_lr_size: int, desc: str = "images",
+    sources: Sequence[ImageSource], scale: int, min_lq_size: int, desc: str = "images",
     progress: bool = True,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Decode every image and make its LR; refuse images too small for one crop."""
     pairs = []
     for source in tqdm(sources, desc=f"loading {desc}", leave=False, unit="img",
                        disable=not progress):
-        hr, lr = load_pair(source, scale)
-        if min(lr.shape[:2]) < min_lr_size:
-            need = min_lr_size * scale
+        gt, lq = load_pair(source, scale)
+        if min(lq.shape[:2]) < min_lq_size:
+            need = min_lq_size * scale
             raise ImageError(
-                f"{source.hr}: {hr.shape[1]}x{hr.shape[0]} pixels is smaller than one "
+                f"{source.gt}: {gt.shape[1]}x{gt.shape[0]} pixels is smaller than one "
                 f"{need}x{need} crop; remove it or use smaller crops "
                 f"(data.patch_size, or train.patch_size in retrain)"
             )
-        pairs.append((hr, lr))
+        pairs.append((gt, lq))
     return pairs
 
 
-def lr_patch_size(patch_size: int, scale: int) -> int:
+def lq_patch_size(patch_size: int, scale: int) -> int:
     """LR crop side for an HR crop of about ``patch_size`` (63 HR pixels at x3)."""
     return patch_size // scale
 
@@ -99,11 +99,6 @@ def _augment(img: np.ndarray, k: int) -> np.ndarray:
     return img
 
 
-def to_tensor(img: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, H, W) float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255)
-
-
 class RandomCrops(torch.utils.data.Dataset):
     """``length`` random aligned crops per epoch, with random flips and rotations.
 
@@ -115,7 +110,7 @@ class RandomCrops(torch.utils.data.Dataset):
     def __init__(self, store: Any, scale: int, patch_size: int, length: int, seed: int,
                  augment: bool = True):
         self.store, self.scale, self.length, self.seed = store, scale, length, seed
-        self.size = lr_patch_size(patch_size, scale)
+        self.size = lq_patch_size(patch_size, scale)
         self.augment = augment
         self.epoch = 0
 
@@ -128,21 +123,21 @@ class RandomCrops(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng((self.seed, self.epoch, index))
         i = int(rng.integers(len(self.store)))
-        h, w = self.store.lr_shape(i)
+        h, w = self.store.lq_shape(i)
         y, x = int(rng.integers(h - self.size + 1)), int(rng.integers(w - self.size + 1))
-        hr, lr = self.store.crop(i, y, x, self.size, self.scale)
+        gt, lq = self.store.crop(i, y, x, self.size, self.scale)
         if self.augment:
             k = int(rng.integers(8))
-            hr, lr = _augment(hr, k), _augment(lr, k)
-        return to_tensor(lr), to_tensor(hr)
+            gt, lq = _augment(gt, k), _augment(lq, k)
+        return to_tensor(lq), to_tensor(gt)
 
 
 def fixed_crops(store: Any, scale: int, patch_size: int, count: int, seed: int
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A deterministic batch of ``count`` crops (no augmentation), drawn once with ``seed``."""
     crops = RandomCrops(store, scale, patch_size, count, seed, augment=False)
-    lr, hr = zip(*(crops[i] for i in range(count)), strict=True)
-    return torch.stack(lr), torch.stack(hr)
+    lq, gt = zip(*(crops[i] for i in range(count)), strict=True)
+    return torch.stack(lq), torch.stack(gt)
 
 
 # --- where the images come from -------------------------------------------------------
@@ -176,9 +171,9 @@ def _halves(val: list[ImageSource], where: str) -> tuple[list[ImageSource], list
     return val[0::2], val[1::2]
 
 
-def _div2k_lr(root: Path, split: str, hr: Path, scale: int) -> Path | None:
-    lr = root / f"DIV2K_{split}_LR_bicubic" / f"X{scale}" / f"{hr.stem}x{scale}.png"
-    return lr if lr.is_file() else None
+def _div2k_lq(root: Path, split: str, gt: Path, scale: int) -> Path | None:
+    lq = root / f"DIV2K_{split}_LR_bicubic" / f"X{scale}" / f"{gt.stem}x{scale}.png"
+    return lq if lq.is_file() else None
 
 
 @dataclass(frozen=True)
@@ -213,7 +208,7 @@ def resolve_sources(data: Any, scale: int) -> Sources:
         root = Path(data.root).expanduser()
         where = root / "DIV2K_valid_HR"
         train, val = (
-            [ImageSource(f, _div2k_lr(root, split, f, scale))
+            [ImageSource(f, _div2k_lq(root, split, f, scale))
              for f in list_images(root / f"DIV2K_{split}_HR")]
             for split in ("train", "valid")
         )

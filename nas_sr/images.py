@@ -1,4 +1,5 @@
-"""Reading images as 8-bit RGB, and MATLAB-compatible bicubic downscaling."""
+"""Reading images as 8-bit RGB, the tensors of them, and MATLAB-compatible bicubic
+downscaling."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 from bicubic_pytorch import core as bicubic
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from nas_sr.metrics import quantize
 from nas_sr.runfolder import LOCK as RUN_FOLDER_MARKER
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -106,12 +108,22 @@ def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
     return img[: h - h % scale, : w - w % scale]
 
 
-def downscale(hr: np.ndarray, scale: int) -> np.ndarray:
-    """MATLAB ``imresize(hr, 1/scale, 'bicubic')`` (antialiased), rounded to uint8.
+def downscale(img: np.ndarray, scale: int) -> np.ndarray:
+    """MATLAB ``imresize(img, 1/scale, 'bicubic')`` (antialiased), rounded to uint8.
 
     Implemented by ``bicubic-pytorch``, which matches the MATLAB-made LR images of
     Set5/Set14 to 55.9 dB mean PSNR after 8-bit rounding (see tests).
     """
-    x = torch.from_numpy(np.array(hr)).permute(2, 0, 1)[None].double()
+    x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].double()
     y = bicubic.imresize(x, scale=1 / scale)
     return y.round().clamp(0, 255).byte()[0].permute(1, 2, 0).contiguous().numpy()
+
+
+def to_tensor(img: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(..., H, W, 3) uint8 -> (..., 3, H, W) float in [0, 1] on ``device`` (moved as bytes)."""
+    return torch.from_numpy(np.ascontiguousarray(img)).to(device).movedim(-1, -3).float() / 255
+
+
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    """(..., 3, H, W) float in [0, 1] -> (..., H, W, 3) uint8, rounded like any 8-bit output."""
+    return quantize(img).byte().movedim(-3, -1).cpu().numpy()

@@ -137,31 +137,21 @@ def attach_runtime(predictor: Predictor, path: Path, device: torch.device, runti
     return replace(predictor, session=session, channels_last=False)
 
 
-def to_tensor(img: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1]."""
-    return torch.from_numpy(img).permute(2, 0, 1)[None].to(device, torch.float32) / 255.0
-
-
-def to_uint8(img: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) float in [0, 1] -> (H, W, 3) uint8, rounded like any 8-bit output."""
-    return quantize(img[0]).byte().permute(1, 2, 0).cpu().numpy()
-
-
-def self_ensemble(model: Model, lr: torch.Tensor) -> torch.Tensor:
+def self_ensemble(model: Model, lq: torch.Tensor) -> torch.Tensor:
     """Geometric x8 ensemble (EDSR): the mean over 4 rotations x flip, each undone."""
     total = None
     for k in range(4):
         for flip in (False, True):
-            x = lr.rot90(k, dims=(-2, -1))
+            x = lq.rot90(k, dims=(-2, -1))
             y = model(x.flip(-1) if flip else x)
             y = (y.flip(-1) if flip else y).rot90(-k, dims=(-2, -1))
             total = y if total is None else total + y
     return total / 8
 
 
-def tiled_forward(model: Model, lr: torch.Tensor, scale: int, tile: int | None,
+def tiled_forward(model: Model, lq: torch.Tensor, scale: int, tile: int | None,
                   overlap: int = 16, progress: Progress | None = None) -> torch.Tensor:
-    """``model(lr)`` computed over ``tile`` x ``tile`` LR tiles (None or 0: in one go).
+    """``model(lq)`` computed over ``tile`` x ``tile`` LR tiles (None or 0: in one go).
 
     Each tile runs with ``overlap`` extra LR pixels of context on every side that
     the image has, and only its core is kept: where the model's receptive field
@@ -171,21 +161,21 @@ def tiled_forward(model: Model, lr: torch.Tensor, scale: int, tile: int | None,
     ``progress(done, total)`` is called after each tile.
     """
     report = progress or (lambda done, total: None)
-    h, w = lr.shape[-2:]
+    h, w = lq.shape[-2:]
     if not tile or (tile >= h and tile >= w):
-        out = model(lr)
+        out = model(lq)
         report(1, 1)
         return out
     if tile < 1 or overlap < 0:
         raise ConfigError(f"tile must be >= 1 and overlap >= 0, got tile={tile} overlap={overlap}")
     s = scale
-    out = lr.new_empty(lr.shape[0], 3, h * s, w * s)
+    out = lq.new_empty(lq.shape[0], 3, h * s, w * s)
     done, total = 0, -(-h // tile) * -(-w // tile)
     for y0 in range(0, h, tile):
         for x0 in range(0, w, tile):
             y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
             cy, cx = max(y0 - overlap, 0), max(x0 - overlap, 0)  # context origin
-            sr = model(lr[..., cy:min(y1 + overlap, h), cx:min(x1 + overlap, w)])
+            sr = model(lq[..., cy:min(y1 + overlap, h), cx:min(x1 + overlap, w)])
             out[..., y0 * s:y1 * s, x0 * s:x1 * s] = \
                 sr[..., (y0 - cy) * s:(y1 - cy) * s, (x0 - cx) * s:(x1 - cx) * s]
             done += 1
@@ -194,7 +184,7 @@ def tiled_forward(model: Model, lr: torch.Tensor, scale: int, tile: int | None,
 
 
 @torch.inference_mode()
-def super_resolve(predictor: Predictor, lr: torch.Tensor, *, tile: int | None = None,
+def super_resolve(predictor: Predictor, lq: torch.Tensor, *, tile: int | None = None,
                   overlap: int = 16, ensemble: bool = False, amp: bool = False,
                   progress: Progress | None = None) -> torch.Tensor:
     """The SR image of an LR batch, optionally x8-ensembled (per tile) and tiled.
@@ -202,8 +192,8 @@ def super_resolve(predictor: Predictor, lr: torch.Tensor, *, tile: int | None = 
     ``amp`` runs the model under bf16 autocast on CUDA (ignored on CPU);
     ``progress(done, total)`` is called after each tile.
     """
-    lr = lr.contiguous(memory_format=memory_format(predictor.channels_last))
+    lq = lq.contiguous(memory_format=memory_format(predictor.channels_last))
     net: Model = predictor.session or predictor.model
     model: Model = partial(self_ensemble, net) if ensemble else net
-    with torch.autocast(lr.device.type, torch.bfloat16, enabled=amp and lr.is_cuda):
-        return tiled_forward(model, lr, predictor.scale, tile, overlap, progress).float()
+    with torch.autocast(lq.device.type, torch.bfloat16, enabled=amp and lq.is_cuda):
+        return tiled_forward(model, lq, predictor.scale, tile, overlap, progress).float()

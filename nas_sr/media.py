@@ -14,8 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from nas_sr.checkpoint import atomic_path
-from nas_sr.images import load_image
-from nas_sr.inference import Predictor, Progress, super_resolve, to_tensor, to_uint8
+from nas_sr.images import load_image, to_tensor, to_uint8
+from nas_sr.inference import Predictor, Progress, super_resolve
 from nas_sr.runtime import resolve_device
 from nas_sr.video import VIDEO_EXTENSIONS, Encoding, VideoInfo, rewrite
 
@@ -55,11 +55,11 @@ def upscale_image(predictor: Predictor, src: Path, dest: Path, settings: Setting
 
     ``progress(tiles_done, tiles_total)``.
     """
-    lr = to_tensor(load_image(src), settings.device)  # a bad file raises here, named
-    sr = super_resolve(predictor, lr, tile=settings.tile, overlap=settings.overlap,
+    lq = to_tensor(load_image(src), settings.device)[None]  # a bad file raises here, named
+    sr = super_resolve(predictor, lq, tile=settings.tile, overlap=settings.overlap,
                        amp=settings.amp, ensemble=settings.ensemble, progress=progress)
     with atomic_path(dest) as tmp:
-        Image.fromarray(to_uint8(sr)).save(tmp, format="PNG")
+        Image.fromarray(to_uint8(sr[0])).save(tmp, format="PNG")
 
 
 def upscale_video(predictor: Predictor, src: Path, dest: Path, settings: Settings,
@@ -70,9 +70,8 @@ def upscale_video(predictor: Predictor, src: Path, dest: Path, settings: Setting
     """
 
     def frames_sr(frames: np.ndarray) -> np.ndarray:
-        lr = torch.from_numpy(frames).permute(0, 3, 1, 2).to(settings.device) / 255.0
-        sr = super_resolve(predictor, lr, tile=settings.tile, overlap=settings.overlap,
-                           amp=settings.amp, ensemble=settings.ensemble)
-        return np.stack([to_uint8(sr[i:i + 1]) for i in range(len(sr))])
+        lq = to_tensor(frames, settings.device)
+        return to_uint8(super_resolve(predictor, lq, tile=settings.tile, overlap=settings.overlap,
+                                      amp=settings.amp, ensemble=settings.ensemble))
 
     return rewrite(src, dest, frames_sr, predictor.scale, settings.encoding, progress)

@@ -28,27 +28,27 @@ def _shave(y: torch.Tensor, shave: int) -> torch.Tensor:
     return y[..., shave:-shave, shave:-shave] if shave else y
 
 
-def _check_shapes(sr: torch.Tensor, hr: torch.Tensor) -> None:
+def _check_shapes(sr: torch.Tensor, gt: torch.Tensor) -> None:
     # broadcasting would silently compare one image with a batch, or fail deep in torch
-    if sr.shape != hr.shape:
-        raise ValueError(f"SR and HR shapes differ: {tuple(sr.shape)} vs {tuple(hr.shape)}; "
+    if sr.shape != gt.shape:
+        raise ValueError(f"SR and HR shapes differ: {tuple(sr.shape)} vs {tuple(gt.shape)}; "
                          "metrics compare images of one size")
 
 
-def psnr_y(sr: torch.Tensor, hr: torch.Tensor, shave: int) -> torch.Tensor:
+def psnr_y(sr: torch.Tensor, gt: torch.Tensor, shave: int) -> torch.Tensor:
     """Per-image PSNR (dB) on Y for (N, 3, H, W) or (3, H, W) tensors on 0..255."""
-    _check_shapes(sr, hr)
-    sr_y, hr_y = (_shave(rgb_to_y(t.double()), shave) for t in (sr, hr))
-    mse = (sr_y - hr_y).pow(2).mean(dim=(-2, -1))
+    _check_shapes(sr, gt)
+    sr_y, gt_y = (_shave(rgb_to_y(t.double()), shave) for t in (sr, gt))
+    mse = (sr_y - gt_y).pow(2).mean(dim=(-2, -1))
     return 10 * torch.log10(255.0**2 / mse.clamp_min(1e-10))
 
 
-def ssim_y(sr: torch.Tensor, hr: torch.Tensor, shave: int) -> float:
+def ssim_y(sr: torch.Tensor, gt: torch.Tensor, shave: int) -> float:
     """SSIM on Y as MATLAB's ``ssim`` computes it: 11x11 Gaussian window, sigma 1.5."""
-    _check_shapes(sr, hr)
-    sr_y, hr_y = (_shave(rgb_to_y(t.double()), shave).cpu().numpy() for t in (sr, hr))
+    _check_shapes(sr, gt)
+    sr_y, gt_y = (_shave(rgb_to_y(t.double()), shave).cpu().numpy() for t in (sr, gt))
     return float(structural_similarity(
-        sr_y, hr_y, data_range=255.0, gaussian_weights=True, sigma=1.5,
+        sr_y, gt_y, data_range=255.0, gaussian_weights=True, sigma=1.5,
         use_sample_covariance=False,
     ))
 

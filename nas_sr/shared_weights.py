@@ -21,7 +21,7 @@ from controllers import Controller, build_controller
 from nas_sr import checkpoint
 from nas_sr.archs import check_scale
 from nas_sr.cache import cache_path, open_store
-from nas_sr.data import fixed_crops, lr_patch_size, resolve_sources
+from nas_sr.data import fixed_crops, lq_patch_size, resolve_sources
 from nas_sr.runtime import ConfigError, memory_format, resolve_device, set_threads
 from nas_sr.training import Pairs, crop_psnrs
 from search_spaces.genotypes import Genotype
@@ -51,12 +51,12 @@ def reward_crops(cfg: DictConfig, device: torch.device, fmt: torch.memory_format
     """The reward crops and the final-selection crops: fixed crops of the reward images."""
     d = cfg.data
     store = open_store(resolve_sources(d, cfg.scale).reward, cfg.scale,
-                       lr_patch_size(d.patch_size, cfg.scale), cache_path(d, cfg.scale, "val"),
+                       lq_patch_size(d.patch_size, cfg.scale), cache_path(d, cfg.scale, "val"),
                        "validation images", cfg.logger.progress)
 
     def crops(count: int, seed: int) -> Pairs:
-        lr, hr = fixed_crops(store, cfg.scale, d.patch_size, count, seed)
-        return lr.to(device, memory_format=fmt), hr.to(device, memory_format=fmt)
+        lq, gt = fixed_crops(store, cfg.scale, d.patch_size, count, seed)
+        return lq.to(device, memory_format=fmt), gt.to(device, memory_format=fmt)
 
     return crops(d.val_crops, seed=1), crops(d.final_crops, seed=2)
 

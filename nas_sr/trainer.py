@@ -37,11 +37,11 @@ from nas_sr.data import (
     RandomCrops,
     fixed_crops,
     load_pairs,
-    lr_patch_size,
+    lq_patch_size,
     resolve_sources,
-    to_tensor,
 )
 from nas_sr.distributed import Dist
+from nas_sr.images import to_tensor
 from nas_sr.runtime import (
     CLOCKS,
     ConfigError,
@@ -113,7 +113,7 @@ def load_data(cfg: DictConfig, d: Dist) -> tuple[RandomCrops, list[Pairs]]:
     data, t, scale = cfg.data, cfg.train, cfg.scale
     src = resolve_sources(data, scale)
     with distributed.main_first(d):  # one process builds the cache, the others read it
-        store = open_store(src.train, scale, lr_patch_size(t.patch_size, scale),
+        store = open_store(src.train, scale, lq_patch_size(t.patch_size, scale),
                            cache_path(data, scale, "train"), "training images",
                            cfg.logger.progress and d.is_main)
     crops = RandomCrops(store, scale, t.patch_size, t.iters_per_epoch * t.batch_size, cfg.seed)
@@ -130,12 +130,12 @@ def validation_sets(cfg: DictConfig, d: Dist,
         holdout = resolve_sources(cfg.data, scale).holdout
     progress = cfg.logger.progress and d.is_main
     if t.val_crops:
-        pairs = load_pairs(holdout, scale, lr_patch_size(t.patch_size, scale),
+        pairs = load_pairs(holdout, scale, lq_patch_size(t.patch_size, scale),
                            "validation images", progress)
-        lr, hr = fixed_crops(PairStore(pairs), scale, t.patch_size, t.val_crops, seed=1)
-        return [(lr[d.rank::d.world_size], hr[d.rank::d.world_size])]
+        lq, gt = fixed_crops(PairStore(pairs), scale, t.patch_size, t.val_crops, seed=1)
+        return [(lq[d.rank::d.world_size], gt[d.rank::d.world_size])]
     pairs = load_pairs(holdout[d.rank::d.world_size], scale, 1, "validation images", progress)
-    return [(to_tensor(lr)[None], to_tensor(hr)[None]) for hr, lr in pairs]
+    return [(to_tensor(lq)[None], to_tensor(gt)[None]) for gt, lq in pairs]
 
 
 def validate(model: nn.Module, sets: list[Pairs], scale: int, d: Dist,
@@ -144,8 +144,8 @@ def validate(model: nn.Module, sets: list[Pairs], scale: int, d: Dist,
     model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
-    for lr, hr in sets:
-        psnrs = crop_psnrs(model, (lr.to(device, memory_format=fmt), hr.to(device)), scale,
+    for lq, gt in sets:
+        psnrs = crop_psnrs(model, (lq.to(device, memory_format=fmt), gt.to(device)), scale,
                            VAL_BATCH)
         total += float(psnrs.sum())
         count += len(psnrs)
@@ -239,12 +239,12 @@ class Trainer(RunState):
         total = 0.0
         bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{self.planned()}", leave=False,
                    disable=not (self.cfg.logger.progress and d.is_main))
-        for step, (lr_img, hr_img) in enumerate(bar, 1):
-            lr_img = lr_img.to(self.device, non_blocking=True, memory_format=self.fmt)
-            hr_img = hr_img.to(self.device, non_blocking=True)
+        for step, (lq, gt) in enumerate(bar, 1):
+            lq = lq.to(self.device, non_blocking=True, memory_format=self.fmt)
+            gt = gt.to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, torch.bfloat16, enabled=self.amp):
-                sr = self.net(lr_img)
-            loss = F.l1_loss(sr.float(), hr_img)
+                sr = self.net(lq)
+            loss = F.l1_loss(sr.float(), gt)
             # every process checks the mean loss, so all of them stop together
             value = distributed.all_sum(d, loss.detach().clone()).item() / d.world_size
             self.stop_if(blow_up(value), "the training loss", f", step {step}")

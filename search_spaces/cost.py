@@ -34,7 +34,7 @@ def op_cost(op: str, c: int) -> OpCost:
     raise KeyError(f"no cost formula for op {op!r}")
 
 
-def lr_size(scale: int, hr_size: tuple[int, int] = HR_SIZE) -> tuple[int, int]:
+def lq_size(scale: int, hr_size: tuple[int, int] = HR_SIZE) -> tuple[int, int]:
     """LR input for ``hr_size``; rounded up where it does not divide (x3: 427x240 -> 1281x720)."""
     return math.ceil(hr_size[0] / scale), math.ceil(hr_size[1] / scale)
 
@@ -50,7 +50,7 @@ def genotype_cost(genotype: Genotype, channels: int, cells: int, scale: int) -> 
     head, tail = OpCost(27 * c + c, 27 * c), OpCost(9 * c * out + out, 9 * c * out)
     params = head.params + cells * cell.params + tail.params
     macs = head.macs_per_pixel + cells * cell.macs_per_pixel + tail.macs_per_pixel
-    return {"params": params, "mult_adds": macs * math.prod(lr_size(scale))}
+    return {"params": params, "mult_adds": macs * math.prod(lq_size(scale))}
 
 
 def over_budget_penalty(cost: dict[str, int], budget: dict[str, int | None],

@@ -68,10 +68,10 @@ def write_image(path: Path, size: tuple[int, int] = (80, 96), seed: int = 0) -> 
 def make_set(root: Path, name: str = "Tiny", scale: int = 2, count: int = 2) -> Path:
     """A benchmark set laid out like ../shared/datasets/benchmark, from synthetic images."""
     for i in range(count):
-        hr = write_image(root / name / f"X{scale}" / "HR" / f"img_{i}.png", (48, 60), seed=i)
-        lr = hr.parent.parent / "LR" / hr.name
-        lr.parent.mkdir(exist_ok=True)
-        Image.fromarray(downscale(load_image(hr), scale)).save(lr)
+        gt = write_image(root / name / f"X{scale}" / "HR" / f"img_{i}.png", (48, 60), seed=i)
+        lq = gt.parent.parent / "LR" / gt.name
+        lq.parent.mkdir(exist_ok=True)
+        Image.fromarray(downscale(load_image(gt), scale)).save(lq)
     return root
 
 

@@ -234,17 +234,17 @@ def test_compressed_checkpoint_goes_through_evaluate_export_upscale_and_retrain(
         assert torch.equal(weight == 0, mask == 0)
     assert not any(k.endswith(("_orig", "_mask")) for k in program.state_dict)
     assert "nonzero parameters" in (tmp_path / "out" / "MODEL_CARD.md").read_text()
-    lr = torch.rand(1, 3, 17, 23)
-    torch.save(lr, tmp_path / "lr.pt")
+    lq = torch.rand(1, 3, 17, 23)
+    torch.save(lq, tmp_path / "lr.pt")
     subprocess.run([sys.executable, "-c", PLAIN_TORCH, str(tmp_path / "out" / "model.pt2"),
                     str(tmp_path / "lr.pt"), str(tmp_path / "sr.pt")], check=True, timeout=120)
     with torch.no_grad():
-        assert (torch.load(tmp_path / "sr.pt") - model(lr)).abs().max() < 1e-5
+        assert (torch.load(tmp_path / "sr.pt") - model(lq)).abs().max() < 1e-5
     # nas-sr's own read of it (nas_sr.pt2, no torch.export.load): rebuilt without masks
     exported = load_predictor(str(tmp_path / "out" / "model.pt2"), 2, channels_last=False)
     assert exported.arch["prune"]["rounds"] == 2 and not prune.is_pruned(exported.model)
     with torch.no_grad():
-        assert (exported.model(lr) - model(lr)).abs().max() < 1e-5
+        assert (exported.model(lq) - model(lq)).abs().max() < 1e-5
 
     write_image(tmp_path / "in" / "a.png", (20, 24))
     upscale.run(make_cfg("upscale", f"model={ckpt}", f"input={tmp_path / 'in'}",
@@ -300,9 +300,9 @@ def test_lighter_archs_export_and_load_through_the_safe_reader(tmp_path, arch):
     exported = load_predictor(str(tmp_path / "out" / "model.pt2"), arch["scale"],
                               channels_last=False)
     assert exported.arch == arch
-    lr = torch.rand(1, 3, 11, 13)
+    lq = torch.rand(1, 3, 11, 13)
     with torch.no_grad():
-        assert (exported.model(lr) - model.eval()(lr)).abs().max() < 1e-5
+        assert (exported.model(lq) - model.eval()(lq)).abs().max() < 1e-5
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -367,7 +367,7 @@ def test_tradeoff_plots_pruned_models_at_their_nonzero_params(pruned_run, tmp_pa
                               "scale=2"), tmp_path / name)
     monkeypatch.setattr(sys, "argv", ["tradeoff", f"SRCNN={tmp_path / 'dense'}",
                                       str(tmp_path / "pruned"), str(tmp_path / "bicubic"),
-                                      "--out", str(tmp_path / "fig"), "--lr-size", "16",
+                                      "--out", str(tmp_path / "fig"), "--lq-size", "16",
                                       "--repeats", "1"])
     tradeoff.main()
     assert {p.name for p in (tmp_path / "fig").iterdir()} == {"tradeoff_params.png",

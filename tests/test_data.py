@@ -17,7 +17,7 @@ from nas_sr.data import (
     resolve_sources,
 )
 from nas_sr.distributed import Dist
-from nas_sr.images import ImageError, downscale
+from nas_sr.images import ImageError, downscale, to_uint8
 from nas_sr.shared_weights import reward_crops
 from nas_sr.trainer import load_data
 
@@ -29,12 +29,12 @@ def sources(folder):
 def test_crops_are_aligned_and_deterministic(image_folder):
     store = PairStore(load_pairs(sources(image_folder), 2, 16))
     crops = RandomCrops(store, scale=2, patch_size=32, length=8, seed=3)
-    lr, hr = crops[5]
-    assert lr.shape == (3, 16, 16) and hr.shape == (3, 32, 32)
-    torch.testing.assert_close(crops[5][0], lr)  # same (seed, epoch, index) -> same crop
+    lq, gt = crops[5]
+    assert lq.shape == (3, 16, 16) and gt.shape == (3, 32, 32)
+    torch.testing.assert_close(crops[5][0], lq)  # same (seed, epoch, index) -> same crop
     crops.set_epoch(1)
-    assert not torch.equal(crops[5][0], lr)
-    assert lr.dtype == torch.float32 and 0 <= float(lr.min()) and float(lr.max()) <= 1
+    assert not torch.equal(crops[5][0], lq)
+    assert lq.dtype == torch.float32 and 0 <= float(lq.min()) and float(lq.max()) <= 1
 
 
 @pytest.mark.parametrize("scale", [2, 3])
@@ -47,15 +47,11 @@ def test_each_lr_crop_is_the_bicubic_downscale_of_its_hr_crop(image_folder, scal
     crops = RandomCrops(store, scale, patch_size=16 * scale, length=40, seed=3, augment=augment)
     margin = 3  # LR pixels whose bicubic kernel reaches past the HR crop's edge
     for i in range(len(crops)):
-        lr, hr = crops[i]
-        ours = torch.from_numpy(downscale(to_uint8(hr), scale)).permute(2, 0, 1)
+        lq, gt = crops[i]
+        ours = torch.from_numpy(downscale(to_uint8(gt), scale)).permute(2, 0, 1)
         inner = (slice(None), slice(margin, -margin), slice(margin, -margin))
-        diff = (ours.float() - (lr * 255).round())[inner].abs().max()
+        diff = (ours.float() - (lq * 255).round())[inner].abs().max()
         assert diff <= 1, (i, float(diff))  # 8-bit rounding only
-
-
-def to_uint8(t):
-    return (t * 255).round().byte().permute(1, 2, 0).numpy()
 
 
 def test_augmentations_cover_the_8_symmetries(image_folder):
@@ -63,8 +59,8 @@ def test_augmentations_cover_the_8_symmetries(image_folder):
     seen = set()
     for seed in range(200):
         crops = RandomCrops(store, scale=2, patch_size=80, length=1, seed=seed)
-        lr, _ = crops[0]
-        seen.add(lr.numpy().tobytes())
+        lq, _ = crops[0]
+        seen.add(lq.numpy().tobytes())
     assert len(seen) >= 8 * 2  # 8 symmetries x several crop positions
 
 
@@ -78,11 +74,11 @@ def test_image_smaller_than_a_crop_is_named(tmp_path):
 
 
 def test_wrong_scale_lr_is_refused(tmp_path):
-    hr = write_image(tmp_path / "hr.png", size=(64, 64))
+    gt = write_image(tmp_path / "hr.png", size=(64, 64))
     from PIL import Image
     Image.new("RGB", (20, 20)).save(tmp_path / "lr.png")
     with pytest.raises(ImageError, match="not the HR size 64x64 divided by scale 2"):
-        load_pairs([ImageSource(hr, tmp_path / "lr.png")], 2, 8)
+        load_pairs([ImageSource(gt, tmp_path / "lr.png")], 2, 8)
 
 
 def test_folder_split_is_fixed_and_disjoint(image_folder):
@@ -90,7 +86,7 @@ def test_folder_split_is_fixed_and_disjoint(image_folder):
                             "val_fraction": 0.34})
     src = resolve_sources(cfg, 2)
     assert len(src.train) == 4 and len(src.reward) == 1 and len(src.holdout) == 1
-    sets = [{s.hr for s in part} for part in (src.train, src.reward, src.holdout)]
+    sets = [{s.gt for s in part} for part in (src.train, src.reward, src.holdout)]
     assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
     assert resolve_sources(cfg, 2) == src
 
@@ -99,39 +95,39 @@ def test_builtin_split_keeps_each_scene_on_one_side():
     with initialize_config_module(config_module="experiments", version_base="1.3"):
         data = compose("search").data
     src = resolve_sources(data, 2)
-    scene = {s.hr.stem.split("_")[0] for s in src.train}
+    scene = {s.gt.stem.split("_")[0] for s in src.train}
     for part in (src.reward, src.holdout):
-        assert part and not scene & {s.hr.stem.split("_")[0] for s in part}
-    assert not {s.hr for s in src.reward} & {s.hr for s in src.holdout}
+        assert part and not scene & {s.gt.stem.split("_")[0] for s in part}
+    assert not {s.gt for s in src.reward} & {s.gt for s in src.holdout}
 
 
 def test_retrain_validation_crops_are_disjoint_from_the_search_reward_crops():
-    (_, reward_hr), (_, final_hr) = reward_crops(make_cfg("search"), torch.device("cpu"),
+    (_, reward_gt), (_, final_gt) = reward_crops(make_cfg("search"), torch.device("cpu"),
                                                  torch.contiguous_format)
     _, val_sets = load_data(make_cfg("retrain"), Dist())
-    reward = {bytes(t.numpy()) for t in reward_hr}
-    final = {bytes(t.numpy()) for t in final_hr}
-    held = [hr for _, crops in val_sets for hr in crops]
-    assert held and len(reward) == len(reward_hr)
+    reward = {bytes(t.numpy()) for t in reward_gt}
+    final = {bytes(t.numpy()) for t in final_gt}
+    held = [gt for _, crops in val_sets for gt in crops]
+    assert held and len(reward) == len(reward_gt)
     assert not {bytes(t.contiguous().numpy()) for t in held} & (reward | final)
 
 
-def test_div2k_layout_uses_given_lr(tmp_path):
+def test_div2k_layout_uses_given_lq(tmp_path):
     root = tmp_path / "DIV2K"
     for split, n in (("train", 3), ("valid", 2)):
         for i in range(n):
-            hr = write_image(root / f"DIV2K_{split}_HR" / f"{i:04d}.png", size=(64, 64), seed=i)
+            gt = write_image(root / f"DIV2K_{split}_HR" / f"{i:04d}.png", size=(64, 64), seed=i)
             if split == "train":
                 from PIL import Image
-                lr_dir = root / f"DIV2K_{split}_LR_bicubic" / "X2"
-                lr_dir.mkdir(parents=True, exist_ok=True)
-                Image.open(hr).resize((32, 32), Image.NEAREST).save(lr_dir / f"{i:04d}x2.png")
+                lq_dir = root / f"DIV2K_{split}_LR_bicubic" / "X2"
+                lq_dir.mkdir(parents=True, exist_ok=True)
+                Image.open(gt).resize((32, 32), Image.NEAREST).save(lq_dir / f"{i:04d}x2.png")
     src = resolve_sources(OmegaConf.create({"name": "div2k", "root": str(root)}), 2)
-    assert [s.lr is not None for s in src.train] == [True] * 3
-    assert src.reward[0].lr is None and src.holdout[0].lr is None
+    assert [s.lq is not None for s in src.train] == [True] * 3
+    assert src.reward[0].lq is None and src.holdout[0].lq is None
     train = src.train
-    hr, lr = load_pairs(train[:1], 2, 8)[0]
-    assert not np.array_equal(lr, downscale(hr, 2))  # the given (nearest) LR, not bicubic
+    gt, lq = load_pairs(train[:1], 2, 8)[0]
+    assert not np.array_equal(lq, downscale(gt, 2))  # the given (nearest) LR, not bicubic
 
 
 def test_h5_cache_equals_memory_and_detects_stale(image_folder, tmp_path):
@@ -146,8 +142,8 @@ def test_h5_cache_equals_memory_and_detects_stale(image_folder, tmp_path):
     mtime = path.stat().st_mtime_ns
     open_store(src, 2, 16, path)
     assert path.stat().st_mtime_ns == mtime  # fresh: reused, not rebuilt
-    write_image(src[0].hr, seed=99)  # an image changes -> stale -> rebuilt
-    os.utime(src[0].hr, ns=(mtime + 10**9, mtime + 10**9))
+    write_image(src[0].gt, seed=99)  # an image changes -> stale -> rebuilt
+    os.utime(src[0].gt, ns=(mtime + 10**9, mtime + 10**9))
     store = open_store(src, 2, 16, path)
     assert path.stat().st_mtime_ns != mtime
     np.testing.assert_array_equal(store.crop(0, 0, 0, 16, 2)[1],
@@ -168,8 +164,8 @@ def test_h5_store_in_dataloader_workers(image_folder, tmp_path):
 
 def test_fixed_crops_batch(image_folder):
     store = PairStore(load_pairs(sources(image_folder), 3, 21))
-    lr, hr = fixed_crops(store, 3, 64, 5, seed=1)
-    assert lr.shape == (5, 3, 21, 21) and hr.shape == (5, 3, 63, 63)
+    lq, gt = fixed_crops(store, 3, 64, 5, seed=1)
+    assert lq.shape == (5, 3, 21, 21) and gt.shape == (5, 3, 63, 63)
 
 
 @needs_datasets

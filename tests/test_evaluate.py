@@ -11,7 +11,7 @@ from torch import nn
 from conftest import QUIET, SHARED, make_cfg, make_set, needs_datasets, write_image
 from nas_sr.archs import SRCNN
 from nas_sr.checkpoint import save_atomic
-from nas_sr.complexity import count_params, lr_size, mult_adds
+from nas_sr.complexity import count_params, lq_size, mult_adds
 from nas_sr.images import ImageError
 from nas_sr.inference import ModelError
 from nas_sr.jobs import evaluate
@@ -46,15 +46,15 @@ def test_bicubic_reproduces_reference_figures(tmp_path, scale):
 
 def test_ssim_identity_and_perturbation_match_skimage():
     rng = np.random.default_rng(0)
-    hr = torch.from_numpy(rng.integers(0, 256, (3, 40, 50))).double()
-    assert ssim_y(hr, hr, shave=2) == pytest.approx(1.0)
-    sr = (hr + torch.from_numpy(rng.normal(0, 8, hr.shape))).clamp(0, 255).round()
+    gt = torch.from_numpy(rng.integers(0, 256, (3, 40, 50))).double()
+    assert ssim_y(gt, gt, shave=2) == pytest.approx(1.0)
+    sr = (gt + torch.from_numpy(rng.normal(0, 8, gt.shape))).clamp(0, 255).round()
     # the same figure computed directly: BT.601 Y, 2 px shaved, MATLAB's Gaussian window
     y = [16 + np.tensordot([65.481, 128.553, 24.966], t.numpy(), axes=1)[2:-2, 2:-2] / 255
-         for t in (sr, hr)]
+         for t in (sr, gt)]
     expected = structural_similarity(*y, data_range=255, gaussian_weights=True, sigma=1.5,
                                      use_sample_covariance=False)
-    assert ssim_y(sr, hr, shave=2) == pytest.approx(expected, abs=1e-12)
+    assert ssim_y(sr, gt, shave=2) == pytest.approx(expected, abs=1e-12)
     assert 0.5 < expected < 0.999
 
 
@@ -77,7 +77,7 @@ def test_mult_adds_are_exact_for_hand_counted_models():
     per_pixel = 3 * 64 * 9 * 9 + 64 * 32 * 5 * 5 + 32 * 3 * 5 * 5
     assert mult_adds(SRCNN(2), scale=2) == per_pixel * 1280 * 720 == 63_730_483_200
     assert count_params(SRCNN(2)) == per_pixel + 64 + 32 + 3
-    assert lr_size(3) == (240, 427)
+    assert lq_size(3) == (240, 427)
 
 
 def test_checkpoint_evaluation_table_json_and_tiling(tmp_path, capsys):
@@ -110,8 +110,8 @@ def test_layout_errors_name_the_problem(tmp_path):
     write_image(root / "Tiny" / "X2" / "HR" / "img_9.png")
     with pytest.raises(ImageError, match="do not pair up.*only in HR: img_9"):
         run()
-    lr = write_image(root / "Tiny" / "X2" / "LR" / "img_9.png", (10, 10))
-    with pytest.raises(ImageError, match=str(lr)):
+    lq = write_image(root / "Tiny" / "X2" / "LR" / "img_9.png", (10, 10))
+    with pytest.raises(ImageError, match=str(lq)):
         run()
 
 

@@ -12,8 +12,8 @@ from torch import nn
 from conftest import SHARED, make_cfg, write_image
 from nas_sr.archs import build_model, load_model
 from nas_sr.checkpoint import save_atomic
-from nas_sr.images import ImageError, downscale, load_image
-from nas_sr.inference import ModelError, self_ensemble, tiled_forward, to_tensor
+from nas_sr.images import ImageError, downscale, load_image, to_tensor
+from nas_sr.inference import ModelError, self_ensemble, tiled_forward
 from nas_sr.jobs import export, upscale
 from nas_sr.runtime import ConfigError
 
@@ -34,7 +34,7 @@ with torch.no_grad():
 """
 
 
-def real_lr() -> np.ndarray:
+def real_lq() -> np.ndarray:
     """A real LR photograph: Set5 baby (x2) when the datasets are here, else skimage's."""
     baby = SHARED / "benchmark" / "Set5" / "X2" / "LR" / "img_001.png"
     return load_image(baby) if baby.is_file() else downscale(skdata.astronaut(), 2)
@@ -55,14 +55,14 @@ def exported(tmp_path_factory):
 
 def test_export_runs_in_plain_torch_and_equals_the_training_model(exported, tmp_path):
     ckpt, out = exported
-    lr = to_tensor(real_lr())
-    torch.save(lr, tmp_path / "lr.pt")
+    lq = to_tensor(real_lq())[None]
+    torch.save(lq, tmp_path / "lr.pt")
     subprocess.run([sys.executable, "-c", PLAIN_TORCH, str(out / "model.pt2"),
                     str(tmp_path / "lr.pt"), str(tmp_path / "sr.pt")],
                    cwd=tmp_path, check=True, timeout=120)
     model, _ = load_model(ckpt)
     with torch.no_grad():
-        expected = model(lr)
+        expected = model(lq)
     assert (torch.load(tmp_path / "sr.pt") - expected).abs().max() < 1e-5
     card = (out / "MODEL_CARD.md").read_text()
     assert "x2" in card and "Mult-Adds" in card and "torch.export.load" in card
@@ -77,20 +77,20 @@ def test_self_ensemble_of_an_equivariant_model_is_its_plain_output():
     def model(x):
         return F.interpolate(conv(x), scale_factor=2, mode="bicubic")
 
-    lr = to_tensor(real_lr())
+    lq = to_tensor(real_lq())[None]
     with torch.no_grad():
-        assert (self_ensemble(model, lr) - model(lr)).abs().max() < 1e-5
+        assert (self_ensemble(model, lq) - model(lq)).abs().max() < 1e-5
 
 
 def test_self_ensemble_of_a_generic_model_averages_into_an_equivariant_one():
     torch.manual_seed(0)
     model = build_model(ARCH).eval()
-    lr = to_tensor(real_lr())[..., :64, :80]
+    lq = to_tensor(real_lq())[None][..., :64, :80]
     with torch.no_grad():
-        ensembled = self_ensemble(model, lr)
-        assert (ensembled - model(lr)).abs().max() > 1e-2  # the 8 outputs do differ
-        rotated = self_ensemble(model, lr.rot90(1, dims=(-2, -1)))
-        flipped = self_ensemble(model, lr.flip(-1))
+        ensembled = self_ensemble(model, lq)
+        assert (ensembled - model(lq)).abs().max() > 1e-2  # the 8 outputs do differ
+        rotated = self_ensemble(model, lq.rot90(1, dims=(-2, -1)))
+        flipped = self_ensemble(model, lq.flip(-1))
     assert (rotated - ensembled.rot90(1, dims=(-2, -1))).abs().max() < 1e-5
     assert (flipped - ensembled.flip(-1)).abs().max() < 1e-5
 
@@ -99,12 +99,12 @@ def test_self_ensemble_of_a_generic_model_averages_into_an_equivariant_one():
 def test_tiled_forward_equals_untiled(tile):
     torch.manual_seed(0)
     model = build_model(ARCH).eval()
-    lr = to_tensor(real_lr())[..., :70, :90]  # no tile size divides both sides
+    lq = to_tensor(real_lq())[None][..., :70, :90]  # no tile size divides both sides
     seen = []
     with torch.no_grad():
-        tiled = tiled_forward(model, lr, 2, tile, overlap=16,
+        tiled = tiled_forward(model, lq, 2, tile, overlap=16,
                               progress=lambda done, total: seen.append((done, total)))
-        diff = (tiled - model(lr)).abs().max()
+        diff = (tiled - model(lq)).abs().max()
     assert diff < 1e-5
     total = -(-70 // tile) * -(-90 // tile)
     assert seen == [(i, total) for i in range(1, total + 1)]
@@ -114,7 +114,7 @@ def test_upscale_tiled_checkpoint_matches_untiled_export(exported, tmp_path):
     ckpt, out = exported
     inputs = tmp_path / "in"
     inputs.mkdir()
-    Image.fromarray(real_lr()[:70, :90]).save(inputs / "photo.png")
+    Image.fromarray(real_lq()[:70, :90]).save(inputs / "photo.png")
     write_image(inputs / "sub" / "odd.png", (37, 53))
     results = {}
     for name, model, tile in (("tiled", ckpt, 24), ("whole", out / "model.pt2", "null")):

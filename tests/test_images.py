@@ -4,7 +4,15 @@ import torch
 from PIL import Image
 
 from conftest import SHARED, needs_datasets, write_image
-from nas_sr.images import ImageError, downscale, list_images, load_image, mod_crop
+from nas_sr.images import (
+    ImageError,
+    downscale,
+    list_images,
+    load_image,
+    mod_crop,
+    to_tensor,
+    to_uint8,
+)
 from nas_sr.metrics import psnr_y
 
 
@@ -64,12 +72,24 @@ def test_bicubic_matches_matlab_made_lr_images():
     """Our LR equals MATLAB imresize's given LR images (Set5/Set14, x2-x4) to >= 45 dB."""
     values = []
     for scale in (2, 3, 4):
-        for hr_path in sorted((SHARED / "benchmark").glob(f"Set*/X{scale}/HR/*.png")):
-            hr = load_image(hr_path)
-            given = load_image(hr_path.parent.parent / "LR" / hr_path.name)
-            ours = downscale(hr, scale)
+        for gt_path in sorted((SHARED / "benchmark").glob(f"Set*/X{scale}/HR/*.png")):
+            gt = load_image(gt_path)
+            given = load_image(gt_path.parent.parent / "LR" / gt_path.name)
+            ours = downscale(gt, scale)
             assert ours.shape == given.shape
             ours, given = (torch.from_numpy(a).permute(2, 0, 1) for a in (ours, given))
             values.append(float(psnr_y(ours, given, shave=0)))
     assert len(values) == 3 * (5 + 14)
     assert np.mean(values) > 55 and min(values) > 45, (np.mean(values), min(values))
+
+
+def test_one_to_tensor_for_an_image_a_crop_view_and_a_batch_of_frames():
+    frames = np.random.default_rng(0).integers(0, 256, (4, 6, 5, 3), dtype=np.uint8)
+    batch = to_tensor(frames)
+    assert batch.shape == (4, 3, 6, 5) and batch.dtype == torch.float32
+    assert torch.equal(batch[1], to_tensor(frames[1]))
+    assert torch.equal(batch[1, :, 2, 3], torch.from_numpy(frames[1, 2, 3]).float() / 255)
+    flipped = frames[0, :, ::-1]  # a view, as the crops' augmentation makes
+    assert torch.equal(to_tensor(flipped), to_tensor(frames[0]).flip(-1))
+    np.testing.assert_array_equal(to_uint8(batch), frames)  # and back
+    np.testing.assert_array_equal(to_uint8(to_tensor(frames[2])), frames[2])

@@ -30,14 +30,14 @@ def test_psnr_of_a_uniform_offset():
 
 
 def test_shave_drops_exactly_scale_pixels_per_border():
-    hr, sr = gray(100), gray(100)
+    gt, sr = gray(100), gray(100)
     sr[:, :2], sr[:, -2:], sr[:, :, :2], sr[:, :, -2:] = 120, 120, 120, 120  # a 2-px ring
     identical = 10 * math.log10(255**2 / 1e-10)  # the clamp that keeps identical images finite
-    assert float(psnr_y(sr, hr, shave=2)) == pytest.approx(identical)
+    assert float(psnr_y(sr, gt, shave=2)) == pytest.approx(identical)
     for shave, side in ((0, 8), (1, 6)):  # what is left: side x side, of which the middle
         wrong = 1 - 4 * 4 / side**2       # 4 x 4 is right and the rest is 20 grey levels off
         expected = 10 * math.log10(255**2 / (wrong * (20 * Y_PER_GRAY) ** 2))
-        assert float(psnr_y(sr, hr, shave=shave)) == pytest.approx(expected, abs=1e-9)
+        assert float(psnr_y(sr, gt, shave=shave)) == pytest.approx(expected, abs=1e-9)
 
 
 def test_a_batch_gives_one_value_per_image():

@@ -8,12 +8,13 @@ import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper
-from test_export_upscale import ARCH, real_lr
+from test_export_upscale import ARCH, real_lq
 
 from conftest import make_cfg, make_set
 from nas_sr.archs import build_model
 from nas_sr.checkpoint import save_atomic
-from nas_sr.inference import load_predictor, super_resolve, to_tensor
+from nas_sr.images import to_tensor
+from nas_sr.inference import load_predictor, super_resolve
 from nas_sr.jobs import evaluate, export
 from nas_sr.onnx_model import levels_apart, load_onnx, read_onnx, with_metadata
 from nas_sr.options import check_options
@@ -38,7 +39,7 @@ def test_the_shipped_models_onnx_output_equals_eager_on_a_real_image():
     eager = load_predictor(str(SHIPPED), 2, runtime="eager")
     fast = load_predictor(str(SHIPPED), 2, runtime="onnx")
     assert (eager.runtime, fast.runtime) == ("eager", "onnx")
-    lq = to_tensor(real_lr())
+    lq = to_tensor(real_lq())[None]
     sr_eager, sr_onnx = super_resolve(eager, lq), super_resolve(fast, lq)
     assert (sr_eager - sr_onnx).abs().max() < 1e-4
     gap = levels_apart(sr_onnx, sr_eager)
@@ -50,7 +51,7 @@ def test_export_writes_a_checked_onnx_that_runs_like_the_checkpoint(exported):
     model, arch, facts = load_onnx(out / "model.onnx")
     assert arch == ARCH and facts["export_check"] == result["onnx"]
     assert result["onnx"]["agrees"] and result["onnx"]["values"] > 100_000  # a real photo
-    lq = to_tensor(real_lr())[..., :37, :53]  # a size other than the traced example
+    lq = to_tensor(real_lq())[None][..., :37, :53]  # a size other than the traced example
     eager = load_predictor(str(out / "model.pt2"), runtime="eager").model
     with torch.inference_mode():
         assert (model(lq) - eager(lq)).abs().max() < 1e-4

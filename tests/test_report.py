@@ -5,7 +5,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from conftest import write_run
-from nas_sr.jobs.report import main, markdown, paired, policy_vs_uniform, run_figures
+from nas_sr.jobs.report import main, markdown, paired, policy_vs_uniform, summary_row
 from nas_sr.runtime import ConfigError
 
 
@@ -18,7 +18,7 @@ def test_first_and_last_tenth_and_the_compare_layout(tmp_path):
     (tmp_path / "evaluate" / run.name).mkdir(parents=True)
     (tmp_path / "evaluate" / run.name / "results.json").write_text(
         '{"sets": {"Set5": {"psnr": 36.1, "ssim": 0.95}}}')
-    row = run_figures(run)
+    row = summary_row(run)
     assert row["controller"] == "enas" and row["steps"] == 40
     assert row["first10"] == pytest.approx(sum(rewards[:4]) / 4)
     assert row["last10"] == pytest.approx(sum(rewards[-4:]) / 4)
@@ -32,7 +32,7 @@ def test_groups_by_controller_with_spread(tmp_path, capsys):
     main([str(r) for r in runs])
     out = capsys.readouterr().out
     assert "| enas | 2 |" in out and "| random | 2 |" in out and "+-" in out
-    assert markdown([run_figures(runs[0])]).count("| enas_seed0 |") == 1
+    assert markdown([summary_row(runs[0])]).count("| enas_seed0 |") == 1
 
 
 def test_paired_differences_by_seed():
@@ -48,7 +48,7 @@ def test_paired_differences_by_seed():
 def test_a_run_without_controller_steps_is_refused(tmp_path):
     run = write_run(tmp_path / "r", steps=0)
     with pytest.raises(ConfigError, match="no controller steps"):
-        run_figures(run)
+        summary_row(run)
 
 
 def test_policy_vs_uniform_scores_on_the_final_shared_weights(smoke_search):

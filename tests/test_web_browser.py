@@ -94,8 +94,8 @@ def test_upload_wait_and_download_in_a_real_browser(server, browser):
     wait.until(lambda d: [p for p in d.downloads.iterdir() if p.suffix == ".png"])
     result = next(browser.downloads.glob("*.png"))
     assert result.name == "img_002_x2.png"
-    with Image.open(result) as img, Image.open(photo) as lr:
-        assert img.size == (lr.width * 2, lr.height * 2) == (288, 288)
+    with Image.open(result) as img, Image.open(photo) as lq:
+        assert img.size == (lq.width * 2, lq.height * 2) == (288, 288)
         assert img.mode == "RGB"
     # a reload keeps the job: its card comes back from the server
     browser.refresh()

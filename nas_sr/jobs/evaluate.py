@@ -18,8 +18,8 @@ from tqdm import tqdm
 
 from nas_sr.complexity import HR_SIZE, complexity, human
 from nas_sr.data import ImageSource, load_pair
-from nas_sr.images import ImageError, list_images
-from nas_sr.inference import Predictor, load_predictor, super_resolve, to_tensor
+from nas_sr.images import ImageError, list_images, to_tensor
+from nas_sr.inference import Predictor, load_predictor, super_resolve
 from nas_sr.metrics import mean, psnr_y, quantize, ssim_y
 from nas_sr.runtime import resolve_device, set_threads
 
@@ -44,24 +44,24 @@ def benchmark_sources(root: Path, name: str, scale: int) -> list[ImageSource]:
             raise FileNotFoundError(f"{folder}: missing; a set is laid out SET/X{scale}/HR "
                                     f"and SET/X{scale}/LR with the same file names")
         files[kind] = {p.relative_to(folder).with_suffix(""): p for p in list_images(folder)}
-    hr, lr = files["HR"], files["LR"]
-    if hr.keys() != lr.keys():
+    gt, lq = files["HR"], files["LR"]
+    if gt.keys() != lq.keys():
         only = [f"only in {kind}: {', '.join(str(k) for k in sorted(a.keys() - b.keys()))}"
-                for kind, a, b in (("HR", hr, lr), ("LR", lr, hr)) if a.keys() - b.keys()]
-        raise ImageError(f"{scale_dir}: HR and LR images do not pair up ({len(hr)} HR, "
-                         f"{len(lr)} LR; {'; '.join(only)})")
-    return [ImageSource(hr[k], lr[k]) for k in sorted(hr)]
+                for kind, a, b in (("HR", gt, lq), ("LR", lq, gt)) if a.keys() - b.keys()]
+        raise ImageError(f"{scale_dir}: HR and LR images do not pair up ({len(gt)} HR, "
+                         f"{len(lq)} LR; {'; '.join(only)})")
+    return [ImageSource(gt[k], lq[k]) for k in sorted(gt)]
 
 
 def evaluate_image(predictor: Predictor, source: ImageSource, cfg: DictConfig,
                    device: torch.device) -> dict[str, Any]:
-    hr, lr = load_pair(source, predictor.scale)  # names the LR file if the sizes disagree
-    sr = super_resolve(predictor, to_tensor(lr, device), tile=cfg.tile, overlap=cfg.overlap,
+    gt, lq = load_pair(source, predictor.scale)  # names the LR file if the sizes disagree
+    sr = super_resolve(predictor, to_tensor(lq, device)[None], tile=cfg.tile, overlap=cfg.overlap,
                        ensemble=cfg.self_ensemble, amp=cfg.amp)
-    sr, hr_t = quantize(sr[0]).cpu(), torch.from_numpy(hr).permute(2, 0, 1)
+    sr, gt_t = quantize(sr[0]).cpu(), torch.from_numpy(gt).permute(2, 0, 1)
     shave = predictor.scale
-    return {"image": source.hr.stem, "psnr": float(psnr_y(sr, hr_t, shave)),
-            "ssim": ssim_y(sr, hr_t, shave)}
+    return {"image": source.gt.stem, "psnr": float(psnr_y(sr, gt_t, shave)),
+            "ssim": ssim_y(sr, gt_t, shave)}
 
 
 def markdown_table(results: dict[str, Any]) -> str:

@@ -23,8 +23,8 @@ from torch.export import Dim, ExportedProgram
 
 from nas_sr.complexity import HR_SIZE, complexity, human
 from nas_sr.data import builtin_dir
-from nas_sr.images import downscale, load_image, mod_crop
-from nas_sr.inference import Predictor, load_predictor, to_tensor
+from nas_sr.images import downscale, load_image, mod_crop, to_tensor
+from nas_sr.inference import Predictor, load_predictor
 from nas_sr.lighten import fold_masks
 from nas_sr.onnx_model import ONNX_FILE, OnnxModel, export_onnx, levels_apart, with_metadata
 from nas_sr.options import export_formats
@@ -37,9 +37,9 @@ MODEL_FILE = "model.pt2"
 LOAD_SNIPPET = """```python
 import torch
 model = torch.export.load("model.pt2").module()
-lr = torch.rand(1, 3, 120, 160)   # RGB in [0, 1], (N, 3, h, w) of any size
+lq = torch.rand(1, 3, 120, 160)   # RGB in [0, 1], (N, 3, h, w) of any size
 with torch.no_grad():
-    sr = model(lr).clamp(0, 1)    # (N, 3, h*{s}, w*{s})
+    sr = model(lq).clamp(0, 1)    # (N, 3, h*{s}, w*{s})
 ```"""
 
 
@@ -149,8 +149,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 def check_image(scale: int) -> tuple[torch.Tensor, str]:
     """A real photograph's LR (scikit-image's astronaut, 512px, bicubic x1/scale)."""
-    hr = mod_crop(load_image(builtin_dir() / "astronaut.png"), scale)
-    return to_tensor(downscale(hr, scale)), f"scikit-image astronaut, x1/{scale} bicubic"
+    gt = mod_crop(load_image(builtin_dir() / "astronaut.png"), scale)
+    return to_tensor(downscale(gt, scale))[None], f"scikit-image astronaut, x1/{scale} bicubic"
 
 
 def save_onnx(predictor: Predictor, path: Path) -> dict[str, Any]:

@@ -33,7 +33,8 @@ def _json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def run_figures(search_dir: Path) -> dict[str, Any]:
+def summary_row(search_dir: Path) -> dict[str, Any]:
+    """One search run's figures as a table row (rewards, chosen cell, retrained PSNRs)."""
     records = read_metrics(search_dir)
     steps = [r for r in records if r["kind"] == "controller"]
     if not steps:
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
                              "shared weights of each run (needs its checkpoint and data)")
     args = parser.parse_args(argv)
     runs = sorted(args.runs)
-    print(markdown([run_figures(d) for d in runs]))
+    print(markdown([summary_row(d) for d in runs]))
     if args.policy_vs_uniform:
         print(f"\n| run | final policy ({args.policy_vs_uniform} cells) | uniform | gap |")
         print("| --- | ---: | ---: | ---: |")

@@ -28,7 +28,7 @@ from controllers import RandomController
 from controllers.fair import FairSampler
 from nas_sr import checkpoint
 from nas_sr.cache import cache_path, open_store
-from nas_sr.data import RandomCrops, lr_patch_size, resolve_sources
+from nas_sr.data import RandomCrops, lq_patch_size, resolve_sources
 from nas_sr.runlog import RunLog
 from nas_sr.runtime import (
     ConfigError,
@@ -86,7 +86,7 @@ class Search(RunState):
 
         d = cfg.data
         self.train_store = open_store(resolve_sources(d, cfg.scale).train, cfg.scale,
-                                      lr_patch_size(d.patch_size, cfg.scale),
+                                      lq_patch_size(d.patch_size, cfg.scale),
                                       cache_path(d, cfg.scale, "train"), "training images",
                                       cfg.logger.progress)
         self.crops = RandomCrops(self.train_store, cfg.scale, d.patch_size,
@@ -131,11 +131,11 @@ class Search(RunState):
         losses = []
         bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{s.epochs} shared",
                    leave=False, disable=not self.cfg.logger.progress)
-        for lr_img, hr_img in bar:
+        for lq, gt in bar:
             genotype = self.training_child()
-            lr_img = lr_img.to(self.device, memory_format=self.fmt)
-            hr_img = hr_img.to(self.device)
-            loss = F.l1_loss(net(lr_img, genotype), hr_img)
+            lq = lq.to(self.device, memory_format=self.fmt)
+            gt = gt.to(self.device)
+            loss = F.l1_loss(net(lq, genotype), gt)
             self.stop_if(blow_up(loss.item()), "the shared-weight loss")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
