@@ -34,6 +34,7 @@ SCORE_BATCH = 64  # crops per forward pass when a cell is scored
 
 
 def build_supernet(cfg: DictConfig) -> CellSRNet:
+    """The weight-shared supernet, sized by ``archs.cell``."""
     check_scale(cfg.scale)
     a = cfg.archs.cell
     return CellSRNet(cfg.scale, a.channels, a.cells, a.nodes)
