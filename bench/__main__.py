@@ -8,7 +8,7 @@ import time
 
 from bench.timing import Row, machine
 
-BENCHES = ("supernet", "data", "controller", "inference", "memory", "video")
+BENCHES = ("supernet", "data", "controller", "inference", "memory", "video", "runtime")
 
 
 def table(rows: list[Row]) -> str:

@@ -50,12 +50,19 @@ options, `nas-sr <job> --cfg job` prints the composed config. Examples:
 """
 
 
-def resumed_config(run_dir: Path, overrides: list[str]) -> DictConfig:
-    """A resumed run keeps its saved config; plain ``key=value`` overrides still apply."""
+def resumed_config(run_dir: Path, overrides: list[str], command: DictConfig | None = None
+                   ) -> DictConfig:
+    """A resumed run keeps its saved config; plain ``key=value`` overrides still apply.
+
+    Options added to nas-sr since the run started take their value from ``command``'s
+    config (today's defaults and the overrides), so an older run still resumes.
+    """
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
         raise FileNotFoundError(f"{saved_path}: missing; resume= must name a run folder")
     saved = OmegaConf.load(saved_path)
+    if command is not None:
+        saved = OmegaConf.merge(OmegaConf.create(OmegaConf.to_container(command)), saved)
     missing = object()
     for item in overrides:
         key, _, value = item.partition("=")
@@ -138,7 +145,7 @@ def run_job(job: str, cfg: DictConfig, run_dir: Path | None = None) -> object:
             check_resumable(job, run_dir)
         runfolder.append_history(run_dir, job, overrides, resume)
         if resume:
-            cfg = resumed_config(run_dir, overrides)
+            cfg = resumed_config(run_dir, overrides, cfg)
         else:
             check_run_folder(run_dir, cfg)
         check_options(job, cfg)

@@ -14,6 +14,7 @@ from nas_sr.inference import RUNTIMES
 from nas_sr.lighten import CRITERIA, METHODS
 from nas_sr.runtime import CLOCKS, ConfigError, resolve_device
 from nas_sr.video import CONTAINERS
+from search_spaces.cost import BUDGET_MODES
 
 # smallest tile for upscale/evaluate: each tile also computes ``overlap`` pixels of context on
 # every side, so tile=1 with overlap=16 would do ~1000x the work of an untiled run
@@ -133,6 +134,8 @@ def check_options(job: str, cfg: DictConfig) -> None:
         for key in ("params", "mult_adds", "channels", "cells"):
             _at_least(cfg, f"search.budget.{key}", 1, optional=True)
         _positive(cfg, "search.budget.beta")
+        if cfg.search.budget.mode not in BUDGET_MODES:
+            raise ConfigError(f"search.budget.mode={cfg.search.budget.mode!r}: use max or target")
         _positive(cfg, "search.lr")
         _positive(cfg, "search.grad_clip", optional=True)
         _at_least(cfg, "search.lr_min", 0, whole=False)

@@ -53,20 +53,30 @@ def genotype_cost(genotype: Genotype, channels: int, cells: int, scale: int) -> 
     return {"params": params, "mult_adds": macs * math.prod(lq_size(scale))}
 
 
-def over_budget_penalty(cost: dict[str, int], budget: dict[str, int | None],
-                        beta: float) -> float:
-    """dB taken off the reward of a cell over budget (0 within it).
+BUDGET_MODES = ("max", "target")
 
-    MnasNet/TuNAS scale the quality by ``min(1, (T/T0)^-beta)``. The quality here is
-    PSNR = -10 log10(MSE), already a log, so the same soft constraint applied to the
-    MSE becomes a subtraction: ``10 * beta * log10(T/T0)`` dB for each budgeted cost T
-    over its budget T0. With beta = 1 a cell twice over budget must halve its error
-    to break even. Monotone non-decreasing in every cost.
+
+def budget_penalty(cost: dict[str, int], budget: dict[str, int | None], beta: float,
+                   mode: str = "max") -> float:
+    """dB taken off the reward of a cell for its cost T against each budget T0.
+
+    ``max``: MnasNet/TuNAS scale the quality by ``min(1, (T/T0)^-beta)``. The quality here
+    is PSNR = -10 log10(MSE), already a log, so the same soft constraint applied to the
+    MSE becomes a subtraction: ``10 * beta * log10(T/T0)`` dB over budget, 0 within it.
+    With beta = 1 a cell twice over budget must halve its error to break even. Monotone
+    non-decreasing in every cost.
+
+    ``target``: TuNAS's absolute reward, ``10 * beta * |log10(T/T0)|``: a cell under budget
+    pays too, so the search spends the budget unless quality says otherwise (a one-sided
+    penalty leaves the size to a reward that may not see what capacity buys).
     """
+    if mode not in BUDGET_MODES:
+        raise ValueError(f"budget mode {mode!r}: use one of {BUDGET_MODES}")
     penalty = 0.0
     for key, limit in budget.items():
-        if limit and cost[key] > limit:
-            penalty += 10 * beta * math.log10(cost[key] / limit)
+        if limit:
+            log_ratio = math.log10(cost[key] / limit)
+            penalty += 10 * beta * (abs(log_ratio) if mode == "target" else max(0.0, log_ratio))
     return penalty
 
 

@@ -29,6 +29,17 @@ def test_resume_applies_plain_overrides_even_over_null(run_dir):
     assert cfg.resume == str(run_dir)
 
 
+def test_an_option_added_since_the_run_started_takes_the_commands_value(run_dir):
+    old = OmegaConf.load(run_dir / "config.yaml")
+    del old.train["clock"]  # as a run saved before train.clock existed
+    OmegaConf.save(old, run_dir / "config.yaml")
+    command = make_cfg("retrain", "train.clock=cpu", "train.lr=0.5")
+    cfg = resumed_config(run_dir, ["train.clock=cpu"], command)
+    assert cfg.train.clock == "cpu"
+    assert cfg.train.lr == old.train.lr  # what the run saved wins where it has a value
+    assert resumed_config(run_dir, [], make_cfg("retrain")).train.clock == "wall"
+
+
 @pytest.mark.parametrize("override", ["preset=cpu", "data=folder", "train.no_such_key=1"])
 def test_resume_refuses_what_it_cannot_apply(run_dir, override):
     with pytest.raises(ConfigError, match="cannot change a resumed run"):

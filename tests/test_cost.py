@@ -7,7 +7,7 @@ from scipy import stats
 from controllers import RandomController
 from nas_sr.complexity import mult_adds
 from nas_sr.stats import rank_correlation
-from search_spaces.cost import genotype_cost, over_budget_penalty, pareto_front, within_budget
+from search_spaces.cost import budget_penalty, genotype_cost, pareto_front, within_budget
 from search_spaces.network import CellSRNet, count_params
 
 
@@ -25,17 +25,33 @@ def test_closed_form_cost_equals_the_built_networks(scale):
 def test_budget_penalty_is_zero_within_and_grows_monotonically_over():
     budget = {"params": 1000, "mult_adds": None}
     costs = [500, 1000, 1001, 1500, 2000, 4000]
-    pens = [over_budget_penalty({"params": c, "mult_adds": 1}, budget, beta=1.0)
+    pens = [budget_penalty({"params": c, "mult_adds": 1}, budget, beta=1.0)
             for c in costs]
     assert pens[:2] == [0.0, 0.0]
     assert all(b > a for a, b in zip(pens[1:], pens[2:], strict=False))
     assert pens[4] == pytest.approx(10 * math.log10(2))  # twice over: error must halve
     both = {"params": 1000, "mult_adds": 10}
-    assert over_budget_penalty({"params": 2000, "mult_adds": 20}, both, 1.0) == pytest.approx(
+    assert budget_penalty({"params": 2000, "mult_adds": 20}, both, 1.0) == pytest.approx(
         2 * pens[4])
     assert within_budget({"params": 1000, "mult_adds": 5}, both)
     assert not within_budget({"params": 1000, "mult_adds": 11}, both)
     assert within_budget({"params": 10**9, "mult_adds": 10**9}, {"params": None})
+
+
+def test_target_mode_charges_the_distance_from_the_budget_on_both_sides():
+    budget = {"params": 1000, "mult_adds": None}
+
+    def pen(c, mode):
+        return budget_penalty({"params": c, "mult_adds": 1}, budget, 0.5, mode)
+
+    assert pen(1000, "target") == 0.0
+    assert pen(500, "target") == pytest.approx(pen(2000, "target")) == pytest.approx(
+        5 * math.log10(2))  # half the budget pays as much as twice it
+    assert pen(2000, "target") == pen(2000, "max") and pen(500, "max") == 0.0
+    under = [pen(c, "target") for c in (100, 250, 500, 900, 1000)]
+    assert all(b < a for a, b in zip(under, under[1:], strict=False))  # nearer pays less
+    with pytest.raises(ValueError, match="budget mode 'min'"):
+        pen(10, "min")
 
 
 def test_pareto_front_on_a_hand_made_set():

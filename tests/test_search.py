@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 import torch
@@ -118,6 +119,23 @@ def test_the_chosen_cell_is_within_budget_and_pareto_is_written(tmp_path):
     psnrs = [pareto["cells"][i]["psnr"] for i in front]
     assert costs == sorted(costs) and psnrs == sorted(psnrs)  # cheaper is worse on a front
     assert (tmp_path / "budget" / "plots" / "pareto.png").is_file()
+
+
+def test_a_finished_search_reselects_under_a_target_budget_on_resume(smoke_search, tmp_path,
+                                                                     cli):
+    shutil.copytree(smoke_search, tmp_path / "run")
+    first = json.loads((tmp_path / "run" / "summary.json").read_text())
+    budget = first["cost_at_retrain_width"]["params"] * 2
+    assert cli("search", f"resume={tmp_path / 'run'}", f"search.budget.params={budget}",
+               "search.budget.mode=target", "search.budget.beta=100") is None
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["controller_steps"] == first["controller_steps"]  # nothing trained again
+    cells = json.loads((tmp_path / "run" / "pareto.json").read_text())["cells"]
+    # a steep target penalty: the chosen cell is the eligible one nearest the budget
+    nearest = max(c["params"] for c in cells if c["within_budget"])
+    assert summary["cost_at_retrain_width"]["params"] == nearest > first[
+        "cost_at_retrain_width"]["params"]
+    assert all(c["penalty"] > 0 for c in cells if c["params"] != budget)
 
 
 def test_another_seed_another_search(smoke_search, tmp_path):

@@ -50,7 +50,7 @@ from nas_sr.shared_weights import (
 )
 from nas_sr.tradeoff_plots import pareto_figure
 from nas_sr.training import RunState
-from search_spaces.cost import genotype_cost, over_budget_penalty, pareto_front, within_budget
+from search_spaces.cost import budget_penalty, genotype_cost, pareto_front, within_budget
 from search_spaces.genotypes import Genotype, save_genotype, space_size
 from search_spaces.network import CellSRNet, count_params
 
@@ -166,8 +166,12 @@ class Search(RunState):
         """Params and Mult-Adds of the standalone network at the retrain width."""
         return genotype_cost(genotype, *self.cost_width, self.cfg.scale)
 
+    def penalty(self, cost: dict[str, int]) -> float:
+        b = self.cfg.search.budget
+        return budget_penalty(cost, self.budget, b.beta, b.mode)
+
     def reward(self, psnr: float, cost: dict[str, int]) -> float:
-        return psnr - over_budget_penalty(cost, self.budget, self.cfg.search.budget.beta)
+        return psnr - self.penalty(cost)
 
     def train_controller(self, log: RunLog) -> list[float]:
         """Score ``steps_per_epoch`` cells; after warm-up, step the policy on each batch of
@@ -215,9 +219,10 @@ class Search(RunState):
         Every cell the search scored, plus ``final_samples`` draws of the final policy (and
         its greedy cell), is re-scored on the final shared weights and reward crops: a
         reward from an early epoch was measured on weights that have trained since. The
-        ``final_top`` best of them within budget are scored again on the larger final crops,
-        and the best of those is the choice. Returns it, its final-crop PSNR and every
-        scored cell (``pareto.json``)."""
+        ``final_top`` best rewards within budget are scored again on the larger final crops,
+        and the best reward there is the choice (the budget penalty, 0 within budget under
+        ``budget.mode=max``, counts as it did in the search). Returns it, its final-crop
+        PSNR and every scored cell (``pareto.json``)."""
         self.supernet.eval()
         s = self.cfg.search
         rng = torch.Generator().manual_seed(self.cfg.seed + 1)
@@ -234,16 +239,18 @@ class Search(RunState):
             cost = self.cost(g)
             scored.append({"genotype": g.to_dict()["nodes"], **cost,
                            "within_budget": within_budget(cost, self.budget),
+                           "penalty": self.penalty(cost),
                            "psnr": score(self.supernet, g, self.reward_crops, self.cfg.scale)})
         eligible = [i for i, c in enumerate(scored) if c["within_budget"]]
         if not eligible:
             raise ConfigError(f"no scored cell is within search.budget {self.budget}; "
                               "raise the budget or lower archs.cell/search.budget width")
-        top = sorted(eligible, key=lambda i: -scored[i]["psnr"])[:s.final_top]
+        top = sorted(eligible, key=lambda i: scored[i]["penalty"] - scored[i]["psnr"]
+                     )[:s.final_top]
         for i in tqdm(top, desc="scoring final candidates", leave=False, disable=quiet):
             scored[i]["final_psnr"] = score(self.supernet, cells[i], self.final_crops,
                                             self.cfg.scale)
-        best = max(top, key=lambda i: scored[i]["final_psnr"])
+        best = max(top, key=lambda i: scored[i]["final_psnr"] - scored[i]["penalty"])
         scored[best]["chosen"] = True
         return cells[best], scored[best]["final_psnr"], scored
 
