@@ -64,9 +64,13 @@ class TrainingDiverged(RuntimeError):
     """A loss or reward went NaN/inf or blew up; the last checkpoint is left untouched."""
 
 
-# Images live in [0, 1], so an L1 loss above 1 means outputs further from the target, on
-# average, than the whole pixel range: no training recovers from there (lr=10 gives 1e23).
+# Images live in [0, 1], so an L1 loss above 1 puts outputs further from the target, on
+# average, than the whole pixel range. A deep net's first Adam steps may overshoot that and
+# recover (VDSR's second step at lr 1e-3: 1.55), so it takes PATIENCE such steps in a row,
+# or one above HOPELESS_L1_LOSS (lr=10 gives 1e23), to call the weights diverged.
 MAX_L1_LOSS = 1.0
+HOPELESS_L1_LOSS = 100.0
+PATIENCE = 20
 
 
 def not_finite(value: float) -> str | None:
@@ -74,9 +78,18 @@ def not_finite(value: float) -> str | None:
     return None if math.isfinite(value) else f"became {value}"
 
 
-def blow_up(loss: float) -> str | None:
-    """What is wrong with a mean L1 training loss, or None when it is a sane value."""
-    if math.isfinite(loss) and loss > MAX_L1_LOSS:
-        return (f"blew up to {loss:.3g} (an L1 loss above {MAX_L1_LOSS} on [0, 1] images "
-                "means the weights diverged)")
-    return not_finite(loss)
+class BlowUpGuard:
+    """Watches a run's mean L1 training losses, step by step."""
+
+    def __init__(self) -> None:
+        self.streak = 0  # steps in a row above MAX_L1_LOSS
+
+    def __call__(self, loss: float) -> str | None:
+        """What is wrong with this step's loss, or None while training is sane."""
+        if not math.isfinite(loss):
+            return not_finite(loss)
+        self.streak = self.streak + 1 if loss > MAX_L1_LOSS else 0
+        if loss > HOPELESS_L1_LOSS or self.streak >= PATIENCE:
+            return (f"blew up to {loss:.3g} (an L1 loss above {MAX_L1_LOSS} on [0, 1] images, "
+                    f"{self.streak} step(s) in a row: the weights diverged)")
+        return None

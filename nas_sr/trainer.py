@@ -44,8 +44,8 @@ from nas_sr.distributed import Dist
 from nas_sr.images import to_tensor
 from nas_sr.runtime import (
     CLOCKS,
+    BlowUpGuard,
     ConfigError,
-    blow_up,
     cosine_lr,
     memory_format,
     not_finite,
@@ -187,6 +187,7 @@ class Trainer(RunState):
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr)
         self.best_epoch, self.train_s = 0, 0.0
         self.clock = CLOCKS[t.clock]  # what train.minutes is counted in
+        self.blow_up = BlowUpGuard()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda epoch: lr_factor(self.cfg.train, epoch, self.train_s))
         self.val_psnr = self.best_psnr = -math.inf
@@ -247,7 +248,7 @@ class Trainer(RunState):
             loss = F.l1_loss(sr.float(), gt)
             # every process checks the mean loss, so all of them stop together
             value = distributed.all_sum(d, loss.detach().clone()).item() / d.world_size
-            self.stop_if(blow_up(value), "the training loss", f", step {step}")
+            self.stop_if(self.blow_up(value), "the training loss", f", step {step}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             clip_gradients(list(self.model.parameters()), t, learning_rate)

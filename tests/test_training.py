@@ -9,6 +9,7 @@ import torch
 from nas_sr.jobs.search import Search
 from nas_sr.metrics import psnr_y, quantize
 from nas_sr.runlog import RunLog
+from nas_sr.runtime import PATIENCE, BlowUpGuard
 from nas_sr.shared_weights import score
 from nas_sr.trainer import Trainer
 from nas_sr.training import RunState, crop_psnrs
@@ -84,3 +85,12 @@ def test_a_cells_score_is_its_mean_crop_psnr_through_the_shared_weights():
     with torch.no_grad():
         expected = psnr_y(quantize(net(crops[0], g)), quantize(crops[1]), shave=2).mean()
     assert score(net, g, crops, 2) == pytest.approx(float(expected), abs=1e-12)
+
+
+def test_a_loss_spike_that_recovers_is_not_a_divergence():
+    guard = BlowUpGuard()
+    assert all(guard(x) is None for x in [1.55, 3.0, 0.4] + [1.2] * (PATIENCE - 1) + [0.1])
+    assert all(guard(1.2) is None for _ in range(PATIENCE - 1))
+    assert "blew up to 1.2" in guard(1.2)  # PATIENCE steps in a row above 1
+    assert "blew up to 1e+23" in BlowUpGuard()(1e23)  # hopeless at once
+    assert BlowUpGuard()(float("nan")) == "became nan"

@@ -31,8 +31,8 @@ from nas_sr.cache import cache_path, open_store
 from nas_sr.data import RandomCrops, lq_patch_size, resolve_sources
 from nas_sr.runlog import RunLog
 from nas_sr.runtime import (
+    BlowUpGuard,
     ConfigError,
-    blow_up,
     cosine_lr,
     memory_format,
     not_finite,
@@ -67,6 +67,7 @@ class Search(RunState):
         seed_everything(cfg.seed)
         self.device = resolve_device(cfg.device)
         self.fmt = memory_format(cfg.get("channels_last", True))
+        self.blow_up = BlowUpGuard()
         self.supernet = build_supernet(cfg).to(self.device, memory_format=self.fmt)
         self.optimizer = torch.optim.Adam(self.supernet.parameters(), lr=cfg.search.lr)
         self.controller = build_search_controller(cfg)
@@ -136,7 +137,7 @@ class Search(RunState):
             lq = lq.to(self.device, memory_format=self.fmt)
             gt = gt.to(self.device)
             loss = F.l1_loss(net(lq, genotype), gt)
-            self.stop_if(blow_up(loss.item()), "the shared-weight loss")
+            self.stop_if(self.blow_up(loss.item()), "the shared-weight loss")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if s.grad_clip:
