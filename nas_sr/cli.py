@@ -33,7 +33,6 @@ JOBS = {
     "serve": "a local web page to upscale photos and videos (FastAPI)",
 }
 RESUMABLE = ("search", "retrain")
-CHECKPOINTS = {"search": "checkpoint.pt", "retrain": "last.pt"}  # what a resume continues
 # jobs whose bare (non key=value) arguments become a list override
 POSITIONAL = {"plot": "runs"}
 
@@ -55,15 +54,23 @@ def resumed_config(run_dir: Path, overrides: list[str], command: DictConfig | No
     """A resumed run keeps its saved config; plain ``key=value`` overrides still apply.
 
     Options added to nas-sr since the run started take their value from ``command``'s
-    config (today's defaults and the overrides), so an older run still resumes.
+    config (today's defaults and the overrides), so an older run still resumes. Only a
+    job's own sections count: ``data``/``controller`` come from a config group, and the
+    command's group (data=builtin by default) need not be the run's.
     """
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
         raise FileNotFoundError(f"{saved_path}: missing; resume= must name a run folder")
     saved = OmegaConf.load(saved_path)
-    if command is not None:
-        saved = OmegaConf.merge(OmegaConf.create(OmegaConf.to_container(command)), saved)
     missing = object()
+    if command is not None:
+        for key, value in _flat(OmegaConf.to_container(command)).items():
+            key = key.rstrip(".")
+            parent = key.rpartition(".")[0]
+            if (key.split(".")[0] not in ("data", "controller", "hydra") and parent
+                    and OmegaConf.select(saved, key, default=missing) is missing
+                    and OmegaConf.is_dict(OmegaConf.select(saved, parent, default=None))):
+                OmegaConf.update(saved, key, value)
     for item in overrides:
         key, _, value = item.partition("=")
         if key in ("resume", "hydra.run.dir") or key.startswith(("+", "~", "hydra.")):
@@ -121,7 +128,7 @@ def check_resumable(job: str, run_dir: Path) -> None:
     if job not in RESUMABLE:
         raise ConfigError(f"resume= continues {' or '.join(RESUMABLE)} runs; {job} has "
                           f"nothing to continue, run it again")
-    made_by = runfolder.job_of(run_dir, CHECKPOINTS)
+    made_by = runfolder.job_of(run_dir, runfolder.CHECKPOINTS)
     if made_by and made_by != job:
         raise ConfigError(f"resume={run_dir} is a {made_by} run; continue it with "
                           f"`nas-sr {made_by} resume={run_dir}`")

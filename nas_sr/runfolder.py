@@ -17,6 +17,7 @@ from nas_sr.runtime import ConfigError
 
 LOCK = ".nas-sr.lock"  # also marks the folder as a run folder (data listings skip it)
 HISTORY = "history.jsonl"
+CHECKPOINTS = {"search": "checkpoint.pt", "retrain": "last.pt"}  # what a resume continues
 
 
 class RunFolderBusy(ConfigError):

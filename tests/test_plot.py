@@ -6,8 +6,8 @@ import pytest
 from hydra import compose, initialize_config_module
 from PIL import Image
 
-from conftest import write_run
-from nas_sr import search_plots
+from conftest import make_cfg, write_run
+from nas_sr import search_plots, training_plots
 from nas_sr.cli import run_job
 from nas_sr.jobs import plot
 from nas_sr.runtime import ConfigError
@@ -124,6 +124,26 @@ def test_job_plots_each_run_and_the_overlay(tmp_path):
     assert out["overlay"] == [str(tmp_path / "cmp" / "overlay_reward.png")]
     for run_dir in (a, b):
         assert len(out["runs"][str(run_dir)]) == len(ALL_PLOTS)
+
+
+def test_training_runs_get_their_learning_curves_overlaid(image_folder, tmp_path):
+    runs = []
+    for model, epochs in (("srcnn", 3), ("fsrcnn", 2)):
+        runs.append(tmp_path / model)
+        run_job("retrain", make_cfg("retrain", "data=folder", f"data.train_dir={image_folder}",
+                                    f"model={model}", f"train.epochs={epochs}",
+                                    "train.iters_per_epoch=2"), runs[-1])
+    search = write_run(tmp_path / "search")
+    out = run_job("plot", plot_cfg(f"runs=[{runs[0]},{search},{runs[1]}]"), tmp_path / "job")
+    assert out["overlay"] == [str(tmp_path / "job" / f"overlay_{k}.png")
+                              for k in ("reward", "training")]
+    assert list(out["runs"]) == [str(search)]  # the search's own plots; none for retrains
+    assert_real_image(tmp_path / "job" / "overlay_training.png")
+    logs = [training_plots.load_training_run(r) for r in runs]
+    by_steps, by_time = training_plots.training_curves_figure(logs).axes
+    assert [list(line.get_xdata()) for line in by_steps.lines] == [[2, 4, 6], [2, 4]]
+    assert all(np.all(np.diff(line.get_xdata()) > 0) for line in by_time.lines)
+    assert list(by_steps.lines[0].get_ydata()) == list(logs[0].val_psnr)
 
 
 def test_cli_takes_run_folders_with_commas_in_their_names(tmp_path, cli, capsys):

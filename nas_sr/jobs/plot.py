@@ -1,5 +1,6 @@
 """The plot job: ``nas-sr plot RUN_DIR ...`` draws each search run's figures into its
-``plots/`` and overlays their rewards by controller (``nas_sr.search_plots``)."""
+``plots/`` and overlays their rewards by controller (``nas_sr.search_plots``); training runs
+(retrain) among them get their learning curves overlaid (``nas_sr.training_plots``)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from nas_sr.search_plots import PlotError, load_run, log_to_wandb, overlay_figure, run_figures, save
+from nas_sr.training_plots import is_training_run, load_training_run, training_curves_figure
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Plot every run in ``cfg.runs`` into its own ``plots/`` and overlay them."""
     if not cfg.runs:
         raise PlotError("no run folders given; usage: nas-sr plot RUN_DIR [RUN_DIR ...]")
-    runs = [load_run(r) for r in cfg.runs]  # fails on a non-run folder before plotting any
+    # every folder is read before anything is drawn, so a wrong one costs nothing
+    trained = [load_training_run(r) for r in cfg.runs if is_training_run(r)]
+    runs = [load_run(r) for r in cfg.runs if not is_training_run(r)]
     written: dict[Path, list[Path]] = {}
     for r in runs:
         written[r.run_dir] = save(run_figures(r, cfg.smooth, cfg.op_window), r.run_dir / "plots")
@@ -26,6 +30,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                    overlay_dir) if with_steps else []
     if overlay:
         print(f"overlay of {len(with_steps)} runs: {overlay[0]}")
+    if trained:
+        overlay += save({"overlay_training": training_curves_figure(trained)}, overlay_dir)
+        print(f"learning curves of {len(trained)} training runs: {overlay[-1]}")
     if cfg.logger.wandb.enabled:
         import wandb
 

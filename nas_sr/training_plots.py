@@ -1,0 +1,63 @@
+"""Learning curves of standalone training runs (retrain, compress rounds): validation PSNR
+against steps and against training time, several runs overlaid. ``nas-sr plot`` draws
+them for the run folders it is given that hold a training run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from omegaconf import OmegaConf
+
+from nas_sr.runfolder import CHECKPOINTS, job_of
+from nas_sr.runlog import read_metrics
+
+DPI = 120
+
+
+@dataclass
+class TrainingLog:
+    run_dir: Path
+    label: str
+    steps: np.ndarray  # optimizer steps at the end of each epoch
+    hours: np.ndarray  # training time (validation excluded) at the end of each epoch
+    val_psnr: np.ndarray
+
+
+def is_training_run(run_dir: str | Path) -> bool:
+    """A folder that retrain made (its history says so, or its ``last.pt`` does)."""
+    return job_of(Path(run_dir).expanduser(), CHECKPOINTS) == "retrain"
+
+
+def load_training_run(run_dir: str | Path) -> TrainingLog:
+    run_dir = Path(run_dir).expanduser().resolve()
+    per_epoch = int(OmegaConf.load(run_dir / "config.yaml").train.iters_per_epoch)
+    records = read_metrics(run_dir)
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    start = next((r for r in records if r["kind"] == "start"), {})
+    label = f"{run_dir.name} ({start['params'] / 1e3:.0f}K)" if "params" in start else run_dir.name
+    return TrainingLog(
+        run_dir, label,
+        np.array([r["epoch"] * per_epoch for r in epochs], dtype=float),
+        np.cumsum([r["train_time_s"] for r in epochs]) / 3600,
+        np.array([r["val_psnr"] for r in epochs], dtype=float),
+    )
+
+
+def training_curves_figure(runs: list[TrainingLog]) -> Figure:
+    """Validation PSNR against steps (left) and training hours (right), one line a run."""
+    fig = Figure(figsize=(11, 4.2), dpi=DPI, layout="constrained")
+    by_steps, by_time = fig.subplots(1, 2, sharey=True)
+    for run in runs:
+        line, = by_steps.plot(run.steps, run.val_psnr, label=run.label, lw=1.2)
+        by_time.plot(run.hours, run.val_psnr, color=line.get_color(), lw=1.2)
+    by_steps.set(xlabel="optimizer steps", ylabel="validation PSNR (dB, Y)",
+                 title="against steps")
+    by_time.set(xlabel="training time (h, validation excluded)", title="against time")
+    for ax in (by_steps, by_time):
+        ax.grid(alpha=0.3)
+    by_steps.legend(fontsize=7, loc="lower right")
+    fig.suptitle("Learning curves (each run on its own validation images)")
+    return fig
