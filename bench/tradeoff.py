@@ -5,11 +5,12 @@
 Each ``EVAL_RUN`` is a folder written by ``nas-sr evaluate`` (its ``results.json`` gives
 the model, its size and its Set5/Set14 PSNR); the model is loaded again and timed here.
 ``--extra`` adds models evaluated elsewhere: a JSON list of ``{"label", "arch", "Set5",
-"Set14"}``, timed as an untrained model of that arch (dense latency does not depend on the
-weights). Latency: median of interleaved runs on one random LR image, every model eager
-(an exported one rebuilt from its arch), masks folded, channels_last, the threads torch
-is given (``OMP_NUM_THREADS``). Pruned models are placed
-at their nonzero parameters, and timed as they run: dense kernels multiply the zeros too.
+"Set14"}`` (``"published": true`` for a paper's figures: hollow markers), timed as an
+untrained model of that arch (dense latency does not depend on the weights).
+Latency: median of interleaved runs on one random LR image, every model eager (an exported
+one rebuilt from its arch), masks folded, channels_last, the threads torch is given
+(``OMP_NUM_THREADS``). Pruned models are placed at their nonzero parameters, and timed as
+they run: dense kernels multiply the zeros too.
 Writes ``tradeoff_params.png`` and ``tradeoff_latency.png`` and prints a markdown table.
 """
 
@@ -33,7 +34,8 @@ from nas_sr.jobs.compress import load_source
 from nas_sr.lighten import fold_masks
 from nas_sr.search_plots import new_axes
 
-FAMILY_COLORS = {"bicubic": "tab:gray", "srcnn": "tab:blue", "vdsr": "tab:purple",
+FAMILY_COLORS = {"bicubic": "tab:gray", "srcnn": "tab:blue", "fsrcnn": "tab:cyan",
+                 "vdsr": "tab:purple",
                  "edsr_baseline": "tab:brown", "msrn": "tab:red", "smsrn": "tab:red",
                  "cell": "tab:green"}
 
@@ -48,6 +50,7 @@ class Point:
     set14: float
     model: nn.Module
     latency_ms: float = float("nan")
+    published: bool = False  # the paper's PSNR (hollow marker), not trained here
 
 
 def describe(arch: dict[str, Any] | None) -> str:
@@ -82,7 +85,7 @@ def from_extra(entry: dict[str, Any]) -> Point:
     sizes = complexity(model, int(entry["arch"]["scale"]))
     return Point(entry["label"], entry["arch"]["name"], sizes["params"],  # untrained: dense
                  sizes["mult_adds"], entry["Set5"], entry["Set14"],
-                 model.to(memory_format=torch.channels_last))
+                 model.to(memory_format=torch.channels_last), entry.get("published", False))
 
 
 def time_all(points: list[Point], lq_size: int, repeats: int) -> None:
@@ -103,8 +106,11 @@ def figure(points: list[Point], x: str, xlabel: str, title: str) -> Figure:
             ax.axhline(p.set5, color=FAMILY_COLORS["bicubic"], ls="--", lw=1)
             ax.annotate("bicubic", (0.01, p.set5), xycoords=("axes fraction", "data"),
                         xytext=(0, 3), textcoords="offset points", fontsize=8)
-    ax.scatter([getattr(p, x) for p in shown], [p.set5 for p in shown], zorder=3,
-               color=[FAMILY_COLORS.get(p.family, "k") for p in shown])
+    for published in (False, True):  # published figures hollow, ours filled
+        group = [p for p in shown if p.published == published]
+        colors = [FAMILY_COLORS.get(p.family, "k") for p in group]
+        ax.scatter([getattr(p, x) for p in group], [p.set5 for p in group], zorder=3,
+                   facecolors="none" if published else colors, edgecolors=colors)
     fig.canvas.draw()  # fix the limits, so label positions in pixels hold
     placed: list[tuple[float, float]] = []
     for p in sorted(shown, key=lambda p: (getattr(p, x), -p.set5)):
