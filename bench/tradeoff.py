@@ -85,7 +85,8 @@ def from_extra(entry: dict[str, Any]) -> Point:
     sizes = complexity(model, int(entry["arch"]["scale"]))
     return Point(entry["label"], entry["arch"]["name"], sizes["params"],  # untrained: dense
                  sizes["mult_adds"], entry["Set5"], entry["Set14"],
-                 model.to(memory_format=torch.channels_last), entry.get("published", False))
+                 model.to(memory_format=torch.channels_last),
+                 published=entry.get("published", False))
 
 
 def time_all(points: list[Point], lq_size: int, repeats: int) -> None:
