@@ -5,8 +5,8 @@ the datasets), how many 8-bit output values differ from eager, and the peak memo
 ``nas-sr upscale`` with the shipped x2 model on a 1920x1080 input (tiled, the default, and
 untiled) per runtime.
 
-`python -m bench --only runtime`. Trained SRCNN / FSRCNN weights are taken from
-``runs/equal_time/*/best.pt`` when present (their speed does not depend on the weights).
+`python -m bench --only runtime` (``--quick``: no ``torch.compile``, no memory runs).
+Trained SRCNN / FSRCNN weights are taken from ``runs/equal_time/*/best.pt`` when present (their speed does not depend on the weights).
 """
 
 from __future__ import annotations
@@ -58,9 +58,10 @@ def fed_nhwc(model: Callable) -> Callable:
     return lambda x: model(x.contiguous(memory_format=torch.channels_last))
 
 
-def runtimes(model: nn.Module, arch: dict, threads: int, lq: torch.Tensor
-             ) -> dict[str, tuple[Callable, float]]:
-    """runtime -> (callable on an NCHW batch, seconds to prepare it and make a first call)"""
+def runtimes(model: nn.Module, arch: dict, threads: int, lq: torch.Tensor,
+             compile_too: bool = True) -> dict[str, tuple[Callable, float]]:
+    """runtime -> (callable on an NCHW batch, seconds to prepare it and make a first call);
+    ``torch.compile`` only with ``compile_too`` (inductor builds C++ kernels: minutes)."""
     nhwc = build_model(arch).eval().to(memory_format=torch.channels_last)
     nhwc.load_state_dict(model.state_dict())
     builders: dict[str, Callable[[], Callable]] = {
@@ -69,6 +70,8 @@ def runtimes(model: nn.Module, arch: dict, threads: int, lq: torch.Tensor
         "compile": lambda: fed_nhwc(torch.compile(nhwc, dynamic=False)),
         "onnx": lambda: OnnxModel(export_onnx(model, arch), threads),
     }
+    if not compile_too:
+        del builders["compile"]
     out = {}
     for name, build in builders.items():
         t0 = time.perf_counter()
@@ -103,7 +106,7 @@ def run(quick: bool) -> list[Row]:
         for name, (model, arch, path) in nets.items():
             for threads in THREADS:
                 torch.set_num_threads(threads)
-                fns = runtimes(model, arch, threads, lq)
+                fns = runtimes(model, arch, threads, lq, compile_too=not quick)
                 reference = fns["eager"][0](lq)
                 times = interleaved({k: (lambda f=f: f(lq)) for k, (f, _) in fns.items()},
                                     repeats=3 if quick else 7, warmup=2)
