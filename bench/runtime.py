@@ -6,7 +6,8 @@ the datasets), how many 8-bit output values differ from eager, and the peak memo
 untiled) per runtime.
 
 `python -m bench --only runtime` (``--quick``: no ``torch.compile``, no memory runs).
-Trained SRCNN / FSRCNN weights are taken from ``runs/equal_time/*/best.pt`` when present (their speed does not depend on the weights).
+Trained SRCNN / FSRCNN weights are taken from ``runs/equal_time/*/best.pt`` when present
+(their speed does not depend on the weights).
 """
 
 from __future__ import annotations
