@@ -121,7 +121,7 @@ def test_a_video_is_upscaled_with_its_audio(client, tmp_path):
     ("transparent", 422, "has transparent pixels; the models upscale RGB only"),
     ("animation", 422, "upload.bin: holds 3 frames (an animation or a multi-page file)"),
     ("audio only", 422, "upload.bin: has no video stream (audio only?)"),
-    ("unknown model", 422, "unknown model 'nope'; choose one of cell_x2, bicubic_x2"),
+    ("unknown model", 422, "unknown model 'nope'; choose one of cell_x2, searched_x2"),
 ])
 def test_each_bad_upload_gets_a_clear_message_and_the_server_keeps_serving(
         client, tmp_path, case, status, message):
