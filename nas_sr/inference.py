@@ -125,8 +125,7 @@ def attach_runtime(predictor: Predictor, path: Path, device: torch.device, runti
             raise ModelError(f"{beside} was exported from another model than {path}; "
                              "re-export it (nas-sr export)")
     else:
-        data = export_onnx(predictor.model.to(memory_format=torch.contiguous_format),
-                           predictor.arch)
+        data = export_onnx(predictor.model, predictor.arch)
     session = OnnxModel(data)
     probe = torch.rand(1, 3, 24, 20, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():

@@ -13,8 +13,7 @@ from omegaconf import OmegaConf
 
 from nas_sr.runfolder import CHECKPOINTS, job_of
 from nas_sr.runlog import read_metrics
-
-DPI = 120
+from nas_sr.search_plots import DPI
 
 
 @dataclass

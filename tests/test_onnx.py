@@ -44,6 +44,13 @@ def test_the_shipped_models_onnx_output_equals_eager_on_a_real_image():
     assert (sr_eager - sr_onnx).abs().max() < 1e-4
     gap = levels_apart(sr_onnx, sr_eager)
     assert gap["agrees"] and gap["max_levels"] <= 1, gap
+    # a model without model.onnx beside it is converted in memory (channels_last weights)
+    previous = SHIPPED.parents[1] / "cell_x2" / "model.pt2"
+    assert not previous.with_name("model.onnx").exists()
+    converted = load_predictor(str(previous), 2, runtime="onnx")
+    assert converted.runtime == "onnx"
+    assert (super_resolve(converted, lq) - super_resolve(
+        load_predictor(str(previous), 2, runtime="eager"), lq)).abs().max() < 1e-4
 
 
 def test_export_writes_a_checked_onnx_that_runs_like_the_checkpoint(exported):
