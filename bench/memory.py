@@ -15,8 +15,19 @@ from nas_sr.archs import build_model
 from nas_sr.data import builtin_dir
 from nas_sr.jobs.export import export_model, save_exported
 
-PEAK = ("import resource, sys; from nas_sr.cli import main; main(sys.argv[1:]); "
-        "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+# The child's own high-water mark: VmHWM belongs to the process image that exec made.
+# ru_maxrss does not: Linux carries it over exec from the (v)forked parent, so a child of
+# a bench process holding 1 GB would report at least 1 GB whatever it did itself.
+PEAK = """import re, resource, sys
+from nas_sr.cli import main
+main(sys.argv[1:])
+try:
+    with open("/proc/self/status") as f:
+        kb = int(re.search(r"VmHWM:\\s*(\\d+) kB", f.read()).group(1))
+except OSError:  # no procfs (macOS): ru_maxrss, in bytes there
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+print("PEAK_KB", kb)
+"""
 
 
 def peak_mb(*args: str) -> float:

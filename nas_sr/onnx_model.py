@@ -16,6 +16,7 @@ import contextlib
 import io
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,13 @@ def export_onnx(model: nn.Module, arch: dict[str, Any]) -> bytes:
     example = torch.rand(2, 3, 48, 40)  # unequal sides and batch > 1, so none is specialised
     dims = {0: Dim("batch", min=1, max=1024), 2: Dim("height", min=1, max=16384),
             3: Dim("width", min=1, max=16384)}
-    # the exporter narrates each pass on stdout and through the logging of onnx_ir
+    # the exporter narrates each pass on stdout and through the logging of onnx_ir, warns
+    # that torchvision's ops (which no model here uses) cannot be registered, and trips
+    # a deprecation inside torch's own pytree code: none of it is the user's to act on
     logging.getLogger("onnx_ir").setLevel(logging.WARNING)
-    with contextlib.redirect_stdout(io.StringIO()):
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)
         program = torch.onnx.export(model, (example,), input_names=[INPUT],
                                     output_names=[OUTPUT], dynamic_shapes=(dims,),
                                     dynamo=True, opset_version=OPSET, verbose=False)

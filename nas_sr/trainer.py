@@ -185,7 +185,7 @@ class Trainer(RunState):
         if t.compile:
             self.net = torch.compile(self.net)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr)
-        self.best_epoch, self.train_s = 0, 0.0
+        self.best_epoch, self.train_s, self.steps = 0, 0.0, 0
         self.clock = CLOCKS[t.clock]  # what train.minutes is counted in
         self.blow_up = BlowUpGuard()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -208,6 +208,7 @@ class Trainer(RunState):
             "best_psnr": self.best_psnr,
             "best_epoch": self.best_epoch,
             "train_s": self.train_s,
+            "steps": self.steps,
             **self.run_state(),
         }
 
@@ -215,6 +216,8 @@ class Trainer(RunState):
         self.model.load_state_dict(state["model"])
         # checkpoints from before train.minutes counted validation in with training
         self.train_s = state.get("train_s", state["elapsed"])
+        # checkpoints from before train.minutes could end an epoch early ran whole epochs
+        self.steps = state.get("steps", state["epoch"] * self.cfg.train.iters_per_epoch)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         # the schedule follows the config, so a resume may lower train.lr (after a divergence)
@@ -237,7 +240,8 @@ class Trainer(RunState):
         learning_rate = self.optimizer.param_groups[0]["lr"]
         start = self.clock()
         self.net.train()
-        total = 0.0
+        total, steps, now = 0.0, 0, self.train_s
+        budget = 60 * t.minutes if t.minutes else math.inf
         bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{self.planned()}", leave=False,
                    disable=not (self.cfg.logger.progress and d.is_main))
         for step, (lq, gt) in enumerate(bar, 1):
@@ -254,10 +258,24 @@ class Trainer(RunState):
             clip_gradients(list(self.model.parameters()), t, learning_rate)
             self.optimizer.step()
             total += value
+            steps += 1
             bar.set_postfix(loss=f"{value:.4f}")
-        self.train_s += self.clock() - start  # before the step: the schedule reads it
+            now = self.seconds_trained(start)
+            if now >= budget:  # mid-epoch: every model gets the same minutes, not more
+                break
+        self.train_s = now  # before the step: the schedule reads it
+        self.steps += steps
         self.scheduler.step()
-        return {"loss": total / len(loader), "lr": learning_rate}
+        return {"loss": total / steps, "lr": learning_rate, "steps": self.steps}
+
+    def seconds_trained(self, epoch_start: float) -> float:
+        """Training time so far by ``train.clock``. Under ``train.minutes`` it is the mean
+        over the processes, so that all of them see the budget run out at the same step."""
+        seconds = self.train_s + self.clock() - epoch_start
+        if not self.cfg.train.minutes:
+            return seconds
+        mean = distributed.all_sum(self.dist, torch.tensor(seconds, dtype=torch.float64))
+        return mean.item() / self.dist.world_size
 
     def planned(self) -> str:
         """The epoch budget as a progress label: ``300``, or ``4.2/15 min``."""
@@ -339,7 +357,7 @@ def _train(cfg: DictConfig, run_dir: Path, d: Dist, device: torch.device,
         summary = {
             "model": name, "scale": cfg.scale, "params": params, "arch": trainer.arch,
             "best_val_psnr": trainer.best_psnr, "best_epoch": trainer.best_epoch,
-            "epochs": trainer.epoch, "steps": trainer.epoch * t.iters_per_epoch,
+            "epochs": trainer.epoch, "steps": trainer.steps,
             "train_time_s": trainer.elapsed, "train_only_s": trainer.train_s,
             "world_size": d.world_size,
             "validation": f"{t.val_crops} crops" if t.val_crops else "whole images",

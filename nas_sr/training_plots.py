@@ -21,7 +21,7 @@ class TrainingLog:
     run_dir: Path
     label: str
     steps: np.ndarray  # optimizer steps at the end of each epoch
-    hours: np.ndarray  # training time (validation excluded) at the end of each epoch
+    hours: np.ndarray  # training time by train.clock (validation excluded) per epoch end
     val_psnr: np.ndarray
 
 
@@ -37,12 +37,14 @@ def load_training_run(run_dir: str | Path) -> TrainingLog:
     epochs = [r for r in records if r["kind"] == "epoch"]
     start = next((r for r in records if r["kind"] == "start"), {})
     label = f"{run_dir.name} ({start['params'] / 1e3:.0f}K)" if "params" in start else run_dir.name
-    return TrainingLog(
-        run_dir, label,
-        np.array([r["epoch"] * per_epoch for r in epochs], dtype=float),
-        np.cumsum([r["train_time_s"] for r in epochs]) / 3600,
-        np.array([r["val_psnr"] for r in epochs], dtype=float),
-    )
+    # logs from before the trainer counted steps and its training clock: whole epochs, and
+    # each epoch's wall time
+    steps = [r.get("steps", r["epoch"] * per_epoch) for r in epochs]
+    seconds = ([r["train_s"] for r in epochs] if all("train_s" in r for r in epochs)
+               else np.cumsum([r["train_time_s"] for r in epochs]))
+    return TrainingLog(run_dir, label, np.array(steps, dtype=float),
+                       np.asarray(seconds, dtype=float) / 3600,
+                       np.array([r["val_psnr"] for r in epochs], dtype=float))
 
 
 def training_curves_figure(runs: list[TrainingLog]) -> Figure:
@@ -54,7 +56,7 @@ def training_curves_figure(runs: list[TrainingLog]) -> Figure:
         by_time.plot(run.hours, run.val_psnr, color=line.get_color(), lw=1.2)
     by_steps.set(xlabel="optimizer steps", ylabel="validation PSNR (dB, Y)",
                  title="against steps")
-    by_time.set(xlabel="training time (h, validation excluded)", title="against time")
+    by_time.set(xlabel="training time (h, train.clock; validation excluded)", title="against time")
     for ax in (by_steps, by_time):
         ax.grid(alpha=0.3)
     by_steps.legend(fontsize=7, loc="lower right")

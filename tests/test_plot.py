@@ -10,6 +10,7 @@ from conftest import make_cfg, write_run
 from nas_sr import search_plots, training_plots
 from nas_sr.cli import run_job
 from nas_sr.jobs import plot
+from nas_sr.runlog import read_metrics
 from nas_sr.runtime import ConfigError
 from search_spaces.genotypes import Genotype
 from search_spaces.operations import OP_NAMES
@@ -143,6 +144,8 @@ def test_training_runs_get_their_learning_curves_overlaid(image_folder, tmp_path
     by_steps, by_time = training_plots.training_curves_figure(logs).axes
     assert [list(line.get_xdata()) for line in by_steps.lines] == [[2, 4, 6], [2, 4]]
     assert all(np.all(np.diff(line.get_xdata()) > 0) for line in by_time.lines)
+    trained_s = [r["train_s"] for r in read_metrics(runs[0]) if r["kind"] == "epoch"]
+    assert list(by_time.lines[0].get_xdata()) == pytest.approx([x / 3600 for x in trained_s])
     assert list(by_steps.lines[0].get_ydata()) == list(logs[0].val_psnr)
 
 

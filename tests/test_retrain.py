@@ -1,4 +1,5 @@
 import json
+import math
 import re
 import subprocess
 import sys
@@ -130,17 +131,21 @@ def test_each_baseline_trains_through_the_job(image_folder, tmp_path, model, kin
     assert net(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
 
 
-def test_a_time_budget_stops_training_and_sets_the_cosine_by_time(image_folder, genotype_file,
-                                                                  tmp_path, monkeypatch):
+def test_a_time_budget_stops_at_the_step_that_spends_it_and_sets_the_cosine_by_time(
+        image_folder, genotype_file, tmp_path, monkeypatch):
     ticks = iter(range(0, 10**6, 10))  # every clock reading 10 s after the last
     monkeypatch.setitem(CLOCKS, "cpu", lambda: next(ticks))
-    cfg = folder_cfg(image_folder, genotype_file, "train.epochs=100", "train.minutes=0.5",
-                     "train.clock=cpu",
-                     "train.lr=1e-3", "train.lr_min=1e-5")
+    # the clock is read at each epoch's start and after each of its 2 steps: 20 s an epoch;
+    # the 30 s budget runs out after the 1st step of epoch 2, which ends there
+    cfg = folder_cfg(image_folder, genotype_file, "train.epochs=100", "train.iters_per_epoch=2",
+                     "train.minutes=0.5", "train.clock=cpu", "train.lr=1e-3", "train.lr_min=1e-5")
     summary = run_job("retrain", cfg, tmp_path)
-    lrs = [r["lr"] for r in epochs(tmp_path)]
-    assert summary["epochs"] == len(lrs) == 3 and summary["train_only_s"] == 30  # not 100
-    assert lrs == pytest.approx([cosine_lr(1e-3, 1e-5, spent, 30) for spent in (0, 10, 20)])
+    records = epochs(tmp_path)
+    assert summary["epochs"] == len(records) == 2 and summary["train_only_s"] == 30  # not 40
+    assert summary["steps"] == 3 and [r["steps"] for r in records] == [2, 3]
+    assert [r["lr"] for r in records] == pytest.approx(
+        [cosine_lr(1e-3, 1e-5, spent, 30) for spent in (0, 20)])
+    assert all(math.isfinite(r["val_psnr"]) for r in records)  # the cut epoch is validated
     with pytest.raises(ValueError, match="train.minutes works with train.schedule=cosine"):
         check_options("retrain", make_cfg("retrain", "train.minutes=5", "train.schedule=step"))
 
