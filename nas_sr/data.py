@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from nas_sr.images import ImageError, downscale, list_images, load_image, mod_crop, to_tensor
-from nas_sr.runtime import ConfigError
+from nas_sr.runtime import ConfigError, release_freed_memory
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,7 @@ def load_pairs(
                 f"(data.patch_size, or train.patch_size in retrain)"
             )
         pairs.append((gt, lq))
+    release_freed_memory()
     return pairs
 
 

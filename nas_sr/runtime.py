@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import math
 import random
 import time
@@ -93,3 +94,16 @@ class BlowUpGuard:
             return (f"blew up to {loss:.3g} (an L1 loss above {MAX_L1_LOSS} on [0, 1] images, "
                     f"{self.streak} step(s) in a row: the weights diverged)")
         return None
+
+
+def release_freed_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc; elsewhere nothing happens).
+
+    Decoding images and making their LR in float64 leaves glibc's heap fragmented, and it
+    keeps what was freed: the 291 training images, 115 MB of pixels, held 1.9 GB of RSS
+    after loading and 0.4 GB once trimmed.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl)
+        pass
