@@ -49,6 +49,7 @@ def export_onnx(model: nn.Module, arch: dict[str, Any]) -> bytes:
     # that torchvision's ops (which no model here uses) cannot be registered, and trips
     # a deprecation inside torch's own pytree code: none of it is the user's to act on
     logging.getLogger("onnx_ir").setLevel(logging.WARNING)
+    logging.getLogger("onnxscript").setLevel(logging.WARNING)
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)
