@@ -1,9 +1,10 @@
 """7. Runtimes: each shipped model (``models/*/model.pt2``) and SRCNN / FSRCNN run through
-torch eager, the exported ``.pt2`` program, ``torch.compile`` and ONNX Runtime, at 1 and
-2 threads: output MP/s on Set5's baby (x2, 256x256 LR; scikit-image's astronaut without
-the datasets), how many 8-bit output values differ from eager, and the peak memory of
-``nas-sr upscale`` with the shipped x2 model on a 1920x1080 input (tiled, the default, and
-untiled) per runtime.
+torch eager (a cell also as trained, without the re-parameterisation of
+``search_spaces/fused.py``), the exported ``.pt2`` program, ``torch.compile`` and ONNX
+Runtime, at 1 and 2 threads: output MP/s on Set5's baby (x2, 256x256 LR; scikit-image's
+astronaut without the datasets), how many 8-bit output values differ from eager, and the
+peak memory of ``nas-sr upscale`` with the shipped x2 model on a 1920x1080 input (tiled, the
+default, and untiled) per runtime.
 
 ``torch.compile`` runs for the shipped x2 model and SRCNN only, the pair the speed goal
 compares: inductor's C++ build takes minutes a model and thread count on a small CPU.
@@ -29,6 +30,7 @@ from bench.memory import peak_mb
 from bench.timing import Row, interleaved
 from nas_sr.archs import build_model
 from nas_sr.data import builtin_dir
+from nas_sr.deploy import for_inference
 from nas_sr.inference import load_predictor
 from nas_sr.jobs.export import export_model
 from nas_sr.onnx_model import OnnxModel, export_onnx, levels_apart
@@ -66,15 +68,23 @@ def fed_nhwc(model: Callable) -> Callable:
 def runtimes(model: nn.Module, arch: dict, threads: int, lq: torch.Tensor,
              compile_too: bool = True) -> dict[str, tuple[Callable, float]]:
     """runtime -> (callable on an NCHW batch, seconds to prepare it and make a first call);
-    ``torch.compile`` only with ``compile_too`` (inductor builds C++ kernels: minutes)."""
-    nhwc = build_model(arch).eval().to(memory_format=torch.channels_last)
-    nhwc.load_state_dict(model.state_dict())
+    ``torch.compile`` only with ``compile_too`` (inductor builds C++ kernels: minutes).
+
+    eager, compile and ONNX run the form nas-sr runs (a cell re-parameterised,
+    ``nas_sr.deploy``); a cell is also timed as trained, and the ``.pt2`` holds that form.
+    """
+    trained = build_model(arch).eval()
+    trained.load_state_dict(model.state_dict())
+    fast = for_inference(trained, arch).to(memory_format=torch.channels_last)
     builders: dict[str, Callable[[], Callable]] = {
-        "eager": lambda: fed_nhwc(nhwc),
+        "eager": lambda: fed_nhwc(fast),
         "pt2": lambda: export_model(model).module(),
-        "compile": lambda: fed_nhwc(torch.compile(nhwc, dynamic=False)),
+        "compile": lambda: fed_nhwc(torch.compile(fast, dynamic=False)),
         "onnx": lambda: OnnxModel(export_onnx(model, arch), threads),
     }
+    if fast is not trained:
+        trained.to(memory_format=torch.channels_last)
+        builders["eager as trained"] = lambda: fed_nhwc(trained)
     if not compile_too:
         del builders["compile"]
     out = {}

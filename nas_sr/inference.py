@@ -19,6 +19,7 @@ from PIL import Image
 from torch import nn
 
 from nas_sr.archs import load_model
+from nas_sr.deploy import for_inference
 from nas_sr.metrics import quantize
 from nas_sr.onnx_model import ONNX_FILE, OnnxModel, export_onnx, read_onnx
 from nas_sr.pt2 import ModelError, load_exported
@@ -55,10 +56,20 @@ class Predictor:
     extras: dict[str, Any] = field(default_factory=dict)
     channels_last: bool = False  # feed NHWC inputs (faster convs, exported models too)
     session: OnnxModel | None = None  # runs in place of ``model`` when set (runtime=onnx)
+    # runs in place of ``model`` in eager torch: a cell network re-parameterised
+    # (search_spaces.fused), the same function with fewer convs; None: ``model`` itself
+    eager: nn.Module | None = None
 
     @property
     def runtime(self) -> str:
         return "onnx" if self.session is not None else "eager"
+
+    @property
+    def net(self) -> Model:
+        """What runs: the ONNX Runtime session, else the eager model in its inference form."""
+        if self.session is not None:
+            return self.session
+        return self.eager if self.eager is not None else self.model
 
 
 RUNTIMES = ("auto", "eager", "onnx")
@@ -93,8 +104,10 @@ def load_predictor(spec: str, scale: int | None = None, device: torch.device | s
         raise ModelError(f"{path}: wrong scale: the model upscales x{model_scale} but "
                          f"scale={scale}; pass scale={model_scale} or a x{scale} model")
     fmt = memory_format(channels_last)
-    predictor = Predictor(model.to(device, memory_format=fmt), model_scale, arch, extras,
-                          channels_last)
+    model = model.to(device, memory_format=fmt)
+    fast = for_inference(model, arch).to(memory_format=fmt)
+    predictor = Predictor(model, model_scale, arch, extras, channels_last,
+                          eager=fast if fast is not model else None)
     return attach_runtime(predictor, path, torch.device(device), runtime)
 
 
@@ -192,7 +205,7 @@ def super_resolve(predictor: Predictor, lq: torch.Tensor, *, tile: int | None = 
     ``progress(done, total)`` is called after each tile.
     """
     lq = lq.contiguous(memory_format=memory_format(predictor.channels_last))
-    net: Model = predictor.session or predictor.model
+    net = predictor.net
     model: Model = partial(self_ensemble, net) if ensemble else net
     with torch.autocast(lq.device.type, torch.bfloat16, enabled=amp and lq.is_cuda):
         return tiled_forward(model, lq, predictor.scale, tile, overlap, progress).float()

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.export import Dim, ExportedProgram
 
-from nas_sr.complexity import HR_SIZE, complexity, human
+from nas_sr.complexity import HR_SIZE, complexity, human, mult_adds
 from nas_sr.data import builtin_dir
 from nas_sr.images import downscale, load_image, mod_crop, to_tensor
 from nas_sr.inference import Predictor, load_predictor
@@ -96,6 +96,8 @@ def model_card(predictor: Predictor, source: Path, sizes: dict[str, int], diff: 
         *([f"| nonzero parameters | {sizes['nonzero_params']:,} (pruned) |"]
           if sizes["nonzero_params"] < sizes["params"] else []),
         f"| Mult-Adds, {HR_SIZE[1]}x{HR_SIZE[0]} output | {human(sizes['mult_adds'])} |",
+        *([f"| Mult-Adds as nas-sr runs it (linear ops merged, `search_spaces/fused.py`) | "
+           f"{human(sizes['mult_adds_as_run'])} |"] if "mult_adds_as_run" in sizes else []),
         f"| exported from | `{source}` |",
         f"| exported with torch | {torch.__version__} |",
         f"| export check | max abs diff vs the eager model {diff:.2e} |",
@@ -141,6 +143,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if "genotype" in predictor.arch:
         save_genotype(Genotype.from_dict(predictor.arch["genotype"]), out / "genotype.json")
     sizes = complexity(predictor.model, predictor.scale)
+    if predictor.eager is not None:
+        sizes["mult_adds_as_run"] = mult_adds(predictor.eager, predictor.scale)
     (out / "MODEL_CARD.md").write_text(model_card(predictor, source, sizes, diff, notes,
                                                   result.get("onnx")))
     print(f"exported {source} -> {out / MODEL_FILE} (max abs diff vs eager {diff:.2e})")

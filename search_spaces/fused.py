@@ -1,0 +1,204 @@
+"""The standalone cell re-parameterised for inference: the same function, fewer convs.
+
+Every op is linear after its ReLU, and so is the cell's 1x1 combine (RepVGG's
+observation, applied to a searched cell). So ops that read the same state sum into one
+kernel (a separable conv folds into a full conv there; two separable convs share one
+grouped depthwise and one pointwise conv), full convs on different states become one
+conv over their concatenation, and the combine folds into the ops of the loose ends:
+only nodes that other nodes read are computed as tensors. The shipped x2 cell goes from
+15 convs to 6, and from 61C^2 to 48C^2 multiply-adds a pixel.
+
+Exact up to float rounding. It serves inference only (``nas_sr.inference``): training,
+checkpoints and model files keep the searched form, whose weights the cell names.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from search_spaces.cell import Cell
+from search_spaces.network import CellSRNet
+from search_spaces.operations import ReLUConv, SepConv
+
+
+@dataclass
+class Terms:
+    """A sum of linear maps of a cell's states: the value of a node, or the cell's output.
+
+    ``convs[(state, dilation)]``: a (out, C, 3, 3) kernel on relu(state);
+    ``seps[state]``: (depthwise (C, 3, 3), pointwise (out, C)) pairs on relu(state);
+    ``raw[state]``: an (out, C) matrix on the state itself (the identity op).
+    """
+
+    bias: Tensor
+    convs: dict[tuple[int, int], Tensor] = field(default_factory=dict)
+    seps: dict[int, list[tuple[Tensor, Tensor]]] = field(default_factory=dict)
+    raw: dict[int, Tensor] = field(default_factory=dict)
+
+    def __add__(self, other: Terms) -> Terms:
+        convs, raw = dict(self.convs), dict(self.raw)
+        for key, k in other.convs.items():
+            convs[key] = convs[key] + k if key in convs else k
+        for state, m in other.raw.items():
+            raw[state] = raw[state] + m if state in raw else m
+        seps = {s: list(pairs) for s, pairs in self.seps.items()}
+        for state, pairs in other.seps.items():
+            seps.setdefault(state, []).extend(pairs)
+        return Terms(self.bias + other.bias, convs, seps, raw)
+
+    def mapped(self, w: Tensor) -> Terms:
+        """``w @ self`` for an (out', out) matrix ``w``: a 1x1 conv applied after."""
+        return Terms(
+            w @ self.bias,
+            {key: torch.einsum("po,oikl->pikl", w, k) for key, k in self.convs.items()},
+            {s: [(d, w @ p) for d, p in pairs] for s, pairs in self.seps.items()},
+            {s: w @ m for s, m in self.raw.items()},
+        )
+
+    def folded(self) -> Terms:
+        """Separable convs on a state that also has a full 3x3 conv, merged into it."""
+        convs, seps = dict(self.convs), {}
+        for state, pairs in self.seps.items():
+            if (state, 1) in convs:
+                convs[(state, 1)] = convs[(state, 1)] + sum(
+                    p[:, :, None, None] * d[None] for d, p in pairs)
+            else:
+                seps[state] = pairs
+        return Terms(self.bias, convs, seps, self.raw)
+
+
+def op_terms(op: nn.Module, state: int, eye: Tensor) -> Terms:
+    """The terms of one op of the registry reading ``state`` (``eye``: the CxC identity)."""
+    if isinstance(op, ReLUConv):
+        conv = op.conv
+        return Terms(conv.bias, {(state, conv.dilation[0]): conv.weight})
+    if isinstance(op, SepConv):
+        pointwise = op.pointwise.weight[:, :, 0, 0]
+        return Terms(op.pointwise.bias,
+                     seps={state: [(op.depthwise.weight[:, 0], pointwise)]})
+    if isinstance(op, nn.Identity):
+        return Terms(torch.zeros_like(eye[0]), raw={state: eye})
+    raise TypeError(f"no fused form for op {type(op).__name__}; add it to search_spaces/fused.py")
+
+
+def _cat(xs: list[Tensor]) -> Tensor:
+    return xs[0] if len(xs) == 1 else torch.cat(xs, dim=1)
+
+
+class LinearMix(nn.Module):
+    """Computes one :class:`Terms`: full convs on ReLU'd states (with ``concat``, one conv per
+    dilation over the concatenation of its states; else one per state, summed), one grouped
+    depthwise conv per separable state with one shared pointwise conv, one 1x1 conv over the
+    raw states; the bias rides on the first of them.
+
+    ``concat`` suits eager torch (one big conv beats several and their adds); ONNX Runtime
+    is faster without it: it adds a conv's output into the next conv's for free, while a
+    concatenation in its blocked layout costs two reorders.
+    """
+
+    def __init__(self, terms: Terms, channels: int, concat: bool = True):
+        super().__init__()
+        terms = terms.folded()
+        out = terms.bias.shape[0]
+        self.conv_inputs: list[list[int]] = []
+        self.convs = nn.ModuleList()
+        keys = sorted(terms.convs, key=lambda k: (k[1], k[0]))  # by dilation, then state
+        groups = ([[k for k in keys if k[1] == d] for d in sorted({d for _, d in keys})]
+                  if concat else [[k] for k in keys])
+        for group in groups:
+            states, dilation = [s for s, _ in group], group[0][1]
+            conv = nn.Conv2d(len(states) * channels, out, 3, padding=dilation,
+                             dilation=dilation, bias=False)
+            conv.weight.copy_(torch.cat([terms.convs[(s, dilation)] for s in states], dim=1))
+            self.conv_inputs.append(states)
+            self.convs.append(conv)
+        self.sep_inputs = sorted(terms.seps)
+        self.depthwise = nn.ModuleList()
+        pointwise = []
+        for s in self.sep_inputs:
+            pairs = terms.seps[s]  # k pairs: depthwise output channel c*k + i is pair i's c
+            conv = nn.Conv2d(channels, len(pairs) * channels, 3, padding=1, groups=channels,
+                             bias=False)
+            conv.weight.copy_(torch.stack([d for d, _ in pairs], 1).reshape(-1, 1, 3, 3))
+            self.depthwise.append(conv)
+            pointwise.append(torch.stack([p for _, p in pairs], 2).reshape(out, -1))
+        self.pointwise = self._one_by_one(pointwise)
+        self.raw_inputs = sorted(terms.raw)
+        self.raw = self._one_by_one([terms.raw[s] for s in self.raw_inputs])
+        first = next(m for m in (*self.convs, self.pointwise, self.raw) if m is not None)
+        first.bias = nn.Parameter(terms.bias.clone())
+
+    @staticmethod
+    def _one_by_one(matrices: list[Tensor]) -> nn.Conv2d | None:
+        if not matrices:
+            return None
+        w = torch.cat(matrices, dim=1)
+        conv = nn.Conv2d(w.shape[1], w.shape[0], 1, bias=False)
+        conv.weight.copy_(w[:, :, None, None])
+        return conv
+
+    def forward(self, states: list[Tensor], relus: list[Tensor | None]) -> Tensor:
+        outs = [conv(_cat([relus[s] for s in ins]))
+                for conv, ins in zip(self.convs, self.conv_inputs, strict=True)]
+        if self.pointwise is not None:
+            outs.append(self.pointwise(_cat([dw(relus[s]) for dw, s in
+                                             zip(self.depthwise, self.sep_inputs, strict=True)])))
+        if self.raw is not None:
+            outs.append(self.raw(_cat([states[s] for s in self.raw_inputs])))
+        total = outs[0]
+        for o in outs[1:]:
+            total = total + o
+        return total
+
+
+class FusedCell(nn.Module):
+    """A standalone :class:`Cell`, re-parameterised: nodes other nodes read, then the
+    output as one :class:`LinearMix` over the states, added to h(k-1)."""
+
+    @torch.no_grad()
+    def __init__(self, cell: Cell, concat: bool = True):
+        super().__init__()
+        g, c = cell.genotype, cell.channels
+        if g is None:
+            raise ValueError("the supernet's cell has no single genotype to fuse")
+        eye = torch.eye(c, device=cell.combine.weight.device)
+        values = [op_terms(ops1[n.op1], n.in1, eye) + op_terms(ops2[n.op2], n.in2, eye)
+                  for n, (ops1, ops2) in zip(g.nodes, cell.node_ops, strict=True)]
+        loose = g.loose_ends()
+        combine = cell.combine.weight[:, :, 0, 0]
+        out = Terms(cell.combine.bias)
+        for i, j in enumerate(loose):
+            out = out + values[j].mapped(combine[:, i * c:(i + 1) * c])
+        self.nodes = nn.ModuleDict({str(j): LinearMix(values[j], c, concat)
+                                    for j in range(g.num_nodes) if j not in loose})
+        self.out = LinearMix(out, c, concat)
+        mixes = [*self.nodes.values(), self.out]
+        self.relu_states = sorted({s for m in mixes for ins in m.conv_inputs for s in ins}
+                                  | {s for m in mixes for s in m.sep_inputs})
+        self.num_nodes = g.num_nodes
+
+    def forward(self, s0: Tensor, s1: Tensor, genotype: object = None) -> Tensor:
+        states = [s0, s1]
+        relus = [self._relu(0, s0), self._relu(1, s1)]  # each state ReLU'd once, if read so
+        for j in range(self.num_nodes):
+            # a loose end is never computed: its index holds a placeholder nothing reads
+            node = self.nodes[str(j)](states, relus) if str(j) in self.nodes else s1
+            relus.append(self._relu(len(states), node))
+            states.append(node)
+        return s1 + self.out(states, relus)
+
+    def _relu(self, state: int, x: Tensor) -> Tensor | None:
+        return F.relu(x) if state in self.relu_states else None
+
+
+def fused(net: CellSRNet, concat: bool = True) -> CellSRNet:
+    """A copy of a standalone ``net`` whose cells are :class:`FusedCell` s, for inference."""
+    out = copy.deepcopy(net)
+    out.cells = nn.ModuleList(FusedCell(cell, concat) for cell in net.cells)
+    return out.eval()
+
