@@ -1,14 +1,14 @@
 """The standalone cell re-parameterised for inference: the same function, fewer convs.
 
 Every op is linear after its ReLU, and so is the cell's 1x1 combine (RepVGG's
-observation, applied to a searched cell). So ops that read the same state sum into one
-kernel (a separable conv folds into a full conv there; two separable convs share one
-grouped depthwise and one pointwise conv), full convs on different states become one
-conv over their concatenation, and the combine folds into the ops of the loose ends:
-only nodes that other nodes read are computed as tensors. The shipped x2 cell goes from
-15 convs to 6, and from 61C^2 to 48C^2 multiply-adds a pixel.
+observation, applied to a searched cell). So full convs that read the same state sum
+into one kernel, and a separable conv folds into a full conv on its state; full convs on
+different states become one conv over their concatenation; the combine folds into the
+ops of the loose ends, so only nodes that other nodes read are computed as tensors; each
+state is ReLU'd once. The shipped x2 cell goes from 15 convs to 8, and from 61C^2 to
+48C^2 multiply-adds a pixel.
 
-Exact up to float rounding. It serves inference only (``nas_sr.inference``): training,
+Exact up to float rounding. It serves inference only (``nas_sr.deploy``): training,
 checkpoints and model files keep the searched form, whose weights the cell names.
 """
 
@@ -92,13 +92,15 @@ def _cat(xs: list[Tensor]) -> Tensor:
 
 class LinearMix(nn.Module):
     """Computes one :class:`Terms`: full convs on ReLU'd states (with ``concat``, one conv per
-    dilation over the concatenation of its states; else one per state, summed), one grouped
-    depthwise conv per separable state with one shared pointwise conv, one 1x1 conv over the
-    raw states; the bias rides on the first of them.
+    dilation over the concatenation of its states; else one per state), each separable
+    conv as it was, one 1x1 conv over the raw states a matrix maps, and the states an
+    identity op passes, all summed; the bias rides on the first conv.
 
     ``concat`` suits eager torch (one big conv beats several and their adds); ONNX Runtime
     is faster without it: it adds a conv's output into the next conv's for free, while a
-    concatenation in its blocked layout costs two reorders.
+    concatenation in its blocked layout costs two reorders. Two separable convs on one state
+    are not merged: that takes a depthwise conv with a channel multiplier, which both
+    runtimes run several times slower than two plain depthwise convs.
     """
 
     def __init__(self, terms: Terms, channels: int, concat: bool = True):
@@ -117,43 +119,44 @@ class LinearMix(nn.Module):
             conv.weight.copy_(torch.cat([terms.convs[(s, dilation)] for s in states], dim=1))
             self.conv_inputs.append(states)
             self.convs.append(conv)
-        self.sep_inputs = sorted(terms.seps)
-        self.depthwise = nn.ModuleList()
-        pointwise = []
-        for s in self.sep_inputs:
-            pairs = terms.seps[s]  # k pairs: depthwise output channel c*k + i is pair i's c
-            conv = nn.Conv2d(channels, len(pairs) * channels, 3, padding=1, groups=channels,
-                             bias=False)
-            conv.weight.copy_(torch.stack([d for d, _ in pairs], 1).reshape(-1, 1, 3, 3))
-            self.depthwise.append(conv)
-            pointwise.append(torch.stack([p for _, p in pairs], 2).reshape(out, -1))
-        self.pointwise = self._one_by_one(pointwise)
-        self.raw_inputs = sorted(terms.raw)
-        self.raw = self._one_by_one([terms.raw[s] for s in self.raw_inputs])
-        first = next(m for m in (*self.convs, self.pointwise, self.raw) if m is not None)
-        first.bias = nn.Parameter(terms.bias.clone())
-
-    @staticmethod
-    def _one_by_one(matrices: list[Tensor]) -> nn.Conv2d | None:
-        if not matrices:
-            return None
-        w = torch.cat(matrices, dim=1)
-        conv = nn.Conv2d(w.shape[1], w.shape[0], 1, bias=False)
-        conv.weight.copy_(w[:, :, None, None])
-        return conv
+        self.sep_inputs = [s for s in sorted(terms.seps) for _ in terms.seps[s]]
+        self.seps = nn.ModuleList(_separable(d, p) for s in sorted(terms.seps)
+                                  for d, p in terms.seps[s])
+        eye = torch.eye(channels, device=terms.bias.device)
+        self.added = [s for s in sorted(terms.raw) if torch.equal(terms.raw[s], eye)]
+        self.raw_inputs = [s for s in sorted(terms.raw) if s not in self.added]
+        self.raw = None
+        if self.raw_inputs:
+            w = torch.cat([terms.raw[s] for s in self.raw_inputs], dim=1)
+            self.raw = nn.Conv2d(w.shape[1], out, 1, bias=False)
+            self.raw.weight.copy_(w[:, :, None, None])
+        convs = [*self.convs, *(sep[1] for sep in self.seps), *([self.raw] if self.raw else [])]
+        bias = nn.Parameter(terms.bias.clone())
+        if convs:
+            convs[0].bias = bias
+        self.bias = None if convs else bias  # identity ops only: added after the sum
 
     def forward(self, states: list[Tensor], relus: list[Tensor | None]) -> Tensor:
         outs = [conv(_cat([relus[s] for s in ins]))
                 for conv, ins in zip(self.convs, self.conv_inputs, strict=True)]
-        if self.pointwise is not None:
-            outs.append(self.pointwise(_cat([dw(relus[s]) for dw, s in
-                                             zip(self.depthwise, self.sep_inputs, strict=True)])))
+        outs += [sep(relus[s]) for sep, s in zip(self.seps, self.sep_inputs, strict=True)]
         if self.raw is not None:
             outs.append(self.raw(_cat([states[s] for s in self.raw_inputs])))
+        outs += [states[s] for s in self.added]
         total = outs[0]
         for o in outs[1:]:
             total = total + o
-        return total
+        return total if self.bias is None else total + self.bias[:, None, None]
+
+
+def _separable(depthwise: Tensor, pointwise: Tensor) -> nn.Sequential:
+    """A depthwise 3x3 (C, 3, 3) then a pointwise (out, C) conv, without biases."""
+    c, out = depthwise.shape[0], pointwise.shape[0]
+    dw = nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False)
+    dw.weight.copy_(depthwise[:, None])
+    pw = nn.Conv2d(c, out, 1, bias=False)
+    pw.weight.copy_(pointwise[:, :, None, None])
+    return nn.Sequential(dw, pw)
 
 
 class FusedCell(nn.Module):
