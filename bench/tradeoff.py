@@ -8,9 +8,9 @@ the model, its size and its Set5/Set14 PSNR); the model is loaded again and time
 "Set14"}`` (``"published": true`` for a paper's figures: hollow markers), timed as an
 untrained model of that arch (dense latency does not depend on the weights).
 Latency: median of interleaved runs on one random LR image, every model eager (an exported
-one rebuilt from its arch), masks folded, channels_last, the threads torch is given
-(``OMP_NUM_THREADS``). Pruned models are placed at their nonzero parameters, and timed as
-they run: dense kernels multiply the zeros too.
+one rebuilt from its arch) in the form nas-sr runs it (``nas_sr.deploy``), masks folded,
+channels_last, the threads torch is given (``OMP_NUM_THREADS``). Pruned models are placed
+at their nonzero parameters, and timed as they run: dense kernels multiply the zeros too.
 Writes ``tradeoff_params.png`` and ``tradeoff_latency.png`` and prints a markdown table.
 """
 
@@ -29,9 +29,10 @@ from torch import nn
 from bench.timing import interleaved, machine
 from nas_sr.archs import build_model
 from nas_sr.complexity import complexity, human
+from nas_sr.deploy import for_inference
 from nas_sr.inference import load_predictor
 from nas_sr.jobs.compress import load_source
-from nas_sr.lighten import fold_masks
+from nas_sr.lighten import fold_masks, folded
 from nas_sr.search_plots import new_axes
 
 FAMILY_COLORS = {"bicubic": "tab:gray", "srcnn": "tab:blue", "fsrcnn": "tab:cyan",
@@ -71,9 +72,10 @@ def from_run(spec: str) -> Point:
     label, _, folder = spec.rpartition("=")
     results = json.loads((Path(folder) / "results.json").read_text())
     arch, scale = results["arch"], results["scale"]
-    # every model timed eager (an exported one rebuilt from its arch), so they compare
-    model = (fold_masks(load_source(Path(results["model"]))[0]) if arch
-             else load_predictor("bicubic", scale).model)
+    # every model timed eager (an exported one rebuilt from its arch), so they compare,
+    # in the form nas-sr runs it (a cell re-parameterised)
+    model = (for_inference(fold_masks(load_source(Path(results["model"]))[0]), folded(arch))
+             if arch else load_predictor("bicubic", scale).model)
     return Point(label or describe(arch), arch["name"] if arch else "bicubic",
                  results.get("nonzero_params") or results["params"], results["mult_adds"],
                  results["sets"]["Set5"]["psnr"], results["sets"]["Set14"]["psnr"],
@@ -85,7 +87,7 @@ def from_extra(entry: dict[str, Any]) -> Point:
     sizes = complexity(model, int(entry["arch"]["scale"]))
     return Point(entry["label"], entry["arch"]["name"], sizes["params"],  # untrained: dense
                  sizes["mult_adds"], entry["Set5"], entry["Set14"],
-                 model.to(memory_format=torch.channels_last),
+                 for_inference(model, entry["arch"]).to(memory_format=torch.channels_last),
                  published=entry.get("published", False))
 
 
