@@ -1,7 +1,9 @@
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 from scipy import stats
 
 from conftest import make_cfg
@@ -36,7 +38,8 @@ def test_rank_retrains_each_cell_once_and_reports_tau(smoke_search, tmp_path, mo
     retrained = [c["retrained_psnr"] for c in cells]
     assert result["kendall_tau"] == pytest.approx(stats.kendalltau(shared, retrained).statistic)
     for c in cells:  # each retrain validated on the hold-out images, not the reward ones
-        summary = json.loads((tmp_path / "cells" / c["folder"].split("/")[-1] /
+        (folder,) = c["folders"]
+        summary = json.loads((tmp_path / "cells" / folder.split("/")[-1] /
                               "summary.json").read_text())
         assert summary["best_val_psnr"] == c["retrained_psnr"]
     assert (tmp_path / "a" / "rank.json").is_file() and (tmp_path / "a" / "rank.png").is_file()
@@ -47,3 +50,21 @@ def test_rank_retrains_each_cell_once_and_reports_tau(smoke_search, tmp_path, mo
     monkeypatch.setattr(subprocess, "run", no_retrain)  # a second rank job reuses them all
     again = run_job("rank", make_cfg("rank", *overrides), tmp_path / "b")
     assert [c["retrained_psnr"] for c in again["cells"]] == retrained
+
+
+def test_two_retrain_seeds_average_each_cell_and_report_their_agreement(smoke_search, tmp_path):
+    overrides = [f"run={smoke_search}", "rank.cells=3", "rank.pool=16", "rank.policy_cells=0",
+                 f"rank.cells_dir={tmp_path / 'cells'}", f"rank.recipe={TINY}",
+                 "rank.bootstrap=50"]
+    one = run_job("rank", make_cfg("rank", *overrides), tmp_path / "a")
+    two = run_job("rank", make_cfg("rank", *overrides, "rank.retrain_seeds=[0,1]"),
+                  tmp_path / "b")
+    assert one["retrain_seed_agreement"] is None
+    for a, b in zip(one["cells"], two["cells"], strict=True):
+        assert b["folders"][0] == a["folders"][0]  # seed 0's retrain is reused, not redone
+        assert [OmegaConf.load(Path(f) / "config.yaml").seed for f in b["folders"]] == [0, 1]
+        assert b["retrained_psnrs"][0] == a["retrained_psnr"]
+        assert b["retrained_psnr"] == pytest.approx(sum(b["retrained_psnrs"]) / 2)
+    agree = two["retrain_seed_agreement"]
+    firsts, seconds = zip(*(c["retrained_psnrs"] for c in two["cells"]), strict=True)
+    assert agree["kendall_tau"] == pytest.approx(stats.kendalltau(firsts, seconds).statistic)

@@ -7,10 +7,13 @@ weights and final-selection crops, retrains each standalone with one short fixed
 the search), and reports Kendall tau and Spearman rho between the two with bootstrap
 intervals, as ``rank.json`` and ``rank.png`` in its run folder.
 
-Retrained cells live in ``rank.cells_dir``, one folder per (cell, recipe, data, width):
-the uniform draws depend on ``rank.seed`` alone, so ranking several searches retrains
-them once. The retrains run as ``rank.jobs`` parallel ``nas-sr retrain`` processes of one
-thread each; a killed rank job re-run skips finished cells and resumes the others.
+Retrained cells live in ``rank.cells_dir``, one folder per (cell, recipe, seed, data,
+width): the uniform draws depend on ``rank.seed`` alone, so ranking several searches
+retrains them once. With several ``rank.retrain_seeds`` a cell's retrained PSNR is the
+mean over them, and the job reports how well two seeds' retrains rank the cells alike:
+the ceiling of any tau measured against a single retrain. The retrains run as
+``rank.jobs`` parallel ``nas-sr retrain`` processes of one thread each; a killed rank
+job re-run skips finished cells and resumes the others.
 """
 
 from __future__ import annotations
@@ -70,6 +73,12 @@ def cell_dir(root: Path, genotype: Genotype, command_key: list[str]) -> Path:
     return root / hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
+def seeded_recipe(recipe: list[str], seed: int) -> list[str]:
+    """The recipe retrained with ``seed``; seed 0 is the recipe as written, so its cell
+    folders are the ones rank jobs made before ``rank.retrain_seeds`` existed."""
+    return list(recipe) if seed == 0 else [*recipe, f"seed={seed}"]
+
+
 def retrain_all(jobs: list[tuple[Path, list[str]]], parallel: int, progress: bool
                 ) -> dict[Path, str]:
     """Run the retrains not yet finished; returns the error of each that failed."""
@@ -110,34 +119,48 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     cells += [(g, "policy") for g in dict.fromkeys(policy) if g not in seen]
 
     root = Path(r.cells_dir).expanduser()
+    seeds = list(r.retrain_seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"rank.retrain_seeds must be distinct seeds, got {seeds}")
     recipe = list(r.recipe)
-    key = [recipe, data_overrides(run_cfg.data), run_cfg.scale, a.channels, a.cells]
     jobs, rows = [], []
     for g, source in tqdm(cells, desc="scoring on shared weights",
                           disable=not cfg.logger.progress):
-        folder = cell_dir(root, g, key)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_genotype(g, folder / "cell.json")
-        jobs.append((folder, retrain_command(folder / "cell.json", folder, run_cfg, recipe)))
+        folders = []
+        for seed in seeds:
+            seeded = seeded_recipe(recipe, seed)
+            key = [seeded, data_overrides(run_cfg.data), run_cfg.scale, a.channels, a.cells]
+            folder = cell_dir(root, g, key)
+            folder.mkdir(parents=True, exist_ok=True)
+            save_genotype(g, folder / "cell.json")
+            jobs.append((folder, retrain_command(folder / "cell.json", folder, run_cfg, seeded)))
+            folders.append(str(folder))
         rows.append({"genotype": g.to_dict()["nodes"], "genotype_str": str(g),
-                     "source": source, **cost(g), "folder": str(folder),
+                     "source": source, **cost(g), "folders": folders,
                      "shared_psnr": search.score(g)})
     failed = retrain_all(jobs, r.jobs, cfg.logger.progress)
     for row in rows:
-        summary = Path(row["folder"]) / "summary.json"
-        if summary.is_file():
-            row["retrained_psnr"] = json.loads(summary.read_text())["best_val_psnr"]
+        summaries = [Path(f) / "summary.json" for f in row["folders"]]
+        if all(f.is_file() for f in summaries):  # a cell counts once every seed is in
+            row["retrained_psnrs"] = [json.loads(f.read_text())["best_val_psnr"]
+                                      for f in summaries]
+            row["retrained_psnr"] = float(np.mean(row["retrained_psnrs"]))
     done = [row for row in rows if "retrained_psnr" in row]
     if len(done) < 3:
         raise ConfigError(f"only {len(done)} of {len(rows)} cells retrained; "
                           f"failures: {list(failed.values())[:3]}")
     result = {
         "run": str(search_dir), "controller": run_cfg.controller.name, "recipe": recipe,
+        "retrain_seeds": seeds,
         **rank_correlation([c["shared_psnr"] for c in done],
                            [c["retrained_psnr"] for c in done], r.bootstrap, r.seed),
         "params_vs_retrained": rank_correlation([c["params"] for c in done],
                                                 [c["retrained_psnr"] for c in done],
                                                 r.bootstrap, r.seed),
+        # two retrains of each cell with different seeds, ranked against each other
+        "retrain_seed_agreement": rank_correlation(
+            [c["retrained_psnrs"][0] for c in done], [c["retrained_psnrs"][1] for c in done],
+            r.bootstrap, r.seed) if len(seeds) > 1 else None,
         "failed": {str(k): v for k, v in failed.items()},
         "cells": rows,
     }
@@ -147,4 +170,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
           f"[{result['kendall_tau_ci'][0]:.2f}, {result['kendall_tau_ci'][1]:.2f}], "
           f"Spearman rho {result['spearman_rho']:.3f} over {len(done)} cells; "
           f"{run_dir / 'rank.json'}")
+    if result["retrain_seed_agreement"]:
+        agree = result["retrain_seed_agreement"]
+        print(f"retrains of seeds {seeds[0]} and {seeds[1]} agree with Kendall tau "
+              f"{agree['kendall_tau']:.3f} [{agree['kendall_tau_ci'][0]:.2f}, "
+              f"{agree['kendall_tau_ci'][1]:.2f}]")
     return result
