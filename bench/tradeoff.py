@@ -114,17 +114,20 @@ def figure(points: list[Point], x: str, xlabel: str, title: str) -> Figure:
         colors = [FAMILY_COLORS.get(p.family, "k") for p in group]
         ax.scatter([getattr(p, x) for p in group], [p.set5 for p in group], zorder=3,
                    facecolors="none" if published else colors, edgecolors=colors)
-    fig.canvas.draw()  # fix the limits, so label positions in pixels hold
-    placed: list[tuple[float, float]] = []
+    fig.canvas.draw()  # fix the limits, so label boxes in pixels hold
+    renderer = fig.canvas.get_renderer()
+    placed: list[Any] = []  # the drawn labels' boxes
     for p in sorted(shown, key=lambda p: (getattr(p, x), -p.set5)):
-        px, py = ax.transData.transform((getattr(p, x), p.set5))
-        dy = 3.0  # points above the marker; lower while another label sits there
-        while any(abs(px - qx) < 100 and abs(py + dy * fig.dpi / 72 - qy) < 14
-                  for qx, qy in placed):
+        dy = 3.0  # points above the marker; lower while it would overlap a drawn label
+        while True:
+            label = ax.annotate(p.label, (getattr(p, x), p.set5), xytext=(4, dy),
+                                textcoords="offset points", fontsize=7)
+            box = label.get_window_extent(renderer)
+            if dy < -60 or not any(box.overlaps(b) for b in placed):
+                break
+            label.remove()
             dy -= 9
-        placed.append((px, py + dy * fig.dpi / 72))
-        ax.annotate(p.label, (getattr(p, x), p.set5), xytext=(4, dy),
-                    textcoords="offset points", fontsize=7)
+        placed.append(box)
     return fig
 
 
