@@ -7,6 +7,7 @@ the DIV2K protocol, so training sees the same degradation as the benchmarks.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from tqdm import tqdm
 
 from nas_sr.images import ImageError, downscale, list_images, load_image, mod_crop, to_tensor
 from nas_sr.runtime import ConfigError, release_freed_memory
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,18 @@ def lq_patch_size(patch_size: int, scale: int) -> int:
     return patch_size // scale
 
 
+def min_image_size(data: Any, patch_size: int, scale: int) -> int:
+    """The smallest LR side an image must have to be loaded at all.
+
+    ``data.small_images=error`` (the default) refuses an image smaller than one crop;
+    ``skip`` loads it and leaves it out of the crops (``RandomCrops``), so crops larger
+    than a data set's smallest images need no copy of the set without them.
+    """
+    if data.small_images not in ("error", "skip"):
+        raise ConfigError(f"data.small_images={data.small_images!r}: choose error or skip")
+    return 1 if data.small_images == "skip" else lq_patch_size(patch_size, scale)
+
+
 def _augment(img: np.ndarray, k: int) -> np.ndarray:
     """One of the 8 flips/90-degree rotations (k in 0..7), same for HR and LR."""
     if k & 1:
@@ -114,6 +129,15 @@ class RandomCrops(torch.utils.data.Dataset):
         self.size = lq_patch_size(patch_size, scale)
         self.augment = augment
         self.epoch = 0
+        # images smaller than a crop reach here only under data.small_images=skip
+        self.images = [i for i in range(len(store)) if min(store.lq_shape(i)) >= self.size]
+        if not self.images:
+            raise ImageError(f"none of the {len(store)} images has an LR side of "
+                             f"{self.size} px, one {patch_size}px crop at x{scale}; "
+                             "use smaller crops")
+        if len(self.images) < len(store):
+            log.warning("%d of %d images are smaller than one %dpx crop and are left out",
+                        len(store) - len(self.images), len(store), patch_size)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -123,7 +147,7 @@ class RandomCrops(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        i = int(rng.integers(len(self.store)))
+        i = self.images[int(rng.integers(len(self.images)))]
         h, w = self.store.lq_shape(i)
         y, x = int(rng.integers(h - self.size + 1)), int(rng.integers(w - self.size + 1))
         gt, lq = self.store.crop(i, y, x, self.size, self.scale)

@@ -21,7 +21,7 @@ from controllers import Controller, build_controller
 from nas_sr import checkpoint
 from nas_sr.archs import check_scale
 from nas_sr.cache import cache_path, open_store
-from nas_sr.data import fixed_crops, lq_patch_size, resolve_sources
+from nas_sr.data import fixed_crops, min_image_size, resolve_sources
 from nas_sr.runtime import ConfigError, memory_format, resolve_device, set_threads
 from nas_sr.training import Pairs, crop_psnrs
 from search_spaces.genotypes import Genotype
@@ -52,7 +52,7 @@ def reward_crops(cfg: DictConfig, device: torch.device, fmt: torch.memory_format
     """The reward crops and the final-selection crops: fixed crops of the reward images."""
     d = cfg.data
     store = open_store(resolve_sources(d, cfg.scale).reward, cfg.scale,
-                       lq_patch_size(d.patch_size, cfg.scale), cache_path(d, cfg.scale, "val"),
+                       min_image_size(d, d.patch_size, cfg.scale), cache_path(d, cfg.scale, "val"),
                        "validation images", cfg.logger.progress)
 
     def crops(count: int, seed: int) -> Pairs:

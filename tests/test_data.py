@@ -16,10 +16,12 @@ from nas_sr.data import (
     RandomCrops,
     fixed_crops,
     load_pairs,
+    min_image_size,
     resolve_sources,
 )
 from nas_sr.distributed import Dist
 from nas_sr.images import ImageError, downscale, to_uint8
+from nas_sr.runtime import ConfigError
 from nas_sr.shared_weights import reward_crops
 from nas_sr.trainer import load_data
 
@@ -73,6 +75,21 @@ def test_image_smaller_than_a_crop_is_named(tmp_path):
     write_image(tmp_path / "dot.png", size=(1, 1))  # nothing left to downscale
     with pytest.raises(ImageError, match=r"dot.png: smaller than 3x3 pixels"):
         load_pairs([ImageSource(tmp_path / "dot.png")], 3, 1)
+
+
+def test_small_images_skip_leaves_them_out_of_the_crops(tmp_path):
+    write_image(tmp_path / "a_tiny.png", size=(20, 20))
+    write_image(tmp_path / "b_big.png", size=(80, 96), seed=1)
+    data = OmegaConf.create({"small_images": "skip"})
+    store = PairStore(load_pairs(sources(tmp_path), 2, min_image_size(data, 64, 2)))
+    crops = RandomCrops(store, scale=2, patch_size=64, length=20, seed=0)
+    assert crops.images == [1]  # the tiny image is loaded, never cropped
+    assert all(crops[i][0].shape == (3, 32, 32) for i in range(20))
+    with pytest.raises(ImageError, match="none of the 1 images has an LR side of 32 px"):
+        RandomCrops(PairStore(store.pairs[:1]), scale=2, patch_size=64, length=1, seed=0)
+    assert min_image_size(OmegaConf.create({"small_images": "error"}), 64, 2) == 32
+    with pytest.raises(ConfigError, match="data.small_images='drop': choose error or skip"):
+        min_image_size(OmegaConf.create({"small_images": "drop"}), 64, 2)
 
 
 def test_wrong_scale_lr_is_refused(tmp_path):

@@ -28,7 +28,7 @@ from controllers import RandomController
 from controllers.fair import FairSampler
 from nas_sr import checkpoint
 from nas_sr.cache import cache_path, open_store
-from nas_sr.data import RandomCrops, lq_patch_size, resolve_sources
+from nas_sr.data import RandomCrops, min_image_size, resolve_sources
 from nas_sr.runlog import RunLog
 from nas_sr.runtime import (
     BlowUpGuard,
@@ -87,7 +87,7 @@ class Search(RunState):
 
         d = cfg.data
         self.train_store = open_store(resolve_sources(d, cfg.scale).train, cfg.scale,
-                                      lq_patch_size(d.patch_size, cfg.scale),
+                                      min_image_size(d, d.patch_size, cfg.scale),
                                       cache_path(d, cfg.scale, "train"), "training images",
                                       cfg.logger.progress)
         self.crops = RandomCrops(self.train_store, cfg.scale, d.patch_size,
