@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nas_sr import checkpoint
 from nas_sr.archs import build_model, check_arch
 from nas_sr.lighten import folded
 from nas_sr.runtime import ConfigError
@@ -134,3 +135,16 @@ def load_exported(path: Path) -> tuple[nn.Module, dict[str, Any]]:
     model = build_model(folded(arch), checked=True)
     model.load_state_dict(state)
     return model.eval(), arch
+
+
+def read_model_file(path: str | Path) -> dict[str, Any]:
+    """``{"model": state_dict, "arch": spec, ...}`` of a retrain checkpoint or a ``model.pt2``.
+
+    A ``.pt2`` comes through :func:`load_exported` (nothing in it runs), its weights as
+    exported (masks folded), so a shipped model can be fine-tuned without its checkpoint.
+    """
+    path = Path(path).expanduser()
+    if path.suffix == ".pt2":
+        model, arch = load_exported(path)
+        return {"model": model.state_dict(), "arch": folded(arch)}
+    return checkpoint.load(path)

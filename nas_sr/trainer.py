@@ -37,11 +37,12 @@ from nas_sr.data import (
     RandomCrops,
     fixed_crops,
     load_pairs,
-    lq_patch_size,
+    min_image_size,
     resolve_sources,
 )
 from nas_sr.distributed import Dist
 from nas_sr.images import to_tensor
+from nas_sr.pt2 import read_model_file
 from nas_sr.runtime import (
     CLOCKS,
     BlowUpGuard,
@@ -63,16 +64,17 @@ Arch = dict[str, Any]
 
 
 def init_from(model: nn.Module, path: str | Path) -> list[str]:
-    """Copy every tensor of checkpoint ``path`` whose name and shape fit ``model``.
+    """Copy every tensor of checkpoint or ``model.pt2`` ``path`` whose name and shape fit
+    ``model``.
 
     An x3/x4 model started from x2 weights takes all but the upsampler. Returns the
     names of the tensors left as initialised.
     """
-    state = checkpoint.load(Path(path).expanduser())
+    state = read_model_file(path)
     source = state.get("model") if isinstance(state, dict) else None
     if not isinstance(source, dict):
         raise ConfigError(f"{path}: not a nas-sr model checkpoint (no 'model'); "
-                         "init_from= takes a best.pt or last.pt of retrain")
+                         "init_from= takes a best.pt or last.pt of retrain, or a model.pt2")
     own, source = model.state_dict(), upgrade_state_dict(source)  # old cells' names too
     fits = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
     if not fits:
@@ -113,7 +115,7 @@ def load_data(cfg: DictConfig, d: Dist) -> tuple[RandomCrops, list[Pairs]]:
     data, t, scale = cfg.data, cfg.train, cfg.scale
     src = resolve_sources(data, scale)
     with distributed.main_first(d):  # one process builds the cache, the others read it
-        store = open_store(src.train, scale, lq_patch_size(t.patch_size, scale),
+        store = open_store(src.train, scale, min_image_size(data, t.patch_size, scale),
                            cache_path(data, scale, "train"), "training images",
                            cfg.logger.progress and d.is_main)
     crops = RandomCrops(store, scale, t.patch_size, t.iters_per_epoch * t.batch_size, cfg.seed)
@@ -130,7 +132,7 @@ def validation_sets(cfg: DictConfig, d: Dist,
         holdout = resolve_sources(cfg.data, scale).holdout
     progress = cfg.logger.progress and d.is_main
     if t.val_crops:
-        pairs = load_pairs(holdout, scale, lq_patch_size(t.patch_size, scale),
+        pairs = load_pairs(holdout, scale, min_image_size(cfg.data, t.patch_size, scale),
                            "validation images", progress)
         lq, gt = fixed_crops(PairStore(pairs), scale, t.patch_size, t.val_crops, seed=1)
         return [(lq[d.rank::d.world_size], gt[d.rank::d.world_size])]

@@ -142,3 +142,13 @@ def test_a_pt2_with_a_malformed_lightening_entry_is_refused(tmp_path, extra, mes
     with pytest.raises(ModelError, match=r"nas_sr.json is not a valid nas-sr arch spec .*"
                                          + message):
         load_predictor(str(liar))
+
+
+def test_init_from_a_shipped_pt2_takes_its_weights_without_its_checkpoint():
+    from nas_sr.pt2 import load_exported
+    from nas_sr.trainer import init_from
+
+    exported, arch = load_exported(SHIPPED)
+    x3 = build_model({**arch, "scale": 3})  # a new upsampler, the body from the x2 file
+    assert init_from(x3, SHIPPED) == ["tail.0.bias", "tail.0.weight"]
+    torch.testing.assert_close(x3.cells[-1].combine.weight, exported.cells[-1].combine.weight)

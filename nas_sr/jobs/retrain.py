@@ -11,8 +11,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from nas_sr import checkpoint, trainer
+from nas_sr import trainer
 from nas_sr.lighten import LIGHTENINGS
+from nas_sr.pt2 import read_model_file
 from nas_sr.runtime import ConfigError
 from search_spaces.genotypes import GENOTYPES, GenotypeError, find_genotype
 
@@ -46,8 +47,9 @@ def model_spec(cfg: DictConfig) -> dict[str, Any]:
 
 
 def lightened_arch(path: str | Path) -> dict[str, Any] | None:
-    """The arch spec of checkpoint ``path`` if ``nas-sr compress`` made it, else None."""
-    state = checkpoint.load(Path(path).expanduser())
+    """The arch spec of checkpoint or ``model.pt2`` ``path`` if ``nas-sr compress`` made
+    it, else None."""
+    state = read_model_file(path)
     arch = state.get("arch") if isinstance(state, dict) else None
     return arch if isinstance(arch, dict) and any(k in arch for k in LIGHTENINGS) else None
 
