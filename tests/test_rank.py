@@ -2,6 +2,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 from scipy import stats
@@ -9,6 +10,8 @@ from scipy import stats
 from conftest import make_cfg
 from nas_sr.cli import run_job
 from nas_sr.jobs.rank import spread_draws
+from nas_sr.runtime import ConfigError
+from nas_sr.stats import expected_max_normal, variance_components
 from search_spaces.cost import genotype_cost
 
 TINY = '["preset=smoke","train.epochs=1","train.iters_per_epoch=2","train.val_crops=4"]'
@@ -24,6 +27,32 @@ def test_uniform_draws_are_distinct_and_spread_over_the_params_range():
     every = sorted(cost(g)["params"] for g in spread_draws(5, 200, 200, 0, cost))
     assert params[0] == every[0] and params[-1] == every[-1]  # from the cheapest to the largest
     assert spread_draws(5, 8, 200, 0, cost) == cells  # the seed fixes them
+
+
+def test_a_params_range_draws_cells_of_that_size_only():
+    def cost(g):
+        return genotype_cost(g, 32, 4, 2)
+
+    cells = spread_draws(5, 6, 400, 0, cost, params_range=[200_000, 260_000])
+    assert len(set(cells)) == 6
+    assert all(200_000 <= cost(g)["params"] <= 260_000 for g in cells)
+    with pytest.raises(ConfigError, match="widen rank.params_range"):
+        spread_draws(5, 6, 400, 0, cost, params_range=[200_000, 200_010])
+
+
+def test_variance_components_on_hand_made_psnrs():
+    # cell means 2 and 6 (variance 8); each cell's two seeds differ by 2 (variance 2):
+    # between = 8 - 2 / 2 = 7
+    v = variance_components([[1.0, 3.0], [5.0, 7.0]], pool=2)
+    assert v["within_std"] == pytest.approx(2 ** 0.5)
+    assert v["between_std"] == pytest.approx(7 ** 0.5)
+    assert v["random_pick_std"] == pytest.approx(3.0)
+    assert v["oracle_gain"] == pytest.approx(7 ** 0.5 / np.pi ** 0.5)  # E[max of 2] = 1/sqrt(pi)
+    # seed noise alone: no cell is better than another
+    assert variance_components([[1.0, 3.0], [3.0, 1.0]])["between_std"] == 0.0
+    assert expected_max_normal(3) == pytest.approx(1.5 / np.pi ** 0.5)
+    with pytest.raises(ValueError, match="2 seeds"):
+        variance_components([[1.0], [2.0]])
 
 
 def test_rank_retrains_each_cell_once_and_reports_tau(smoke_search, tmp_path, monkeypatch):
@@ -68,3 +97,5 @@ def test_two_retrain_seeds_average_each_cell_and_report_their_agreement(smoke_se
     agree = two["retrain_seed_agreement"]
     firsts, seconds = zip(*(c["retrained_psnrs"] for c in two["cells"]), strict=True)
     assert agree["kendall_tau"] == pytest.approx(stats.kendalltau(firsts, seconds).statistic)
+    assert one["variance"] is None
+    assert two["variance"] == variance_components([c["retrained_psnrs"] for c in two["cells"]])

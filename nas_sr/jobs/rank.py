@@ -22,6 +22,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -34,18 +35,26 @@ from tqdm import tqdm
 from controllers import RandomController
 from nas_sr.runtime import ConfigError
 from nas_sr.shared_weights import load_search_run
-from nas_sr.stats import rank_correlation
+from nas_sr.stats import rank_correlation, variance_components
 from nas_sr.tradeoff_plots import rank_figure
 from search_spaces.cost import genotype_cost
 from search_spaces.genotypes import Genotype, save_genotype
 
 
-def spread_draws(nodes: int, count: int, pool: int, seed: int,
-                 cost: Any) -> list[Genotype]:
-    """``count`` distinct uniform cells at evenly spaced params quantiles of ``pool`` draws."""
+def spread_draws(nodes: int, count: int, pool: int, seed: int, cost: Any,
+                 params_range: Sequence[float] | None = None) -> list[Genotype]:
+    """``count`` distinct uniform cells at evenly spaced params quantiles of ``pool`` draws,
+    of those within ``params_range`` (``[low, high]``) when it is given."""
     rng = torch.Generator().manual_seed(seed)
     uniform = RandomController(nodes)
     drawn = list(dict.fromkeys(uniform.sample(rng).genotype for _ in range(pool)))
+    if params_range is not None:
+        low, high = params_range
+        drawn = [g for g in drawn if low <= cost(g)["params"] <= high]
+        if len(drawn) < count:
+            raise ConfigError(f"only {len(drawn)} of {pool} uniform draws have "
+                              f"{low:,.0f}-{high:,.0f} params; widen rank.params_range "
+                              "or raise rank.pool")
     drawn.sort(key=lambda g: (cost(g)["params"], g.to_decisions()))
     picks = np.unique(np.linspace(0, len(drawn) - 1, count).round().astype(int))
     return [drawn[i] for i in picks]
@@ -111,7 +120,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     def cost(g: Genotype) -> dict[str, int]:
         return genotype_cost(g, a.channels, a.cells, run_cfg.scale)
 
-    cells = [(g, "uniform") for g in spread_draws(a.nodes, r.cells, r.pool, r.seed, cost)]
+    cells = [(g, "uniform") for g in spread_draws(a.nodes, r.cells, r.pool, r.seed, cost,
+                                                  r.params_range)]
     rng = torch.Generator().manual_seed(r.seed + 1)
     with torch.no_grad():
         policy = [search.controller.sample(rng).genotype for _ in range(r.policy_cells)]
@@ -161,6 +171,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "retrain_seed_agreement": rank_correlation(
             [c["retrained_psnrs"][0] for c in done], [c["retrained_psnrs"][1] for c in done],
             r.bootstrap, r.seed) if len(seeds) > 1 else None,
+        # how much of a retrained PSNR is the cell, how much the seed: the most any
+        # search of this space can gain over a random pick, judged by this recipe
+        "variance": variance_components([c["retrained_psnrs"] for c in done],
+                                        pool=r.oracle_pool) if len(seeds) > 1 else None,
         "failed": {str(k): v for k, v in failed.items()},
         "cells": rows,
     }
@@ -175,4 +189,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         print(f"retrains of seeds {seeds[0]} and {seeds[1]} agree with Kendall tau "
               f"{agree['kendall_tau']:.3f} [{agree['kendall_tau_ci'][0]:.2f}, "
               f"{agree['kendall_tau_ci'][1]:.2f}]")
+        v = result["variance"]
+        print(f"retrained PSNR: cells differ by {v['between_std']:.3f} dB (std), one cell's "
+              f"seeds by {v['within_std']:.3f} dB; a perfect ranker of {v['pool']} cells "
+              f"would gain ~{v['oracle_gain']:.2f} dB over a random pick")
     return result
