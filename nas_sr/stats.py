@@ -43,22 +43,35 @@ def expected_max_normal(k: int) -> float:
     return float(np.sum(x * density) * (x[1] - x[0]))
 
 
-def variance_components(psnr: np.ndarray, pool: int = 480) -> dict[str, float]:
-    """One-way random-effects split of retrained PSNRs ``psnr[cell, seed]``.
+def variance_components(psnr: Sequence[Sequence[float]], pool: int = 480,
+                        resamples: int = 2000, seed: int = 0,
+                        level: float = 0.95) -> dict[str, Any]:
+    """One-way random-effects split of retrained PSNRs ``psnr[cell][seed]``.
 
     ``within_std``: the spread of one cell retrained under other seeds (the judge's
     noise); ``between_std``: the spread of the cells' true means (the variance of the
-    cell means less the share of seed noise left in a mean of ``seeds`` retrains).
-    ``oracle_gain``: what a perfect ranker of ``pool`` uniform cells gains over a random
-    pick, were the true means normal; ``random_pick_std``: the spread of one random cell
-    retrained once, the seed-to-seed spread of a random search whose reward is blind.
+    cell means less the share of seed noise left in a mean of ``seeds`` retrains), with a
+    percentile bootstrap interval over the cells. ``oracle_gain``: what a perfect ranker
+    of ``pool`` uniform cells gains over a random pick, were the true means normal;
+    ``random_pick_std``: the spread of one random cell retrained once, the seed-to-seed
+    spread of a random search whose reward is blind.
     """
     psnr = np.asarray(psnr, dtype=float)
     if psnr.ndim != 2 or psnr.shape[0] < 2 or psnr.shape[1] < 2:
         raise ValueError(f"need PSNRs of >= 2 cells x >= 2 seeds, got shape {psnr.shape}")
     seeds = psnr.shape[1]
-    within = float(psnr.var(axis=1, ddof=1).mean())
-    between = max(0.0, float(psnr.mean(axis=1).var(ddof=1)) - within / seeds)
-    return {"cells": psnr.shape[0], "seeds": seeds, "within_std": within ** 0.5,
-            "between_std": between ** 0.5, "random_pick_std": (within + between) ** 0.5,
-            "pool": pool, "oracle_gain": between ** 0.5 * expected_max_normal(pool)}
+
+    def split(rows: np.ndarray) -> tuple[float, float]:
+        within = float(rows.var(axis=1, ddof=1).mean())
+        return within, max(0.0, float(rows.mean(axis=1).var(ddof=1)) - within / seeds)
+
+    within, between = split(psnr)
+    draws = np.random.default_rng(seed).integers(len(psnr), size=(resamples, len(psnr)))
+    boot = np.sqrt([split(psnr[i])[1] for i in draws])
+    tail = 100 * (1 - level) / 2
+    ci = [float(v) for v in np.percentile(boot, [tail, 100 - tail])]
+    best = expected_max_normal(pool)
+    return {"cells": len(psnr), "seeds": seeds, "within_std": within ** 0.5,
+            "between_std": between ** 0.5, "between_std_ci": ci,
+            "random_pick_std": (within + between) ** 0.5, "pool": pool,
+            "oracle_gain": between ** 0.5 * best, "oracle_gain_ci": [v * best for v in ci]}

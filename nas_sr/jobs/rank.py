@@ -174,7 +174,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         # how much of a retrained PSNR is the cell, how much the seed: the most any
         # search of this space can gain over a random pick, judged by this recipe
         "variance": variance_components([c["retrained_psnrs"] for c in done],
-                                        pool=r.oracle_pool) if len(seeds) > 1 else None,
+                                        r.oracle_pool, r.bootstrap, r.seed)
+        if len(seeds) > 1 else None,
         "failed": {str(k): v for k, v in failed.items()},
         "cells": rows,
     }
