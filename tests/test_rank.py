@@ -102,3 +102,7 @@ def test_two_retrain_seeds_average_each_cell_and_report_their_agreement(smoke_se
     assert one["variance"] is None
     assert two["variance"] == variance_components([c["retrained_psnrs"] for c in two["cells"]],
                                                   480, 50, 0)
+    assert one["early_stop_agreement"] is None
+    early = two["early_stop_agreement"]  # TINY trains one epoch: seed 0's final vs seed 1's
+    assert [e["epoch"] for e in early] == [1] and early[0]["steps"] == 2
+    assert early[0]["kendall_tau"] == pytest.approx(agree["kendall_tau"])

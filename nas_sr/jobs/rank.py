@@ -108,6 +108,24 @@ def retrain_all(jobs: list[tuple[Path, list[str]]], parallel: int, progress: boo
     return failed
 
 
+def early_stop_agreement(done: list[dict[str, Any]], resamples: int, seed: int
+                         ) -> list[dict[str, Any]]:
+    """How well seed 0's validation PSNR after each epoch ranks the cells as seed 1's
+    finished retrain does: how short a retrain could be and still judge cells (a
+    low-fidelity reward). The judge is another seed, so no epoch shares its noise."""
+    curves = []
+    for c in done:
+        log = Path(c["folders"][0]) / "metrics.jsonl"
+        records = [json.loads(line) for line in log.read_text().splitlines()]
+        curves.append([e for e in records if e["kind"] == "epoch"])
+    epochs = min(len(curve) for curve in curves)
+    judge = [c["retrained_psnrs"][1] for c in done]
+    return [{"epoch": k + 1, "steps": curves[0][k]["steps"],
+             **rank_correlation([curve[k]["val_psnr"] for curve in curves], judge,
+                                resamples, seed)}
+            for k in range(epochs)]
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     r = cfg.rank
     if not cfg.run:
@@ -175,6 +193,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         # search of this space can gain over a random pick, judged by this recipe
         "variance": variance_components([c["retrained_psnrs"] for c in done],
                                         r.oracle_pool, r.bootstrap, r.seed)
+        if len(seeds) > 1 else None,
+        "early_stop_agreement": early_stop_agreement(done, r.bootstrap, r.seed)
         if len(seeds) > 1 else None,
         "failed": {str(k): v for k, v in failed.items()},
         "cells": rows,
