@@ -99,9 +99,9 @@ def min_image_size(data: Any, patch_size: int, scale: int) -> int:
     ``skip`` loads it and leaves it out of the crops (``RandomCrops``), so crops larger
     than a data set's smallest images need no copy of the set without them.
     """
-    if data.small_images not in ("error", "skip"):
-        raise ConfigError(f"data.small_images={data.small_images!r}: choose error or skip")
-    return 1 if data.small_images == "skip" else lq_patch_size(patch_size, scale)
+    # a run saved before the option existed resumes as it ran: error
+    skip = data.get("small_images", "error") == "skip"
+    return 1 if skip else lq_patch_size(patch_size, scale)
 
 
 def _augment(img: np.ndarray, k: int) -> np.ndarray:

@@ -161,12 +161,18 @@ def check_options(job: str, cfg: DictConfig) -> None:
         check_patch(cfg, "train.patch_size", cfg.scale)
     if job in ("search", "retrain", "compress"):
         _at_least(cfg, "data.num_workers", 0)
+        if cfg.data.small_images not in ("error", "skip"):
+            raise ConfigError(f"data.small_images={cfg.data.small_images!r}: use error or skip")
     if job == "compress":
         _compress(cfg)
     if job == "rank":
-        for key in ("rank.cells", "rank.pool", "rank.jobs", "rank.bootstrap"):
+        for key in ("rank.cells", "rank.pool", "rank.jobs", "rank.bootstrap", "rank.oracle_pool"):
             _at_least(cfg, key, 1)
         _at_least(cfg, "rank.policy_cells", 0)
+        band = cfg.rank.params_range
+        if band is not None and (len(band) != 2 or not 0 <= band[0] <= band[1]):
+            raise ConfigError(f"rank.params_range={list(band)}: give [low, high] params, "
+                              "0 <= low <= high")
     if job in ("evaluate", "upscale", "serve"):
         _tile(cfg)
         if cfg.runtime not in RUNTIMES:

@@ -21,6 +21,7 @@ from nas_sr.data import (
 )
 from nas_sr.distributed import Dist
 from nas_sr.images import ImageError, downscale, to_uint8
+from nas_sr.options import check_options
 from nas_sr.runtime import ConfigError
 from nas_sr.shared_weights import reward_crops
 from nas_sr.trainer import load_data
@@ -88,8 +89,9 @@ def test_small_images_skip_leaves_them_out_of_the_crops(tmp_path):
     with pytest.raises(ImageError, match="none of the 1 images has an LR side of 32 px"):
         RandomCrops(PairStore(store.pairs[:1]), scale=2, patch_size=64, length=1, seed=0)
     assert min_image_size(OmegaConf.create({"small_images": "error"}), 64, 2) == 32
-    with pytest.raises(ConfigError, match="data.small_images='drop': choose error or skip"):
-        min_image_size(OmegaConf.create({"small_images": "drop"}), 64, 2)
+    assert min_image_size(OmegaConf.create({}), 64, 2) == 32  # a run saved before the option
+    with pytest.raises(ConfigError, match="data.small_images='drop': use error or skip"):
+        check_options("retrain", make_cfg("retrain", "data.small_images=drop"))
 
 
 def test_wrong_scale_lr_is_refused(tmp_path):

@@ -10,6 +10,7 @@ from scipy import stats
 from conftest import make_cfg
 from nas_sr.cli import run_job
 from nas_sr.jobs.rank import spread_draws
+from nas_sr.options import check_options
 from nas_sr.runtime import ConfigError
 from nas_sr.stats import expected_max_normal, variance_components
 from search_spaces.cost import genotype_cost
@@ -38,6 +39,8 @@ def test_a_params_range_draws_cells_of_that_size_only():
     assert all(200_000 <= cost(g)["params"] <= 260_000 for g in cells)
     with pytest.raises(ConfigError, match="widen rank.params_range"):
         spread_draws(5, 6, 400, 0, cost, params_range=[200_000, 200_010])
+    with pytest.raises(ConfigError, match=r"rank.params_range=\[300000, 200000\]: give"):
+        check_options("rank", make_cfg("rank", "rank.params_range=[300000,200000]"))
 
 
 def test_variance_components_on_hand_made_psnrs():
