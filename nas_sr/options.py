@@ -5,9 +5,10 @@ Each check names the option, its value and what would work, in one line.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nas_sr.archs import check_scale
 from nas_sr.inference import RUNTIMES
@@ -105,6 +106,35 @@ def _compress(cfg: DictConfig) -> None:
                           "excluded")
 
 
+def _proxy(cfg: DictConfig) -> None:
+    """``search.reward`` and, for a proxy reward, its training setting."""
+    reward = cfg.search.get("reward", "shared")  # a run saved before proxies: shared
+    if reward not in ("shared", "proxy"):
+        raise ConfigError(f"search.reward={reward!r}: use shared or proxy")
+    if reward == "shared":
+        return
+    for key in ("channels", "cells", "steps", "batch_size"):
+        _at_least(cfg, f"search.proxy.{key}", 1)
+    _positive(cfg, "search.proxy.lr")
+    check_patch(cfg, "search.proxy.patch_size", cfg.scale)
+    seeds = _seeds(cfg, "search.proxy.seeds", least=1)
+    final = _seeds(cfg, "search.proxy.final_seeds")
+    if set(seeds) & set(final):
+        raise ConfigError(f"search.proxy.final_seeds={final}: a seed of search.proxy.seeds "
+                          f"{seeds} again would score the same run twice")
+
+
+def _seeds(cfg: DictConfig, key: str, least: int = 0) -> list[int]:
+    """A list of at least ``least`` distinct whole-number seeds at ``key``."""
+    value = OmegaConf.select(cfg, key)
+    seeds = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else None
+    if (seeds is None or len(seeds) < least or len(set(seeds)) != len(seeds)
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+        raise ConfigError(f"{key}={value}: give a list of at least {least} distinct "
+                          "whole-number seeds, e.g. [0, 1]")
+    return seeds
+
+
 def export_formats(cfg: DictConfig) -> list[str]:
     """``format=`` as a list (``onnx`` and ``[pt2, onnx]`` both work); pt2 is always written."""
     chosen = [cfg.format] if isinstance(cfg.format, str) else list(cfg.format)
@@ -137,6 +167,7 @@ def check_options(job: str, cfg: DictConfig) -> None:
         if cfg.search.budget.mode not in BUDGET_MODES:
             raise ConfigError(f"search.budget.mode={cfg.search.budget.mode!r}: use max or target")
         _positive(cfg, "search.lr")
+        _proxy(cfg)
         _positive(cfg, "search.grad_clip", optional=True)
         _at_least(cfg, "search.lr_min", 0, whole=False)
         if "lr" in cfg.controller:
@@ -169,6 +200,7 @@ def check_options(job: str, cfg: DictConfig) -> None:
         for key in ("rank.cells", "rank.pool", "rank.jobs", "rank.bootstrap", "rank.oracle_pool"):
             _at_least(cfg, key, 1)
         _at_least(cfg, "rank.policy_cells", 0)
+        _seeds(cfg, "rank.proxy_seeds")
         band = cfg.rank.params_range
         if band is not None and (len(band) != 2 or not 0 <= band[0] <= band[1]):
             raise ConfigError(f"rank.params_range={list(band)}: give [low, high] params, "

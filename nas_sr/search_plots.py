@@ -324,7 +324,7 @@ def run_figures(run: SearchLog, smooth_window: int = 20,
             "best_reward": best_reward_figure(run),
             "op_frequencies": op_frequency_figure(run, window),
         }
-    if run.epochs:
+    if any("loss" in e for e in run.epochs):  # a proxy-reward search trains no supernet
         figures["loss"] = loss_figure(run)
     cell = best_cell(run)
     if cell is not None:

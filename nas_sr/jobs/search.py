@@ -10,6 +10,10 @@ from the fair sampler, and the policy steps on batches of ``samples_per_update``
 rewards. A cell's reward is its PSNR less the over-budget penalty of
 ``search_spaces.cost``. Every scored cell joins a pool; the final choice re-scores the
 pool on the final weights and takes the best cell within budget (``select``).
+
+With ``search.reward=proxy`` no supernet trains: a cell's PSNR is that of a short
+standalone training of its own (``nas_sr.proxy``), and the final choice takes the best
+of the pool after the ``final_top`` are trained again under ``proxy.final_seeds``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from controllers.fair import FairSampler
 from nas_sr import checkpoint
 from nas_sr.cache import cache_path, open_store
 from nas_sr.data import RandomCrops, min_image_size, resolve_sources
+from nas_sr.proxy import ProxyReward
 from nas_sr.runlog import RunLog
 from nas_sr.runtime import (
     BlowUpGuard,
@@ -93,6 +98,9 @@ class Search(RunState):
         self.crops = RandomCrops(self.train_store, cfg.scale, d.patch_size,
                                  cfg.search.batches_per_epoch * cfg.search.batch_size, cfg.seed)
         self.reward_crops, self.final_crops = reward_crops(cfg, self.device, self.fmt)
+        self.proxy = (ProxyReward.for_search(cfg, self.train_store, self.reward_crops,
+                                             self.device, self.fmt)
+                      if s.reward == "proxy" else None)
 
     # --- checkpointing ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -104,6 +112,7 @@ class Search(RunState):
             "pool": [list(k) for k in self.pool],
             "arch_rng": self.arch_rng.get_state(),
             "controller_step": self.controller_step,
+            "proxy_scores": self.proxy.state_dict() if self.proxy else [],
             **self.run_state(),
         }
 
@@ -116,11 +125,15 @@ class Search(RunState):
         self.pool = dict.fromkeys(tuple(k) for k in state.get("pool", []))
         self.arch_rng.set_state(state["arch_rng"])
         self.controller_step = state["controller_step"]
+        if self.proxy:
+            self.proxy.load_state_dict(state.get("proxy_scores", []))
         self.load_run_state(state)
 
     # --- the two phases of an epoch -----------------------------------------------------
     def train_shared(self) -> dict[str, float]:
         s, net = self.cfg.search, self.supernet
+        if self.proxy:  # no shared weights to train: every cell trains on its own
+            return {}
         lr = cosine_lr(s.lr, s.lr_min, self.epoch, s.epochs)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -174,13 +187,28 @@ class Search(RunState):
     def reward(self, psnr: float, cost: dict[str, int]) -> float:
         return psnr - self.penalty(cost)
 
+    def psnr(self, genotype: Genotype) -> float:
+        """The PSNR a reward is made of: through the shared weights on the reward crops, or
+        the proxy's (``search.reward``)."""
+        if self.proxy:
+            return self.proxy.psnr(genotype, self.cfg.search.proxy.seeds)
+        return score(self.supernet, genotype, self.reward_crops, self.cfg.scale)
+
+    def final_psnr(self, genotype: Genotype) -> float:
+        """A final candidate's PSNR: on the larger final crops, or the proxy's over its
+        seeds and ``final_seeds``."""
+        if self.proxy:
+            p = self.cfg.search.proxy
+            return self.proxy.psnr(genotype, [*p.seeds, *p.final_seeds])
+        return score(self.supernet, genotype, self.final_crops, self.cfg.scale)
+
     def train_controller(self, log: RunLog) -> list[float]:
         """Score ``steps_per_epoch`` cells; after warm-up, step the policy on each batch of
         ``samples_per_update`` of them."""
         self.supernet.eval()
         c = self.cfg.controller
         warmup = self.in_warmup
-        if self.learns and not warmup and c.rebase:
+        if self.learns and not warmup and c.rebase and not self.proxy:
             self.controller.rebase()  # the shared weights moved: every reward drifted
         ctrl = self.uniform if warmup else self.controller
         rewards: list[float] = []
@@ -189,8 +217,7 @@ class Search(RunState):
         for start in range(0, c.steps_per_epoch, c.samples_per_update):
             batch = [ctrl.sample(self.arch_rng)
                      for _ in range(min(c.samples_per_update, c.steps_per_epoch - start))]
-            psnrs = [score(self.supernet, s.genotype, self.reward_crops, self.cfg.scale)
-                     for s in batch]
+            psnrs = [self.psnr(s.genotype) for s in batch]
             for psnr in psnrs:
                 self.stop_if(not_finite(psnr), "the reward")
             costs = [self.cost(s.genotype) for s in batch]
@@ -241,7 +268,7 @@ class Search(RunState):
             scored.append({"genotype": g.to_dict()["nodes"], **cost,
                            "within_budget": within_budget(cost, self.budget),
                            "penalty": self.penalty(cost),
-                           "psnr": score(self.supernet, g, self.reward_crops, self.cfg.scale)})
+                           "psnr": self.psnr(g)})
         eligible = [i for i, c in enumerate(scored) if c["within_budget"]]
         if not eligible:
             raise ConfigError(f"no scored cell is within search.budget {self.budget}; "
@@ -249,8 +276,7 @@ class Search(RunState):
         top = sorted(eligible, key=lambda i: scored[i]["penalty"] - scored[i]["psnr"]
                      )[:s.final_top]
         for i in tqdm(top, desc="scoring final candidates", leave=False, disable=quiet):
-            scored[i]["final_psnr"] = score(self.supernet, cells[i], self.final_crops,
-                                            self.cfg.scale)
+            scored[i]["final_psnr"] = self.final_psnr(cells[i])
         best = max(top, key=lambda i: scored[i]["final_psnr"] - scored[i]["penalty"])
         scored[best]["chosen"] = True
         return cells[best], scored[best]["final_psnr"], scored
@@ -302,11 +328,14 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                     reward_mean=sum(rewards) / max(1, len(rewards)),
                     shared_time_s=t1 - t0, controller_time_s=t2 - t1)
             search.save(log, CHECKPOINT)
-            print(f"epoch {search.epoch}/{cfg.search.epochs}: loss {train['loss']:.4f}, "
+            loss = f"loss {train['loss']:.4f}, " if train else ""
+            print(f"epoch {search.epoch}/{cfg.search.epochs}: {loss}"
                   f"mean reward {sum(rewards) / max(1, len(rewards)):.2f} dB, "
                   f"{t2 - t0:.1f}s")
 
         best, best_psnr, scored = search.select()
+        if search.proxy:  # the final candidates' proxy runs: kept for a re-selection
+            search.save(log, CHECKPOINT)
         write_pareto(scored, search.budget, run_dir, cfg.logger.plots)
         a = cfg.archs.cell
         net = CellSRNet(cfg.scale, a.channels, a.cells, a.nodes, best)
@@ -337,7 +366,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             plots = plot_run(run_dir)
             if log.wandb is not None:
                 log_to_wandb(log.wandb, plots)
-        print(f"best cell: {best}\n  val PSNR {best_psnr:.2f} dB (shared weights), "
+        how = "proxy training" if search.proxy else "shared weights"
+        print(f"best cell: {best}\n  val PSNR {best_psnr:.2f} dB ({how}), "
               f"{summary['params']:,} params standalone; written to {run_dir}")
         return summary
     finally:

@@ -1,0 +1,126 @@
+"""A low-fidelity reward: each cell trained briefly from scratch, on its own, then scored.
+
+The shared-weight score cannot see what retraining sees inside one size band (Kendall tau
+0.29 against retrained PSNR, docs/RESULTS.md), while a standalone retrain ranks cells as
+well as a second seed does. A full retrain per cell costs minutes on a CPU, so the proxy
+can shrink the setting EcoNAS-style (Zhou et al. 2020: fewer channels, cells and pixels):
+a narrow, shallow copy of the cell, small crops, a short Adam run whose cosine decays to
+zero so the last weights are settled rather than caught mid-step, then Y-PSNR on fixed
+crops of the reward images. ``search.proxy`` at the retrain width and recipe is the
+faithful, costly end of the same knob (a GPU's).
+
+Every cell is trained on the same crops in the same order and from the same seeds
+(common random numbers), so two cells' scores differ by what the cells do, not by the
+crops they were dealt; a cell's score is the mean over ``seeds``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+
+from nas_sr.data import RandomCrops
+from nas_sr.training import Pairs, crop_psnrs
+from search_spaces.genotypes import Genotype
+from search_spaces.network import CellSRNet
+
+SCORE_BATCH = 64  # scoring crops per forward pass
+CPU = torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class ProxySetting:
+    """The reduced training setting of one proxy run (``search.proxy``)."""
+
+    channels: int = 16
+    cells: int = 2
+    steps: int = 1000
+    batch_size: int = 16
+    patch_size: int = 32  # HR crop side
+    lr: float = 1.0e-3
+
+    @classmethod
+    def from_config(cls, proxy: DictConfig) -> ProxySetting:
+        return cls(**{k: proxy[k] for k in cls.__dataclass_fields__})
+
+
+def proxy_batches(store: Any, scale: int, setting: ProxySetting, seed: int) -> Pairs:
+    """The ``steps * batch_size`` training crops every proxy run sees, in one fixed order,
+    as uint8 (a quarter of the memory; exact, since they were 8-bit images)."""
+    crops = RandomCrops(store, scale, setting.patch_size, setting.steps * setting.batch_size,
+                        seed)
+    lq, gt = zip(*(crops[i] for i in range(len(crops))), strict=True)
+    return tuple((torch.stack(t) * 255).round().to(torch.uint8) for t in (lq, gt))
+
+
+def proxy_score(genotype: Genotype, batches: Pairs, crops: Pairs, scale: int,
+                setting: ProxySetting, seed: int, device: torch.device = CPU,
+                fmt: torch.memory_format = torch.contiguous_format) -> float:
+    """Train ``genotype`` from ``seed``'s initial weights in ``setting`` on ``batches``;
+    its mean Y-PSNR on ``crops``. NaN when training diverged (the search refuses it)."""
+    lq_all, gt_all = batches
+    b = setting.batch_size
+    if len(lq_all) < setting.steps * b:
+        raise ValueError(f"{len(lq_all)} crops for {setting.steps} steps of {b}")
+    # the global RNG belongs to the calling job: a proxy run must not move it
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = CellSRNet(scale, setting.channels, setting.cells, genotype.num_nodes, genotype)
+    net = net.to(device, memory_format=fmt).train()
+    opt = torch.optim.Adam(net.parameters(), lr=setting.lr)
+    for step in range(setting.steps):
+        for group in opt.param_groups:  # cosine to 0: the last steps settle the weights
+            group["lr"] = 0.5 * setting.lr * (1 + math.cos(math.pi * step / setting.steps))
+        lq = (lq_all[step * b:(step + 1) * b].float() / 255).to(device, memory_format=fmt)
+        gt = (gt_all[step * b:(step + 1) * b].float() / 255).to(device)
+        loss = F.l1_loss(net(lq), gt)
+        if not math.isfinite(loss.item()):
+            return float("nan")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    lq, gt = crops
+    return float(crop_psnrs(net.eval(), (lq.to(device, memory_format=fmt), gt.to(device)),
+                            scale, SCORE_BATCH).mean())
+
+
+class ProxyReward:
+    """Proxy PSNRs of cells, one run per (cell, seed), each run once: a cell met again, or a
+    run resumed from a checkpoint, reuses its scores."""
+
+    def __init__(self, setting: ProxySetting, batches: Pairs, crops: Pairs, scale: int,
+                 device: torch.device, fmt: torch.memory_format):
+        self.setting, self.batches, self.crops = setting, batches, crops
+        self.scale, self.device, self.fmt = scale, device, fmt
+        self.scores: dict[tuple[int, ...], dict[int, float]] = {}
+
+    @classmethod
+    def for_search(cls, cfg: DictConfig, store: Any, crops: Pairs, device: torch.device,
+                   fmt: torch.memory_format) -> ProxyReward:
+        """The proxy of search config ``cfg`` (``search.proxy``), its crops drawn from
+        ``store`` with the search's seed, scoring on ``crops``."""
+        setting = ProxySetting.from_config(cfg.search.proxy)
+        return cls(setting, proxy_batches(store, cfg.scale, setting, cfg.seed), crops,
+                   cfg.scale, device, fmt)
+
+    def psnr(self, genotype: Genotype, seeds: Iterable[int]) -> float:
+        """The mean proxy PSNR of ``genotype`` over ``seeds`` (training those not yet run)."""
+        runs = self.scores.setdefault(tuple(genotype.to_decisions()), {})
+        seeds = list(seeds)
+        for seed in seeds:
+            if seed not in runs:
+                runs[seed] = proxy_score(genotype, self.batches, self.crops, self.scale,
+                                         self.setting, seed, self.device, self.fmt)
+        return sum(runs[s] for s in seeds) / len(seeds)
+
+    def state_dict(self) -> list[list[Any]]:
+        return [[list(k), {str(s): p for s, p in v.items()}] for k, v in self.scores.items()]
+
+    def load_state_dict(self, state: list[list[Any]]) -> None:
+        self.scores = {tuple(k): {int(s): p for s, p in v.items()} for k, v in state}
