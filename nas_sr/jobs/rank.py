@@ -13,7 +13,14 @@ retrains them once. With several ``rank.retrain_seeds`` a cell's retrained PSNR 
 mean over them, and the job reports how well two seeds' retrains rank the cells alike:
 the ceiling of any tau measured against a single retrain. The retrains run as
 ``rank.jobs`` parallel ``nas-sr retrain`` processes of one thread each; a killed rank
-job re-run skips finished cells and resumes the others.
+job re-run skips finished cells and resumes the others. ``rank.retrained_from`` takes the
+retrained PSNRs of cells an earlier rank job measured (its rank.json), so a new score can
+be ranked against them without retraining.
+
+With ``rank.proxy_seeds`` every cell is also scored by the run's low-fidelity proxy
+(``search.proxy``, changed through ``rank.run_overrides``) once per seed, and rank.json
+says how the proxy ranks the cells against retraining, and against itself under
+another seed (its reliability: a proxy whose seeds disagree ranks nothing).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -33,8 +41,11 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from controllers import RandomController
-from nas_sr.runtime import ConfigError
-from nas_sr.shared_weights import load_search_run
+from nas_sr.cache import cache_path, open_store
+from nas_sr.data import min_image_size, resolve_sources
+from nas_sr.proxy import ProxyReward, ProxySetting
+from nas_sr.runtime import ConfigError, memory_format
+from nas_sr.shared_weights import SearchRun, load_search_run
 from nas_sr.stats import rank_correlation, variance_components
 from nas_sr.tradeoff_plots import rank_figure
 from search_spaces.cost import genotype_cost
@@ -126,6 +137,50 @@ def early_stop_agreement(done: list[dict[str, Any]], resamples: int, seed: int
             for k in range(epochs)]
 
 
+def earlier_retrains(path: str | None, recipe: list[str], seeds: list[int]
+                     ) -> dict[tuple[int, ...], dict[str, Any]]:
+    """The retrained cells of an earlier rank.json, by decisions; it must have used the same
+    recipe and seeds, or its PSNRs would not be comparable."""
+    if not path:
+        return {}
+    earlier = json.loads(Path(path).expanduser().read_text())
+    if earlier.get("recipe") != recipe or earlier.get("retrain_seeds") != seeds:
+        raise ConfigError(f"rank.retrained_from={path}: its recipe {earlier.get('recipe')} "
+                          f"and seeds {earlier.get('retrain_seeds')} are not this job's "
+                          f"{recipe} and {seeds}")
+    return {tuple(Genotype.from_dict({"nodes": c["genotype"]}).to_decisions()): c
+            for c in earlier["cells"] if "retrained_psnrs" in c}
+
+
+def proxy_ranking(search: SearchRun, rows: list[dict[str, Any]], seeds: list[int],
+                  resamples: int, seed: int, progress: bool) -> dict[str, Any]:
+    """Score every row's cell with the run's proxy under each of ``seeds`` (on the final
+    crops, as the shared-weight score); how it ranks them against retraining and itself."""
+    c, d = search.cfg, search.cfg.data
+    store = open_store(resolve_sources(d, c.scale).train, c.scale,
+                       min_image_size(d, d.patch_size, c.scale), cache_path(d, c.scale, "train"),
+                       "training images", progress)
+    proxy = ProxyReward.for_search(c, store, search.final, search.final[0].device,
+                                   memory_format(c.get("channels_last", True)))
+    started = time.perf_counter()
+    for row in tqdm(rows, desc="proxy training", disable=not progress):
+        g = Genotype.from_dict({"nodes": row["genotype"]})
+        row["proxy_psnrs"] = [proxy.psnr(g, [s]) for s in seeds]
+        row["proxy_psnr"] = float(np.mean(row["proxy_psnrs"]))
+    done = [row for row in rows if "retrained_psnr" in row]
+    scores = [row["proxy_psnrs"] for row in done]
+    return {
+        "setting": vars(ProxySetting.from_config(c.search.proxy)), "seeds": seeds,
+        "seconds_per_run": (time.perf_counter() - started) / (len(rows) * len(seeds)),
+        **rank_correlation([row["proxy_psnr"] for row in done],
+                           [row["retrained_psnr"] for row in done], resamples, seed),
+        "seed_agreement": rank_correlation([p[0] for p in scores], [p[1] for p in scores],
+                                           resamples, seed) if len(seeds) > 1 else None,
+        "variance": variance_components(scores, 1, resamples, seed)
+        if len(seeds) > 1 else None,
+    }
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     r = cfg.rank
     if not cfg.run:
@@ -151,9 +206,17 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"rank.retrain_seeds must be distinct seeds, got {seeds}")
     recipe = list(r.recipe)
+    earlier = earlier_retrains(r.retrained_from, recipe, seeds)
     jobs, rows = [], []
     for g, source in tqdm(cells, desc="scoring on shared weights",
                           disable=not cfg.logger.progress):
+        row = {"genotype": g.to_dict()["nodes"], "genotype_str": str(g), "source": source,
+               **cost(g), "shared_psnr": search.score(g)}
+        rows.append(row)
+        known = earlier.get(tuple(g.to_decisions()))
+        if known is not None:  # retrained by an earlier rank job: its figures stand
+            row |= {k: known[k] for k in ("folders", "retrained_psnrs", "retrained_psnr")}
+            continue
         folders = []
         for seed in seeds:
             seeded = seeded_recipe(recipe, seed)
@@ -163,11 +226,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             save_genotype(g, folder / "cell.json")
             jobs.append((folder, retrain_command(folder / "cell.json", folder, run_cfg, seeded)))
             folders.append(str(folder))
-        rows.append({"genotype": g.to_dict()["nodes"], "genotype_str": str(g),
-                     "source": source, **cost(g), "folders": folders,
-                     "shared_psnr": search.score(g)})
+        row["folders"] = folders
     failed = retrain_all(jobs, r.jobs, cfg.logger.progress)
     for row in rows:
+        if "retrained_psnr" in row:
+            continue
         summaries = [Path(f) / "summary.json" for f in row["folders"]]
         if all(f.is_file() for f in summaries):  # a cell counts once every seed is in
             row["retrained_psnrs"] = [json.loads(f.read_text())["best_val_psnr"]
@@ -194,8 +257,12 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "variance": variance_components([c["retrained_psnrs"] for c in done],
                                         r.oracle_pool, r.bootstrap, r.seed)
         if len(seeds) > 1 else None,
+        # (needs every cell's training log: not when an earlier job's folders are gone)
         "early_stop_agreement": early_stop_agreement(done, r.bootstrap, r.seed)
-        if len(seeds) > 1 else None,
+        if len(seeds) > 1 and all((Path(c["folders"][0]) / "metrics.jsonl").is_file()
+                                  for c in done) else None,
+        "proxy": proxy_ranking(search, rows, list(r.proxy_seeds), r.bootstrap, r.seed,
+                               cfg.logger.progress) if r.proxy_seeds else None,
         "failed": {str(k): v for k, v in failed.items()},
         "cells": rows,
     }
@@ -214,4 +281,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         print(f"retrained PSNR: cells differ by {v['between_std']:.3f} dB (std), one cell's "
               f"seeds by {v['within_std']:.3f} dB; a perfect ranker of {v['pool']} cells "
               f"would gain ~{v['oracle_gain']:.2f} dB over a random pick")
+    if result["proxy"]:
+        p = result["proxy"]
+        agree = (f", its seeds agree with tau {p['seed_agreement']['kendall_tau']:.3f}"
+                 if p["seed_agreement"] else "")
+        print(f"proxy ({p['seconds_per_run']:.1f} s a run): Kendall tau {p['kendall_tau']:.3f} "
+              f"[{p['kendall_tau_ci'][0]:.2f}, {p['kendall_tau_ci'][1]:.2f}] against "
+              f"retraining{agree}")
     return result
