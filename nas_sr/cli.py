@@ -66,10 +66,9 @@ def resumed_config(run_dir: Path, overrides: list[str], command: DictConfig | No
     if command is not None:
         for key, value in _flat(OmegaConf.to_container(command)).items():
             key = key.rstrip(".")
-            parent = key.rpartition(".")[0]
-            if (key.split(".")[0] not in ("data", "controller", "hydra") and parent
+            if (key.split(".")[0] not in ("data", "controller", "hydra") and "." in key
                     and OmegaConf.select(saved, key, default=missing) is missing
-                    and OmegaConf.is_dict(OmegaConf.select(saved, parent, default=None))):
+                    and OmegaConf.is_dict(_nearest(saved, key))):  # a new section too
                 OmegaConf.update(saved, key, value)
     for item in overrides:
         key, _, value = item.partition("=")
@@ -77,12 +76,21 @@ def resumed_config(run_dir: Path, overrides: list[str], command: DictConfig | No
             continue
         current = OmegaConf.select(saved, key, default=missing)
         # a preset or data group would rebuild the run under it: refuse rather than ignore
-        if current is missing or OmegaConf.is_config(current):
+        # (a list, such as search.proxy.final_seeds, is a plain setting)
+        if current is missing or OmegaConf.is_dict(current):
             raise ConfigError(f"resume: {item!r} cannot change a resumed run (only plain "
                               f"settings of its config.yaml can, e.g. train.epochs=N)")
         OmegaConf.update(saved, key, OmegaConf.from_dotlist([f"v={value}"]).v)
     saved.resume = str(run_dir)
     return saved
+
+
+def _nearest(cfg: DictConfig, key: str) -> object:
+    """The value of ``key``'s nearest enclosing section that ``cfg`` has (None: none)."""
+    parent = key.rpartition(".")[0]
+    while parent and OmegaConf.select(cfg, parent, default=None) is None:
+        parent = parent.rpartition(".")[0]
+    return OmegaConf.select(cfg, parent, default=None) if parent else None
 
 
 def _flat(node: object, prefix: str = "") -> dict[str, object]:

@@ -111,7 +111,7 @@ def _proxy(cfg: DictConfig) -> None:
     reward = cfg.search.get("reward", "shared")  # a run saved before proxies: shared
     if reward not in ("shared", "proxy"):
         raise ConfigError(f"search.reward={reward!r}: use shared or proxy")
-    if reward == "shared":
+    if reward == "shared" and not cfg.search.get("final_proxy", False):
         return
     for key in ("channels", "cells", "steps", "batch_size"):
         _at_least(cfg, f"search.proxy.{key}", 1)

@@ -59,11 +59,12 @@ def proxy_batches(store: Any, scale: int, setting: ProxySetting, seed: int) -> P
     return tuple((torch.stack(t) * 255).round().to(torch.uint8) for t in (lq, gt))
 
 
-def proxy_score(genotype: Genotype, batches: Pairs, crops: Pairs, scale: int,
+def proxy_score(genotype: Genotype, batches: Pairs, crops: dict[str, Pairs], scale: int,
                 setting: ProxySetting, seed: int, device: torch.device = CPU,
-                fmt: torch.memory_format = torch.contiguous_format) -> float:
+                fmt: torch.memory_format = torch.contiguous_format) -> dict[str, float]:
     """Train ``genotype`` from ``seed``'s initial weights in ``setting`` on ``batches``;
-    its mean Y-PSNR on ``crops``. NaN when training diverged (the search refuses it)."""
+    its mean Y-PSNR on each named set of ``crops``. NaN when training diverged (the search
+    refuses it as a reward and never chooses it)."""
     lq_all, gt_all = batches
     b = setting.batch_size
     if len(lq_all) < setting.steps * b:
@@ -81,46 +82,56 @@ def proxy_score(genotype: Genotype, batches: Pairs, crops: Pairs, scale: int,
         gt = (gt_all[step * b:(step + 1) * b].float() / 255).to(device)
         loss = F.l1_loss(net(lq), gt)
         if not math.isfinite(loss.item()):
-            return float("nan")
+            return dict.fromkeys(crops, float("nan"))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    lq, gt = crops
-    return float(crop_psnrs(net.eval(), (lq.to(device, memory_format=fmt), gt.to(device)),
-                            scale, SCORE_BATCH).mean())
+    net.eval()
+    return {name: float(crop_psnrs(net, (lq.to(device, memory_format=fmt), gt.to(device)),
+                                   scale, SCORE_BATCH).mean())
+            for name, (lq, gt) in crops.items()}
 
 
 class ProxyReward:
-    """Proxy PSNRs of cells, one run per (cell, seed), each run once: a cell met again, or a
-    run resumed from a checkpoint, reuses its scores."""
+    """Proxy PSNRs of cells on named crop sets, one run per (cell, seed), each run once: a
+    cell met again, or a run resumed from a checkpoint, reuses its scores."""
 
-    def __init__(self, setting: ProxySetting, batches: Pairs, crops: Pairs, scale: int,
-                 device: torch.device, fmt: torch.memory_format):
+    def __init__(self, setting: ProxySetting, batches: Pairs, crops: dict[str, Pairs],
+                 scale: int, device: torch.device, fmt: torch.memory_format):
         self.setting, self.batches, self.crops = setting, batches, crops
         self.scale, self.device, self.fmt = scale, device, fmt
-        self.scores: dict[tuple[int, ...], dict[int, float]] = {}
+        self.scores: dict[tuple[int, ...], dict[int, dict[str, float]]] = {}
 
     @classmethod
-    def for_search(cls, cfg: DictConfig, store: Any, crops: Pairs, device: torch.device,
-                   fmt: torch.memory_format) -> ProxyReward:
+    def for_search(cls, cfg: DictConfig, store: Any, crops: dict[str, Pairs],
+                   device: torch.device, fmt: torch.memory_format) -> ProxyReward:
         """The proxy of search config ``cfg`` (``search.proxy``), its crops drawn from
         ``store`` with the search's seed, scoring on ``crops``."""
         setting = ProxySetting.from_config(cfg.search.proxy)
         return cls(setting, proxy_batches(store, cfg.scale, setting, cfg.seed), crops,
                    cfg.scale, device, fmt)
 
-    def psnr(self, genotype: Genotype, seeds: Iterable[int]) -> float:
-        """The mean proxy PSNR of ``genotype`` over ``seeds`` (training those not yet run)."""
+    def psnr(self, genotype: Genotype, seeds: Iterable[int], on: str) -> float:
+        """The mean proxy PSNR of ``genotype`` over ``seeds`` (training those not yet run)
+        on the crops named ``on``."""
         runs = self.scores.setdefault(tuple(genotype.to_decisions()), {})
         seeds = list(seeds)
         for seed in seeds:
             if seed not in runs:
                 runs[seed] = proxy_score(genotype, self.batches, self.crops, self.scale,
                                          self.setting, seed, self.device, self.fmt)
-        return sum(runs[s] for s in seeds) / len(seeds)
+        return sum(runs[s][on] for s in seeds) / len(seeds)
 
-    def state_dict(self) -> list[list[Any]]:
-        return [[list(k), {str(s): p for s, p in v.items()}] for k, v in self.scores.items()]
+    def state_dict(self) -> dict[str, Any]:
+        return {"setting": vars(self.setting),
+                "scores": [[list(k), {str(s): p for s, p in v.items()}]
+                           for k, v in self.scores.items()]}
 
-    def load_state_dict(self, state: list[list[Any]]) -> None:
-        self.scores = {tuple(k): {int(s): p for s, p in v.items()} for k, v in state}
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Scores of the same setting; those of another (a re-selection with a changed
+        ``search.proxy``) measured something else and are dropped."""
+        if not isinstance(state, dict):  # a search without a proxy kept none
+            state = {}
+        same = state.get("setting") == vars(self.setting)
+        self.scores = {tuple(k): {int(s): p for s, p in v.items()}
+                       for k, v in state.get("scores", [])} if same else {}

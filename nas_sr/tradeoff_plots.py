@@ -12,17 +12,19 @@ from nas_sr.search_plots import new_axes
 SOURCE_STYLE = {"uniform": ("tab:blue", "o"), "policy": ("tab:red", "^")}
 
 
-def rank_figure(cells: list[dict[str, Any]], result: dict[str, Any], title: str) -> Figure:
-    """Each cell's shared-weight score (x) against its retrained validation PSNR (y)."""
+def rank_figure(cells: list[dict[str, Any]], result: dict[str, Any], title: str,
+                score: str = "shared_psnr",
+                label: str = "shared-weight PSNR on the final crops (dB)") -> Figure:
+    """Each cell's ``score`` (x: the shared-weight score, or the proxy's) against its
+    retrained validation PSNR (y)."""
     fig, ax = new_axes(f"{title}: Kendall tau {result['kendall_tau']:.2f} "
                        f"[{result['kendall_tau_ci'][0]:.2f}, {result['kendall_tau_ci'][1]:.2f}],"
                        f" Spearman rho {result['spearman_rho']:.2f}",
-                       "shared-weight PSNR on the final crops (dB)",
-                       "retrained validation PSNR (dB)", size=(7.5, 5.0))
+                       label, "retrained validation PSNR (dB)", size=(7.5, 5.0))
     for source, (color, marker) in SOURCE_STYLE.items():
         rows = [c for c in cells if c["source"] == source]
         if rows:
-            ax.scatter([c["shared_psnr"] for c in rows], [c["retrained_psnr"] for c in rows],
+            ax.scatter([c[score] for c in rows], [c["retrained_psnr"] for c in rows],
                        s=[12 + c["params"] / 5e3 for c in rows], c=color, marker=marker,
                        alpha=0.75, label=f"{source} draws (size ~ params)")
     ax.legend(loc="lower right")

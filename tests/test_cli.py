@@ -40,6 +40,19 @@ def test_an_option_added_since_the_run_started_takes_the_commands_value(run_dir)
     assert resumed_config(run_dir, [], make_cfg("retrain")).train.clock == "wall"
 
 
+def test_a_section_added_since_the_run_started_is_taken_whole_and_takes_list_overrides(
+        tmp_path):
+    old = make_cfg("search")
+    OmegaConf.set_struct(old, False)
+    del old.search["proxy"]  # as a search saved before the proxy reward existed
+    OmegaConf.save(old, tmp_path / "config.yaml")
+    overrides = ["search.proxy.steps=7", "search.proxy.seeds=[3,4]"]
+    cfg = resumed_config(tmp_path, overrides, make_cfg("search", *overrides))
+    assert cfg.search.proxy.steps == 7 and list(cfg.search.proxy.seeds) == [3, 4]
+    assert cfg.search.proxy.channels == make_cfg("search").search.proxy.channels
+    assert "proxy" not in cfg.data  # only the job's own sections
+
+
 @pytest.mark.parametrize("override", ["preset=cpu", "data=folder", "train.no_such_key=1"])
 def test_resume_refuses_what_it_cannot_apply(run_dir, override):
     with pytest.raises(ConfigError, match="cannot change a resumed run"):

@@ -1,6 +1,7 @@
 """The proxy reward: cells trained briefly on their own, in the search and in rank."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -35,7 +36,7 @@ STORE = PairStore([(gt, gt[::2, ::2].copy()) for gt in (
 def data():
     crops = proxy_batches(STORE, 2, TINY, seed=5)
     reward = proxy_batches(STORE, 2, ProxySetting(steps=1, batch_size=4, patch_size=16), 9)
-    return crops, tuple(t.float() / 255 for t in reward)
+    return crops, {"reward": tuple(t.float() / 255 for t in reward)}
 
 
 def cells(n):
@@ -63,13 +64,16 @@ def test_a_proxy_score_is_fixed_by_its_seed_and_leaves_the_global_rng_alone(data
     assert torch.equal(torch.get_rng_state(), before)  # a search's resume stays exact
     assert proxy_score(g, crops, reward, 2, TINY, seed=0) == a
     assert proxy_score(g, crops, reward, 2, TINY, seed=1) != a
-    assert 0 < a < 100
+    assert 0 < a["reward"] < 100
+    both = proxy_score(g, crops, {**reward, "final": reward["reward"]}, 2, TINY, seed=0)
+    assert both == {"reward": a["reward"], "final": a["reward"]}  # one run, every crop set
 
 
 def test_a_diverged_proxy_run_scores_nan(data, monkeypatch):
     crops, reward = data
     monkeypatch.setattr(proxy_mod.F, "l1_loss", lambda a, b: (a - b).abs().mean() * torch.nan)
-    assert torch.isnan(torch.tensor(proxy_score(cells(1)[0], crops, reward, 2, TINY, seed=0)))
+    assert torch.isnan(torch.tensor(proxy_score(cells(1)[0], crops, reward, 2, TINY,
+                                                seed=0)["reward"]))
 
 
 def test_each_cell_and_seed_trains_once_and_the_scores_survive_a_checkpoint(data, monkeypatch):
@@ -84,17 +88,25 @@ def test_each_cell_and_seed_trains_once_and_the_scores_survive_a_checkpoint(data
     monkeypatch.setattr(proxy_mod, "proxy_score", counting)
     proxy = ProxyReward(TINY, crops, reward, 2, torch.device("cpu"), torch.contiguous_format)
     g, h = cells(2)
-    both = proxy.psnr(g, [0, 1])
-    assert both == pytest.approx((proxy.psnr(g, [0]) + proxy.psnr(g, [1])) / 2)
-    proxy.psnr(h, [0])
+    both = proxy.psnr(g, [0, 1], "reward")
+    assert both == pytest.approx((proxy.psnr(g, [0], "reward") + proxy.psnr(g, [1], "reward"))
+                                 / 2)
+    proxy.psnr(h, [0], "reward")
     assert calls == [(g, 0), (g, 1), (h, 0)]  # the repeats were remembered
     restored = ProxyReward(TINY, crops, reward, 2, torch.device("cpu"), torch.contiguous_format)
     restored.load_state_dict(json.loads(json.dumps(proxy.state_dict())))  # plain values
-    assert restored.psnr(g, [1, 0]) == both and len(calls) == 3
+    assert restored.psnr(g, [1, 0], "reward") == both and len(calls) == 3
+    # scores of another setting measured something else: a changed proxy trains again
+    other = ProxyReward(ProxySetting(**{**vars(TINY), "steps": 5}), crops, reward, 2,
+                        torch.device("cpu"), torch.contiguous_format)
+    other.load_state_dict(proxy.state_dict())
+    other.psnr(g, [0], "reward")
+    assert len(calls) == 4
 
 
 def test_a_proxy_search_trains_no_supernet_and_chooses_by_the_proxy(tmp_path, monkeypatch):
-    cfg = make_cfg("search", *PROXY, "search.final_top=3", "search.final_samples=2")
+    cfg = make_cfg("search", *PROXY, "search.final_top=3", "search.final_samples=2",
+                   "search.proxy.final_seeds=[1]")
     search = Search(cfg, tmp_path / "peek")
     frozen = {k: v.clone() for k, v in search.supernet.state_dict().items()}
     summary = run_job("search", cfg, tmp_path / "run")
@@ -103,14 +115,16 @@ def test_a_proxy_search_trains_no_supernet_and_chooses_by_the_proxy(tmp_path, mo
     epochs = [r for r in read_metrics(tmp_path / "run") if r["kind"] == "epoch"]
     assert len(epochs) == 2 and "loss" not in epochs[0]
     pareto = json.loads((tmp_path / "run" / "pareto.json").read_text())["cells"]
-    assert len(pareto) == len(state["proxy_scores"]) == summary["cells_scored"]
+    scores = state["proxy_scores"]["scores"]
+    assert len(pareto) == len(scores) == summary["cells_scored"]
     finals = [c for c in pareto if "final_psnr" in c]
     assert len(finals) == 3
     for c in finals:  # the final candidates ran seed 1 too; their final PSNR is the mean
         decisions = Genotype.from_dict({"nodes": c["genotype"]}).to_decisions()
-        runs = next(v for k, v in state["proxy_scores"] if k == decisions)
-        assert set(runs) == {"0", "1"}
-        assert c["final_psnr"] == pytest.approx((runs["0"] + runs["1"]) / 2)
+        runs = next(v for k, v in scores if k == decisions)
+        assert set(runs) == {"0", "1"}  # the final candidates ran seed 1 too, on the final crops
+        assert c["final_psnr"] == pytest.approx((runs["0"]["final"] + runs["1"]["final"]) / 2)
+        assert c["psnr"] == runs["0"]["reward"]
     chosen = [c for c in pareto if c.get("chosen")]
     assert chosen[0]["final_psnr"] == max(c["final_psnr"] for c in finals)
     assert summary["val_psnr"] == chosen[0]["final_psnr"]
@@ -139,6 +153,29 @@ def test_a_killed_proxy_search_resumes_to_the_same_cells_without_training_any_ag
     steps = [r for r in read_metrics(tmp_path / "killed") if r["kind"] == "controller"]
     assert [r["controller_step"] for r in steps] == list(range(1, 31))
     assert trained > 20
+
+
+def test_a_finished_search_reselects_its_final_candidates_by_proxy_training(smoke_search,
+                                                                           tmp_path, cli):
+    shutil.copytree(smoke_search, tmp_path / "run")
+    first = json.loads((tmp_path / "run" / "summary.json").read_text())
+    supernet = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["supernet"]
+    assert cli("search", f"resume={tmp_path / 'run'}", "search.final_proxy=true",
+               *PROXY[1:], "search.final_top=3") is None
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["controller_steps"] == first["controller_steps"]  # nothing searched again
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert all(torch.equal(supernet[k], v) for k, v in state["supernet"].items())
+    scores = state["proxy_scores"]["scores"]
+    assert len(scores) == 3  # only the final candidates were trained, once each (seed 0)
+    finals = [c for c in json.loads((tmp_path / "run" / "pareto.json").read_text())["cells"]
+              if "final_psnr" in c]
+    by_cell = {tuple(k): v["0"]["final"] for k, v in scores}
+    for c in finals:
+        decisions = tuple(Genotype.from_dict({"nodes": c["genotype"]}).to_decisions())
+        assert c["final_psnr"] == by_cell[decisions]
+    chosen = max(finals, key=lambda c: c["final_psnr"] - c["penalty"])
+    assert summary["genotype"]["nodes"] == chosen["genotype"]
 
 
 @pytest.mark.parametrize("override, message", [
@@ -185,6 +222,7 @@ def test_rank_scores_each_cell_with_the_proxy_and_reuses_earlier_retrains(
     assert p["seed_agreement"]["kendall_tau"] == pytest.approx(
         stats.kendalltau(firsts, seconds).statistic)
     assert p["variance"] == variance_components(runs, 1, 50, 0)
+    assert (tmp_path / "b" / "rank_proxy.png").is_file()
     with pytest.raises(ConfigError, match="are not this job's"):
         run_job("rank", make_cfg("rank", *base[:-1], f"rank.retrained_from="
                                  f"{tmp_path / 'a' / 'rank.json'}"), tmp_path / "c")

@@ -160,12 +160,12 @@ def proxy_ranking(search: SearchRun, rows: list[dict[str, Any]], seeds: list[int
     store = open_store(resolve_sources(d, c.scale).train, c.scale,
                        min_image_size(d, d.patch_size, c.scale), cache_path(d, c.scale, "train"),
                        "training images", progress)
-    proxy = ProxyReward.for_search(c, store, search.final, search.final[0].device,
+    proxy = ProxyReward.for_search(c, store, {"final": search.final}, search.final[0].device,
                                    memory_format(c.get("channels_last", True)))
     started = time.perf_counter()
     for row in tqdm(rows, desc="proxy training", disable=not progress):
         g = Genotype.from_dict({"nodes": row["genotype"]})
-        row["proxy_psnrs"] = [proxy.psnr(g, [s]) for s in seeds]
+        row["proxy_psnrs"] = [proxy.psnr(g, [s], "final") for s in seeds]
         row["proxy_psnr"] = float(np.mean(row["proxy_psnrs"]))
     done = [row for row in rows if "retrained_psnr" in row]
     scores = [row["proxy_psnrs"] for row in done]
@@ -268,6 +268,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     }
     (run_dir / "rank.json").write_text(json.dumps(result, indent=2) + "\n")
     rank_figure(done, result, title=f"{search_dir.name}").savefig(run_dir / "rank.png")
+    if result["proxy"]:
+        rank_figure(done, result["proxy"], f"{search_dir.name}, proxy", "proxy_psnr",
+                    f"proxy PSNR on the final crops, mean of {len(r.proxy_seeds)} seeds (dB)"
+                    ).savefig(run_dir / "rank_proxy.png")
     print(f"{search_dir.name}: Kendall tau {result['kendall_tau']:.3f} "
           f"[{result['kendall_tau_ci'][0]:.2f}, {result['kendall_tau_ci'][1]:.2f}], "
           f"Spearman rho {result['spearman_rho']:.3f} over {len(done)} cells; "

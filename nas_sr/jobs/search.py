@@ -12,13 +12,15 @@ rewards. A cell's reward is its PSNR less the over-budget penalty of
 pool on the final weights and takes the best cell within budget (``select``).
 
 With ``search.reward=proxy`` no supernet trains: a cell's PSNR is that of a short
-standalone training of its own (``nas_sr.proxy``), and the final choice takes the best
-of the pool after the ``final_top`` are trained again under ``proxy.final_seeds``.
+standalone training of its own (``nas_sr.proxy``), and the ``final_top`` are trained
+again under ``proxy.final_seeds`` before the choice. ``search.final_proxy`` keeps the
+shared-weight reward and scores only the ``final_top`` candidates by proxy training.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -98,9 +100,12 @@ class Search(RunState):
         self.crops = RandomCrops(self.train_store, cfg.scale, d.patch_size,
                                  cfg.search.batches_per_epoch * cfg.search.batch_size, cfg.seed)
         self.reward_crops, self.final_crops = reward_crops(cfg, self.device, self.fmt)
-        self.proxy = (ProxyReward.for_search(cfg, self.train_store, self.reward_crops,
-                                             self.device, self.fmt)
-                      if s.reward == "proxy" else None)
+        # a proxy reward trains every scored cell; final_proxy the final candidates only
+        self.proxy_reward = s.get("reward", "shared") == "proxy"
+        self.proxy = (ProxyReward.for_search(
+            cfg, self.train_store, {"reward": self.reward_crops, "final": self.final_crops},
+            self.device, self.fmt)
+            if self.proxy_reward or s.get("final_proxy", False) else None)
 
     # --- checkpointing ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -112,7 +117,7 @@ class Search(RunState):
             "pool": [list(k) for k in self.pool],
             "arch_rng": self.arch_rng.get_state(),
             "controller_step": self.controller_step,
-            "proxy_scores": self.proxy.state_dict() if self.proxy else [],
+            "proxy_scores": self.proxy.state_dict() if self.proxy else {},
             **self.run_state(),
         }
 
@@ -126,13 +131,13 @@ class Search(RunState):
         self.arch_rng.set_state(state["arch_rng"])
         self.controller_step = state["controller_step"]
         if self.proxy:
-            self.proxy.load_state_dict(state.get("proxy_scores", []))
+            self.proxy.load_state_dict(state.get("proxy_scores", {}))
         self.load_run_state(state)
 
     # --- the two phases of an epoch -----------------------------------------------------
     def train_shared(self) -> dict[str, float]:
         s, net = self.cfg.search, self.supernet
-        if self.proxy:  # no shared weights to train: every cell trains on its own
+        if self.proxy_reward:  # no shared weights to train: every cell trains on its own
             return {}
         lr = cosine_lr(s.lr, s.lr_min, self.epoch, s.epochs)
         for group in self.optimizer.param_groups:
@@ -190,16 +195,17 @@ class Search(RunState):
     def psnr(self, genotype: Genotype) -> float:
         """The PSNR a reward is made of: through the shared weights on the reward crops, or
         the proxy's (``search.reward``)."""
-        if self.proxy:
-            return self.proxy.psnr(genotype, self.cfg.search.proxy.seeds)
+        if self.proxy_reward:
+            return self.proxy.psnr(genotype, self.cfg.search.proxy.seeds, "reward")
         return score(self.supernet, genotype, self.reward_crops, self.cfg.scale)
 
     def final_psnr(self, genotype: Genotype) -> float:
-        """A final candidate's PSNR: on the larger final crops, or the proxy's over its
+        """A final candidate's PSNR on the larger final crops: through the shared weights,
+        or (``search.final_proxy``, and always under a proxy reward) the proxy's over its
         seeds and ``final_seeds``."""
         if self.proxy:
             p = self.cfg.search.proxy
-            return self.proxy.psnr(genotype, [*p.seeds, *p.final_seeds])
+            return self.proxy.psnr(genotype, [*p.seeds, *p.final_seeds], "final")
         return score(self.supernet, genotype, self.final_crops, self.cfg.scale)
 
     def train_controller(self, log: RunLog) -> list[float]:
@@ -208,7 +214,7 @@ class Search(RunState):
         self.supernet.eval()
         c = self.cfg.controller
         warmup = self.in_warmup
-        if self.learns and not warmup and c.rebase and not self.proxy:
+        if self.learns and not warmup and c.rebase and not self.proxy_reward:
             self.controller.rebase()  # the shared weights moved: every reward drifted
         ctrl = self.uniform if warmup else self.controller
         rewards: list[float] = []
@@ -277,9 +283,14 @@ class Search(RunState):
                      )[:s.final_top]
         for i in tqdm(top, desc="scoring final candidates", leave=False, disable=quiet):
             scored[i]["final_psnr"] = self.final_psnr(cells[i])
-        best = max(top, key=lambda i: scored[i]["final_psnr"] - scored[i]["penalty"])
+        # (a proxy run that diverged scores NaN: never chosen)
+        best = max(top, key=lambda i: nan_last(scored[i]["final_psnr"] - scored[i]["penalty"]))
         scored[best]["chosen"] = True
         return cells[best], scored[best]["final_psnr"], scored
+
+
+def nan_last(value: float) -> float:
+    return value if math.isfinite(value) else -math.inf
 
 
 def write_pareto(scored: list[dict[str, Any]], budget: dict[str, int | None],
