@@ -294,11 +294,12 @@ def nan_last(value: float) -> float:
 
 
 def write_pareto(scored: list[dict[str, Any]], budget: dict[str, int | None],
-                 run_dir: Path, plot: bool = True) -> dict[str, list[int]]:
+                 run_dir: Path, plot: bool = True, proxy: bool = False) -> dict[str, list[int]]:
     """``pareto.json`` (every scored cell, and the indices of each cost's front) and its plot."""
     fronts = {key: pareto_front([(c[key], c["psnr"]) for c in scored])
               for key in ("params", "mult_adds")}
-    out = {"psnr": "Y-PSNR on the reward crops with the final shared weights", "budget": budget,
+    how = "after proxy training" if proxy else "with the final shared weights"
+    out = {"psnr": f"Y-PSNR on the reward crops {how}", "budget": budget,
            "front": fronts, "cells": scored}
     (run_dir / "pareto.json").write_text(json.dumps(out, indent=1) + "\n")
     if not plot:
@@ -347,7 +348,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         best, best_psnr, scored = search.select()
         if search.proxy:  # the final candidates' proxy runs: kept for a re-selection
             search.save(log, CHECKPOINT)
-        write_pareto(scored, search.budget, run_dir, cfg.logger.plots)
+        write_pareto(scored, search.budget, run_dir, cfg.logger.plots, search.proxy_reward)
         a = cfg.archs.cell
         net = CellSRNet(cfg.scale, a.channels, a.cells, a.nodes, best)
         summary = {
