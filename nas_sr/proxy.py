@@ -55,8 +55,13 @@ def proxy_batches(store: Any, scale: int, setting: ProxySetting, seed: int) -> P
     as uint8 (a quarter of the memory; exact, since they were 8-bit images)."""
     crops = RandomCrops(store, scale, setting.patch_size, setting.steps * setting.batch_size,
                         seed)
-    lq, gt = zip(*(crops[i] for i in range(len(crops))), strict=True)
-    return tuple((torch.stack(t) * 255).round().to(torch.uint8) for t in (lq, gt))
+    def to_uint8(t: torch.Tensor) -> torch.Tensor:
+        return (t * 255).round().to(torch.uint8)
+
+    # each crop narrowed as it is drawn: the float copies of them all would be 4x the size
+    lq, gt = zip(*((to_uint8(a), to_uint8(b)) for a, b in (crops[i] for i in
+                                                           range(len(crops)))), strict=True)
+    return torch.stack(lq), torch.stack(gt)
 
 
 def proxy_score(genotype: Genotype, batches: Pairs, crops: dict[str, Pairs], scale: int,
