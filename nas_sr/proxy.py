@@ -2,12 +2,11 @@
 
 The shared-weight score cannot see what retraining sees inside one size band (Kendall tau
 0.29 against retrained PSNR, docs/RESULTS.md), while a standalone retrain ranks cells as
-well as a second seed does. A full retrain per cell costs minutes on a CPU, so the proxy
-can shrink the setting EcoNAS-style (Zhou et al. 2020: fewer channels, cells and pixels):
-a narrow, shallow copy of the cell, small crops, a short Adam run whose cosine decays to
-zero so the last weights are settled rather than caught mid-step, then Y-PSNR on fixed
-crops of the reward images. ``search.proxy`` at the retrain width and recipe is the
-faithful, costly end of the same knob (a GPU's).
+well as a second seed does. The proxy is a short standalone training (``search.proxy``):
+Adam whose cosine decays to zero over its own steps, so the last weights are settled
+rather than caught mid-step, then Y-PSNR on fixed crops of the reward images. Half the
+compare's retrain recipe ranks as faithfully as the whole; shrinking width, depth or
+pixels EcoNAS-style (Zhou et al. 2020) or the steps further was measured and is noise.
 
 Every cell is trained on the same crops in the same order and from the same seeds
 (common random numbers), so two cells' scores differ by what the cells do, not by the
@@ -16,7 +15,6 @@ crops they were dealt; a cell's score is the mean over ``seeds``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +24,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from nas_sr.data import RandomCrops
+from nas_sr.runtime import cosine_lr, not_finite
 from nas_sr.training import Pairs, crop_psnrs
 from search_spaces.genotypes import Genotype
 from search_spaces.network import CellSRNet
@@ -38,12 +37,12 @@ CPU = torch.device("cpu")
 class ProxySetting:
     """The reduced training setting of one proxy run (``search.proxy``)."""
 
-    channels: int = 16
-    cells: int = 2
-    steps: int = 1000
-    batch_size: int = 16
-    patch_size: int = 32  # HR crop side
-    lr: float = 1.0e-3
+    channels: int
+    cells: int
+    steps: int
+    batch_size: int
+    patch_size: int  # HR crop side
+    lr: float
 
     @classmethod
     def from_config(cls, proxy: DictConfig) -> ProxySetting:
@@ -55,6 +54,7 @@ def proxy_batches(store: Any, scale: int, setting: ProxySetting, seed: int) -> P
     as uint8 (a quarter of the memory; exact, since they were 8-bit images)."""
     crops = RandomCrops(store, scale, setting.patch_size, setting.steps * setting.batch_size,
                         seed)
+
     def to_uint8(t: torch.Tensor) -> torch.Tensor:
         return (t * 255).round().to(torch.uint8)
 
@@ -82,11 +82,11 @@ def proxy_score(genotype: Genotype, batches: Pairs, crops: dict[str, Pairs], sca
     opt = torch.optim.Adam(net.parameters(), lr=setting.lr)
     for step in range(setting.steps):
         for group in opt.param_groups:  # cosine to 0: the last steps settle the weights
-            group["lr"] = 0.5 * setting.lr * (1 + math.cos(math.pi * step / setting.steps))
+            group["lr"] = cosine_lr(setting.lr, 0.0, step, setting.steps)
         lq = (lq_all[step * b:(step + 1) * b].float() / 255).to(device, memory_format=fmt)
         gt = (gt_all[step * b:(step + 1) * b].float() / 255).to(device)
         loss = F.l1_loss(net(lq), gt)
-        if not math.isfinite(loss.item()):
+        if not_finite(loss.item()):
             return dict.fromkeys(crops, float("nan"))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -135,8 +135,6 @@ class ProxyReward:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Scores of the same setting; those of another (a re-selection with a changed
         ``search.proxy``) measured something else and are dropped."""
-        if not isinstance(state, dict):  # a search without a proxy kept none
-            state = {}
         same = state.get("setting") == vars(self.setting)
         self.scores = {tuple(k): {int(s): p for s, p in v.items()}
                        for k, v in state.get("scores", [])} if same else {}

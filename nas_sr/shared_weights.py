@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 from hydra import compose, initialize_config_module
@@ -45,6 +46,14 @@ def build_search_controller(cfg: DictConfig) -> Controller:
     ctrl = OmegaConf.to_container(cfg.controller)
     kwargs = {k: v for k, v in ctrl.items() if k not in SEARCH_KEYS}
     return build_controller(ctrl["name"], cfg.archs.cell.nodes, **kwargs)
+
+
+def train_store(cfg: DictConfig) -> Any:
+    """A search's training images (the supernet's crops, and a proxy's)."""
+    d = cfg.data
+    return open_store(resolve_sources(d, cfg.scale).train, cfg.scale,
+                      min_image_size(d, d.patch_size, cfg.scale), cache_path(d, cfg.scale, "train"),
+                      "training images", cfg.logger.progress)
 
 
 def reward_crops(cfg: DictConfig, device: torch.device, fmt: torch.memory_format
@@ -89,6 +98,7 @@ class SearchRun:
     supernet: CellSRNet
     controller: Controller
     final: Pairs
+    fmt: torch.memory_format  # the layout its supernet and crops are kept in
 
     def score(self, genotype: Genotype) -> float:
         """``genotype``'s PSNR on the final shared weights and final-selection crops."""
@@ -111,4 +121,4 @@ def load_search_run(search_dir: Path, overrides: Sequence[str] = (), threads: in
     controller = build_search_controller(cfg)
     controller.load_checkpoint_state(state["controller"])
     _, final = reward_crops(cfg, device, fmt)
-    return SearchRun(cfg, supernet.eval(), controller, final)
+    return SearchRun(cfg, supernet.eval(), controller, final, fmt)

@@ -35,7 +35,8 @@ STORE = PairStore([(gt, gt[::2, ::2].copy()) for gt in (
 @pytest.fixture(scope="module")
 def data():
     crops = proxy_batches(STORE, 2, TINY, seed=5)
-    reward = proxy_batches(STORE, 2, ProxySetting(steps=1, batch_size=4, patch_size=16), 9)
+    reward = proxy_batches(STORE, 2, ProxySetting(**{**vars(TINY), "steps": 1,
+                                                     "batch_size": 4}), 9)
     return crops, {"reward": tuple(t.float() / 255 for t in reward)}
 
 

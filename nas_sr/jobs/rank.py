@@ -41,11 +41,9 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from controllers import RandomController
-from nas_sr.cache import cache_path, open_store
-from nas_sr.data import min_image_size, resolve_sources
 from nas_sr.proxy import ProxyReward, ProxySetting
-from nas_sr.runtime import ConfigError, memory_format
-from nas_sr.shared_weights import SearchRun, load_search_run
+from nas_sr.runtime import ConfigError
+from nas_sr.shared_weights import SearchRun, load_search_run, train_store
 from nas_sr.stats import rank_correlation, variance_components
 from nas_sr.tradeoff_plots import rank_figure
 from search_spaces.cost import genotype_cost
@@ -156,12 +154,9 @@ def proxy_ranking(search: SearchRun, rows: list[dict[str, Any]], seeds: list[int
                   resamples: int, seed: int, progress: bool) -> dict[str, Any]:
     """Score every row's cell with the run's proxy under each of ``seeds`` (on the final
     crops, as the shared-weight score); how it ranks them against retraining and itself."""
-    c, d = search.cfg, search.cfg.data
-    store = open_store(resolve_sources(d, c.scale).train, c.scale,
-                       min_image_size(d, d.patch_size, c.scale), cache_path(d, c.scale, "train"),
-                       "training images", progress)
-    proxy = ProxyReward.for_search(c, store, {"final": search.final}, search.final[0].device,
-                                   memory_format(c.get("channels_last", True)))
+    c = search.cfg
+    proxy = ProxyReward.for_search(c, train_store(c), {"final": search.final},
+                                   search.final[0].device, search.fmt)
     started = time.perf_counter()
     for row in tqdm(rows, desc="proxy training", disable=not progress):
         g = Genotype.from_dict({"nodes": row["genotype"]})

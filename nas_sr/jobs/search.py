@@ -33,8 +33,7 @@ from tqdm import tqdm
 from controllers import RandomController
 from controllers.fair import FairSampler
 from nas_sr import checkpoint
-from nas_sr.cache import cache_path, open_store
-from nas_sr.data import RandomCrops, min_image_size, resolve_sources
+from nas_sr.data import RandomCrops
 from nas_sr.proxy import ProxyReward
 from nas_sr.runlog import RunLog
 from nas_sr.runtime import (
@@ -54,6 +53,7 @@ from nas_sr.shared_weights import (
     build_supernet,
     reward_crops,
     score,
+    train_store,
 )
 from nas_sr.tradeoff_plots import pareto_figure
 from nas_sr.training import RunState
@@ -93,10 +93,7 @@ class Search(RunState):
         self.controller_step = 0
 
         d = cfg.data
-        self.train_store = open_store(resolve_sources(d, cfg.scale).train, cfg.scale,
-                                      min_image_size(d, d.patch_size, cfg.scale),
-                                      cache_path(d, cfg.scale, "train"), "training images",
-                                      cfg.logger.progress)
+        self.train_store = train_store(cfg)
         self.crops = RandomCrops(self.train_store, cfg.scale, d.patch_size,
                                  cfg.search.batches_per_epoch * cfg.search.batch_size, cfg.seed)
         self.reward_crops, self.final_crops = reward_crops(cfg, self.device, self.fmt)
