@@ -75,3 +75,35 @@ def variance_components(psnr: Sequence[Sequence[float]], pool: int = 480,
             "between_std": between ** 0.5, "between_std_ci": ci,
             "random_pick_std": (within + between) ** 0.5, "pool": pool,
             "oracle_gain": between ** 0.5 * best, "oracle_gain_ci": [v * best for v in ci]}
+
+
+def pearson_from_tau(tau: float) -> float:
+    """The Pearson correlation a bivariate normal with Kendall ``tau`` has (Greiner's
+    relation, sin(pi tau / 2)): turns a measured rank agreement into a score model."""
+    return float(np.sin(np.pi * tau / 2))
+
+
+def selection_gain(between_std: float, pool: int, top: int, prescreen_r: float,
+                   final_r: float, trials: int = 10000, seed: int = 0) -> dict[str, float]:
+    """What a search's two-stage choice gains over a random pick, in the judge's dB.
+
+    ``pool`` cells have true means normal with ``between_std``; a prescreen score (the
+    shared weights) correlating ``prescreen_r`` with the true mean keeps the ``top``; a
+    final score (the proxy) correlating ``final_r`` picks one of them. Monte Carlo over
+    ``trials`` searches with normal scores; returns the mean and std of the chosen cell's
+    true mean (0 is a random pick) and the ``oracle`` a perfect ranker would reach."""
+    if not 1 <= top <= pool:
+        raise ValueError(f"need 1 <= top <= pool, got top={top}, pool={pool}")
+    for r in (prescreen_r, final_r):
+        if not -1 <= r <= 1:
+            raise ValueError(f"a correlation is in [-1, 1], got {r}")
+    rng = np.random.default_rng(seed)
+
+    def noisy(true: np.ndarray, r: float) -> np.ndarray:
+        return r * true + (1 - r * r) ** 0.5 * rng.standard_normal(true.shape)
+
+    true = rng.standard_normal((trials, pool))
+    kept = np.take_along_axis(true, np.argsort(-noisy(true, prescreen_r), axis=1)[:, :top], 1)
+    chosen = kept[np.arange(trials), np.argmax(noisy(kept, final_r), axis=1)] * between_std
+    return {"gain": float(chosen.mean()), "gain_std": float(chosen.std(ddof=1)),
+            "oracle": between_std * expected_max_normal(pool)}

@@ -12,7 +12,7 @@ from nas_sr.cli import run_job
 from nas_sr.jobs.rank import spread_draws
 from nas_sr.options import check_options
 from nas_sr.runtime import ConfigError
-from nas_sr.stats import expected_max_normal, variance_components
+from nas_sr.stats import expected_max_normal, pearson_from_tau, selection_gain, variance_components
 from search_spaces.cost import genotype_cost
 
 TINY = '["preset=smoke","train.epochs=1","train.iters_per_epoch=2","train.val_crops=4"]'
@@ -58,6 +58,33 @@ def test_variance_components_on_hand_made_psnrs():
     assert expected_max_normal(3) == pytest.approx(1.5 / np.pi ** 0.5)
     with pytest.raises(ValueError, match="2 seeds"):
         variance_components([[1.0], [2.0]])
+
+
+def test_selection_gain_against_closed_forms():
+    best = expected_max_normal(50)
+    # the best of 50 by a score correlating r: E[true | top score] = r sd E[max]
+    one = selection_gain(0.1, pool=50, top=1, prescreen_r=0.5, final_r=0.0)
+    assert one["gain"] == pytest.approx(0.1 * 0.5 * best, abs=3 * one["gain_std"] / 100)
+    perfect = selection_gain(0.1, pool=50, top=8, prescreen_r=1.0, final_r=1.0)
+    assert perfect["oracle"] == 0.1 * best  # 3 Monte Carlo standard errors (10,000 trials):
+    assert perfect["gain"] == pytest.approx(perfect["oracle"], abs=3 * perfect["gain_std"] / 100)
+    blind = selection_gain(0.1, pool=50, top=8, prescreen_r=0.0, final_r=0.0)
+    assert abs(blind["gain"]) < 3 * blind["gain_std"] / 100  # a coin: a random pick
+    # a truer final score of the same 8 finalists chooses better, never above the oracle
+    gains = [selection_gain(0.1, 50, 8, 0.4, r)["gain"] for r in (0.2, 0.6, 0.95)]
+    assert gains == sorted(gains) and gains[-1] < perfect["oracle"]
+    with pytest.raises(ValueError, match="top <= pool"):
+        selection_gain(0.1, pool=5, top=6, prescreen_r=0.5, final_r=0.5)
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        selection_gain(0.1, pool=5, top=2, prescreen_r=1.5, final_r=0.5)
+
+
+def test_pearson_from_tau_inverts_kendalls_tau_of_a_normal_pair():
+    assert pearson_from_tau(1 / 3) == pytest.approx(0.5) and pearson_from_tau(0.0) == 0.0
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(4000)
+    y = 0.7 * x + 0.51 ** 0.5 * rng.standard_normal(4000)
+    assert pearson_from_tau(stats.kendalltau(x, y).statistic) == pytest.approx(0.7, abs=0.03)
 
 
 def test_rank_retrains_each_cell_once_and_reports_tau(smoke_search, tmp_path, monkeypatch):
