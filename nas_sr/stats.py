@@ -77,6 +77,13 @@ def variance_components(psnr: Sequence[Sequence[float]], pool: int = 480,
             "oracle_gain": between ** 0.5 * best, "oracle_gain_ci": [v * best for v in ci]}
 
 
+def reliability(variance: dict[str, Any], runs: int = 1) -> float:
+    """The share of a ``runs``-seed mean's variance that is the cell, not the seed, from a
+    ``variance_components`` split: its squared correlation with the cell's true mean."""
+    between, within = variance["between_std"] ** 2, variance["within_std"] ** 2
+    return between / (between + within / runs)
+
+
 def pearson_from_tau(tau: float) -> float:
     """The Pearson correlation a bivariate normal with Kendall ``tau`` has (Greiner's
     relation, sin(pi tau / 2)): turns a measured rank agreement into a score model."""

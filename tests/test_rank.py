@@ -12,7 +12,13 @@ from nas_sr.cli import run_job
 from nas_sr.jobs.rank import spread_draws
 from nas_sr.options import check_options
 from nas_sr.runtime import ConfigError
-from nas_sr.stats import expected_max_normal, pearson_from_tau, selection_gain, variance_components
+from nas_sr.stats import (
+    expected_max_normal,
+    pearson_from_tau,
+    reliability,
+    selection_gain,
+    variance_components,
+)
 from search_spaces.cost import genotype_cost
 
 TINY = '["preset=smoke","train.epochs=1","train.iters_per_epoch=2","train.val_crops=4"]'
@@ -50,6 +56,7 @@ def test_variance_components_on_hand_made_psnrs():
     assert v["within_std"] == pytest.approx(2 ** 0.5)
     assert v["between_std"] == pytest.approx(7 ** 0.5)
     assert v["random_pick_std"] == pytest.approx(3.0)
+    assert reliability(v) == pytest.approx(7 / 9) and reliability(v, runs=2) == pytest.approx(7 / 8)
     assert v["oracle_gain"] == pytest.approx(7 ** 0.5 / np.pi ** 0.5)  # E[max of 2] = 1/sqrt(pi)
     low, high = v["between_std_ci"]
     assert 0.0 <= low <= v["between_std"] <= high <= 4 * 2 ** 0.5  # the cells resampled

@@ -3,14 +3,13 @@ ceiling's 10 band cells (docs/RESULTS.md, "How much is left for a controller?").
 Run from the repository root: python docs/figures/ceiling/headroom.py"""
 import json
 
-from nas_sr.stats import pearson_from_tau, selection_gain
+from nas_sr.stats import pearson_from_tau, reliability, selection_gain
 
 rank = json.load(open("docs/figures/proxy/rank_c32n4_s400.json"))  # 10 band cells
 b, w = rank["variance"]["between_std"], rank["variance"]["within_std"]  # the judge's split
-judge = b**2 / (b**2 + w**2 / 2)                    # reliability of a 2-seed retrained mean
+judge = reliability(rank["variance"], runs=2)       # of the 2-seed retrained mean
 shared = pearson_from_tau(rank["kendall_tau"]) / judge**0.5   # disattenuated: 0.47
-px = rank["proxy"]["variance"]
-proxy = (px["between_std"]**2 / (px["between_std"]**2 + px["within_std"]**2)) ** 0.5  # 0.76
+proxy = reliability(rank["proxy"]["variance"]) ** 0.5       # one proxy run: 0.76
 rules = {"random pick": (1, 0, 0), "shared final (top 1)": (1, shared, 0),
          "proxy final (top 8)": (8, shared, proxy), "proxy reward on all 480": (480, 0, proxy)}
 for name, (top, r1, r2) in rules.items():
