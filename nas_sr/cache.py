@@ -20,20 +20,21 @@ import numpy as np
 from tqdm import tqdm
 
 from nas_sr.checkpoint import atomic_path
-from nas_sr.data import ImageSource, PairStore, load_pairs
+from nas_sr.data import ImageSource, PairStore, load_pairs, with_rescaled_copies
 from nas_sr.images import ImageError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: downscaled copies (data.rescale) and each pair's factor
 
 
-def fingerprint(sources: Sequence[ImageSource], scale: int) -> str:
+def fingerprint(sources: Sequence[ImageSource], scale: int, rescale: Sequence[float] = ()
+                ) -> str:
     def stat(p: Path | None) -> list | None:
         if p is None:
             return None
         st = p.stat()
         return [str(p.resolve()), st.st_size, st.st_mtime_ns]
 
-    key = [CACHE_VERSION, scale, [[stat(s.gt), stat(s.lq)] for s in sources]]
+    key = [CACHE_VERSION, scale, list(rescale), [[stat(s.gt), stat(s.lq)] for s in sources]]
     return hashlib.sha1(json.dumps(key).encode()).hexdigest()
 
 
@@ -45,6 +46,7 @@ class H5Store:
         self._file: h5py.File | None = None
         with h5py.File(path, "r") as f:
             self.shapes = [tuple(s) for s in f["lr_shapes"][()]]
+            self.factors = f["factors"][()].tolist()
 
     def __getstate__(self) -> dict:  # DataLoader workers each open their own handle
         return {**self.__dict__, "_file": None}
@@ -79,6 +81,8 @@ def is_fresh(path: Path, key: str) -> bool:
             if f.attrs.get("fingerprint") != key:
                 return False
             scale = int(f.attrs["scale"])
+            if len(f["factors"]) != len(f["lr_shapes"]):
+                return False
             for i, (h, w) in enumerate(f["lr_shapes"][()]):
                 if f[f"lr/{i}"].shape != (h, w, 3) or f[f"hr/{i}"].shape != (h * scale,
                                                                                w * scale, 3):
@@ -96,9 +100,10 @@ def cache_path(data: Any, scale: int, split: str) -> Path | None:
 
 
 def build_cache(path: Path, sources: Sequence[ImageSource], scale: int, min_lq_size: int,
-                key: str, progress: bool = True) -> None:
-    pairs = load_pairs(sources, scale, min_lq_size, desc=f"images for {path.name}",
-                       progress=progress)
+                key: str, progress: bool = True, rescale: Sequence[float] = ()) -> None:
+    pairs, factors = with_rescaled_copies(
+        load_pairs(sources, scale, min_lq_size, desc=f"images for {path.name}",
+                   progress=progress), scale, rescale, progress)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for i, (gt, lq) in enumerate(tqdm(pairs, desc="writing cache", leave=False,
                                            disable=not progress)):
@@ -106,22 +111,28 @@ def build_cache(path: Path, sources: Sequence[ImageSource], scale: int, min_lq_s
                 f.create_dataset(f"{name}/{i}", data=img,
                                  chunks=(min(64, img.shape[0]), min(64, img.shape[1]), 3))
         f["lr_shapes"] = np.array([lq.shape[:2] for _, lq in pairs], dtype=np.int64)
+        f["factors"] = np.array(factors, dtype=np.float64)
         f["sources"] = np.array([str(s.gt) for s in sources], dtype=h5py.string_dtype())
         f.attrs.update(fingerprint=key, scale=scale, version=CACHE_VERSION)
 
 
 def open_store(sources: Sequence[ImageSource], scale: int, min_lq_size: int,
-               path: Path | None, desc: str = "images",
-               progress: bool = True) -> PairStore | H5Store:
-    """Pairs in memory (``path=None``) or through a fresh HDF5 cache at ``path``."""
+               path: Path | None, desc: str = "images", progress: bool = True,
+               rescale: Sequence[float] = ()) -> PairStore | H5Store:
+    """Pairs in memory (``path=None``) or through a fresh HDF5 cache at ``path``; with
+    ``rescale``, each image is followed by its downscaled copies (``with_rescaled_copies``)."""
     if path is None:
-        return PairStore(load_pairs(sources, scale, min_lq_size, desc=desc, progress=progress))
-    key = fingerprint(sources, scale)
+        pairs = load_pairs(sources, scale, min_lq_size, desc=desc, progress=progress)
+        return PairStore(with_rescaled_copies(pairs, scale, rescale, progress)[0])
+    key = fingerprint(sources, scale, rescale)
     if not is_fresh(path, key):
-        build_cache(path, sources, scale, min_lq_size, key, progress)
+        build_cache(path, sources, scale, min_lq_size, key, progress, rescale)
     store = H5Store(path)
-    # the fingerprint covers the files, not the crop size: check it on every open
-    small = [i for i, s in enumerate(store.shapes) if min(s) < min_lq_size]
+    # the fingerprint covers the files, not the crop size: check it on every open (a
+    # downscaled copy smaller than a crop is no error: RandomCrops leaves it out)
+    originals = [s for s, f in zip(store.shapes, store.factors, strict=True) if f == 1]
+    small = [k for k, s in enumerate(originals) if min(s) < min_lq_size]
     if small:
         load_pairs([sources[small[0]]], scale, min_lq_size)  # raises the named error
     return store
+

@@ -17,7 +17,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from nas_sr.images import ImageError, downscale, list_images, load_image, mod_crop, to_tensor
+from nas_sr.images import (
+    ImageError,
+    downscale,
+    list_images,
+    load_image,
+    mod_crop,
+    resize,
+    to_tensor,
+)
 from nas_sr.runtime import ConfigError, release_freed_memory
 
 log = logging.getLogger(__name__)
@@ -66,6 +74,16 @@ def load_pair(source: ImageSource, scale: int) -> tuple[np.ndarray, np.ndarray]:
     return gt, lq
 
 
+def rescale_factors(data: Any) -> tuple[float, ...]:
+    """``data.rescale``, checked: the factors of the extra downscaled training copies."""
+    # a run saved before the option existed resumes as it ran: no copies
+    factors = tuple(float(f) for f in data.get("rescale", None) or ())
+    if any(not 0 < f < 1 for f in factors) or len(set(factors)) < len(factors):
+        raise ConfigError(f"data.rescale={list(factors)}: each factor must be in (0, 1), "
+                          "once (the original image is always kept), e.g. [0.9,0.8,0.7,0.6]")
+    return factors
+
+
 def load_pairs(
     sources: Sequence[ImageSource], scale: int, min_lq_size: int, desc: str = "images",
     progress: bool = True,
@@ -85,6 +103,28 @@ def load_pairs(
         pairs.append((gt, lq))
     release_freed_memory()
     return pairs
+
+
+def with_rescaled_copies(
+    pairs: list[tuple[np.ndarray, np.ndarray]], scale: int, rescale: Sequence[float],
+    progress: bool = True,
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[float]]:
+    """Each pair followed by its copies shrunk by each ``rescale`` factor (VDSR's and
+    DRRN's augmentation of the 291 training images), each with its own bicubic LR, and
+    each pair's factor (1: the original). A copy smaller than a crop is kept and left
+    out of the crops (``RandomCrops``), so a store holds the same pairs at any crop size.
+    """
+    out, factors = [], []
+    for gt, lq in tqdm(pairs, desc="downscaled copies", leave=False, unit="img",
+                       disable=not (progress and rescale)):
+        out.append((gt, lq))
+        factors.append(1.0)
+        for f in rescale:
+            small = mod_crop(resize(gt, f), scale)
+            if min(small.shape[:2]):  # a copy under one LR pixel has nothing to learn
+                out.append((small, downscale(small, scale)))
+                factors.append(f)
+    return out, factors
 
 
 def lq_patch_size(patch_size: int, scale: int) -> int:

@@ -108,15 +108,21 @@ def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
     return img[: h - h % scale, : w - w % scale]
 
 
+def resize(img: np.ndarray, factor: float) -> np.ndarray:
+    """MATLAB ``imresize(img, factor, 'bicubic')`` (antialiased when shrinking), rounded
+    to uint8; the output side is ``ceil(side * factor)``, as MATLAB's."""
+    x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].double()
+    y = bicubic.imresize(x, scale=factor)
+    return y.round().clamp(0, 255).byte()[0].permute(1, 2, 0).contiguous().numpy()
+
+
 def downscale(img: np.ndarray, scale: int) -> np.ndarray:
-    """MATLAB ``imresize(img, 1/scale, 'bicubic')`` (antialiased), rounded to uint8.
+    """MATLAB ``imresize(img, 1/scale, 'bicubic')``: the benchmarks' LR image.
 
     Implemented by ``bicubic-pytorch``, which matches the MATLAB-made LR images of
     Set5/Set14 to 55.9 dB mean PSNR after 8-bit rounding (see tests).
     """
-    x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].double()
-    y = bicubic.imresize(x, scale=1 / scale)
-    return y.round().clamp(0, 255).byte()[0].permute(1, 2, 0).contiguous().numpy()
+    return resize(img, 1 / scale)
 
 
 def to_tensor(img: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -22,7 +22,7 @@ from controllers import Controller, build_controller
 from nas_sr import checkpoint
 from nas_sr.archs import check_scale
 from nas_sr.cache import cache_path, open_store
-from nas_sr.data import fixed_crops, min_image_size, resolve_sources
+from nas_sr.data import fixed_crops, min_image_size, rescale_factors, resolve_sources
 from nas_sr.runtime import ConfigError, memory_format, resolve_device, set_threads
 from nas_sr.training import Pairs, crop_psnrs
 from search_spaces.genotypes import Genotype
@@ -53,7 +53,7 @@ def train_store(cfg: DictConfig) -> Any:
     d = cfg.data
     return open_store(resolve_sources(d, cfg.scale).train, cfg.scale,
                       min_image_size(d, d.patch_size, cfg.scale), cache_path(d, cfg.scale, "train"),
-                      "training images", cfg.logger.progress)
+                      "training images", cfg.logger.progress, rescale_factors(d))
 
 
 def reward_crops(cfg: DictConfig, device: torch.device, fmt: torch.memory_format

@@ -38,6 +38,7 @@ from nas_sr.data import (
     fixed_crops,
     load_pairs,
     min_image_size,
+    rescale_factors,
     resolve_sources,
 )
 from nas_sr.distributed import Dist
@@ -117,7 +118,7 @@ def load_data(cfg: DictConfig, d: Dist) -> tuple[RandomCrops, list[Pairs]]:
     with distributed.main_first(d):  # one process builds the cache, the others read it
         store = open_store(src.train, scale, min_image_size(data, t.patch_size, scale),
                            cache_path(data, scale, "train"), "training images",
-                           cfg.logger.progress and d.is_main)
+                           cfg.logger.progress and d.is_main, rescale_factors(data))
     crops = RandomCrops(store, scale, t.patch_size, t.iters_per_epoch * t.batch_size, cfg.seed)
     return crops, validation_sets(cfg, d, src.holdout)
 

@@ -17,13 +17,15 @@ from nas_sr.data import (
     fixed_crops,
     load_pairs,
     min_image_size,
+    rescale_factors,
     resolve_sources,
+    with_rescaled_copies,
 )
 from nas_sr.distributed import Dist
-from nas_sr.images import ImageError, downscale, to_uint8
+from nas_sr.images import ImageError, downscale, resize, to_uint8
 from nas_sr.options import check_options
 from nas_sr.runtime import ConfigError
-from nas_sr.shared_weights import reward_crops
+from nas_sr.shared_weights import reward_crops, train_store
 from nas_sr.trainer import load_data
 
 
@@ -172,6 +174,62 @@ def test_h5_cache_equals_memory_and_detects_stale(image_folder, tmp_path):
     # a crop larger than a cached image is still refused with the file's name
     with pytest.raises(ImageError, match="img0.png"):
         open_store(src, 2, 60, path)
+
+
+def test_rescaled_copies_follow_each_image_with_their_own_bicubic_lr(image_folder):
+    """Each copy is the HR image shrunk by its factor (mod-cropped to the scale), its LR is
+    that copy's bicubic downscale, and the crops leave out a copy smaller than one crop."""
+    pairs = load_pairs(sources(image_folder)[:2], 3, 8)  # 78x96 HR (mod 3) -> 26x32 LR
+    out, factors = with_rescaled_copies(pairs, 3, (0.9, 0.5), progress=False)
+    assert factors == [1.0, 0.9, 0.5] * 2
+    for k, (gt, lq) in enumerate(pairs):
+        assert out[3 * k][0] is gt and out[3 * k][1] is lq
+        (gt9, lq9), (gt5, lq5) = out[3 * k + 1:3 * k + 3]
+        # 0.9: 71x87 HR, 69x87 after mod 3; 0.5: 39x48
+        assert gt9.shape == (69, 87, 3) and lq9.shape == (23, 29, 3) and lq5.shape[:2] == (13, 16)
+        np.testing.assert_array_equal(gt9, resize(gt, 0.9)[:69, :87])
+        np.testing.assert_array_equal(lq9, downscale(gt9, 3))
+        np.testing.assert_array_equal(lq5, downscale(gt5, 3))
+    crops = RandomCrops(PairStore(out), 3, 48, length=4, seed=0)  # 16px LR crops
+    assert crops.images == [0, 1, 3, 4]  # the 13x16 copies are left out
+    assert with_rescaled_copies(pairs, 3, (), progress=False) == (pairs, [1.0, 1.0])
+
+
+@pytest.mark.parametrize("rescale", [[1.0], [0.0], [1.5], [0.9, 0.9], [-0.5]])
+def test_rescale_factors_outside_0_1_or_repeated_are_refused(rescale):
+    with pytest.raises(ConfigError, match="data.rescale"):
+        rescale_factors(OmegaConf.create({"rescale": rescale}))
+    assert rescale_factors(OmegaConf.create({"rescale": [0.9, 0.6]})) == (0.9, 0.6)
+    assert rescale_factors(OmegaConf.create({})) == ()  # a run saved before the option
+
+
+def test_h5_cache_holds_the_rescaled_copies_and_rebuilds_when_they_change(image_folder,
+                                                                         tmp_path):
+    src, path = sources(image_folder), tmp_path / "c.h5"
+    store = open_store(src, 2, 16, path, rescale=(0.8,))
+    mem = open_store(src, 2, 16, None, rescale=(0.8,))
+    assert len(store) == len(mem) == 2 * len(src) and store.factors == [1.0, 0.8] * len(src)
+    for i in range(len(store)):
+        assert store.lq_shape(i) == mem.lq_shape(i)
+        for a, b in zip(store.crop(i, 2, 3, 16, 2), mem.crop(i, 2, 3, 16, 2), strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert len(open_store(src, 2, 16, path)) == len(src)  # other factors: rebuilt
+    # a crop too large for the copies but not for the originals is no error: the copies
+    # are derived data, left out of the crops; a crop too large for an original is one
+    big = open_store(src, 2, 40, path, rescale=(0.8,))
+    assert len(big) == 2 * len(src) and min(big.lq_shape(1)) < 40
+    with pytest.raises(ImageError, match="img0.png"):
+        open_store(src, 2, 41, path, rescale=(0.8,))
+
+
+def test_data_rescale_reaches_the_training_images_of_retrain_and_search_only():
+    plain, _ = load_data(make_cfg("retrain"), Dist())
+    crops, val_sets = load_data(make_cfg("retrain", "data.rescale=[0.8,0.6]"), Dist())
+    assert len(crops.store) == 3 * len(plain.store)
+    assert len(val_sets) == len(load_data(make_cfg("retrain"), Dist())[1])  # not validation
+    assert len(train_store(make_cfg("search", "data.rescale=[0.7]"))) == 2 * len(plain.store)
+    with pytest.raises(ConfigError, match="data.rescale"):
+        load_data(make_cfg("retrain", "data.rescale=[2]"), Dist())
 
 
 def test_h5_store_in_dataloader_workers(image_folder, tmp_path):
