@@ -77,10 +77,15 @@ def load_pair(source: ImageSource, scale: int) -> tuple[np.ndarray, np.ndarray]:
 def rescale_factors(data: Any) -> tuple[float, ...]:
     """``data.rescale``, checked: the factors of the extra downscaled training copies."""
     # a run saved before the option existed resumes as it ran: no copies
-    factors = tuple(float(f) for f in data.get("rescale", None) or ())
+    given = data.get("rescale", None) or []
+    usage = (f"data.rescale={given}: a list of factors, each in (0, 1) and given once (the "
+             "original image is always kept), e.g. data.rescale=[0.9,0.8,0.7,0.6]")
+    try:
+        factors = tuple(float(f) for f in given)
+    except (TypeError, ValueError):
+        raise ConfigError(usage) from None
     if any(not 0 < f < 1 for f in factors) or len(set(factors)) < len(factors):
-        raise ConfigError(f"data.rescale={list(factors)}: each factor must be in (0, 1), "
-                          "once (the original image is always kept), e.g. [0.9,0.8,0.7,0.6]")
+        raise ConfigError(usage)
     return factors
 
 

@@ -195,8 +195,9 @@ def test_rescaled_copies_follow_each_image_with_their_own_bicubic_lr(image_folde
     assert with_rescaled_copies(pairs, 3, (), progress=False) == (pairs, [1.0, 1.0])
 
 
-@pytest.mark.parametrize("rescale", [[1.0], [0.0], [1.5], [0.9, 0.9], [-0.5]])
-def test_rescale_factors_outside_0_1_or_repeated_are_refused(rescale):
+@pytest.mark.parametrize("rescale", [[1.0], [0.0], [1.5], [0.9, 0.9], [-0.5], 0.9, "half",
+                                     ["x"]])
+def test_rescale_factors_outside_0_1_repeated_or_not_a_list_are_refused(rescale):
     with pytest.raises(ConfigError, match="data.rescale"):
         rescale_factors(OmegaConf.create({"rescale": rescale}))
     assert rescale_factors(OmegaConf.create({"rescale": [0.9, 0.6]})) == (0.9, 0.6)
