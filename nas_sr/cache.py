@@ -135,4 +135,3 @@ def open_store(sources: Sequence[ImageSource], scale: int, min_lq_size: int,
     if small:
         load_pairs([sources[small[0]]], scale, min_lq_size)  # raises the named error
     return store
-

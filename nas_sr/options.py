@@ -11,6 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from nas_sr.archs import check_scale
+from nas_sr.data import rescale_factors
 from nas_sr.inference import RUNTIMES
 from nas_sr.lighten import CRITERIA, METHODS
 from nas_sr.runtime import CLOCKS, ConfigError, resolve_device
@@ -194,6 +195,7 @@ def check_options(job: str, cfg: DictConfig) -> None:
         _at_least(cfg, "data.num_workers", 0)
         if cfg.data.small_images not in ("error", "skip"):
             raise ConfigError(f"data.small_images={cfg.data.small_images!r}: use error or skip")
+        rescale_factors(cfg.data)  # before any image is read
     if job == "compress":
         _compress(cfg)
     if job == "rank":

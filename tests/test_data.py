@@ -224,13 +224,14 @@ def test_h5_cache_holds_the_rescaled_copies_and_rebuilds_when_they_change(image_
 
 
 def test_data_rescale_reaches_the_training_images_of_retrain_and_search_only():
-    plain, _ = load_data(make_cfg("retrain"), Dist())
+    plain, plain_val = load_data(make_cfg("retrain"), Dist())
     crops, val_sets = load_data(make_cfg("retrain", "data.rescale=[0.8,0.6]"), Dist())
     assert len(crops.store) == 3 * len(plain.store)
-    assert len(val_sets) == len(load_data(make_cfg("retrain"), Dist())[1])  # not validation
+    assert len(val_sets) == len(plain_val)  # not validation
     assert len(train_store(make_cfg("search", "data.rescale=[0.7]"))) == 2 * len(plain.store)
-    with pytest.raises(ConfigError, match="data.rescale"):
-        load_data(make_cfg("retrain", "data.rescale=[2]"), Dist())
+    for job in ("retrain", "search"):  # refused up front, before any image is read
+        with pytest.raises(ConfigError, match="data.rescale"):
+            check_options(job, make_cfg(job, "data.rescale=[2]"))
 
 
 def test_h5_store_in_dataloader_workers(image_folder, tmp_path):
