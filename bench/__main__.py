@@ -8,7 +8,8 @@ import time
 
 from bench.timing import Row, machine
 
-BENCHES = ("supernet", "data", "controller", "inference", "memory", "video", "runtime")
+BENCHES = ("supernet", "data", "controller", "inference", "memory", "video", "runtime",
+           "training")
 
 
 def table(rows: list[Row]) -> str:
