@@ -189,6 +189,7 @@ def check_options(job: str, cfg: DictConfig) -> None:
                               f"the time spent), not {cfg.train.schedule}")
         _positive(cfg, "train.grad_clip", optional=True)
         _at_least(cfg, "train.lr_min", 0, whole=False)
+        _at_least(cfg, "train.warmup_steps", 0)
     if job == "retrain":  # compress: against its model's scale, once the model is read
         check_patch(cfg, "train.patch_size", cfg.scale)
     if job in ("search", "retrain", "compress"):

@@ -100,6 +100,11 @@ def lr_factor(train: DictConfig, epoch: int, train_s: float = 0.0) -> float:
     raise ConfigError(f"train.schedule={train.schedule!r}; use cosine or step")
 
 
+def warmup_factor(warmup_steps: int, step: int) -> float:
+    """Multiplier of the scheduled learning rate at a run's ``step`` (1-based)."""
+    return min(1.0, step / warmup_steps) if warmup_steps else 1.0
+
+
 def clip_gradients(params: list[nn.Parameter], train: DictConfig, learning_rate: float) -> None:
     """Norm clipping at ``grad_clip``, or VDSR's adjustable clipping: each gradient
     component within +-grad_clip / lr, so the step bound stays fixed as the lr decays."""
@@ -258,7 +263,10 @@ class Trainer(RunState):
             self.stop_if(self.blow_up(value), "the training loss", f", step {step}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            clip_gradients(list(self.model.parameters()), t, learning_rate)
+            lr_now = learning_rate * warmup_factor(t.warmup_steps, self.steps + step)
+            for group in self.optimizer.param_groups:  # the epoch's scheduler step resets it
+                group["lr"] = lr_now
+            clip_gradients(list(self.model.parameters()), t, lr_now)
             self.optimizer.step()
             total += value
             steps += 1

@@ -150,9 +150,28 @@ def test_a_time_budget_stops_at_the_step_that_spends_it_and_sets_the_cosine_by_t
         check_options("retrain", make_cfg("retrain", "train.minutes=5", "train.schedule=step"))
 
 
+def test_warmup_ramps_the_scheduled_lr_over_the_first_steps(image_folder, genotype_file,
+                                                            tmp_path, monkeypatch):
+    used = []
+    real = trainer.clip_gradients
+    monkeypatch.setattr(trainer, "clip_gradients",
+                        lambda params, t, lr: (used.append(lr), real(params, t, lr)))
+    cfg = folder_cfg(image_folder, genotype_file, "train.epochs=3", "train.iters_per_epoch=2",
+                     "train.warmup_steps=3", "train.lr=1e-3")
+    run_job("retrain", cfg, tmp_path)
+    scheduled = [r["lr"] for r in epochs(tmp_path) for _ in range(2)]
+    assert scheduled[0] == 1e-3 and scheduled[2] < 1e-3  # the cosine goes on beneath it
+    ramp = (1 / 3, 2 / 3, 1, 1, 1, 1)
+    assert used == pytest.approx([s * w for s, w in zip(scheduled, ramp, strict=True)])
+    with pytest.raises(ValueError, match="train.warmup_steps=-1"):
+        check_options("retrain", make_cfg("retrain", "train.warmup_steps=-1"))
+
+
+# a warm-up of 12 steps outlasts the kill in epoch 3: the resumed run picks the ramp up
+@pytest.mark.parametrize("warmup", [[], ["train.warmup_steps=12"]], ids=["plain", "warmup"])
 def test_kill_and_resume_equals_an_uninterrupted_run(image_folder, genotype_file, tmp_path,
-                                                     monkeypatch):
-    cfg = folder_cfg(image_folder, genotype_file, "train.epochs=3")
+                                                     monkeypatch, warmup):
+    cfg = folder_cfg(image_folder, genotype_file, "train.epochs=3", *warmup)
     run_job("retrain", cfg, tmp_path / "full")
 
     real, calls = trainer.F.l1_loss, {"n": 0}
