@@ -1,7 +1,9 @@
 """8. Retraining speed on this CPU: one step of the shipped x2 cell as `nas-sr retrain`
 runs it (batch 16 x 96px HR crops, channels_last, Adam), eager against `torch.compile`,
-and where a step's time goes: forward, input-gradient and weight-gradient time of each
-conv kind the cell uses, on a 32-channel 48x48 LR batch."""
+each in fp32 and under bf16 autocast (`train.amp`; native only on CPUs with AMX or
+AVX512-BF16, emulated and slower elsewhere), and where a step's time goes: forward,
+input-gradient and weight-gradient time of each conv kind the cell uses, on a 32-channel
+48x48 LR batch."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.timing import Row, interleaved
+from nas_sr.runtime import native_bf16
 from search_spaces.genotypes import load_genotype
 from search_spaces.network import CellSRNet
 
@@ -20,7 +23,7 @@ SHIPPED = Path(__file__).resolve().parents[1] / "models" / "searched_x2" / "geno
 BATCH, LQ_SIDE, SCALE, CHANNELS = 16, 48, 2, 32
 
 
-def step_fn(compiled: bool) -> Callable[[], None]:
+def step_fn(compiled: bool, amp: bool = False) -> Callable[[], None]:
     """One training step of the shipped cell (random weights: speed does not depend on them)."""
     torch.manual_seed(0)
     last = torch.channels_last
@@ -31,7 +34,9 @@ def step_fn(compiled: bool) -> Callable[[], None]:
     gt = torch.rand(BATCH, 3, LQ_SIDE * SCALE, LQ_SIDE * SCALE)
 
     def step() -> None:
-        loss = F.l1_loss(forward(lq), gt)
+        with torch.autocast("cpu", torch.bfloat16, enabled=amp):
+            sr = forward(lq)
+        loss = F.l1_loss(sr.float(), gt)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -59,12 +64,17 @@ def conv_parts(conv: nn.Conv2d, repeats: int) -> dict[str, float]:
 
 def run(quick: bool) -> list[Row]:
     repeats = 3 if quick else 10
-    steps = interleaved({"eager": step_fn(False), "torch.compile": step_fn(True)}, repeats)
+    steps = interleaved({f"{mode}{amp}": step_fn(mode == "torch.compile", amp == ", bf16")
+                         for mode in ("eager", "torch.compile") for amp in ("", ", bf16")},
+                        repeats)
     shape = f"batch {BATCH} x {LQ_SIDE * SCALE}px HR, 1 step"
     rows = [Row("training", f"shipped x2 cell, {name}", t * 1e3, "ms", shape)
             for name, t in steps.items()]
-    rows.append(Row("training", "torch.compile speed-up", steps["eager"] / steps["torch.compile"],
-                    "x", "train.compile on CPU"))
+    native = "native" if native_bf16(torch.device("cpu")) else "emulated"
+    for name, how in (("torch.compile", "train.compile"), ("eager, bf16", f"train.amp, {native}"),
+                      ("torch.compile, bf16", "train.compile + train.amp")):
+        rows.append(Row("training", f"{name} speed-up", steps["eager"] / steps[name], "x",
+                        f"{how} on CPU"))
     convs = {"conv_3x3": nn.Conv2d(CHANNELS, CHANNELS, 3, padding=1),
              "dil_conv_3x3 (dilation 3)": nn.Conv2d(CHANNELS, CHANNELS, 3, padding=3, dilation=3),
              "sep_conv_3x3 depthwise": nn.Conv2d(CHANNELS, CHANNELS, 3, padding=1,

@@ -190,6 +190,8 @@ def check_options(job: str, cfg: DictConfig) -> None:
         _positive(cfg, "train.grad_clip", optional=True)
         _at_least(cfg, "train.lr_min", 0, whole=False)
         _at_least(cfg, "train.warmup_steps", 0)
+        if not (isinstance(cfg.train.amp, bool) or cfg.train.amp == "auto"):
+            raise ConfigError(f"train.amp={cfg.train.amp!r}: use true, false or auto")
     if job == "retrain":  # compress: against its model's scale, once the model is read
         check_patch(cfg, "train.patch_size", cfg.scale)
     if job in ("search", "retrain", "compress"):

@@ -53,6 +53,7 @@ from nas_sr.runtime import (
     not_finite,
     seed_everything,
     set_threads,
+    use_amp,
 )
 from nas_sr.training import Pairs, RunState, crop_psnrs
 from search_spaces.cell import upgrade_state_dict
@@ -183,8 +184,7 @@ class Trainer(RunState):
         self.init_skipped = (init_from(self.model, cfg.init_from)
                              if cfg.init_from and resume is None else None)
         self.net: nn.Module = self.model
-        # bf16 autocast pays on tensor cores; on CPU it is slower, so CUDA only
-        self.amp = bool(t.amp) and device.type == "cuda"
+        self.amp = use_amp(t.amp, device)
         if d.enabled:
             # no BN anywhere: the only buffers are constants (the RGB mean), nothing to sync
             self.net = DistributedDataParallel(

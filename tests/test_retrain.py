@@ -167,11 +167,39 @@ def test_warmup_ramps_the_scheduled_lr_over_the_first_steps(image_folder, genoty
         check_options("retrain", make_cfg("retrain", "train.warmup_steps=-1"))
 
 
+def test_bf16_autocast_runs_the_forward_in_bf16_and_keeps_fp32_weights(
+        image_folder, genotype_file, tmp_path, monkeypatch):
+    dtypes = []
+    real = trainer.build_model
+
+    def watched(arch):  # the dtype of the upsampler's output in every training forward
+        model = real(arch)
+        model.tail.register_forward_hook(
+            lambda module, args, out: dtypes.append(out.dtype) if module.training else None)
+        return model
+
+    monkeypatch.setattr(trainer, "build_model", watched)
+    runs = {}
+    for amp in ("false", "true"):
+        dtypes.clear()
+        cfg = folder_cfg(image_folder, genotype_file, "train.epochs=1", f"train.amp={amp}")
+        runs[amp] = run_job("retrain", cfg, tmp_path / amp)
+        assert set(dtypes) == {torch.bfloat16 if amp == "true" else torch.float32}
+    fp32, bf16 = (model_state(tmp_path / amp / "last.pt") for amp in ("false", "true"))
+    assert all(v.dtype == torch.float32 for v in bf16.values())
+    assert any(not torch.equal(fp32[k], bf16[k]) for k in fp32)  # bf16 rounding took part
+    # validation is fp32 either way, and a few bf16 steps learn what fp32 steps do
+    assert runs["true"]["best_val_psnr"] == pytest.approx(runs["false"]["best_val_psnr"], abs=0.5)
+    with pytest.raises(ValueError, match="train.amp='sometimes'"):
+        check_options("retrain", make_cfg("retrain", "train.amp=sometimes"))
+
+
 # a warm-up of 12 steps outlasts the kill in epoch 3: the resumed run picks the ramp up
-@pytest.mark.parametrize("warmup", [[], ["train.warmup_steps=12"]], ids=["plain", "warmup"])
+@pytest.mark.parametrize("options", [[], ["train.warmup_steps=12"], ["train.amp=true"]],
+                         ids=["plain", "warmup", "bf16"])
 def test_kill_and_resume_equals_an_uninterrupted_run(image_folder, genotype_file, tmp_path,
-                                                     monkeypatch, warmup):
-    cfg = folder_cfg(image_folder, genotype_file, "train.epochs=3", *warmup)
+                                                     monkeypatch, options):
+    cfg = folder_cfg(image_folder, genotype_file, "train.epochs=3", *options)
     run_job("retrain", cfg, tmp_path / "full")
 
     real, calls = trainer.F.l1_loss, {"n": 0}

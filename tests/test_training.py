@@ -1,6 +1,7 @@
 """The state machinery and PSNR helper that search and retrain share (nas_sr/training.py)."""
 
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 from nas_sr.jobs.search import Search
 from nas_sr.metrics import psnr_y, quantize
 from nas_sr.runlog import RunLog
-from nas_sr.runtime import PATIENCE, BlowUpGuard
+from nas_sr.runtime import PATIENCE, BlowUpGuard, native_bf16, use_amp
 from nas_sr.shared_weights import score
 from nas_sr.trainer import Trainer
 from nas_sr.training import RunState, crop_psnrs
@@ -94,3 +95,15 @@ def test_a_loss_spike_that_recovers_is_not_a_divergence():
     assert "blew up to 1.2" in guard(1.2)  # PATIENCE steps in a row above 1
     assert "blew up to 1e+23" in BlowUpGuard()(1e23)  # hopeless at once
     assert BlowUpGuard()(float("nan")) == "became nan"
+
+
+def test_native_bf16_on_this_cpu_is_what_its_flags_say():
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        pytest.skip("no /proc/cpuinfo to read the CPU's flags from")
+    flags = {f for line in cpuinfo.read_text().splitlines() if line.startswith("flags")
+             for f in line.split(":", 1)[1].split()}
+    cpu = torch.device("cpu")
+    assert native_bf16(cpu) == bool({"amx_bf16", "avx512_bf16"} & flags)
+    assert use_amp("auto", cpu) == native_bf16(cpu)
+    assert use_amp(True, cpu) and not use_amp(False, cpu)
