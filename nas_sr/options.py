@@ -14,7 +14,7 @@ from nas_sr.archs import check_scale
 from nas_sr.data import rescale_factors
 from nas_sr.inference import RUNTIMES
 from nas_sr.lighten import CRITERIA, METHODS
-from nas_sr.runtime import CLOCKS, ConfigError, resolve_device
+from nas_sr.runtime import CLOCKS, LOSSES, ConfigError, resolve_device
 from nas_sr.video import CONTAINERS
 from search_spaces.cost import BUDGET_MODES
 
@@ -190,6 +190,8 @@ def check_options(job: str, cfg: DictConfig) -> None:
         _positive(cfg, "train.grad_clip", optional=True)
         _at_least(cfg, "train.lr_min", 0, whole=False)
         _at_least(cfg, "train.warmup_steps", 0)
+        if cfg.train.loss not in LOSSES:
+            raise ConfigError(f"train.loss={cfg.train.loss!r}: use {' or '.join(LOSSES)}")
         if not (isinstance(cfg.train.amp, bool) or cfg.train.amp == "auto"):
             raise ConfigError(f"train.amp={cfg.train.amp!r}: use true, false or auto")
     if job == "retrain":  # compress: against its model's scale, once the model is read

@@ -31,6 +31,9 @@ def resolve_device(name: str) -> torch.device:
 # budget for 1-thread runs; n threads count n times)
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
+# train.loss -> its torch.nn.functional name, looked up at each step (so tests can patch F)
+LOSSES = {"l1": "l1_loss", "mse": "mse_loss"}
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)

@@ -1,10 +1,10 @@
 """Training a standalone model in a run folder: the loop, its checkpoints and validation.
 
-Seed 004's habits: L1 loss, Adam, a decaying learning rate, random crops with
-flips and 90-degree rotations, validation PSNR (Y, ``scale`` pixels shaved,
-8-bit outputs) every epoch, the best checkpoint kept. ``last.pt`` holds the
-whole training state, so a killed run resumes where its last epoch ended. The
-retrain job trains once; compress fine-tunes each round with it.
+Seed 004's habits: L1 loss (or MSE, for a last fine-tune: PSNR is an MSE), Adam, a
+decaying learning rate, random crops with flips and 90-degree rotations, validation
+PSNR (Y, ``scale`` pixels shaved, 8-bit outputs) every epoch, the best checkpoint
+kept. ``last.pt`` holds the whole training state, so a killed run resumes where its
+last epoch ended. The retrain job trains once; compress fine-tunes each round with it.
 
 Under ``torchrun`` it trains data-parallel (DDP): ``train.batch_size`` is the
 global batch, split evenly over the processes by striding the crop indices, so
@@ -46,6 +46,7 @@ from nas_sr.images import to_tensor
 from nas_sr.pt2 import read_model_file
 from nas_sr.runtime import (
     CLOCKS,
+    LOSSES,
     BlowUpGuard,
     ConfigError,
     cosine_lr,
@@ -257,7 +258,7 @@ class Trainer(RunState):
             gt = gt.to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, torch.bfloat16, enabled=self.amp):
                 sr = self.net(lq)
-            loss = F.l1_loss(sr.float(), gt)
+            loss = getattr(F, LOSSES[t.loss])(sr.float(), gt)
             # every process checks the mean loss, so all of them stop together
             value = distributed.all_sum(d, loss.detach().clone()).item() / d.world_size
             self.stop_if(self.blow_up(value), "the training loss", f", step {step}")

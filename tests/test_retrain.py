@@ -194,6 +194,26 @@ def test_bf16_autocast_runs_the_forward_in_bf16_and_keeps_fp32_weights(
         check_options("retrain", make_cfg("retrain", "train.amp=sometimes"))
 
 
+def test_train_loss_mse_trains_on_the_mean_squared_error(image_folder, genotype_file,
+                                                        tmp_path, monkeypatch):
+    calls = {"l1_loss": 0, "mse_loss": 0}
+    for name in calls:
+        real = getattr(trainer.F, name)
+        monkeypatch.setattr(trainer.F, name, lambda a, b, real=real, name=name: (
+            calls.__setitem__(name, calls[name] + 1), real(a, b))[1])
+    cfg = folder_cfg(image_folder, genotype_file, "train.epochs=1", "train.loss=mse")
+    summary = run_job("retrain", cfg, tmp_path / "mse")
+    assert calls == {"l1_loss": 0, "mse_loss": summary["steps"]} and summary["steps"] > 0
+    # a resumed run takes the loss its command names: an L1 run ends on MSE
+    run_job("retrain", folder_cfg(image_folder, genotype_file, "train.epochs=1"), tmp_path / "l1")
+    command = [f"resume={tmp_path / 'l1'}", "train.epochs=2", "train.loss=mse"]
+    monkeypatch.setattr("nas_sr.cli._task_overrides", lambda: command)
+    run_job("retrain", make_cfg("retrain", *command))
+    assert calls == {"l1_loss": summary["steps"], "mse_loss": 2 * summary["steps"]}
+    with pytest.raises(ValueError, match="train.loss='l2': use l1 or mse"):
+        check_options("retrain", make_cfg("retrain", "train.loss=l2"))
+
+
 # a warm-up of 12 steps outlasts the kill in epoch 3: the resumed run picks the ramp up
 @pytest.mark.parametrize("options", [[], ["train.warmup_steps=12"], ["train.amp=true"]],
                          ids=["plain", "warmup", "bf16"])
