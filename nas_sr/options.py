@@ -51,6 +51,12 @@ def _positive(cfg: DictConfig, key: str, optional: bool = False) -> None:
         raise ConfigError(f"{key}={value}: must be > 0" + (" (or null)" if optional else ""))
 
 
+def _amp(cfg: DictConfig, key: str) -> None:
+    value = OmegaConf.select(cfg, key)
+    if not (isinstance(value, bool) or value == "auto"):
+        raise ConfigError(f"{key}={value!r}: use true, false or auto")
+
+
 def _share(cfg: DictConfig, key: str) -> None:
     value = _number(cfg, key)
     if value is None or not 0 <= value <= 1:
@@ -170,6 +176,7 @@ def check_options(job: str, cfg: DictConfig) -> None:
         _positive(cfg, "search.lr")
         _proxy(cfg)
         _positive(cfg, "search.grad_clip", optional=True)
+        _amp(cfg, "search.amp")
         _at_least(cfg, "search.lr_min", 0, whole=False)
         if "lr" in cfg.controller:
             _positive(cfg, "controller.lr")
@@ -192,8 +199,7 @@ def check_options(job: str, cfg: DictConfig) -> None:
         _at_least(cfg, "train.warmup_steps", 0)
         if cfg.train.loss not in LOSSES:
             raise ConfigError(f"train.loss={cfg.train.loss!r}: use {' or '.join(LOSSES)}")
-        if not (isinstance(cfg.train.amp, bool) or cfg.train.amp == "auto"):
-            raise ConfigError(f"train.amp={cfg.train.amp!r}: use true, false or auto")
+        _amp(cfg, "train.amp")
     if job == "retrain":  # compress: against its model's scale, once the model is read
         check_patch(cfg, "train.patch_size", cfg.scale)
     if job in ("search", "retrain", "compress"):

@@ -8,6 +8,7 @@ from conftest import QUIET, make_cfg
 from controllers import Controller
 from nas_sr.cli import run_job
 from nas_sr.jobs import search as search_mod
+from nas_sr.options import check_options
 from nas_sr.runlog import read_metrics
 from nas_sr.runtime import TrainingDiverged
 from search_spaces.genotypes import load_genotype
@@ -34,10 +35,11 @@ def test_search_writes_the_run_folder(smoke_search):
     assert [e["epoch"] for e in epochs] == [1, 2] and epochs[0]["loss"] > 0
 
 
+@pytest.mark.parametrize("options", [[], ["search.amp=true"]], ids=["fp32", "bf16"])
 def test_kill_and_resume_across_the_warmup_boundary_equals_an_uninterrupted_run(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, options):
     # 4 epochs, the first 2 a warm-up: kill in epoch 3, the first with policy updates
-    cfg = make_cfg("search", "search.epochs=4", "search.warmup=0.5")
+    cfg = make_cfg("search", "search.epochs=4", "search.warmup=0.5", *options)
     run_job("search", cfg, tmp_path / "full")
 
     real_update = Controller.update
@@ -65,6 +67,26 @@ def test_kill_and_resume_across_the_warmup_boundary_equals_an_uninterrupted_run(
     full_summary = json.loads((tmp_path / "full" / "summary.json").read_text())
     assert resumed["genotype"] == full_summary["genotype"]
     assert resumed["val_psnr"] == pytest.approx(full_summary["val_psnr"], abs=1e-9)
+
+
+def test_search_amp_trains_the_shared_weights_in_bf16_and_scores_in_fp32(tmp_path,
+                                                                         monkeypatch):
+    dtypes = {"train": set(), "score": set()}
+    real = search_mod.build_supernet
+
+    def watched(cfg):
+        net = real(cfg)
+        net.tail.register_forward_hook(lambda module, args, out: dtypes[
+            "train" if module.training else "score"].add(out.dtype))
+        return net
+
+    monkeypatch.setattr(search_mod, "build_supernet", watched)
+    summary = run_job("search", make_cfg("search", "search.epochs=1", "search.amp=true"),
+                      tmp_path)
+    assert dtypes == {"train": {torch.bfloat16}, "score": {torch.float32}}
+    assert summary["val_psnr"] > 10
+    with pytest.raises(ValueError, match="search.amp=1"):
+        check_options("search", make_cfg("search", "search.amp=1"))
 
 
 def test_warmup_samples_uniformly_and_never_updates_the_policy(tmp_path, monkeypatch):

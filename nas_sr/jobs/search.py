@@ -45,6 +45,7 @@ from nas_sr.runtime import (
     resolve_device,
     seed_everything,
     set_threads,
+    use_amp,
 )
 from nas_sr.search_plots import log_to_wandb, plot_run
 from nas_sr.shared_weights import (
@@ -77,6 +78,7 @@ class Search(RunState):
         self.blow_up = BlowUpGuard()
         self.supernet = build_supernet(cfg).to(self.device, memory_format=self.fmt)
         self.optimizer = torch.optim.Adam(self.supernet.parameters(), lr=cfg.search.lr)
+        self.amp = use_amp(cfg.search.amp, self.device)
         self.controller = build_search_controller(cfg)
         self.learns = self.controller.optimizer is not None
         self.uniform = RandomController(cfg.archs.cell.nodes)
@@ -151,7 +153,9 @@ class Search(RunState):
             genotype = self.training_child()
             lq = lq.to(self.device, memory_format=self.fmt)
             gt = gt.to(self.device)
-            loss = F.l1_loss(net(lq, genotype), gt)
+            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.amp):
+                sr = net(lq, genotype)
+            loss = F.l1_loss(sr.float(), gt)
             self.stop_if(self.blow_up(loss.item()), "the shared-weight loss")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
