@@ -1,5 +1,6 @@
 """1. Weight-sharing overhead: a training step through the supernet with a fixed sampled
-genotype vs the standalone network of that genotype (same batch, same init)."""
+genotype vs the standalone network of that genotype (same batch, same init), and the
+supernet's step under bf16 autocast (`search.amp`)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import torch.nn.functional as F
 
 from bench.timing import Row, interleaved
 from controllers import build_controller
+from nas_sr.runtime import native_bf16
 from search_spaces.genotypes import Genotype
 from search_spaces.network import CellSRNet
 
 
 def train_step(net: CellSRNet, opt: torch.optim.Optimizer, lq: torch.Tensor,
-               gt: torch.Tensor, genotype: Genotype | None = None) -> None:
-    loss = F.l1_loss(net(lq, genotype), gt)
+               gt: torch.Tensor, genotype: Genotype | None = None, amp: bool = False) -> None:
+    with torch.autocast("cpu", torch.bfloat16, enabled=amp):
+        sr = net(lq, genotype)
+    loss = F.l1_loss(sr.float(), gt)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -38,8 +42,11 @@ def run(quick: bool) -> list[Row]:
         "standalone": lambda: train_step(nets["standalone"], opts["standalone"], lq_last, gt),
         "supernet NCHW": lambda: train_step(nets["supernet NCHW"], opts["supernet NCHW"], lq, gt,
                                             genotype),
+        "supernet bf16": lambda: train_step(nets["supernet"], opts["supernet"], lq_last, gt,
+                                            genotype, amp=True),
     }, repeats=5 if quick else 20)
     shape = f"C={channels} N={cells}, batch {batch} x {lq_side * scale}px HR"
+    native = "native" if native_bf16(torch.device("cpu")) else "emulated"
     return [
         Row("supernet", "train step, supernet (fixed genotype)", times["supernet"] * 1e3, "ms",
             f"{shape}, channels_last"),
@@ -49,4 +56,8 @@ def run(quick: bool) -> list[Row]:
             "goal <= 1.2"),
         Row("supernet", "train step, supernet, NCHW (before)", times["supernet NCHW"] * 1e3, "ms",
             shape),
+        Row("supernet", "train step, supernet, bf16 autocast", times["supernet bf16"] * 1e3, "ms",
+            f"{shape}, search.amp, bf16 {native}"),
+        Row("supernet", "bf16 speed-up", times["supernet"] / times["supernet bf16"], "x",
+            "search.amp on CPU"),
     ]
