@@ -23,7 +23,7 @@ from nas_sr.deploy import for_inference
 from nas_sr.metrics import quantize
 from nas_sr.onnx_model import ONNX_FILE, OnnxModel, export_onnx, read_onnx
 from nas_sr.pt2 import ModelError, load_exported
-from nas_sr.runtime import ConfigError, memory_format
+from nas_sr.runtime import ConfigError, memory_format, use_amp
 
 Model = Callable[[torch.Tensor], torch.Tensor]
 Progress = Callable[[int, int], None]  # (done, total) units of work
@@ -73,6 +73,17 @@ class Predictor:
 
 
 RUNTIMES = ("auto", "eager", "onnx")
+
+
+def amp_and_runtime(amp: bool | str, runtime: str, device: torch.device) -> tuple[bool, str]:
+    """``amp`` (true | false | auto, as :func:`nas_sr.runtime.use_amp`) resolved on
+    ``device``, and the runtime the model then runs on. bf16 autocast is torch's, so amp on
+    makes ``runtime=auto`` torch; an explicit ``runtime=onnx`` stays fp32 ONNX Runtime
+    (``amp=true`` with it is refused by ``nas_sr.options``)."""
+    if runtime == "onnx":
+        return False, runtime
+    on = use_amp(amp, device)
+    return on, "eager" if on and runtime == "auto" else runtime
 
 
 def load_predictor(spec: str, scale: int | None = None, device: torch.device | str = "cpu",
@@ -201,11 +212,11 @@ def super_resolve(predictor: Predictor, lq: torch.Tensor, *, tile: int | None = 
                   progress: Progress | None = None) -> torch.Tensor:
     """The SR image of an LR batch, optionally x8-ensembled (per tile) and tiled.
 
-    ``amp`` runs the model under bf16 autocast on CUDA (ignored on CPU);
+    ``amp`` runs the model under bf16 autocast (torch models; see :func:`amp_and_runtime`);
     ``progress(done, total)`` is called after each tile.
     """
     lq = lq.contiguous(memory_format=memory_format(predictor.channels_last))
     net = predictor.net
     model: Model = partial(self_ensemble, net) if ensemble else net
-    with torch.autocast(lq.device.type, torch.bfloat16, enabled=amp and lq.is_cuda):
+    with torch.autocast(lq.device.type, torch.bfloat16, enabled=amp):
         return tiled_forward(model, lq, predictor.scale, tile, overlap, progress).float()

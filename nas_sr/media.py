@@ -15,7 +15,7 @@ from PIL import Image
 
 from nas_sr.checkpoint import atomic_path
 from nas_sr.images import load_image, to_tensor, to_uint8
-from nas_sr.inference import Predictor, Progress, super_resolve
+from nas_sr.inference import Predictor, Progress, amp_and_runtime, super_resolve
 from nas_sr.runtime import resolve_device
 from nas_sr.video import VIDEO_EXTENSIONS, Encoding, VideoInfo, rewrite
 
@@ -27,7 +27,8 @@ class Settings:
     tile: int | None = 256
     overlap: int = 16
     ensemble: bool = False
-    amp: bool = False
+    amp: bool = False  # resolved: bf16 autocast on or off
+    runtime: str = "auto"  # what load_predictor runs the model on (amp on: torch)
     container: str = "mp4"  # extension of video outputs
     encoding: Encoding = field(default_factory=Encoding)
     device: torch.device = torch.device("cpu")
@@ -36,9 +37,12 @@ class Settings:
     def from_cfg(cls, cfg: DictConfig) -> Settings:
         video = cfg.video
         options = {k: str(v) for k, v in OmegaConf.to_container(video.options).items()}
-        return cls(cfg.tile, cfg.overlap, cfg.self_ensemble, cfg.amp, video.container.lstrip("."),
+        device = resolve_device(cfg.device)
+        amp, runtime = amp_and_runtime(cfg.amp, cfg.runtime, device)
+        return cls(cfg.tile, cfg.overlap, cfg.self_ensemble, amp, runtime,
+                   video.container.lstrip("."),
                    Encoding(video.codec, video.crf, video.preset, video.pix_fmt, video.batch,
-                            options), resolve_device(cfg.device))
+                            options), device)
 
     def output_name(self, src: Path) -> str:
         """``photo.jpg`` -> ``photo.png``, ``clip.avi`` -> ``clip.mp4`` (by default)."""

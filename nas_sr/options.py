@@ -222,6 +222,10 @@ def check_options(job: str, cfg: DictConfig) -> None:
         _tile(cfg)
         if cfg.runtime not in RUNTIMES:
             raise ConfigError(f"runtime={cfg.runtime!r}: use one of {', '.join(RUNTIMES)}")
+        _amp(cfg, "amp")
+        if cfg.amp is True and cfg.runtime == "onnx":
+            raise ConfigError("amp=true is torch's bf16 autocast and runtime=onnx runs fp32 "
+                              "ONNX Runtime; drop one (runtime=auto with amp=true runs torch)")
     if job == "export":
         export_formats(cfg)
     if job in ("upscale", "serve"):

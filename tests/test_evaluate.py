@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from skimage import data as photos
 from skimage.metrics import structural_similarity
 from torch import nn
 
@@ -12,10 +13,12 @@ from conftest import QUIET, SHARED, make_cfg, make_set, needs_datasets, write_im
 from nas_sr.archs import SRCNN
 from nas_sr.checkpoint import save_atomic
 from nas_sr.complexity import count_params, lq_size, mult_adds
-from nas_sr.images import ImageError
-from nas_sr.inference import ModelError
+from nas_sr.images import ImageError, to_tensor
+from nas_sr.inference import ModelError, amp_and_runtime, load_predictor, super_resolve
 from nas_sr.jobs import evaluate
-from nas_sr.metrics import ssim_y
+from nas_sr.metrics import psnr_y, quantize, ssim_y
+from nas_sr.options import check_options
+from nas_sr.runtime import native_bf16
 
 # the datasets README's figures for PIL bicubic upsampling of the given LR images
 REFERENCE = {("Set5", 2): 33.67, ("Set14", 2): 30.33, ("Set5", 3): 30.40,
@@ -92,6 +95,27 @@ def test_checkpoint_evaluation_table_json_and_tiling(tmp_path, capsys):
     assert len(whole["sets"]["Tiny"]["images"]) == 2
     tiled = evaluate.run(make_cfg(*base, "tile=16", "overlap=8"), tmp_path / "tiled")
     assert tiled["sets"]["Tiny"]["psnr"] == pytest.approx(whole["sets"]["Tiny"]["psnr"], abs=0.01)
+
+
+def test_amp_runs_the_shipped_model_in_bf16_close_to_fp32_on_a_real_photo(tmp_path):
+    shipped = Path(__file__).resolve().parents[1] / "models" / "searched_x2" / "model.pt2"
+    cpu = torch.device("cpu")
+    assert amp_and_runtime(True, "auto", cpu) == (True, "eager")  # bf16 is torch's
+    assert amp_and_runtime(False, "auto", cpu) == (False, "auto")
+    assert amp_and_runtime("auto", "onnx", cpu) == (False, "onnx")  # an explicit runtime stays
+    assert amp_and_runtime("auto", "auto", cpu) == (native_bf16(cpu), "eager" if
+                                                    native_bf16(cpu) else "auto")
+    predictor = load_predictor(str(shipped), 2, cpu, runtime="eager")
+    dtypes = []
+    conv = next(m for m in predictor.net.modules() if isinstance(m, nn.Conv2d))
+    conv.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    lq = to_tensor(photos.astronaut()[::4, ::4])[None]
+    fp32, bf16 = (quantize(super_resolve(predictor, lq, amp=amp)) for amp in (False, True))
+    assert dtypes == [torch.float32, torch.bfloat16]
+    assert not torch.equal(fp32, bf16)  # not 8-bit exact: why it is not the default
+    assert float(psnr_y(bf16, fp32, 2)) > 45  # but within rounding of the fp32 output
+    with pytest.raises(ValueError, match="amp=true is torch's bf16 autocast"):
+        check_options("evaluate", make_cfg("evaluate", "amp=true", "runtime=onnx"))
 
 
 def test_layout_errors_name_the_problem(tmp_path):

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from nas_sr.complexity import HR_SIZE, complexity, human
 from nas_sr.data import ImageSource, load_pair
 from nas_sr.images import ImageError, list_images, to_tensor
-from nas_sr.inference import Predictor, load_predictor, super_resolve
+from nas_sr.inference import Predictor, amp_and_runtime, load_predictor, super_resolve
 from nas_sr.metrics import mean, psnr_y, quantize, ssim_y
 from nas_sr.runtime import resolve_device, set_threads
 
@@ -54,10 +54,10 @@ def benchmark_sources(root: Path, name: str, scale: int) -> list[ImageSource]:
 
 
 def evaluate_image(predictor: Predictor, source: ImageSource, cfg: DictConfig,
-                   device: torch.device) -> dict[str, Any]:
+                   device: torch.device, amp: bool = False) -> dict[str, Any]:
     gt, lq = load_pair(source, predictor.scale)  # names the LR file if the sizes disagree
     sr = super_resolve(predictor, to_tensor(lq, device)[None], tile=cfg.tile, overlap=cfg.overlap,
-                       ensemble=cfg.self_ensemble, amp=cfg.amp)
+                       ensemble=cfg.self_ensemble, amp=amp)
     sr, gt_t = quantize(sr[0]).cpu(), torch.from_numpy(gt).permute(2, 0, 1)
     shave = predictor.scale
     return {"image": source.gt.stem, "psnr": float(psnr_y(sr, gt_t, shave)),
@@ -82,7 +82,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     set_threads(cfg.threads)
     device = resolve_device(cfg.device)
     scale = int(cfg.scale)
-    predictor = load_predictor(str(cfg.model), scale, device, cfg.channels_last, cfg.runtime)
+    amp, runtime = amp_and_runtime(cfg.amp, cfg.runtime, device)
+    predictor = load_predictor(str(cfg.model), scale, device, cfg.channels_last, runtime)
     root = Path(cfg.benchmark_root).expanduser()
     # `sets=Set5` (no brackets) is one name, not the letters S, e, t, 5
     names = [cfg.sets] if isinstance(cfg.sets, str) else list(cfg.sets)
@@ -92,12 +93,12 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     results: dict[str, Any] = {
         "model": str(cfg.model), "arch": predictor.arch, "scale": scale,
         "self_ensemble": bool(cfg.self_ensemble), "tile": cfg.tile,
-        "runtime": predictor.runtime,
+        "runtime": predictor.runtime, "amp": amp,
         "params": sizes.get("params"), "nonzero_params": sizes.get("nonzero_params"),
         "mult_adds": sizes.get("mult_adds"), "sets": {},
     }
     for name, set_sources in sources.items():
-        images = [evaluate_image(predictor, src, cfg, device)
+        images = [evaluate_image(predictor, src, cfg, device, amp)
                   for src in tqdm(set_sources, desc=f"{name} x{scale}", unit="img",
                                   leave=False, disable=not cfg.logger.progress)]
         results["sets"][name] = {"psnr": mean([i["psnr"] for i in images]),

@@ -26,7 +26,8 @@ def build(cfg: DictConfig, run_dir: Path) -> Any:
     settings = Settings.from_cfg(cfg)
     models_dir = Path(to_absolute_path(cfg.models_dir))
     model = to_absolute_path(cfg.model) if cfg.model else None
-    catalog = load_catalog(models_dir, model, settings.device, cfg.channels_last, cfg.runtime)
+    catalog = load_catalog(models_dir, model, settings.device, cfg.channels_last,
+                           settings.runtime)
     limits = Limits(int(cfg.limits.upload_mb * 2**20), int(cfg.limits.pixels),
                     int(cfg.limits.frames))
     return create_app(catalog, run_dir, settings, limits, cfg.keep_minutes * 60, cfg.workers)

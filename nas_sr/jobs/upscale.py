@@ -69,7 +69,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     out_dir = Path(cfg.output).expanduser() if cfg.output else run_dir / "images"
     dests = output_paths(root, files, out_dir, settings)
     predictor = load_predictor(str(cfg.model), cfg.scale, settings.device, cfg.channels_last,
-                               cfg.runtime)
+                               settings.runtime)
     written, failed = [], []
     for path, dest in tqdm(list(zip(files, dests, strict=True)),
                            desc=f"upscaling x{predictor.scale}", unit="file",
