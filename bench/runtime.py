@@ -1,10 +1,10 @@
 """7. Runtimes: each shipped model (``models/*/model.pt2``) and SRCNN / FSRCNN run through
 torch eager (a cell also as trained, without the re-parameterisation of
-``search_spaces/fused.py``), the exported ``.pt2`` program, ``torch.compile`` and ONNX
-Runtime, at 1 and 2 threads: output MP/s on Set5's baby (x2, 256x256 LR; scikit-image's
-astronaut without the datasets), how many 8-bit output values differ from eager, and the
-peak memory of ``nas-sr upscale`` with the shipped x2 model on a 1920x1080 input (tiled, the
-default, and untiled) per runtime.
+``search_spaces/fused.py``; and under bf16 autocast, ``amp=true``), the exported ``.pt2``
+program, ``torch.compile`` and ONNX Runtime, at 1 and 2 threads: output MP/s on Set5's
+baby (x2, 256x256 LR; scikit-image's astronaut without the datasets), how many 8-bit
+output values differ from eager, and the peak memory of ``nas-sr upscale`` with the
+shipped x2 model on a 1920x1080 input (tiled, the default, and untiled) per runtime.
 
 ``torch.compile`` runs for the shipped x2 model and SRCNN only, the pair the speed goal
 compares: inductor's C++ build takes minutes a model and thread count on a small CPU.
@@ -65,6 +65,14 @@ def fed_nhwc(model: Callable) -> Callable:
     return lambda x: model(x.contiguous(memory_format=torch.channels_last))
 
 
+def under_bf16(model: Callable) -> Callable:
+    """``model`` run under CPU bf16 autocast, its output back in fp32 (``amp=true``)."""
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", torch.bfloat16):
+            return model(x).float()
+    return run
+
+
 def runtimes(model: nn.Module, arch: dict, threads: int, lq: torch.Tensor,
              compile_too: bool = True) -> dict[str, tuple[Callable, float]]:
     """runtime -> (callable on an NCHW batch, seconds to prepare it and make a first call);
@@ -78,6 +86,7 @@ def runtimes(model: nn.Module, arch: dict, threads: int, lq: torch.Tensor,
     fast = for_inference(trained, arch).to(memory_format=torch.channels_last)
     builders: dict[str, Callable[[], Callable]] = {
         "eager": lambda: fed_nhwc(fast),
+        "eager bf16": lambda: under_bf16(fed_nhwc(fast)),
         "pt2": lambda: export_model(model).module(),
         "compile": lambda: fed_nhwc(torch.compile(fast, dynamic=False)),
         "onnx": lambda: OnnxModel(export_onnx(model, arch), threads),
