@@ -1,10 +1,10 @@
 """PSNR against parameters and against CPU latency, for every model evaluated.
 
-    python -m bench.tradeoff [LABEL=]EVAL_RUN ... [--extra POINTS.json] [--out DIR]
+    python -m bench.tradeoff [LABEL=]EVAL_RUN ... [--extra POINTS.json ...] [--out DIR]
 
 Each ``EVAL_RUN`` is a folder written by ``nas-sr evaluate`` (its ``results.json`` gives
 the model, its size and its Set5/Set14 PSNR); the model is loaded again and timed here.
-``--extra`` adds models evaluated elsewhere: a JSON list of ``{"label", "arch", "Set5",
+``--extra`` adds models evaluated elsewhere: JSON files, each a list of ``{"label", "arch", "Set5",
 "Set14"}`` (``"published": true`` for a paper's figures: hollow markers), timed as an
 untrained model of that arch (dense latency does not depend on the weights).
 Latency: median of interleaved runs on one random LR image, every model eager (an exported
@@ -144,14 +144,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="[LABEL=]folder of a nas-sr evaluate run")
-    parser.add_argument("--extra", type=Path, help="JSON list of models evaluated elsewhere")
+    parser.add_argument("--extra", type=Path, nargs="+", default=[],
+                        help="JSON lists of models evaluated elsewhere")
     parser.add_argument("--out", type=Path, default=Path("."), help="folder for the PNGs")
     parser.add_argument("--lq-size", type=int, default=128, help="side of the timed LR image")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     points = [from_run(r) for r in args.runs]
-    if args.extra:
-        points += [from_extra(e) for e in json.loads(args.extra.read_text())]
+    for extra in args.extra:
+        points += [from_extra(e) for e in json.loads(extra.read_text())]
     time_all(points, args.lq_size, args.repeats)
     points.sort(key=lambda p: p.latency_ms)
     args.out.mkdir(parents=True, exist_ok=True)
