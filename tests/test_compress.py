@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -365,8 +366,14 @@ def test_tradeoff_plots_pruned_models_at_their_nonzero_params(pruned_run, tmp_pa
         (tmp_path / name).mkdir()
         evaluate.run(make_cfg("evaluate", f"model={model}", f"benchmark_root={bench}",
                               "scale=2"), tmp_path / name)
+    extras = []  # two point files, each a list of models evaluated elsewhere
+    for label, set5 in (("FSRCNN (paper)", 37.0), ("FSRCNN (elsewhere)", 35.1)):
+        extras.append(tmp_path / f"{set5}.json")
+        extras[-1].write_text(json.dumps([{"label": label, "Set5": set5, "Set14": 31.0,
+                                           "arch": {"name": "fsrcnn", "scale": 2}}]))
     monkeypatch.setattr(sys, "argv", ["tradeoff", f"SRCNN={tmp_path / 'dense'}",
                                       str(tmp_path / "pruned"), str(tmp_path / "bicubic"),
+                                      "--extra", *map(str, extras),
                                       "--out", str(tmp_path / "fig"), "--lq-size", "16",
                                       "--repeats", "1"])
     tradeoff.main()
@@ -375,5 +382,6 @@ def test_tradeoff_plots_pruned_models_at_their_nonzero_params(pruned_run, tmp_pa
     rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in
             capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line}
     assert rows["SRCNN"][1] == "69.25K" and rows["bicubic"][1] == "-"
+    assert rows["FSRCNN (paper)"][-2] == "37.00" and rows["FSRCNN (elsewhere)"][-2] == "35.10"
     pruned = rows["srcnn, pruned (std, 2 rounds)"]
     assert float(pruned[1].rstrip("K")) < 69.25 and pruned[2] == rows["SRCNN"][2]
