@@ -64,9 +64,9 @@ def conv_parts(conv: nn.Conv2d, repeats: int) -> dict[str, float]:
 
 def run(quick: bool) -> list[Row]:
     repeats = 3 if quick else 10
-    steps = interleaved({f"{mode}{amp}": step_fn(mode == "torch.compile", amp == ", bf16")
-                         for mode in ("eager", "torch.compile") for amp in ("", ", bf16")},
-                        repeats)
+    variants = {"eager": (False, False), "torch.compile": (True, False),  # (compiled, amp)
+                "eager, bf16": (False, True), "torch.compile, bf16": (True, True)}
+    steps = interleaved({name: step_fn(*v) for name, v in variants.items()}, repeats)
     shape = f"batch {BATCH} x {LQ_SIDE * SCALE}px HR, 1 step"
     rows = [Row("training", f"shipped x2 cell, {name}", t * 1e3, "ms", shape)
             for name, t in steps.items()]

@@ -31,7 +31,7 @@ def resolve_device(name: str) -> torch.device:
 # budget for 1-thread runs; n threads count n times)
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
-# train.loss -> its torch.nn.functional name, looked up at each step (so tests can patch F)
+# train.loss -> its torch.nn.functional name, looked up when a run starts (tests patch F)
 LOSSES = {"l1": "l1_loss", "mse": "mse_loss"}
 
 

@@ -186,6 +186,7 @@ class Trainer(RunState):
                              if cfg.init_from and resume is None else None)
         self.net: nn.Module = self.model
         self.amp = use_amp(t.amp, device)
+        self.loss_fn = getattr(F, LOSSES[t.loss])
         if d.enabled:
             # no BN anywhere: the only buffers are constants (the RGB mean), nothing to sync
             self.net = DistributedDataParallel(
@@ -258,7 +259,7 @@ class Trainer(RunState):
             gt = gt.to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, torch.bfloat16, enabled=self.amp):
                 sr = self.net(lq)
-            loss = getattr(F, LOSSES[t.loss])(sr.float(), gt)
+            loss = self.loss_fn(sr.float(), gt)
             # every process checks the mean loss, so all of them stop together
             value = distributed.all_sum(d, loss.detach().clone()).item() / d.world_size
             self.stop_if(self.blow_up(value), "the training loss", f", step {step}")
