@@ -197,6 +197,9 @@ def check_options(job: str, cfg: DictConfig) -> None:
         _positive(cfg, "train.grad_clip", optional=True)
         _at_least(cfg, "train.lr_min", 0, whole=False)
         _at_least(cfg, "train.warmup_steps", 0)
+        ema = _number(cfg, "train.ema")
+        if ema is None or not 0 <= ema < 1:
+            raise ConfigError(f"train.ema={ema}: a decay in [0, 1) (0.999 is usual; 0 = off)")
         if cfg.train.loss not in LOSSES:
             raise ConfigError(f"train.loss={cfg.train.loss!r}: use {' or '.join(LOSSES)}")
         _amp(cfg, "train.amp")

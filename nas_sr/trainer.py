@@ -4,7 +4,10 @@ Seed 004's habits: L1 loss (or MSE, for a last fine-tune: PSNR is an MSE), Adam,
 decaying learning rate, random crops with flips and 90-degree rotations, validation
 PSNR (Y, ``scale`` pixels shaved, 8-bit outputs) every epoch, the best checkpoint
 kept. ``last.pt`` holds the whole training state, so a killed run resumes where its
-last epoch ended. The retrain job trains once; compress fine-tunes each round with it.
+last epoch ended. With ``train.ema`` the weights' moving average is what is validated and
+kept as ``model`` (``best.pt``, export, ``init_from=``); ``last.pt`` adds the trained
+weights as ``train_model``. The retrain job trains once; compress fine-tunes each round
+with it.
 
 Under ``torchrun`` it trains data-parallel (DDP): ``train.batch_size`` is the
 global batch, split evenly over the processes by striding the crop indices, so
@@ -42,6 +45,7 @@ from nas_sr.data import (
     resolve_sources,
 )
 from nas_sr.distributed import Dist
+from nas_sr.ema import WeightAverage
 from nas_sr.images import to_tensor
 from nas_sr.pt2 import read_model_file
 from nas_sr.runtime import (
@@ -184,6 +188,7 @@ class Trainer(RunState):
         self.model = build_model(self.arch).to(device, memory_format=self.fmt)
         self.init_skipped = (init_from(self.model, cfg.init_from)
                              if cfg.init_from and resume is None else None)
+        self.ema = WeightAverage(self.model, t.ema) if t.ema else None
         self.net: nn.Module = self.model
         self.amp = use_amp(t.amp, device)
         self.loss_fn = getattr(F, LOSSES[t.loss])
@@ -210,7 +215,9 @@ class Trainer(RunState):
     def state_dict(self) -> dict[str, Any]:
         return {
             "arch": self.arch,
-            "model": self.model.state_dict(),
+            # the validated weights are the model; with EMA the trained ones ride along
+            "model": (self.ema or self.model).state_dict(),
+            **({"train_model": self.model.state_dict()} if self.ema else {}),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "params": count_params(self.model),
@@ -223,7 +230,10 @@ class Trainer(RunState):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
+        trained = state.get("train_model", state["model"])
+        self.model.load_state_dict(trained)
+        if self.ema:  # train.ema turned on at a resume starts from the trained weights
+            self.ema.load_state_dict(state["model"] if "train_model" in state else trained)
         # checkpoints from before train.minutes counted validation in with training
         self.train_s = state.get("train_s", state["elapsed"])
         # checkpoints from before train.minutes could end an epoch early ran whole epochs
@@ -270,6 +280,8 @@ class Trainer(RunState):
                 group["lr"] = lr_now
             clip_gradients(list(self.model.parameters()), t, lr_now)
             self.optimizer.step()
+            if self.ema:
+                self.ema.update(self.model, self.steps + step)
             total += value
             steps += 1
             bar.set_postfix(loss=f"{value:.4f}")
@@ -300,8 +312,11 @@ class Trainer(RunState):
         t = self.cfg.train
         return self.train_s >= 60 * t.minutes if t.minutes else self.epoch >= t.epochs
 
-    def validate(self) -> float:
-        return validate(self.model, self.val_sets, self.cfg.scale, self.dist, self.fmt)
+    def validate(self, trained: bool = False) -> float:
+        """Validation PSNR of the kept weights (the average under ``train.ema``), or of the
+        weights the optimizer steps."""
+        model = self.ema.model if self.ema and not trained else self.model
+        return validate(model, self.val_sets, self.cfg.scale, self.dist, self.fmt)
 
     def end_epoch(self, val_psnr: float, seconds: float) -> bool:
         """Count the epoch; True when it is the best so far."""
@@ -355,10 +370,12 @@ def _train(cfg: DictConfig, run_dir: Path, d: Dist, device: torch.device,
             val_psnr = trainer.validate()
             # the epoch's last steps may have broken the weights
             trainer.stop_if(not_finite(val_psnr), "the validation PSNR")
+            # what the average buys, measured in the same run
+            both = {"val_psnr_trained": trainer.validate(trained=True)} if trainer.ema else {}
             t2 = time.perf_counter()
             improved = trainer.end_epoch(val_psnr, t2 - t0)
             if log:
-                log.log("epoch", epoch=trainer.epoch, **stats, val_psnr=val_psnr,
+                log.log("epoch", epoch=trainer.epoch, **stats, val_psnr=val_psnr, **both,
                         best_psnr=trainer.best_psnr, train_time_s=t1 - t0, val_time_s=t2 - t1,
                         train_s=trainer.train_s)
                 # best first: a kill in between leaves last.pt one epoch behind, redone

@@ -13,6 +13,7 @@ from nas_sr import trainer
 from nas_sr.archs import EDSR, FSRCNN, SRCNN, VDSR, build_model, load_model
 from nas_sr.checkpoint import save_atomic
 from nas_sr.cli import run_job
+from nas_sr.ema import WeightAverage
 from nas_sr.jobs import retrain as retrain_mod
 from nas_sr.options import check_options
 from nas_sr.runlog import read_metrics
@@ -214,9 +215,64 @@ def test_train_loss_mse_trains_on_the_mean_squared_error(image_folder, genotype_
         check_options("retrain", make_cfg("retrain", "train.loss=l2"))
 
 
+def test_weight_average_ramps_its_decay_then_holds_it():
+    source = torch.nn.Linear(2, 1)
+    average = WeightAverage(source, 0.9)
+    start = source.weight.detach().clone()
+    with torch.no_grad():
+        source.weight.add_(1.0)
+    average.update(source, 1)  # decay min(0.9, 2 / 11): mostly the new weights
+    after_one = start + (1 - 2 / 11)
+    assert torch.allclose(average.model.weight, after_one)
+    average.update(source, 1000)  # the full decay: a tenth of the way to the new weights
+    assert torch.allclose(average.model.weight, after_one + 0.1 * (start + 1 - after_one))
+    assert not average.model.weight.requires_grad and source.weight.requires_grad
+    with pytest.raises(ValueError, match="decay=1"):
+        WeightAverage(source, 1)
+    with pytest.raises(ValueError, match=r"train.ema=1.5: a decay in \[0, 1\)"):
+        check_options("retrain", make_cfg("retrain", "train.ema=1.5"))
+
+
+def test_train_ema_validates_and_keeps_the_average_beside_the_trained_weights(
+        image_folder, genotype_file, tmp_path, monkeypatch):
+    validated = []
+    real = trainer.validate
+    monkeypatch.setattr(trainer, "validate", lambda model, *a, **k: (
+        validated.append(model), real(model, *a, **k))[1])
+    cfg = folder_cfg(image_folder, genotype_file, "train.epochs=2", "train.ema=0.9")
+    summary = run_job("retrain", cfg, tmp_path / "ema")
+    last = torch.load(tmp_path / "ema" / "last.pt", weights_only=True)
+    assert set(last["model"]) == set(last["train_model"])
+    assert any(not torch.equal(last["model"][k], last["train_model"][k]) for k in last["model"])
+    # the kept validation is the average's; the trained weights' is logged beside it
+    # (the untrained net once, then per epoch the average and the trained weights)
+    average, stepped = [validated[0], *validated[1::2]], validated[2::2]
+    assert len(validated) == 5 and all(not m.training and not any(
+        p.requires_grad for p in m.parameters()) for m in average)
+    assert all(all(p.requires_grad for p in m.parameters()) for m in stepped)
+    assert all(r["val_psnr_trained"] != r["val_psnr"] for r in epochs(tmp_path / "ema"))
+    model, state = load_model(tmp_path / "ema" / "best.pt")
+    assert state["val_psnr"] == summary["best_val_psnr"]
+    assert all(torch.equal(model.state_dict()[k], validated[-2].state_dict()[k])
+               for k in model.state_dict()) == (summary["best_epoch"] == 2)
+    # turned on at a resume, the average starts from the weights trained so far
+    run_job("retrain", folder_cfg(image_folder, genotype_file, "train.epochs=1"),
+            tmp_path / "plain")
+    trained = model_state(tmp_path / "plain" / "last.pt")
+    command = [f"resume={tmp_path / 'plain'}", "train.epochs=2", "train.ema=0.999"]
+    monkeypatch.setattr("nas_sr.cli._task_overrides", lambda: command)
+    monkeypatch.setattr(trainer.Trainer, "train_epoch", lambda self: {
+        "loss": 0.0, "lr": 0.0, "steps": self.steps})  # no step: the average stays put
+    run_job("retrain", make_cfg("retrain", *command))
+    resumed = torch.load(tmp_path / "plain" / "last.pt", weights_only=True)
+    for key, value in trained.items():
+        assert torch.equal(resumed["model"][key], value) and torch.equal(
+            resumed["train_model"][key], value), key
+
+
 # a warm-up of 12 steps outlasts the kill in epoch 3: the resumed run picks the ramp up
-@pytest.mark.parametrize("options", [[], ["train.warmup_steps=12"], ["train.amp=true"]],
-                         ids=["plain", "warmup", "bf16"])
+@pytest.mark.parametrize("options", [[], ["train.warmup_steps=12"], ["train.amp=true"],
+                                     ["train.ema=0.9"]], ids=["plain", "warmup", "bf16", "ema"])
 def test_kill_and_resume_equals_an_uninterrupted_run(image_folder, genotype_file, tmp_path,
                                                      monkeypatch, options):
     cfg = folder_cfg(image_folder, genotype_file, "train.epochs=3", *options)
