@@ -22,7 +22,8 @@ class TrainingLog:
     label: str
     steps: np.ndarray  # optimizer steps at the end of each epoch
     hours: np.ndarray  # training time by train.clock (validation excluded) per epoch end
-    val_psnr: np.ndarray
+    val_psnr: np.ndarray  # of the kept weights: the moving average under train.ema
+    val_psnr_trained: np.ndarray  # of the stepped weights where train.ema was on, else NaN
 
 
 def is_training_run(run_dir: str | Path) -> bool:
@@ -44,16 +45,22 @@ def load_training_run(run_dir: str | Path) -> TrainingLog:
                else np.cumsum([r["train_time_s"] for r in epochs]))
     return TrainingLog(run_dir, label, np.array(steps, dtype=float),
                        np.asarray(seconds, dtype=float) / 3600,
-                       np.array([r["val_psnr"] for r in epochs], dtype=float))
+                       np.array([r["val_psnr"] for r in epochs], dtype=float),
+                       np.array([r.get("val_psnr_trained", np.nan) for r in epochs], dtype=float))
 
 
 def training_curves_figure(runs: list[TrainingLog]) -> Figure:
-    """Validation PSNR against steps (left) and training hours (right), one line a run."""
+    """Validation PSNR against steps (left) and training hours (right), one line a run;
+    under ``train.ema`` the trained weights' PSNR dotted beside the average's."""
     fig = Figure(figsize=(11, 4.2), dpi=DPI, layout="constrained")
     by_steps, by_time = fig.subplots(1, 2, sharey=True)
     for run in runs:
         line, = by_steps.plot(run.steps, run.val_psnr, label=run.label, lw=1.2)
         by_time.plot(run.hours, run.val_psnr, color=line.get_color(), lw=1.2)
+        if not np.isnan(run.val_psnr_trained).all():
+            by_steps.plot(run.steps, run.val_psnr_trained, color=line.get_color(), lw=0.8,
+                          ls=":", label=f"{run.run_dir.name}: trained weights (EMA above)")
+            by_time.plot(run.hours, run.val_psnr_trained, color=line.get_color(), lw=0.8, ls=":")
     by_steps.set(xlabel="optimizer steps", ylabel="validation PSNR (dB, Y)",
                  title="against steps")
     by_time.set(xlabel="training time (h, train.clock; validation excluded)", title="against time")

@@ -129,11 +129,11 @@ def test_job_plots_each_run_and_the_overlay(tmp_path):
 
 def test_training_runs_get_their_learning_curves_overlaid(image_folder, tmp_path):
     runs = []
-    for model, epochs in (("srcnn", 3), ("fsrcnn", 2)):
+    for model, epochs, ema in (("srcnn", 3, 0.9), ("fsrcnn", 2, 0)):
         runs.append(tmp_path / model)
         run_job("retrain", make_cfg("retrain", "data=folder", f"data.train_dir={image_folder}",
                                     f"model={model}", f"train.epochs={epochs}",
-                                    "train.iters_per_epoch=2"), runs[-1])
+                                    "train.iters_per_epoch=2", f"train.ema={ema}"), runs[-1])
     search = write_run(tmp_path / "search")
     out = run_job("plot", plot_cfg(f"runs=[{runs[0]},{search},{runs[1]}]"), tmp_path / "job")
     assert out["overlay"] == [str(tmp_path / "job" / f"overlay_{k}.png")
@@ -142,7 +142,11 @@ def test_training_runs_get_their_learning_curves_overlaid(image_folder, tmp_path
     assert_real_image(tmp_path / "job" / "overlay_training.png")
     logs = [training_plots.load_training_run(r) for r in runs]
     by_steps, by_time = training_plots.training_curves_figure(logs).axes
-    assert [list(line.get_xdata()) for line in by_steps.lines] == [[2, 4, 6], [2, 4]]
+    # srcnn's average, then its trained weights dotted (train.ema), then fsrcnn
+    assert [list(line.get_xdata()) for line in by_steps.lines] == [[2, 4, 6], [2, 4, 6], [2, 4]]
+    assert [line.get_linestyle() for line in by_steps.lines] == ["-", ":", "-"]
+    assert list(by_steps.lines[1].get_ydata()) == list(logs[0].val_psnr_trained)
+    assert np.isfinite(logs[0].val_psnr_trained).all() and np.isnan(logs[1].val_psnr_trained).all()
     assert all(np.all(np.diff(line.get_xdata()) > 0) for line in by_time.lines)
     trained_s = [r["train_s"] for r in read_metrics(runs[0]) if r["kind"] == "epoch"]
     assert list(by_time.lines[0].get_xdata()) == pytest.approx([x / 3600 for x in trained_s])
