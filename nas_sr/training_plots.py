@@ -24,6 +24,23 @@ class TrainingLog:
     hours: np.ndarray  # training time by train.clock (validation excluded) per epoch end
     val_psnr: np.ndarray  # of the kept weights: the moving average under train.ema
     val_psnr_trained: np.ndarray  # of the stepped weights where train.ema was on, else NaN
+    epochs: np.ndarray  # the epoch numbers logged
+    lr: np.ndarray  # learning rate at each epoch's end (NaN in logs that lack it)
+
+    def curve(self) -> list[dict[str, float]]:
+        """The per-epoch curve as plain rows (``nas-sr plot`` writes it as
+        ``curve_<run>.json``): epoch, steps, val_psnr[, val_psnr_trained], train_s, lr."""
+        rows = []
+        for i, epoch in enumerate(self.epochs):
+            row = {"epoch": int(epoch), "steps": int(self.steps[i]),
+                   "val_psnr": float(self.val_psnr[i])}
+            if not np.isnan(self.val_psnr_trained[i]):
+                row["val_psnr_trained"] = float(self.val_psnr_trained[i])
+            row["train_s"] = float(self.hours[i] * 3600)
+            if not np.isnan(self.lr[i]):
+                row["lr"] = float(self.lr[i])
+            rows.append(row)
+        return rows
 
 
 def is_training_run(run_dir: str | Path) -> bool:
@@ -46,7 +63,9 @@ def load_training_run(run_dir: str | Path) -> TrainingLog:
     return TrainingLog(run_dir, label, np.array(steps, dtype=float),
                        np.asarray(seconds, dtype=float) / 3600,
                        np.array([r["val_psnr"] for r in epochs], dtype=float),
-                       np.array([r.get("val_psnr_trained", np.nan) for r in epochs], dtype=float))
+                       np.array([r.get("val_psnr_trained", np.nan) for r in epochs], dtype=float),
+                       np.array([r["epoch"] for r in epochs]),
+                       np.array([r.get("lr", np.nan) for r in epochs], dtype=float))
 
 
 def training_curves_figure(runs: list[TrainingLog]) -> Figure:

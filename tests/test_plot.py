@@ -1,3 +1,4 @@
+import json
 import shutil
 from pathlib import Path
 
@@ -148,6 +149,14 @@ def test_training_runs_get_their_learning_curves_overlaid(image_folder, tmp_path
     assert list(by_steps.lines[1].get_ydata()) == list(logs[0].val_psnr_trained)
     assert np.isfinite(logs[0].val_psnr_trained).all() and np.isnan(logs[1].val_psnr_trained).all()
     assert all(np.all(np.diff(line.get_xdata()) > 0) for line in by_time.lines)
+    # each training run's curve, as drawn, beside the figure
+    assert out["curves"] == [str(tmp_path / "job" / f"curve_{r.name}.json") for r in runs]
+    curve = json.loads((tmp_path / "job" / "curve_srcnn.json").read_text())
+    assert [row["steps"] for row in curve] == [2, 4, 6] and [r["epoch"] for r in curve] == [1, 2, 3]
+    assert [row["val_psnr_trained"] for row in curve] == list(logs[0].val_psnr_trained)
+    assert all(row["lr"] > 0 and row["train_s"] > 0 for row in curve)
+    no_ema = json.loads((tmp_path / "job" / "curve_fsrcnn.json").read_text())
+    assert "val_psnr_trained" not in no_ema[0]
     trained_s = [r["train_s"] for r in read_metrics(runs[0]) if r["kind"] == "epoch"]
     assert list(by_time.lines[0].get_xdata()) == pytest.approx([x / 3600 for x in trained_s])
     assert list(by_steps.lines[0].get_ydata()) == list(logs[0].val_psnr)

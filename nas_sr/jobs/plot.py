@@ -1,9 +1,11 @@
 """The plot job: ``nas-sr plot RUN_DIR ...`` draws each search run's figures into its
 ``plots/`` and overlays their rewards by controller (``nas_sr.search_plots``); training runs
-(retrain) among them get their learning curves overlaid (``nas_sr.training_plots``)."""
+(retrain) among them get their learning curves overlaid (``nas_sr.training_plots``), each
+curve also written as ``curve_<run>.json`` beside the figure."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if trained:
         overlay += save({"overlay_training": training_curves_figure(trained)}, overlay_dir)
         print(f"learning curves of {len(trained)} training runs: {overlay[-1]}")
+    # the figure's data, per epoch, for later tables
+    curves = [overlay_dir / f"curve_{t.run_dir.name}.json" for t in trained]
+    for t, path in zip(trained, curves, strict=True):
+        path.write_text(json.dumps(t.curve(), indent=1) + "\n")
     if cfg.logger.wandb.enabled:
         import wandb
 
@@ -43,4 +49,4 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 log_to_wandb(wandb_run, paths, prefix=f"plots/{folder.name}")
             log_to_wandb(wandb_run, overlay)
     return {"runs": {str(k): [str(p) for p in v] for k, v in written.items()},
-            "overlay": [str(p) for p in overlay]}
+            "overlay": [str(p) for p in overlay], "curves": [str(p) for p in curves]}
