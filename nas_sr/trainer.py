@@ -336,9 +336,12 @@ def train(cfg: DictConfig, run_dir: Path, new_arch: Callable[[], Arch]) -> dict[
     """
     d, device = distributed.setup(cfg.device)
     try:
-        return _train(cfg, run_dir, d, device, new_arch)
-    finally:
-        distributed.teardown(d)
+        summary = _train(cfg, run_dir, d, device, new_arch)
+    except BaseException:
+        distributed.teardown(d, ok=False)
+        raise
+    distributed.teardown(d)
+    return summary
 
 
 def _train(cfg: DictConfig, run_dir: Path, d: Dist, device: torch.device,
