@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.transforms import Bbox
 from torch import nn
 
 from bench.timing import interleaved, machine
@@ -116,17 +117,22 @@ def figure(points: list[Point], x: str, xlabel: str, title: str) -> Figure:
                    facecolors="none" if published else colors, edgecolors=colors)
     fig.canvas.draw()  # fix the limits, so label boxes in pixels hold
     renderer = fig.canvas.get_renderer()
+    radius = 4 * fig.dpi / 72  # a default scatter marker's half-width, in pixels
+    markers = {id(p): Bbox.from_bounds(*(ax.transData.transform((getattr(p, x), p.set5))
+                                         - radius), 2 * radius, 2 * radius) for p in shown}
+    # a label goes right of its marker, then left of it, each stepping down from just above
+    # it, at the first spot that covers no drawn label and no other point's marker (else the last)
+    spots = [(dx, dy, ha) for dy in range(3, -64, -9) for dx, ha in ((4, "left"), (-4, "right"))]
     placed: list[Any] = []  # the drawn labels' boxes
     for p in sorted(shown, key=lambda p: (getattr(p, x), -p.set5)):
-        dy = 3.0  # points above the marker; lower while it would overlap a drawn label
-        while True:
-            label = ax.annotate(p.label, (getattr(p, x), p.set5), xytext=(4, dy),
-                                textcoords="offset points", fontsize=7)
+        obstacles = placed + [b for key, b in markers.items() if key != id(p)]
+        for dx, dy, ha in spots:
+            label = ax.annotate(p.label, (getattr(p, x), p.set5), xytext=(dx, dy),
+                                textcoords="offset points", fontsize=7, ha=ha)
             box = label.get_window_extent(renderer)
-            if dy < -60 or not any(box.overlaps(b) for b in placed):
+            if (dx, dy, ha) == spots[-1] or not any(box.overlaps(b) for b in obstacles):
                 break
             label.remove()
-            dy -= 9
         placed.append(box)
     return fig
 
