@@ -17,11 +17,11 @@ from typing import Any
 
 import h5py
 import numpy as np
-from tqdm import tqdm
 
 from nas_sr.checkpoint import atomic_path
 from nas_sr.data import ImageSource, PairStore, load_pairs, with_rescaled_copies
 from nas_sr.images import ImageError
+from nas_sr.progress import progress_bar
 
 CACHE_VERSION = 2  # 2: downscaled copies (data.rescale) and each pair's factor
 
@@ -105,8 +105,8 @@ def build_cache(path: Path, sources: Sequence[ImageSource], scale: int, min_lq_s
         load_pairs(sources, scale, min_lq_size, desc=f"images for {path.name}",
                    progress=progress), scale, rescale, progress)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        for i, (gt, lq) in enumerate(tqdm(pairs, desc="writing cache", leave=False,
-                                           disable=not progress)):
+        for i, (gt, lq) in enumerate(progress_bar(pairs, desc="writing cache", leave=False,
+                                                   disable=not progress)):
             for name, img in (("hr", gt), ("lr", lq)):
                 f.create_dataset(f"{name}/{i}", data=img,
                                  chunks=(min(64, img.shape[0]), min(64, img.shape[1]), 3))

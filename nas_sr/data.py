@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from nas_sr.images import (
     ImageError,
@@ -26,6 +25,7 @@ from nas_sr.images import (
     resize,
     to_tensor,
 )
+from nas_sr.progress import progress_bar
 from nas_sr.runtime import ConfigError, release_freed_memory
 
 log = logging.getLogger(__name__)
@@ -95,8 +95,8 @@ def load_pairs(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Decode every image and make its LR; refuse images too small for one crop."""
     pairs = []
-    for source in tqdm(sources, desc=f"loading {desc}", leave=False, unit="img",
-                       disable=not progress):
+    for source in progress_bar(sources, desc=f"loading {desc}", leave=False, unit="img",
+                               disable=not progress):
         gt, lq = load_pair(source, scale)
         if min(lq.shape[:2]) < min_lq_size:
             need = min_lq_size * scale
@@ -120,8 +120,8 @@ def with_rescaled_copies(
     out of the crops (``RandomCrops``), so a store holds the same pairs at any crop size.
     """
     out, factors = [], []
-    for gt, lq in tqdm(pairs, desc="downscaled copies", leave=False, unit="img",
-                       disable=not (progress and rescale)):
+    for gt, lq in progress_bar(pairs, desc="downscaled copies", leave=False, unit="img",
+                               disable=not (progress and rescale)):
         out.append((gt, lq))
         factors.append(1.0)
         for f in rescale:

@@ -29,7 +29,6 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm import tqdm
 
 from nas_sr import checkpoint, distributed
 from nas_sr.archs import build_model
@@ -47,6 +46,7 @@ from nas_sr.data import (
 from nas_sr.distributed import Dist
 from nas_sr.ema import WeightAverage
 from nas_sr.images import to_tensor
+from nas_sr.progress import progress_bar
 from nas_sr.pt2 import read_model_file
 from nas_sr.runtime import (
     CLOCKS,
@@ -262,8 +262,8 @@ class Trainer(RunState):
         self.net.train()
         total, steps, now = 0.0, 0, self.train_s
         budget = 60 * t.minutes if t.minutes else math.inf
-        bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{self.planned()}", leave=False,
-                   disable=not (self.cfg.logger.progress and d.is_main))
+        bar = progress_bar(loader, desc=f"epoch {self.epoch + 1}/{self.planned()}", leave=False,
+                           disable=not (self.cfg.logger.progress and d.is_main))
         for step, (lq, gt) in enumerate(bar, 1):
             lq = lq.to(self.device, non_blocking=True, memory_format=self.fmt)
             gt = gt.to(self.device, non_blocking=True)

@@ -14,13 +14,13 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from nas_sr.complexity import HR_SIZE, complexity, human
 from nas_sr.data import ImageSource, load_pair
 from nas_sr.images import ImageError, list_images, to_tensor
 from nas_sr.inference import Predictor, amp_and_runtime, load_predictor, super_resolve
 from nas_sr.metrics import mean, psnr_y, quantize, ssim_y
+from nas_sr.progress import progress_bar
 from nas_sr.runtime import resolve_device, set_threads
 
 
@@ -99,8 +99,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     }
     for name, set_sources in sources.items():
         images = [evaluate_image(predictor, src, cfg, device, amp)
-                  for src in tqdm(set_sources, desc=f"{name} x{scale}", unit="img",
-                                  leave=False, disable=not cfg.logger.progress)]
+                  for src in progress_bar(set_sources, desc=f"{name} x{scale}", unit="img",
+                                          leave=False, disable=not cfg.logger.progress)]
         results["sets"][name] = {"psnr": mean([i["psnr"] for i in images]),
                                  "ssim": mean([i["ssim"] for i in images]), "images": images}
     table = markdown_table(results)

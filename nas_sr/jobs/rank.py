@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from controllers import RandomController
+from nas_sr.progress import progress_bar
 from nas_sr.proxy import ProxyReward, ProxySetting
 from nas_sr.runtime import ConfigError
 from nas_sr.shared_weights import SearchRun, load_search_run, train_store
@@ -111,8 +111,8 @@ def retrain_all(jobs: list[tuple[Path, list[str]]], parallel: int, progress: boo
 
     with ThreadPoolExecutor(max(1, parallel)) as pool:
         futures = [pool.submit(one, d, cmd) for d, cmd in todo]
-        for _ in tqdm(as_completed(futures), total=len(futures), desc="retraining cells",
-                      disable=not progress):
+        for _ in progress_bar(as_completed(futures), total=len(futures), desc="retraining cells",
+                              disable=not progress):
             pass
     return failed
 
@@ -158,7 +158,7 @@ def proxy_ranking(search: SearchRun, rows: list[dict[str, Any]], seeds: list[int
     proxy = ProxyReward.for_search(c, train_store(c), {"final": search.final},
                                    search.final[0].device, search.fmt)
     started = time.perf_counter()
-    for row in tqdm(rows, desc="proxy training", disable=not progress):
+    for row in progress_bar(rows, desc="proxy training", disable=not progress):
         g = Genotype.from_dict({"nodes": row["genotype"]})
         row["proxy_psnrs"] = [proxy.psnr(g, [s], "final") for s in seeds]
         row["proxy_psnr"] = float(np.mean(row["proxy_psnrs"]))
@@ -203,8 +203,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     recipe = list(r.recipe)
     earlier = earlier_retrains(r.retrained_from, recipe, seeds)
     jobs, rows = [], []
-    for g, source in tqdm(cells, desc="scoring on shared weights",
-                          disable=not cfg.logger.progress):
+    for g, source in progress_bar(cells, desc="scoring on shared weights",
+                                  disable=not cfg.logger.progress):
         row = {"genotype": g.to_dict()["nodes"], "genotype_str": str(g), "source": source,
                **cost(g), "shared_psnr": search.score(g)}
         rows.append(row)

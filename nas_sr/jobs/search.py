@@ -28,12 +28,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
 from controllers import RandomController
 from controllers.fair import FairSampler
 from nas_sr import checkpoint
 from nas_sr.data import RandomCrops
+from nas_sr.progress import progress_bar
 from nas_sr.proxy import ProxyReward
 from nas_sr.runlog import RunLog
 from nas_sr.runtime import (
@@ -147,8 +147,8 @@ class Search(RunState):
             pin_memory=self.device.type == "cuda")
         net.train()
         losses = []
-        bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{s.epochs} shared",
-                   leave=False, disable=not self.cfg.logger.progress)
+        bar = progress_bar(loader, desc=f"epoch {self.epoch + 1}/{s.epochs} shared",
+                           leave=False, disable=not self.cfg.logger.progress)
         for lq, gt in bar:
             genotype = self.training_child()
             lq = lq.to(self.device, memory_format=self.fmt)
@@ -219,8 +219,8 @@ class Search(RunState):
             self.controller.rebase()  # the shared weights moved: every reward drifted
         ctrl = self.uniform if warmup else self.controller
         rewards: list[float] = []
-        bar = tqdm(total=c.steps_per_epoch, desc=f"epoch {self.epoch + 1} controller",
-                   leave=False, disable=not self.cfg.logger.progress)
+        bar = progress_bar(total=c.steps_per_epoch, desc=f"epoch {self.epoch + 1} controller",
+                           leave=False, disable=not self.cfg.logger.progress)
         for start in range(0, c.steps_per_epoch, c.samples_per_update):
             batch = [ctrl.sample(self.arch_rng)
                      for _ in range(min(c.samples_per_update, c.steps_per_epoch - start))]
@@ -269,8 +269,8 @@ class Search(RunState):
                                    + extra))
         quiet = not self.cfg.logger.progress
         scored = []
-        for g in tqdm(cells, desc="re-scoring every scored cell", leave=False,
-                      disable=quiet):
+        for g in progress_bar(cells, desc="re-scoring every scored cell", leave=False,
+                              disable=quiet):
             cost = self.cost(g)
             scored.append({"genotype": g.to_dict()["nodes"], **cost,
                            "within_budget": within_budget(cost, self.budget),
@@ -282,7 +282,7 @@ class Search(RunState):
                               "raise the budget or lower archs.cell/search.budget width")
         top = sorted(eligible, key=lambda i: scored[i]["penalty"] - scored[i]["psnr"]
                      )[:s.final_top]
-        for i in tqdm(top, desc="scoring final candidates", leave=False, disable=quiet):
+        for i in progress_bar(top, desc="scoring final candidates", leave=False, disable=quiet):
             scored[i]["final_psnr"] = self.final_psnr(cells[i])
         # (a proxy run that diverged scores NaN: never chosen)
         best = max(top, key=lambda i: nan_last(scored[i]["final_psnr"] - scored[i]["penalty"]))

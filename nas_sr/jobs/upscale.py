@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from nas_sr.images import IMAGE_EXTENSIONS, ImageError, list_images
 from nas_sr.inference import Predictor, load_predictor
 from nas_sr.media import Settings, is_video, upscale_image, upscale_video
+from nas_sr.progress import progress_bar
 from nas_sr.runtime import ConfigError, set_threads
 from nas_sr.video import VIDEO_EXTENSIONS, VideoError
 
@@ -21,7 +21,7 @@ def upscale_file(predictor: Predictor, src: Path, dest: Path, settings: Settings
     if not is_video(src):
         upscale_image(predictor, src, dest, settings)
         return
-    with tqdm(desc=src.name, unit="frame", disable=not show_progress) as bar:
+    with progress_bar(desc=src.name, unit="frame", disable=not show_progress) as bar:
         def frames(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
@@ -71,9 +71,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     predictor = load_predictor(str(cfg.model), cfg.scale, settings.device, cfg.channels_last,
                                settings.runtime)
     written, failed = [], []
-    for path, dest in tqdm(list(zip(files, dests, strict=True)),
-                           desc=f"upscaling x{predictor.scale}", unit="file",
-                           disable=not cfg.logger.progress or len(files) == 1):
+    for path, dest in progress_bar(list(zip(files, dests, strict=True)),
+                                   desc=f"upscaling x{predictor.scale}", unit="file",
+                                   disable=not cfg.logger.progress or len(files) == 1):
         try:
             upscale_file(predictor, path, dest, settings, cfg.logger.progress)
         except (ImageError, VideoError) as e:  # one bad file does not cost the rest
