@@ -13,9 +13,16 @@ from tqdm import tqdm
 LOG_INTERVAL_S = 30.0  # seconds between a bar's redraws when it writes to a file or pipe
 
 
-def progress_bar(iterable: Any = None, **kwargs: Any) -> tqdm:
+class Bar(tqdm):
+    """tqdm whose postfix (a loss, a reward) waits for the next redraw instead of forcing one."""
+
+    def set_postfix(self, ordered_dict: Any = None, refresh: bool = False, **kwargs: Any) -> None:
+        super().set_postfix(ordered_dict, refresh=refresh, **kwargs)
+
+
+def progress_bar(iterable: Any = None, **kwargs: Any) -> Bar:
     """`tqdm(iterable, **kwargs)`, redrawn at most every `LOG_INTERVAL_S` off a terminal."""
     stream = kwargs.get("file") or sys.stderr
     on_terminal = bool(getattr(stream, "isatty", lambda: False)())
     kwargs.setdefault("mininterval", 0.1 if on_terminal else LOG_INTERVAL_S)
-    return tqdm(iterable, **kwargs)
+    return Bar(iterable, **kwargs)
