@@ -117,7 +117,7 @@ def figure(points: list[Point], x: str, xlabel: str, title: str) -> Figure:
                    facecolors="none" if published else colors, edgecolors=colors)
     fig.canvas.draw()  # fix the limits, so label boxes in pixels hold
     renderer = fig.canvas.get_renderer()
-    radius = 4 * fig.dpi / 72  # a default scatter marker's half-width, in pixels
+    radius = 4 * fig.dpi / 72  # a default marker's half-width (3 pt) and 1 pt spare, in pixels
     markers = {id(p): Bbox.from_bounds(*(ax.transData.transform((getattr(p, x), p.set5))
                                          - radius), 2 * radius, 2 * radius) for p in shown}
     # a label goes right of its marker, then left of it, each stepping down from just above

@@ -21,7 +21,7 @@ class Bar(tqdm):
 
 
 def progress_bar(iterable: Any = None, **kwargs: Any) -> Bar:
-    """`tqdm(iterable, **kwargs)`, redrawn at most every `LOG_INTERVAL_S` off a terminal."""
+    """A `Bar(iterable, **kwargs)`, redrawn at most every `LOG_INTERVAL_S` off a terminal."""
     stream = kwargs.get("file") or sys.stderr
     on_terminal = bool(getattr(stream, "isatty", lambda: False)())
     kwargs.setdefault("mininterval", 0.1 if on_terminal else LOG_INTERVAL_S)
