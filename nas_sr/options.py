@@ -202,6 +202,9 @@ def check_options(job: str, cfg: DictConfig) -> None:
             raise ConfigError(f"train.ema={ema}: a decay in [0, 1) (0.999 is usual; 0 = off)")
         if cfg.train.loss not in LOSSES:
             raise ConfigError(f"train.loss={cfg.train.loss!r}: use {' or '.join(LOSSES)}")
+        luma = _number(cfg, "train.luma")
+        if luma is None or not 0 <= luma <= 1:
+            raise ConfigError(f"train.luma={luma}: the loss's share on the Y channel, in [0, 1]")
         _amp(cfg, "train.amp")
     if job == "retrain":  # compress: against its model's scale, once the model is read
         check_patch(cfg, "train.patch_size", cfg.scale)

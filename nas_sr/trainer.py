@@ -46,6 +46,7 @@ from nas_sr.data import (
 from nas_sr.distributed import Dist
 from nas_sr.ema import WeightAverage
 from nas_sr.images import to_tensor
+from nas_sr.metrics import rgb_to_y
 from nas_sr.progress import progress_bar
 from nas_sr.pt2 import read_model_file
 from nas_sr.runtime import (
@@ -152,6 +153,22 @@ def validation_sets(cfg: DictConfig, d: Dist,
     return [(to_tensor(lq)[None], to_tensor(gt)[None]) for gt, lq in pairs]
 
 
+def training_loss(name: str, luma: float = 0.0
+                  ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``train.loss`` on RGB, with a share ``luma`` of it on the Y channel instead: the
+    benchmarks score Y alone, so a capacity-bound model can spend less on colour."""
+    fn = getattr(F, LOSSES[name])
+    if not luma:
+        return fn
+
+    def loss(sr: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+        # rgb_to_y's 16 offset cancels in the difference; on 0..1 input Y spans 0..219/255
+        on_y = fn(rgb_to_y(sr), rgb_to_y(gt))
+        return on_y if luma == 1 else luma * on_y + (1 - luma) * fn(sr, gt)
+
+    return loss
+
+
 def validate(model: nn.Module, sets: list[Pairs], scale: int, d: Dist,
              fmt: torch.memory_format = torch.contiguous_format) -> float:
     """Mean Y-PSNR (8-bit outputs, ``scale`` pixels shaved) over all processes' sets."""
@@ -191,7 +208,7 @@ class Trainer(RunState):
         self.ema = WeightAverage(self.model, t.ema) if t.ema else None
         self.net: nn.Module = self.model
         self.amp = use_amp(t.amp, device)
-        self.loss_fn = getattr(F, LOSSES[t.loss])
+        self.loss_fn = training_loss(t.loss, t.luma)
         if d.enabled:
             # no BN anywhere: the only buffers are constants (the RGB mean), nothing to sync
             self.net = DistributedDataParallel(

@@ -17,7 +17,7 @@ from nas_sr.ema import WeightAverage
 from nas_sr.jobs import retrain as retrain_mod
 from nas_sr.options import check_options
 from nas_sr.runlog import read_metrics
-from nas_sr.runtime import CLOCKS, TrainingDiverged, cosine_lr
+from nas_sr.runtime import CLOCKS, LOSSES, TrainingDiverged, cosine_lr
 from search_spaces.genotypes import Genotype, GenotypeError, Node, save_genotype
 from search_spaces.network import CellSRNet, count_params
 from search_spaces.operations import OPS
@@ -213,6 +213,36 @@ def test_train_loss_mse_trains_on_the_mean_squared_error(image_folder, genotype_
     assert calls == {"l1_loss": summary["steps"], "mse_loss": 2 * summary["steps"]}
     with pytest.raises(ValueError, match="train.loss='l2': use l1 or mse"):
         check_options("retrain", make_cfg("retrain", "train.loss=l2"))
+
+
+@pytest.mark.parametrize("name", ["l1", "mse"])
+def test_train_luma_moves_the_loss_onto_the_y_channel_the_benchmarks_score(name):
+    gt = torch.rand(2, 3, 16, 16)
+    luma = torch.tensor([65.481, 128.553, 24.966])  # BT.601, as the metrics weigh RGB
+    colour = torch.linalg.cross(luma, torch.ones(3)).view(3, 1, 1)  # no Y change: w . v = 0
+    grey = torch.ones(3, 1, 1)  # a brightness change: all Y
+    colour_only, brightness = gt + 0.02 * colour / colour.norm(), gt + 0.02 * grey
+    full = [trainer.training_loss(name, a)(colour_only, gt).item() for a in (0.0, 0.5, 1.0)]
+    assert full[0] > 0 and full[1] == pytest.approx(full[0] / 2, rel=1e-3)
+    assert full[2] == pytest.approx(0, abs=1e-6)  # all on Y: a colour error costs nothing
+    plain = getattr(trainer.F, LOSSES[name])
+    assert trainer.training_loss(name, 0.0) is plain
+    # on Y, a brightness error counts as Y's weights scale it (219/255 of the RGB step)
+    scale = (luma.sum() / 255).item() ** (2 if name == "mse" else 1)
+    on_y = trainer.training_loss(name, 1.0)(brightness, gt).item()
+    assert on_y == pytest.approx(plain(brightness, gt).item() * scale, rel=1e-4)
+    for bad in ("1.5", "-0.1"):
+        with pytest.raises(ValueError, match=rf"train.luma={bad}: the loss's share on the Y"):
+            check_options("retrain", make_cfg("retrain", f"train.luma={bad}"))
+
+
+def test_a_retrain_with_train_luma_takes_its_loss_on_y_and_rgb(image_folder, genotype_file,
+                                                               tmp_path, monkeypatch):
+    ranks, real = [], trainer.F.l1_loss
+    monkeypatch.setattr(trainer.F, "l1_loss", lambda a, b: (ranks.append(a.dim()), real(a, b))[1])
+    cfg = folder_cfg(image_folder, genotype_file, "train.epochs=1", "train.luma=0.5")
+    steps = run_job("retrain", cfg, tmp_path / "luma")["steps"]
+    assert steps > 0 and ranks == [3, 4] * steps  # Y maps (N, H, W), then RGB (N, 3, H, W)
 
 
 def test_weight_average_ramps_its_decay_then_holds_it():
