@@ -25,4 +25,8 @@ def progress_bar(iterable: Any = None, **kwargs: Any) -> Bar:
     stream = kwargs.get("file") or sys.stderr
     on_terminal = bool(getattr(stream, "isatty", lambda: False)())
     kwargs.setdefault("mininterval", 0.1 if on_terminal else LOG_INTERVAL_S)
+    if not on_terminal:
+        # tqdm's monitor thread redraws a bar silent for maxinterval (10 s), and inside a
+        # loop it draws a stale count: let it step in only when a loop has really slowed
+        kwargs.setdefault("maxinterval", 2 * kwargs["mininterval"])
     return Bar(iterable, **kwargs)
