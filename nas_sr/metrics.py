@@ -11,6 +11,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 _Y_WEIGHTS = (65.481, 128.553, 24.966)
+_CBCR_WEIGHTS = ((-37.797, -74.203, 112.0), (112.0, -93.786, -18.214))
 
 
 def quantize(img: torch.Tensor) -> torch.Tensor:
@@ -22,6 +23,12 @@ def rgb_to_y(img: torch.Tensor) -> torch.Tensor:
     """(..., 3, H, W) RGB on 0..255 -> (..., H, W) Y on 16..235."""
     w = img.new_tensor(_Y_WEIGHTS).view(3, 1, 1)
     return 16.0 + (img * w).sum(-3) / 255.0
+
+
+def rgb_to_cbcr(img: torch.Tensor) -> torch.Tensor:
+    """(..., 3, H, W) RGB on 0..255 -> (..., 2, H, W) Cb, Cr on 16..240."""
+    w = img.new_tensor(_CBCR_WEIGHTS)
+    return 128.0 + torch.einsum("...chw,kc->...khw", img, w) / 255.0
 
 
 def _shave(y: torch.Tensor, shave: int) -> torch.Tensor:
@@ -39,7 +46,18 @@ def psnr_y(sr: torch.Tensor, gt: torch.Tensor, shave: int) -> torch.Tensor:
     """Per-image PSNR (dB) on Y for (N, 3, H, W) or (3, H, W) tensors on 0..255."""
     _check_shapes(sr, gt)
     sr_y, gt_y = (_shave(rgb_to_y(t.double()), shave) for t in (sr, gt))
-    mse = (sr_y - gt_y).pow(2).mean(dim=(-2, -1))
+    return _psnr(sr_y, gt_y, dims=(-2, -1))
+
+
+def psnr_cbcr(sr: torch.Tensor, gt: torch.Tensor, shave: int) -> torch.Tensor:
+    """Per-image PSNR (dB) on the two chroma planes together: what a Y score does not see."""
+    _check_shapes(sr, gt)
+    sr_c, gt_c = (_shave(rgb_to_cbcr(t.double()), shave) for t in (sr, gt))
+    return _psnr(sr_c, gt_c, dims=(-3, -2, -1))
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    mse = (a - b).pow(2).mean(dim=dims)
     return 10 * torch.log10(255.0**2 / mse.clamp_min(1e-10))
 
 

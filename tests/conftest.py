@@ -5,10 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 from PIL import Image
 
+from nas_sr.archs import SRCNN
+from nas_sr.checkpoint import save_atomic
 from nas_sr.cli import main, run_job
 from nas_sr.images import downscale, load_image
 from search_spaces.genotypes import Genotype, choices_per_decision
@@ -73,6 +76,14 @@ def make_set(root: Path, name: str = "Tiny", scale: int = 2, count: int = 2) -> 
         lq.parent.mkdir(exist_ok=True)
         Image.fromarray(downscale(load_image(gt), scale)).save(lq)
     return root
+
+
+def srcnn_checkpoint(path: Path, scale: int) -> Path:
+    """An untrained SRCNN checkpoint (seeded): a real model file for the jobs that load one."""
+    torch.manual_seed(0)
+    save_atomic({"arch": {"name": "srcnn", "scale": scale}, "model": SRCNN(scale).state_dict()},
+                path)
+    return path
 
 
 @pytest.fixture

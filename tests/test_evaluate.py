@@ -9,9 +9,16 @@ from skimage import data as photos
 from skimage.metrics import structural_similarity
 from torch import nn
 
-from conftest import QUIET, SHARED, make_cfg, make_set, needs_datasets, write_image
+from conftest import (
+    QUIET,
+    SHARED,
+    make_cfg,
+    make_set,
+    needs_datasets,
+    srcnn_checkpoint,
+    write_image,
+)
 from nas_sr.archs import SRCNN
-from nas_sr.checkpoint import save_atomic
 from nas_sr.complexity import count_params, lq_size, mult_adds
 from nas_sr.images import ImageError, to_tensor
 from nas_sr.inference import ModelError, amp_and_runtime, load_predictor, super_resolve
@@ -24,13 +31,6 @@ from nas_sr.runtime import native_bf16
 REFERENCE = {("Set5", 2): 33.67, ("Set14", 2): 30.33, ("Set5", 3): 30.40,
              ("Set14", 3): 27.63, ("Set5", 4): 28.43, ("Set14", 4): 26.09}
 TOLERANCE = {"Set5": 0.02, "Set14": 0.05}
-
-
-def srcnn_checkpoint(path: Path, scale: int) -> Path:
-    torch.manual_seed(0)
-    save_atomic({"arch": {"name": "srcnn", "scale": scale}, "model": SRCNN(scale).state_dict()},
-                path)
-    return path
 
 
 @needs_datasets

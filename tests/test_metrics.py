@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from nas_sr.metrics import psnr_y, quantize, rgb_to_y, ssim_y
+from nas_sr.metrics import psnr_cbcr, psnr_y, quantize, rgb_to_cbcr, rgb_to_y, ssim_y
 
 Y_PER_GRAY = (65.481 + 128.553 + 24.966) / 255  # Y rises 219/255 per grey level
 
@@ -20,6 +20,27 @@ def test_y_is_bt601_on_16_to_235():
     red = torch.zeros(3, 2, 2)
     red[0] = 255
     assert float(rgb_to_y(red).mean()) == pytest.approx(16 + 65.481)
+
+
+def test_cbcr_is_bt601_on_16_to_240():
+    assert rgb_to_cbcr(gray(0)).mean(dim=(-2, -1)).tolist() == pytest.approx([128, 128])
+    assert rgb_to_cbcr(gray(255)).mean(dim=(-2, -1)).tolist() == pytest.approx([128, 128])
+    blue, red = torch.zeros(3, 2, 2), torch.zeros(3, 2, 2)
+    blue[2], red[0] = 255, 255
+    assert rgb_to_cbcr(blue)[0].mean().item() == pytest.approx(240)  # Cb's peak
+    assert rgb_to_cbcr(red)[1].mean().item() == pytest.approx(240)  # Cr's peak
+
+
+def test_chroma_psnr_sees_colour_errors_and_y_psnr_does_not():
+    grey_shift = gray(110) - gray(100)  # all in Y
+    colour = torch.linalg.cross(torch.tensor([65.481, 128.553, 24.966]), torch.ones(3))
+    tint = gray(100) + 10 * (colour / colour.abs().max()).view(3, 1, 1)  # no change in Y
+    identical = 10 * math.log10(255**2 / 1e-10)
+    assert float(psnr_cbcr(gray(100) + grey_shift, gray(100), 0)) == pytest.approx(identical)
+    assert float(psnr_y(tint, gray(100), 0)) == pytest.approx(identical)
+    assert float(psnr_cbcr(tint, gray(100), 0)) < 40
+    batch = torch.stack([tint, gray(100)])
+    assert psnr_cbcr(batch, torch.stack([gray(100)] * 2), 0).shape == (2,)
 
 
 def test_psnr_of_a_uniform_offset():
@@ -51,7 +72,7 @@ def test_quantize_clamps_and_rounds_to_8_bits():
     assert quantize(x).tolist() == [0.0, 0.0, 0.0, 1.0, 100.0, 255.0]
 
 
-@pytest.mark.parametrize("metric", [psnr_y, ssim_y])
+@pytest.mark.parametrize("metric", [psnr_y, psnr_cbcr, ssim_y])
 def test_shape_mismatch_raises(metric):
     with pytest.raises(ValueError, match=r"shapes differ: \(3, 8, 8\) vs \(3, 8, 6\)"):
         metric(gray(0), gray(0)[..., :6], 2)

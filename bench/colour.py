@@ -1,0 +1,62 @@
+"""What a Y-only score leaves out: PSNR on Y and on the chroma planes (Cb, Cr) together.
+
+    python -m bench.colour [LABEL=]MODEL ... [--sets Set5 Set14] [--scale 2]
+        [--root ../shared/datasets/benchmark]
+
+The benchmarks score Y alone, so a model trained with more of its loss on Y
+(``train.luma``) can gain there and lose colour unseen; this prints both, per set, for
+each model (``bicubic``, a ``model.pt2`` or a retrain checkpoint), run eagerly in fp32.
+It measures models already chosen; it steers nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from nas_sr.data import load_pair
+from nas_sr.images import to_tensor
+from nas_sr.inference import load_predictor, super_resolve
+from nas_sr.jobs.evaluate import benchmark_sources
+from nas_sr.metrics import mean, psnr_cbcr, psnr_y, quantize
+
+DEFAULT_ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "benchmark"
+
+
+def scores(model: str, root: Path, sets: list[str], scale: int) -> dict[str, tuple[float, float]]:
+    """``{set: (PSNR on Y, PSNR on Cb and Cr)}``, each the mean over the set's images."""
+    predictor = load_predictor(model, scale)
+    out = {}
+    for name in sets:
+        y, c = [], []
+        for source in benchmark_sources(root, name, scale):
+            gt, lq = load_pair(source, scale)
+            sr = quantize(super_resolve(predictor, to_tensor(lq)[None])[0])
+            gt_t = torch.from_numpy(gt).permute(2, 0, 1)
+            y.append(float(psnr_y(sr, gt_t, scale)))
+            c.append(float(psnr_cbcr(sr, gt_t, scale)))
+        out[name] = (mean(y), mean(c))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+", help="[LABEL=]bicubic|MODEL.pt2|CHECKPOINT.pt")
+    parser.add_argument("--sets", nargs="+", default=["Set5", "Set14"])
+    parser.add_argument("--scale", type=int, default=2)
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    args = parser.parse_args()
+    print(f"| model | {' | '.join(f'{s} Y | {s} CbCr' for s in args.sets)} |")
+    print(f"| --- |{' ---: | ---: |' * len(args.sets)}")
+    for spec in args.models:
+        label, _, model = spec.rpartition("=")
+        result = scores(model, args.root, args.sets, args.scale)
+        cells = " | ".join(f"{y:.2f} | {c:.2f}" for y, c in result.values())
+        print(f"| {label or model} | {cells} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
