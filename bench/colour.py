@@ -1,12 +1,14 @@
 """What a Y-only score leaves out: PSNR on Y and on the chroma planes (Cb, Cr) together.
 
     python -m bench.colour [LABEL=]MODEL ... [--sets Set5 Set14] [--scale 2]
-        [--root ../shared/datasets/benchmark]
+        [--root ../shared/datasets/benchmark] [--holdout ../shared/datasets/train]
 
 The benchmarks score Y alone, so a model trained with more of its loss on Y
 (``train.luma``) can gain there and lose colour unseen; this prints both, per set, for
 each model (``bicubic``, a ``model.pt2`` or a retrain checkpoint), run eagerly in fp32.
-It measures models already chosen; it steers nothing.
+``--holdout DIR`` adds retraining's hold-out images of that training folder (the split
+of ``data=folder``), to weigh a candidate without reading a benchmark; ``--sets`` with no
+name leaves the benchmarks out. It measures; it steers nothing.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import argparse
 from pathlib import Path
 
 import torch
+from hydra import compose, initialize_config_module
 
-from nas_sr.data import load_pair
+from nas_sr.data import ImageSource, load_pair, resolve_sources
 from nas_sr.images import to_tensor
 from nas_sr.inference import load_predictor, super_resolve
 from nas_sr.jobs.evaluate import benchmark_sources
@@ -25,13 +28,14 @@ from nas_sr.metrics import mean, psnr_cbcr, psnr_y, quantize
 DEFAULT_ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "benchmark"
 
 
-def scores(model: str, root: Path, sets: list[str], scale: int) -> dict[str, tuple[float, float]]:
+def scores(model: str, sets: dict[str, list[ImageSource]], scale: int
+           ) -> dict[str, tuple[float, float]]:
     """``{set: (PSNR on Y, PSNR on Cb and Cr)}``, each the mean over the set's images."""
     predictor = load_predictor(model, scale)
     out = {}
-    for name in sets:
+    for name, sources in sets.items():
         y, c = [], []
-        for source in benchmark_sources(root, name, scale):
+        for source in sources:
             gt, lq = load_pair(source, scale)
             sr = quantize(super_resolve(predictor, to_tensor(lq)[None])[0])
             gt_t = torch.from_numpy(gt).permute(2, 0, 1)
@@ -45,15 +49,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", help="[LABEL=]bicubic|MODEL.pt2|CHECKPOINT.pt")
-    parser.add_argument("--sets", nargs="+", default=["Set5", "Set14"])
+    parser.add_argument("--sets", nargs="*", default=["Set5", "Set14"])
     parser.add_argument("--scale", type=int, default=2)
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument("--holdout", type=Path, help="a training folder: its hold-out images")
     args = parser.parse_args()
-    print(f"| model | {' | '.join(f'{s} Y | {s} CbCr' for s in args.sets)} |")
-    print(f"| --- |{' ---: | ---: |' * len(args.sets)}")
+    sets = {name: benchmark_sources(args.root, name, args.scale) for name in args.sets}
+    if args.holdout:
+        with initialize_config_module("experiments", version_base="1.3"):
+            cfg = compose("retrain", ["data=folder", f"data.train_dir={args.holdout}"])
+        sets["hold-out"] = resolve_sources(cfg.data, args.scale).holdout
+    print(f"| model | {' | '.join(f'{s} Y | {s} CbCr' for s in sets)} |")
+    print(f"| --- |{' ---: | ---: |' * len(sets)}")
     for spec in args.models:
         label, _, model = spec.rpartition("=")
-        result = scores(model, args.root, args.sets, args.scale)
+        result = scores(model, sets, args.scale)
         cells = " | ".join(f"{y:.2f} | {c:.2f}" for y, c in result.values())
         print(f"| {label or model} | {cells} |", flush=True)
 
