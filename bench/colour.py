@@ -25,7 +25,7 @@ from nas_sr.inference import load_predictor, super_resolve
 from nas_sr.jobs.evaluate import benchmark_sources
 from nas_sr.metrics import mean, psnr_cbcr, psnr_y, quantize
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "benchmark"
+DEFAULT_ROOT = Path("../shared/datasets/benchmark")  # as evaluate's benchmark_root, from the root
 
 
 def scores(model: str, sets: dict[str, list[ImageSource]], scale: int

@@ -162,7 +162,7 @@ def training_loss(name: str, luma: float = 0.0
         return fn
 
     def loss(sr: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-        # rgb_to_y's 16 offset cancels in the difference; on 0..1 input Y spans 0..219/255
+        # on 0..1 input rgb_to_y gives 16 + 0..219/255: the 16 cancels in the difference
         on_y = fn(rgb_to_y(sr), rgb_to_y(gt))
         return on_y if luma == 1 else luma * on_y + (1 - luma) * fn(sr, gt)
 
