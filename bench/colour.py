@@ -16,14 +16,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
 from hydra import compose, initialize_config_module
 
-from nas_sr.data import ImageSource, load_pair, resolve_sources
-from nas_sr.images import to_tensor
-from nas_sr.inference import load_predictor, super_resolve
-from nas_sr.jobs.evaluate import benchmark_sources
-from nas_sr.metrics import mean, psnr_cbcr, psnr_y, quantize
+from nas_sr.data import ImageSource, resolve_sources
+from nas_sr.inference import load_predictor
+from nas_sr.jobs.evaluate import benchmark_sources, restore
+from nas_sr.metrics import mean, psnr_cbcr, psnr_y
 
 DEFAULT_ROOT = Path("../shared/datasets/benchmark")  # as evaluate's benchmark_root, from the root
 
@@ -36,9 +34,7 @@ def scores(model: str, sets: dict[str, list[ImageSource]], scale: int
     for name, sources in sets.items():
         y, c = [], []
         for source in sources:
-            gt, lq = load_pair(source, scale)
-            sr = quantize(super_resolve(predictor, to_tensor(lq)[None])[0])
-            gt_t = torch.from_numpy(gt).permute(2, 0, 1)
+            sr, gt_t = restore(predictor, source)
             y.append(float(psnr_y(sr, gt_t, scale)))
             c.append(float(psnr_cbcr(sr, gt_t, scale)))
         out[name] = (mean(y), mean(c))

@@ -53,12 +53,19 @@ def benchmark_sources(root: Path, name: str, scale: int) -> list[ImageSource]:
     return [ImageSource(gt[k], lq[k]) for k in sorted(gt)]
 
 
+def restore(predictor: Predictor, source: ImageSource, device: torch.device | str = "cpu",
+            **options: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """An image's 8-bit SR output and its HR image, (3, H, W) on 0..255 on the CPU, as every
+    score takes them; ``options`` go to :func:`super_resolve` (tile, ensemble, amp)."""
+    gt, lq = load_pair(source, predictor.scale)  # names the LR file if the sizes disagree
+    sr = super_resolve(predictor, to_tensor(lq, device)[None], **options)
+    return quantize(sr[0]).cpu(), torch.from_numpy(gt).permute(2, 0, 1)
+
+
 def evaluate_image(predictor: Predictor, source: ImageSource, cfg: DictConfig,
                    device: torch.device, amp: bool = False) -> dict[str, Any]:
-    gt, lq = load_pair(source, predictor.scale)  # names the LR file if the sizes disagree
-    sr = super_resolve(predictor, to_tensor(lq, device)[None], tile=cfg.tile, overlap=cfg.overlap,
+    sr, gt_t = restore(predictor, source, device, tile=cfg.tile, overlap=cfg.overlap,
                        ensemble=cfg.self_ensemble, amp=amp)
-    sr, gt_t = quantize(sr[0]).cpu(), torch.from_numpy(gt).permute(2, 0, 1)
     shave = predictor.scale
     return {"image": source.gt.stem, "psnr": float(psnr_y(sr, gt_t, shave)),
             "ssim": ssim_y(sr, gt_t, shave)}
