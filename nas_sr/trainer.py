@@ -124,12 +124,15 @@ def clip_gradients(params: list[nn.Parameter], train: DictConfig, learning_rate:
 
 
 def load_data(cfg: DictConfig, d: Dist) -> tuple[RandomCrops, list[Pairs]]:
-    """The training crops, and this process's share of the validation sets."""
+    """The training crops (with ``train.reward_images``, the search's reward images too),
+    and this process's share of the validation sets."""
     data, t, scale = cfg.data, cfg.train, cfg.scale
     src = resolve_sources(data, scale)
+    train, split = (src.train + src.reward, "train_reward") if t.reward_images else (
+        src.train, "train")
     with distributed.main_first(d):  # one process builds the cache, the others read it
-        store = open_store(src.train, scale, min_image_size(data, t.patch_size, scale),
-                           cache_path(data, scale, "train"), "training images",
+        store = open_store(train, scale, min_image_size(data, t.patch_size, scale),
+                           cache_path(data, scale, split), "training images",
                            cfg.logger.progress and d.is_main, rescale_factors(data))
     crops = RandomCrops(store, scale, t.patch_size, t.iters_per_epoch * t.batch_size, cfg.seed)
     return crops, validation_sets(cfg, d, src.holdout)

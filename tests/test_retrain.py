@@ -13,6 +13,8 @@ from nas_sr import trainer
 from nas_sr.archs import EDSR, FSRCNN, SRCNN, VDSR, build_model, load_model
 from nas_sr.checkpoint import save_atomic
 from nas_sr.cli import run_job
+from nas_sr.data import load_pairs, resolve_sources
+from nas_sr.distributed import Dist
 from nas_sr.ema import WeightAverage
 from nas_sr.jobs import retrain as retrain_mod
 from nas_sr.options import check_options
@@ -243,6 +245,22 @@ def test_a_retrain_with_train_luma_takes_its_loss_on_y_and_rgb(image_folder, gen
     cfg = folder_cfg(image_folder, genotype_file, "train.epochs=1", "train.luma=0.5")
     steps = run_job("retrain", cfg, tmp_path / "luma")["steps"]
     assert steps > 0 and ranks == [3, 4] * steps  # Y maps (N, H, W), then RGB (N, 3, H, W)
+
+
+def test_train_reward_images_adds_the_searchs_reward_half_never_the_hold_out(
+        image_folder, genotype_file, tmp_path):
+    src = resolve_sources(folder_cfg(image_folder, genotype_file).data, 2)
+    for flag, images in ((False, src.train), (True, src.train + src.reward)):
+        cfg = folder_cfg(image_folder, genotype_file, f"train.reward_images={flag}")
+        crops, val = trainer.load_data(cfg, Dist())
+        assert [gt.tobytes() for gt, _ in crops.store.pairs] == [
+            gt.tobytes() for gt, _ in load_pairs(images, 2, 1, progress=False)]
+        assert len(val) == len(src.holdout)  # validation is the hold-out half either way
+        trainer.load_data(folder_cfg(image_folder, genotype_file, f"train.reward_images={flag}",
+                                     "data.cache=h5", f"data.cache_dir={tmp_path}"), Dist())
+    # one cache file per training set: two runs side by side never rebuild each other's
+    assert sorted(p.name for p in tmp_path.glob("*.h5")) == [
+        "folder_x2_train.h5", "folder_x2_train_reward.h5"]
 
 
 def test_weight_average_ramps_its_decay_then_holds_it():
