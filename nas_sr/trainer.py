@@ -128,8 +128,8 @@ def load_data(cfg: DictConfig, d: Dist) -> tuple[RandomCrops, list[Pairs]]:
     and this process's share of the validation sets."""
     data, t, scale = cfg.data, cfg.train, cfg.scale
     src = resolve_sources(data, scale)
-    train, split = (src.train + src.reward, "train_reward") if t.reward_images else (
-        src.train, "train")
+    train = src.train + src.reward if t.reward_images else src.train
+    split = "train_reward" if t.reward_images else "train"
     with distributed.main_first(d):  # one process builds the cache, the others read it
         store = open_store(train, scale, min_image_size(data, t.patch_size, scale),
                            cache_path(data, scale, split), "training images",

@@ -16,6 +16,7 @@ from nas_sr.cli import run_job
 from nas_sr.data import load_pairs, resolve_sources
 from nas_sr.distributed import Dist
 from nas_sr.ema import WeightAverage
+from nas_sr.images import to_tensor
 from nas_sr.jobs import retrain as retrain_mod
 from nas_sr.options import check_options
 from nas_sr.runlog import read_metrics
@@ -251,11 +252,15 @@ def test_train_reward_images_adds_the_searchs_reward_half_never_the_hold_out(
         image_folder, genotype_file, tmp_path):
     src = resolve_sources(folder_cfg(image_folder, genotype_file).data, 2)
     for flag, images in ((False, src.train), (True, src.train + src.reward)):
-        cfg = folder_cfg(image_folder, genotype_file, f"train.reward_images={flag}")
+        cfg = folder_cfg(image_folder, genotype_file, f"train.reward_images={flag}",
+                         "train.val_crops=null")  # whole validation images, to compare
         crops, val = trainer.load_data(cfg, Dist())
         assert [gt.tobytes() for gt, _ in crops.store.pairs] == [
             gt.tobytes() for gt, _ in load_pairs(images, 2, 1, progress=False)]
-        assert len(val) == len(src.holdout)  # validation is the hold-out half either way
+        holdout = load_pairs(src.holdout, 2, 1, progress=False)  # validation, either way
+        assert len(val) == len(holdout)
+        assert all(torch.equal(v_gt[0], to_tensor(gt))
+                   for (_, v_gt), (gt, _) in zip(val, holdout, strict=True))
         trainer.load_data(folder_cfg(image_folder, genotype_file, f"train.reward_images={flag}",
                                      "data.cache=h5", f"data.cache_dir={tmp_path}"), Dist())
     # one cache file per training set: two runs side by side never rebuild each other's
