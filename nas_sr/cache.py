@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,10 @@ class H5Store:
     def lq_shape(self, i: int) -> tuple[int, int]:
         return self.shapes[i]
 
+    def pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        f = self._open()
+        return f[f"hr/{i}"][()], f[f"lr/{i}"][()]
+
     def crop(self, i: int, y: int, x: int, size: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
         try:
             f = self._open()
@@ -99,21 +103,31 @@ def cache_path(data: Any, scale: int, split: str) -> Path | None:
     return Path(data.cache_dir).expanduser() / f"{data.name}_x{scale}_{split}.h5"
 
 
+def write_pairs(path: Path, pairs: Iterable[tuple[np.ndarray, np.ndarray]], scale: int,
+                key: str, sources: Sequence[ImageSource], factors: Sequence[float],
+                progress: bool = True, desc: str = "writing cache") -> None:
+    """Write GT/LQ ``pairs`` (consumed as they come: they may be computed on the fly) to
+    ``path`` atomically, with the ``fingerprint`` ``key`` that ``is_fresh`` checks."""
+    shapes = []
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for i, (gt, lq) in enumerate(progress_bar(pairs, desc=desc, total=len(factors),
+                                                   leave=False, disable=not progress)):
+            for name, img in (("hr", gt), ("lr", lq)):
+                f.create_dataset(f"{name}/{i}", data=img,
+                                 chunks=(min(64, img.shape[0]), min(64, img.shape[1]), 3))
+            shapes.append(lq.shape[:2])
+        f["lr_shapes"] = np.array(shapes, dtype=np.int64)
+        f["factors"] = np.array(factors, dtype=np.float64)
+        f["sources"] = np.array([str(s.gt) for s in sources], dtype=h5py.string_dtype())
+        f.attrs.update(fingerprint=key, scale=scale, version=CACHE_VERSION)
+
+
 def build_cache(path: Path, sources: Sequence[ImageSource], scale: int, min_lq_size: int,
                 key: str, progress: bool = True, rescale: Sequence[float] = ()) -> None:
     pairs, factors = with_rescaled_copies(
         load_pairs(sources, scale, min_lq_size, desc=f"images for {path.name}",
                    progress=progress), scale, rescale, progress)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        for i, (gt, lq) in enumerate(progress_bar(pairs, desc="writing cache", leave=False,
-                                                   disable=not progress)):
-            for name, img in (("hr", gt), ("lr", lq)):
-                f.create_dataset(f"{name}/{i}", data=img,
-                                 chunks=(min(64, img.shape[0]), min(64, img.shape[1]), 3))
-        f["lr_shapes"] = np.array([lq.shape[:2] for _, lq in pairs], dtype=np.int64)
-        f["factors"] = np.array(factors, dtype=np.float64)
-        f["sources"] = np.array([str(s.gt) for s in sources], dtype=h5py.string_dtype())
-        f.attrs.update(fingerprint=key, scale=scale, version=CACHE_VERSION)
+    write_pairs(path, pairs, scale, key, sources, factors, progress)
 
 
 def open_store(sources: Sequence[ImageSource], scale: int, min_lq_size: int,
@@ -123,7 +137,7 @@ def open_store(sources: Sequence[ImageSource], scale: int, min_lq_size: int,
     ``rescale``, each image is followed by its downscaled copies (``with_rescaled_copies``)."""
     if path is None:
         pairs = load_pairs(sources, scale, min_lq_size, desc=desc, progress=progress)
-        return PairStore(with_rescaled_copies(pairs, scale, rescale, progress)[0])
+        return PairStore(*with_rescaled_copies(pairs, scale, rescale, progress))
     key = fingerprint(sources, scale, rescale)
     if not is_fresh(path, key):
         build_cache(path, sources, scale, min_lq_size, key, progress, rescale)

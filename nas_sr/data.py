@@ -40,16 +40,22 @@ class ImageSource:
 
 
 class PairStore:
-    """HR/LR uint8 image pairs in memory; the HDF5 cache offers the same interface."""
+    """HR/LR uint8 image pairs in memory, with each pair's ``factors`` (1: an original image,
+    below 1: a downscaled copy); the HDF5 cache offers the same interface."""
 
-    def __init__(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]]):
+    def __init__(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+                 factors: Sequence[float] | None = None):
         self.pairs = list(pairs)
+        self.factors = list(factors) if factors is not None else [1.0] * len(self.pairs)
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def lq_shape(self, i: int) -> tuple[int, int]:
         return self.pairs[i][1].shape[:2]
+
+    def pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.pairs[i]
 
     def crop(self, i: int, y: int, x: int, size: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
         gt, lq = self.pairs[i]

@@ -205,6 +205,10 @@ def check_options(job: str, cfg: DictConfig) -> None:
         luma = _number(cfg, "train.luma")
         if luma is None or not 0 <= luma <= 1:
             raise ConfigError(f"train.luma={luma}: the loss's share on the Y channel, in [0, 1]")
+        teach = _number(cfg, "train.teacher_weight")
+        if teach is None or not 0 < teach <= 1:
+            raise ConfigError(f"train.teacher_weight={teach}: the teacher's share of the "
+                              "target, in (0, 1]")
         _amp(cfg, "train.amp")
     if job == "retrain":  # compress: against its model's scale, once the model is read
         check_patch(cfg, "train.patch_size", cfg.scale)

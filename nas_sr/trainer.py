@@ -61,6 +61,7 @@ from nas_sr.runtime import (
     set_threads,
     use_amp,
 )
+from nas_sr.teacher import BlendedTargets, teacher_store
 from nas_sr.training import Pairs, RunState, crop_psnrs
 from search_spaces.cell import upgrade_state_dict
 from search_spaces.network import count_params
@@ -123,17 +124,24 @@ def clip_gradients(params: list[nn.Parameter], train: DictConfig, learning_rate:
         nn.utils.clip_grad_norm_(params, train.grad_clip)
 
 
-def load_data(cfg: DictConfig, d: Dist) -> tuple[RandomCrops, list[Pairs]]:
-    """The training crops (with ``train.reward_images``, the search's reward images too),
-    and this process's share of the validation sets."""
+def load_data(cfg: DictConfig, d: Dist, device: torch.device | str = "cpu"
+              ) -> tuple[RandomCrops, list[Pairs]]:
+    """The training crops (with ``train.reward_images``, the search's reward images too;
+    with ``train.teacher``, towards targets blended with its outputs), and this process's
+    share of the validation sets."""
     data, t, scale = cfg.data, cfg.train, cfg.scale
     src = resolve_sources(data, scale)
     train = src.train + src.reward if t.reward_images else src.train
     split = "train_reward" if t.reward_images else "train"
-    with distributed.main_first(d):  # one process builds the cache, the others read it
+    progress, rescale = cfg.logger.progress and d.is_main, rescale_factors(data)
+    with distributed.main_first(d):  # one process builds the caches, the others read them
         store = open_store(train, scale, min_image_size(data, t.patch_size, scale),
-                           cache_path(data, scale, split), "training images",
-                           cfg.logger.progress and d.is_main, rescale_factors(data))
+                           cache_path(data, scale, split), "training images", progress,
+                           rescale)
+        if t.teacher:
+            taught = teacher_store(store, train, rescale, t.teacher, scale, data.cache_dir,
+                                   device, progress)
+            store = BlendedTargets(store, taught, t.teacher_weight)
     crops = RandomCrops(store, scale, t.patch_size, t.iters_per_epoch * t.batch_size, cfg.seed)
     return crops, validation_sets(cfg, d, src.holdout)
 
@@ -226,7 +234,7 @@ class Trainer(RunState):
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda epoch: lr_factor(self.cfg.train, epoch, self.train_s))
         self.val_psnr = self.best_psnr = -math.inf
-        self.crops, self.val_sets = load_data(cfg, d)
+        self.crops, self.val_sets = load_data(cfg, d, device)
         self.sampler = DistributedSampler(self.crops, d.world_size, d.rank, shuffle=False)
         if resume:
             self.load_state_dict(resume)

@@ -8,15 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import QUIET, make_cfg
-from nas_sr import trainer
+from conftest import QUIET, make_cfg, srcnn_checkpoint
+from nas_sr import teacher, trainer
 from nas_sr.archs import EDSR, FSRCNN, SRCNN, VDSR, build_model, load_model
 from nas_sr.checkpoint import save_atomic
 from nas_sr.cli import run_job
 from nas_sr.data import load_pairs, resolve_sources
 from nas_sr.distributed import Dist
 from nas_sr.ema import WeightAverage
-from nas_sr.images import to_tensor
+from nas_sr.images import to_tensor, to_uint8
+from nas_sr.inference import load_predictor, self_ensemble
 from nas_sr.jobs import retrain as retrain_mod
 from nas_sr.options import check_options
 from nas_sr.runlog import read_metrics
@@ -266,6 +267,50 @@ def test_train_reward_images_adds_the_searchs_reward_half_never_the_hold_out(
     # one cache file per training set: two runs side by side never rebuild each other's
     assert sorted(p.name for p in tmp_path.glob("*.h5")) == [
         "folder_x2_train.h5", "folder_x2_train_reward.h5"]
+
+
+def test_train_teacher_blends_its_x8_outputs_into_the_targets_once_per_teacher(
+        image_folder, genotype_file, tmp_path, monkeypatch):
+    model = srcnn_checkpoint(tmp_path / "teacher.pt", 2)
+    options = [f"train.teacher={model}", "train.teacher_weight=0.25", "data.cache=h5",
+               f"data.cache_dir={tmp_path / 'cache'}"]
+    plain, _ = trainer.load_data(folder_cfg(image_folder, genotype_file, *options[2:]), Dist())
+    crops, _ = trainer.load_data(folder_cfg(image_folder, genotype_file, *options), Dist())
+    net = load_predictor(str(model), 2).net
+    for index in range(4):  # the same crops (position, flip) as without a teacher ...
+        lq, target = crops[index]
+        plain_lq, gt = plain[index]
+        assert torch.equal(lq, plain_lq) and not torch.equal(target, gt)
+    gt, lq = crops.store.store.pair(0)  # ... towards 0.75 GT + 0.25 x8 teacher output
+    with torch.inference_mode():
+        taught = to_uint8(self_ensemble(net, to_tensor(lq)[None])[0])
+    y, x, size = 3, 5, 8
+    target, crop_lq = crops.store.crop(0, y, x, size, 2)
+    assert torch.equal(to_tensor(crop_lq), to_tensor(lq[y:y + size, x:x + size]))
+    expected = 0.75 * gt[6:22, 10:26].astype("float32") + 0.25 * taught[6:22, 10:26]
+    assert abs(target - expected).max() < 1e-4 and abs(target - gt[6:22, 10:26]).max() > 1
+    # the outputs are cached: a second run reads them; another teacher gets its own file
+    monkeypatch.setattr(teacher, "super_resolve", lambda *a, **k: pytest.fail("recomputed"))
+    trainer.load_data(folder_cfg(image_folder, genotype_file, *options), Dist())
+    assert len(list((tmp_path / "cache").glob("teacher_x2_*.h5"))) == 1
+    monkeypatch.undo()
+    torch.manual_seed(1)
+    save_atomic({"arch": {"name": "srcnn", "scale": 2}, "model": SRCNN(2).state_dict()},
+                tmp_path / "other.pt")
+    options[0] = f"train.teacher={tmp_path / 'other.pt'}"
+    trainer.load_data(folder_cfg(image_folder, genotype_file, *options), Dist())
+    assert len(list((tmp_path / "cache").glob("teacher_x2_*.h5"))) == 2
+    # a whole run trains towards them; a teacher of another scale or share is refused
+    summary = run_job("retrain", folder_cfg(image_folder, genotype_file, *options),
+                      tmp_path / "taught")
+    assert summary["steps"] > 0 and math.isfinite(summary["best_val_psnr"])
+    with pytest.raises(ValueError, match="wrong scale"):
+        trainer.load_data(folder_cfg(image_folder, genotype_file, *options,
+                                     f"train.teacher={srcnn_checkpoint(tmp_path / 'x3.pt', 3)}"),
+                          Dist())
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match=rf"train.teacher_weight={bad}: the teacher's"):
+            check_options("retrain", make_cfg("retrain", f"train.teacher_weight={bad}"))
 
 
 def test_weight_average_ramps_its_decay_then_holds_it():
