@@ -65,7 +65,10 @@ def teacher_store(store: Store, sources: Sequence[ImageSource], rescale: Sequenc
     ``sources`` and their ``rescale`` copies), computed once and cached in ``cache_dir``: a
     store whose GT images are the teacher's outputs."""
     path = Path(model).expanduser()
-    predictor = load_predictor(str(path), scale, device, runtime="auto")  # checks file, scale
+    if not path.is_file():  # bicubic included: a teacher is a trained model
+        raise FileNotFoundError(f"train.teacher={model}: no such model file; pass a model.pt2 "
+                                "(nas-sr export) or a retrain checkpoint at this scale")
+    predictor = load_predictor(str(path), scale, device, runtime="auto")  # checks its scale
     weights = hashlib.sha1(path.read_bytes()).hexdigest()
     key = hashlib.sha1(json.dumps(
         [weights, fingerprint(sources, scale, rescale)]).encode()).hexdigest()

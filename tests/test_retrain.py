@@ -300,7 +300,8 @@ def test_train_teacher_blends_its_x8_outputs_into_the_targets_once_per_teacher(
     options[0] = f"train.teacher={tmp_path / 'other.pt'}"
     trainer.load_data(folder_cfg(image_folder, genotype_file, *options), Dist())
     assert len(list((tmp_path / "cache").glob("teacher_x2_*.h5"))) == 2
-    # a whole run trains towards them; a teacher of another scale or share is refused
+    # a whole run trains towards them; a teacher of another scale, no model file or a
+    # share out of (0, 1] is refused
     summary = run_job("retrain", folder_cfg(image_folder, genotype_file, *options),
                       tmp_path / "taught")
     assert summary["steps"] > 0 and math.isfinite(summary["best_val_psnr"])
@@ -308,6 +309,9 @@ def test_train_teacher_blends_its_x8_outputs_into_the_targets_once_per_teacher(
         trainer.load_data(folder_cfg(image_folder, genotype_file, *options,
                                      f"train.teacher={srcnn_checkpoint(tmp_path / 'x3.pt', 3)}"),
                           Dist())
+    with pytest.raises(FileNotFoundError, match="train.teacher=bicubic: no such model file"):
+        trainer.load_data(folder_cfg(image_folder, genotype_file, *options,
+                                     "train.teacher=bicubic"), Dist())
     for bad in (0, 1.5):
         with pytest.raises(ValueError, match=rf"train.teacher_weight={bad}: the teacher's"):
             check_options("retrain", make_cfg("retrain", f"train.teacher_weight={bad}"))
