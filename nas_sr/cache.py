@@ -63,14 +63,17 @@ class H5Store:
         return self.shapes[i]
 
     def pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        f = self._open()
-        return f[f"hr/{i}"][()], f[f"lr/{i}"][()]
+        return self._read(i, np.s_[:, :], np.s_[:, :])
 
     def crop(self, i: int, y: int, x: int, size: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._read(i, np.s_[y * scale:(y + size) * scale, x * scale:(x + size) * scale],
+                          np.s_[y:y + size, x:x + size])
+
+    def _read(self, i: int, gt_part: tuple[slice, slice], lq_part: tuple[slice, slice]
+              ) -> tuple[np.ndarray, np.ndarray]:
         try:
             f = self._open()
-            gt = f[f"hr/{i}"][y * scale:(y + size) * scale, x * scale:(x + size) * scale]
-            return gt, f[f"lr/{i}"][y:y + size, x:x + size]
+            return f[f"hr/{i}"][gt_part], f[f"lr/{i}"][lq_part]
         except (OSError, KeyError) as e:  # damaged after it was checked (is_fresh)
             raise ImageError(f"{self.path}: the HDF5 cache is damaged ({e}); delete it and "
                              "run again (it is rebuilt)") from None
