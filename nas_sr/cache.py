@@ -63,17 +63,16 @@ class H5Store:
         return self.shapes[i]
 
     def pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        return self._read(i, np.s_[:, :], np.s_[:, :])
+        return self.read(i, "hr", np.s_[:, :]), self.read(i, "lr", np.s_[:, :])
 
     def crop(self, i: int, y: int, x: int, size: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
-        return self._read(i, np.s_[y * scale:(y + size) * scale, x * scale:(x + size) * scale],
-                          np.s_[y:y + size, x:x + size])
+        gt = self.read(i, "hr", np.s_[y * scale:(y + size) * scale, x * scale:(x + size) * scale])
+        return gt, self.read(i, "lr", np.s_[y:y + size, x:x + size])
 
-    def _read(self, i: int, gt_part: tuple[slice, slice], lq_part: tuple[slice, slice]
-              ) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, i: int, kind: str, part: tuple[slice, slice]) -> np.ndarray:
+        """``part`` of image ``i``'s GT (``kind="hr"``) or LQ (``"lr"``) array."""
         try:
-            f = self._open()
-            return f[f"hr/{i}"][gt_part], f[f"lr/{i}"][lq_part]
+            return self._open()[f"{kind}/{i}"][part]
         except (OSError, KeyError) as e:  # damaged after it was checked (is_fresh)
             raise ImageError(f"{self.path}: the HDF5 cache is damaged ({e}); delete it and "
                              "run again (it is rebuilt)") from None

@@ -31,7 +31,7 @@ class BlendedTargets:
     """``store`` with each GT crop replaced by ``(1 - weight) * GT + weight * teacher``,
     float32 on the 0..255 scale (a blend is no 8-bit image; ``to_tensor`` scales it alike)."""
 
-    def __init__(self, store: Store, teacher: Store, weight: float):
+    def __init__(self, store: Store, teacher: H5Store, weight: float):
         if len(store) != len(teacher):
             raise ValueError(f"{len(teacher)} teacher outputs for {len(store)} training images")
         self.store, self.teacher, self.weight = store, teacher, weight
@@ -45,7 +45,9 @@ class BlendedTargets:
 
     def crop(self, i: int, y: int, x: int, size: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
         gt, lq = self.store.crop(i, y, x, size, scale)
-        taught = self.teacher.crop(i, y, x, size, scale)[0]
+        # the teacher's GT alone: its LQ copy is the store's, read once above
+        taught = self.teacher.read(i, "hr", np.s_[y * scale:(y + size) * scale,
+                                                  x * scale:(x + size) * scale])
         w = self.weight
         return (1 - w) * gt.astype(np.float32) + w * taught.astype(np.float32), lq
 
@@ -68,12 +70,12 @@ def teacher_store(store: Store, sources: Sequence[ImageSource], rescale: Sequenc
     if not path.is_file():  # bicubic included: a teacher is a trained model
         raise FileNotFoundError(f"train.teacher={model}: no such model file; pass a model.pt2 "
                                 "(nas-sr export) or a retrain checkpoint at this scale")
-    predictor = load_predictor(str(path), scale, device, runtime="auto")  # checks its scale
     weights = hashlib.sha1(path.read_bytes()).hexdigest()
     key = hashlib.sha1(json.dumps(
         [weights, fingerprint(sources, scale, rescale)]).encode()).hexdigest()
     out = Path(cache_dir).expanduser() / f"teacher_x{scale}_{key[:12]}.h5"
-    if not is_fresh(out, key):
+    if not is_fresh(out, key):  # loaded only to run: a fresh file's key names its teacher
+        predictor = load_predictor(str(path), scale, device, runtime="auto")  # checks scale
         write_pairs(out, _outputs(store, predictor, torch.device(device)), scale, key,
                     sources, store.factors, progress, desc=f"teacher x8 outputs of {path.name}")
     return H5Store(out)

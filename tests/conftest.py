@@ -78,9 +78,9 @@ def make_set(root: Path, name: str = "Tiny", scale: int = 2, count: int = 2) -> 
     return root
 
 
-def srcnn_checkpoint(path: Path, scale: int) -> Path:
+def srcnn_checkpoint(path: Path, scale: int, seed: int = 0) -> Path:
     """An untrained SRCNN checkpoint (seeded): a real model file for the jobs that load one."""
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     save_atomic({"arch": {"name": "srcnn", "scale": scale}, "model": SRCNN(scale).state_dict()},
                 path)
     return path

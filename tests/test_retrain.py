@@ -291,13 +291,11 @@ def test_train_teacher_blends_its_x8_outputs_into_the_targets_once_per_teacher(
     assert abs(target - expected).max() < 1e-4 and abs(target - gt[6:22, 10:26]).max() > 1
     # the outputs are cached: a second run reads them; another teacher gets its own file
     monkeypatch.setattr(teacher, "super_resolve", lambda *a, **k: pytest.fail("recomputed"))
+    monkeypatch.setattr(teacher, "load_predictor", lambda *a, **k: pytest.fail("reloaded"))
     trainer.load_data(folder_cfg(image_folder, genotype_file, *options), Dist())
     assert len(list((tmp_path / "cache").glob("teacher_x2_*.h5"))) == 1
     monkeypatch.undo()
-    torch.manual_seed(1)
-    save_atomic({"arch": {"name": "srcnn", "scale": 2}, "model": SRCNN(2).state_dict()},
-                tmp_path / "other.pt")
-    options[0] = f"train.teacher={tmp_path / 'other.pt'}"
+    options[0] = f"train.teacher={srcnn_checkpoint(tmp_path / 'other.pt', 2, seed=1)}"
     trainer.load_data(folder_cfg(image_folder, genotype_file, *options), Dist())
     assert len(list((tmp_path / "cache").glob("teacher_x2_*.h5"))) == 2
     # a whole run trains towards them; a teacher of another scale, no model file or a
