@@ -205,12 +205,18 @@ def check_scale(scale: int) -> None:
 # allocate gigabytes: sizes are checked first, then parameters are counted on the meta device
 MAX_SIZE = 1024  # channels, cells, nodes, blocks, depth
 MAX_PARAMS = 100_000_000  # EDSR (the big one, 43M) fits twice
+MAX_RECURSIONS = 16  # passes of each cell (DRRN's deepest runs its unit 25 times, 1 cell)
 
 
 def check_arch(arch: Any) -> None:
     """Refuse an arch spec that is malformed or builds an unreasonably large network."""
     if not isinstance(arch, dict) or not isinstance(arch.get("name"), str):
         raise ConfigError(f"an arch spec is a dict with a name, got {type(arch).__name__}")
+    recursions = arch.get("recursions", 1)  # costs time, not weights: bounded on its own
+    if (isinstance(recursions, bool) or not isinstance(recursions, int)
+            or not 1 <= recursions <= MAX_RECURSIONS):
+        raise ConfigError(f"arch recursions={recursions!r}: must be a whole number in "
+                          f"1..{MAX_RECURSIONS}")
     for key in ("channels", "cells", "nodes", "blocks", "depth", "d", "s", "m", "colors"):
         value = arch.get(key, 1)
         for v in value if isinstance(value, (list, tuple)) else [value]:
@@ -242,6 +248,7 @@ def build_model(arch: dict[str, Any], checked: bool = False) -> nn.Module:
         genotype = Genotype.from_dict(spec.pop("genotype"))
         model: nn.Module = CellSRNet(scale, genotype=genotype, channels=spec.pop("channels"),
                                      num_cells=spec.pop("cells"), num_nodes=genotype.num_nodes,
+                                     recursions=spec.pop("recursions", 1),
                                      **_no_more(spec, name))
     else:
         kinds = {"srcnn": SRCNN, "fsrcnn": FSRCNN, "vdsr": VDSR, "edsr_baseline": EDSR,

@@ -48,6 +48,10 @@ class Cell(nn.Module):
         self.register_load_state_dict_pre_hook(_upgrade_names)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, genotype: Genotype) -> torch.Tensor:
+        return s1 + self.update(s0, s1, genotype)
+
+    def update(self, s0: torch.Tensor, s1: torch.Tensor, genotype: Genotype) -> torch.Tensor:
+        """What the cell adds to h(k-1): the combine of its loose ends."""
         states = [s0, s1]
         for j, (in1, op1, in2, op2) in enumerate(genotype.nodes):
             slot1, slot2 = self.node_ops[j]
@@ -55,10 +59,10 @@ class Cell(nn.Module):
         loose = genotype.loose_ends()
         out = torch.cat([states[NUM_CELL_INPUTS + j] for j in loose], dim=1)
         if self.genotype is not None:  # called as a module, so weight masks apply (compress)
-            return s1 + self.combine(out)
+            return self.combine(out)
         c = self.channels  # shared weights: take the loose ends' columns
         weight = torch.cat([self.combine.weight[:, j * c:(j + 1) * c] for j in loose], dim=1)
-        return s1 + F.conv2d(out, weight, self.combine.bias)
+        return F.conv2d(out, weight, self.combine.bias)
 
 
 def current_name(name: str) -> str:

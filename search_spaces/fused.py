@@ -186,6 +186,9 @@ class FusedCell(nn.Module):
         self.num_nodes = g.num_nodes
 
     def forward(self, s0: Tensor, s1: Tensor, genotype: object = None) -> Tensor:
+        return s1 + self.update(s0, s1)
+
+    def update(self, s0: Tensor, s1: Tensor, genotype: object = None) -> Tensor:
         states = [s0, s1]
         relus = [self._relu(0, s0), self._relu(1, s1)]  # each state ReLU'd once, if read so
         for j in range(self.num_nodes):
@@ -193,7 +196,7 @@ class FusedCell(nn.Module):
             node = self.nodes[str(j)](states, relus) if str(j) in self.nodes else s1
             relus.append(self._relu(len(states), node))
             states.append(node)
-        return s1 + self.out(states, relus)
+        return self.out(states, relus)
 
     def _relu(self, state: int, x: Tensor) -> Tensor | None:
         return F.relu(x) if state in self.relu_states else None

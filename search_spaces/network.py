@@ -28,6 +28,11 @@ class CellSRNet(nn.Module):
 
     ``genotype=None`` builds the weight-shared supernet (``forward`` then needs a
     genotype); a genotype builds the standalone network with only its ops.
+
+    ``recursions=R > 1`` runs each cell R times, each later pass on the last one's output
+    with the same weights (DRCN's and DRRN's recursion: depth at no cost in weights), and
+    adds ``gate * update`` with a per-channel gate that starts at zero (CaiT's LayerScale),
+    so a network grown from a trained one starts as exactly that network.
     """
 
     def __init__(
@@ -37,13 +42,17 @@ class CellSRNet(nn.Module):
         num_cells: int = 4,
         num_nodes: int = 5,
         genotype: Genotype | None = None,
+        recursions: int = 1,
     ):
         super().__init__()
-        self.scale, self.genotype = scale, genotype
+        self.scale, self.genotype, self.recursions = scale, genotype, recursions
         self.register_buffer("mean", torch.tensor(RGB_MEAN).view(1, 3, 1, 1), persistent=False)
         self.head = nn.Conv2d(3, channels, 3, padding=1)
         self.cells = nn.ModuleList(Cell(channels, num_nodes, genotype) for _ in range(num_cells))
         self.tail = Upsampler(channels, scale)
+        # one (C, 1, 1) gate per cell and later pass, cell-major; 4-D for channels_last
+        self.gates = (nn.Parameter(torch.zeros(num_cells * (recursions - 1), channels, 1, 1))
+                      if recursions > 1 else None)
 
     def forward(self, x: torch.Tensor, genotype: Genotype | None = None) -> torch.Tensor:
         genotype = genotype or self.genotype
@@ -51,8 +60,12 @@ class CellSRNet(nn.Module):
             raise ValueError("the supernet needs a genotype to run")
         feat = self.head(x - self.mean)
         s0 = s1 = feat
-        for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, genotype)
+        for k, cell in enumerate(self.cells):
+            out = cell(s0, s1, genotype)
+            for r in range(self.recursions - 1):
+                out = out + self.gates[k * (self.recursions - 1) + r] * cell.update(
+                    s0, out, genotype)
+            s0, s1 = s1, out
         return self.tail(s1 + feat) + self.mean
 
 

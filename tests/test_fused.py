@@ -29,8 +29,9 @@ def random_genotype(rng: random.Random, nodes: int = 5) -> Genotype:
         for j in range(nodes)]})
 
 
-def random_net(genotype: Genotype, channels: int = 8, cells: int = 2) -> CellSRNet:
-    net = CellSRNet(2, channels, cells, genotype.num_nodes, genotype).eval()
+def random_net(genotype: Genotype, channels: int = 8, cells: int = 2,
+               recursions: int = 1) -> CellSRNet:
+    net = CellSRNet(2, channels, cells, genotype.num_nodes, genotype, recursions).eval()
     with torch.no_grad():
         for p in net.parameters():
             p.normal_(0, 0.2)  # larger than the init, so every op matters in the output
@@ -107,13 +108,18 @@ def test_a_pruned_checkpoint_runs_fused_from_its_masked_weights(tmp_path):
         assert (super_resolve(predictor, lq) - model(lq)).abs().max() < 1e-5
 
 
-def test_the_onnx_export_of_a_cell_is_fused_and_equal():
+@pytest.mark.parametrize("recursions", [1, 2])
+def test_the_onnx_export_of_a_cell_is_fused_and_equal(recursions):
     g = load_genotype(SHIPPED)
-    net = random_net(g)
-    arch = {"name": "cell", "scale": 2, "channels": 8, "cells": 2, "genotype": g.to_dict()}
+    net = random_net(g, recursions=recursions)  # gates drawn non-zero: every pass counts
+    arch = {"name": "cell", "scale": 2, "channels": 8, "cells": 2, "genotype": g.to_dict(),
+            "recursions": recursions}
     data = export_onnx(net, arch)
     convs = sum(n.op_type == "Conv" for n in onnx.load_from_string(data).graph.node)
-    assert convs == 2 + 2 * 11  # head and tail, then 11 convs a cell where the cell has 15
+    # head and tail, then 11 convs a cell where the cell has 15; a later pass shares its
+    # weights and h(k-2) with the first, so the exporter computes the 3 convs reading
+    # h(k-2) alone once
+    assert convs == 2 + 2 * (11 + (recursions - 1) * 8)
     session = OnnxModel(data, threads=1)
     lq = torch.rand(1, 3, 17, 15, generator=torch.Generator().manual_seed(3))
     with torch.inference_mode():

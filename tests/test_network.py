@@ -84,3 +84,27 @@ def test_supernet_and_standalone_agree_on_random_genotypes():
     with torch.no_grad():
         for g in genotypes:
             torch.testing.assert_close(standalone_from(supernet, g, c)(x), supernet(x, g))
+
+
+def test_recursion_reruns_each_cell_on_its_output_with_the_same_weights_gated():
+    g = Genotype((Node(0, "conv_3x3", 1, "sep_conv_3x3"), Node(2, "identity", 0, "conv_3x3")))
+    torch.manual_seed(0)
+    once = CellSRNet(2, 6, 2, 2, g).eval()
+    thrice = CellSRNet(2, 6, 2, 2, g, recursions=3).eval()
+    assert count_params(thrice) == count_params(once) + 2 * 2 * 6  # the gates alone
+    missing = thrice.load_state_dict(once.state_dict(), strict=False).missing_keys
+    assert missing == ["gates"]
+    x = torch.rand(1, 3, 9, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(thrice(x), once(x), rtol=0, atol=0)  # gated off at start
+        thrice.gates.normal_(0, 0.5)
+        feat = once.head(x - once.mean)
+        s0 = s1 = feat
+        for k, cell in enumerate(once.cells):  # unrolled by hand with the same cells
+            out = cell(s0, s1, g)
+            for r in range(2):
+                out = out + thrice.gates[2 * k + r] * (cell(s0, out, g) - out)
+            s0, s1 = s1, out
+        want = once.tail(s1 + feat) + once.mean
+        torch.testing.assert_close(thrice(x), want)
+        assert (thrice(x) - once(x)).abs().max() > 1e-3

@@ -17,7 +17,7 @@ from nas_sr.data import load_pairs, resolve_sources
 from nas_sr.distributed import Dist
 from nas_sr.ema import WeightAverage
 from nas_sr.images import to_tensor, to_uint8
-from nas_sr.inference import load_predictor, self_ensemble
+from nas_sr.inference import load_predictor, self_ensemble, super_resolve
 from nas_sr.jobs import retrain as retrain_mod
 from nas_sr.options import check_options
 from nas_sr.runlog import read_metrics
@@ -463,6 +463,27 @@ def test_x3_starts_from_x2_weights(image_folder, genotype_file, tmp_path):
     torch.testing.assert_close(x3.cells[1].combine.weight, source.cells[1].combine.weight)
     with pytest.raises(ValueError, match="none of its tensors fits this model"):
         trainer.init_from(SRCNN(2), tmp_path / "x2.pt")
+
+
+def test_a_recursive_cell_grows_from_a_trained_one_and_ships_as_one_model(
+        image_folder, genotype_file, tmp_path):
+    once = retrain_mod.model_spec(folder_cfg(image_folder, genotype_file))
+    torch.manual_seed(1)
+    source = build_model(once).eval()
+    save_atomic({"arch": once, "model": source.state_dict()}, tmp_path / "once.pt")
+    cfg = folder_cfg(image_folder, genotype_file, f"init_from={tmp_path / 'once.pt'}",
+                     "train.cell.recursions=2", "train.epochs=1", "train.iters_per_epoch=2")
+    run_job("retrain", cfg, tmp_path / "twice")
+    assert read_metrics(tmp_path / "twice")[0]["init_skipped"] == ["gates"]
+    model, state = load_model(tmp_path / "twice" / "best.pt")
+    assert state["arch"]["recursions"] == 2 and model.gates.abs().sum() > 0  # they trained
+    assert count_params(model) == count_params(source) + model.gates.numel()
+    lq = torch.rand(1, 3, 10, 9, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():  # its fused inference form runs both passes
+        got = super_resolve(load_predictor(str(tmp_path / "twice" / "best.pt"),
+                                           runtime="eager"), lq)
+        torch.testing.assert_close(got, model(lq), atol=1e-5, rtol=0)
+        assert (model(lq) - source(lq)).abs().max() > 0
 
 
 def test_ddp_two_processes_match_one(image_folder, genotype_file, tmp_path):
