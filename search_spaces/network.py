@@ -50,8 +50,9 @@ class CellSRNet(nn.Module):
         self.head = nn.Conv2d(3, channels, 3, padding=1)
         self.cells = nn.ModuleList(Cell(channels, num_nodes, genotype) for _ in range(num_cells))
         self.tail = Upsampler(channels, scale)
-        # one (C, 1, 1) gate per cell and later pass, cell-major; 4-D for channels_last
-        self.gates = (nn.Parameter(torch.zeros(num_cells * (recursions - 1), channels, 1, 1))
+        # a row of C gates per cell and later pass, cell-major; 2-D, so channels_last
+        # (which re-strides 4-D tensors) leaves it alone
+        self.gates = (nn.Parameter(torch.zeros(num_cells * (recursions - 1), channels))
                       if recursions > 1 else None)
 
     def forward(self, x: torch.Tensor, genotype: Genotype | None = None) -> torch.Tensor:
@@ -63,8 +64,8 @@ class CellSRNet(nn.Module):
         for k, cell in enumerate(self.cells):
             out = cell(s0, s1, genotype)
             for r in range(self.recursions - 1):
-                out = out + self.gates[k * (self.recursions - 1) + r] * cell.update(
-                    s0, out, genotype)
+                gate = self.gates[k * (self.recursions - 1) + r, :, None, None]
+                out = out + gate * cell.update(s0, out, genotype)
             s0, s1 = s1, out
         return self.tail(s1 + feat) + self.mean
 
