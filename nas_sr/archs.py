@@ -205,23 +205,20 @@ def check_scale(scale: int) -> None:
 # allocate gigabytes: sizes are checked first, then parameters are counted on the meta device
 MAX_SIZE = 1024  # channels, cells, nodes, blocks, depth
 MAX_PARAMS = 100_000_000  # EDSR (the big one, 43M) fits twice
-MAX_RECURSIONS = 16  # passes of each cell (DRRN's deepest runs its unit 25 times, 1 cell)
+MAX_RECURSIONS = 16  # passes of each cell: they cost time, not weights, so bounded apart
+SIZE_BOUNDS = {**dict.fromkeys(("channels", "cells", "nodes", "blocks", "depth", "d", "s", "m",
+                                "colors"), MAX_SIZE), "recursions": MAX_RECURSIONS}
 
 
 def check_arch(arch: Any) -> None:
     """Refuse an arch spec that is malformed or builds an unreasonably large network."""
     if not isinstance(arch, dict) or not isinstance(arch.get("name"), str):
         raise ConfigError(f"an arch spec is a dict with a name, got {type(arch).__name__}")
-    recursions = arch.get("recursions", 1)  # costs time, not weights: bounded on its own
-    if (isinstance(recursions, bool) or not isinstance(recursions, int)
-            or not 1 <= recursions <= MAX_RECURSIONS):
-        raise ConfigError(f"arch recursions={recursions!r}: must be a whole number in "
-                          f"1..{MAX_RECURSIONS}")
-    for key in ("channels", "cells", "nodes", "blocks", "depth", "d", "s", "m", "colors"):
+    for key, most in SIZE_BOUNDS.items():
         value = arch.get(key, 1)
         for v in value if isinstance(value, (list, tuple)) else [value]:
-            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_SIZE:
-                raise ConfigError(f"arch {key}={value!r}: must be whole numbers in 1..{MAX_SIZE}")
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= most:
+                raise ConfigError(f"arch {key}={value!r}: must be whole numbers in 1..{most}")
     try:
         with torch.device("meta"):  # no memory: only the shapes
             params = sum(p.numel() for p in build_model(arch, checked=True).parameters())

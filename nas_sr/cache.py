@@ -19,7 +19,14 @@ import h5py
 import numpy as np
 
 from nas_sr.checkpoint import atomic_path
-from nas_sr.data import ImageSource, PairStore, load_pairs, with_rescaled_copies
+from nas_sr.data import (
+    ImageSource,
+    PairStore,
+    Window,
+    crop_windows,
+    load_pairs,
+    with_rescaled_copies,
+)
 from nas_sr.images import ImageError
 from nas_sr.progress import progress_bar
 
@@ -66,10 +73,10 @@ class H5Store:
         return self.read(i, "hr", np.s_[:, :]), self.read(i, "lr", np.s_[:, :])
 
     def crop(self, i: int, y: int, x: int, size: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
-        gt = self.read(i, "hr", np.s_[y * scale:(y + size) * scale, x * scale:(x + size) * scale])
-        return gt, self.read(i, "lr", np.s_[y:y + size, x:x + size])
+        gt_window, lq_window = crop_windows(y, x, size, scale)
+        return self.read(i, "hr", gt_window), self.read(i, "lr", lq_window)
 
-    def read(self, i: int, kind: str, part: tuple[slice, slice]) -> np.ndarray:
+    def read(self, i: int, kind: str, part: Window) -> np.ndarray:
         """``part`` of image ``i``'s GT (``kind="hr"``) or LQ (``"lr"``) array."""
         try:
             return self._open()[f"{kind}/{i}"][part]

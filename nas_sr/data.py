@@ -58,11 +58,17 @@ class PairStore:
         return self.pairs[i]
 
     def crop(self, i: int, y: int, x: int, size: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
-        gt, lq = self.pairs[i]
-        return (
-            gt[y * scale:(y + size) * scale, x * scale:(x + size) * scale],
-            lq[y:y + size, x:x + size],
-        )
+        (gt, lq), (gt_window, lq_window) = self.pairs[i], crop_windows(y, x, size, scale)
+        return gt[gt_window], lq[lq_window]
+
+
+Window = tuple[slice, slice]
+
+
+def crop_windows(y: int, x: int, size: int, scale: int) -> tuple[Window, Window]:
+    """The GT and LQ index windows of an aligned crop of ``size`` LQ pixels at (y, x)."""
+    return (np.s_[y * scale:(y + size) * scale, x * scale:(x + size) * scale],
+            np.s_[y:y + size, x:x + size])
 
 
 def load_pair(source: ImageSource, scale: int) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from nas_sr.cache import H5Store, fingerprint, is_fresh, write_pairs
-from nas_sr.data import ImageSource, PairStore
+from nas_sr.data import ImageSource, PairStore, crop_windows
 from nas_sr.images import to_tensor, to_uint8
 from nas_sr.inference import Predictor, load_predictor, super_resolve
 
@@ -46,8 +46,7 @@ class BlendedTargets:
     def crop(self, i: int, y: int, x: int, size: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
         gt, lq = self.store.crop(i, y, x, size, scale)
         # the teacher's GT alone: its LQ copy is the store's, read once above
-        taught = self.teacher.read(i, "hr", np.s_[y * scale:(y + size) * scale,
-                                                  x * scale:(x + size) * scale])
+        taught = self.teacher.read(i, "hr", crop_windows(y, x, size, scale)[0])
         w = self.weight
         return (1 - w) * gt.astype(np.float32) + w * taught.astype(np.float32), lq
 

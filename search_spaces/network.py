@@ -45,14 +45,13 @@ class CellSRNet(nn.Module):
         recursions: int = 1,
     ):
         super().__init__()
-        self.scale, self.genotype, self.recursions = scale, genotype, recursions
+        self.scale, self.genotype = scale, genotype
         self.register_buffer("mean", torch.tensor(RGB_MEAN).view(1, 3, 1, 1), persistent=False)
         self.head = nn.Conv2d(3, channels, 3, padding=1)
         self.cells = nn.ModuleList(Cell(channels, num_nodes, genotype) for _ in range(num_cells))
         self.tail = Upsampler(channels, scale)
-        # a row of C gates per cell and later pass, cell-major; 2-D, so channels_last
-        # (which re-strides 4-D tensors) leaves it alone
-        self.gates = (nn.Parameter(torch.zeros(num_cells * (recursions - 1), channels))
+        # C gates per cell and later pass; not 4-D, so channels_last leaves them alone
+        self.gates = (nn.Parameter(torch.zeros(num_cells, recursions - 1, channels))
                       if recursions > 1 else None)
 
     def forward(self, x: torch.Tensor, genotype: Genotype | None = None) -> torch.Tensor:
@@ -63,9 +62,8 @@ class CellSRNet(nn.Module):
         s0 = s1 = feat
         for k, cell in enumerate(self.cells):
             out = cell(s0, s1, genotype)
-            for r in range(self.recursions - 1):
-                gate = self.gates[k * (self.recursions - 1) + r, :, None, None]
-                out = out + gate * cell.update(s0, out, genotype)
+            for gate in self.gates[k] if self.gates is not None else ():
+                out = out + gate[:, None, None] * cell.update(s0, out, genotype)
             s0, s1 = s1, out
         return self.tail(s1 + feat) + self.mean
 

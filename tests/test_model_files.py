@@ -111,7 +111,7 @@ def lying_metadata(arch):
     ({"name": "vdsr", "scale": 2, "depth": 10**6}, r"depth=1000000: must be whole numbers"),
     ({"name": "cell", "scale": 2, "channels": 32, "cells": 6, "recursions": 10**6,
       "genotype": json.loads((SHIPPED.parent / "genotype.json").read_text())},
-     r"recursions=1000000: must be a whole number in 1..16"),
+     r"recursions=1000000: must be whole numbers in 1..16"),
     ([1, 2], r"nas_sr.json is not a valid nas-sr arch spec"),
 ])
 def test_a_foreign_pt2_with_a_lying_spec_is_refused(tmp_path, arch, message):

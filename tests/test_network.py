@@ -103,7 +103,7 @@ def test_recursion_reruns_each_cell_on_its_output_with_the_same_weights_gated():
         for k, cell in enumerate(once.cells):  # unrolled by hand with the same cells
             out = cell(s0, s1, g)
             for r in range(2):
-                out = out + thrice.gates[2 * k + r, :, None, None] * (cell(s0, out, g) - out)
+                out = out + thrice.gates[k, r, :, None, None] * (cell(s0, out, g) - out)
             s0, s1 = s1, out
         want = once.tail(s1 + feat) + once.mean
         torch.testing.assert_close(thrice(x), want)
