@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -221,10 +222,15 @@ class Trainer(RunState):
         self.amp = use_amp(t.amp, device)
         self.loss_fn = training_loss(t.loss, t.luma)
         if d.enabled:
-            # no BN anywhere: the only buffers are constants (the RGB mean), nothing to sync
-            self.net = DistributedDataParallel(
-                self.model, device_ids=[device] if device.type == "cuda" else None,
-                broadcast_buffers=False)
+            # no BN anywhere: the only buffer is a constant (the RGB mean), nothing to sync (and
+            # broadcasting it fails on its channels_last strides). torch 2.13 deprecates the
+            # switch but has no replacement that skips the sync at init yet, so it stays.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "`broadcast_buffers` is deprecated",
+                                        FutureWarning)
+                self.net = DistributedDataParallel(
+                    self.model, device_ids=[device] if device.type == "cuda" else None,
+                    broadcast_buffers=False)
         if t.compile:
             self.net = torch.compile(self.net)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr)
