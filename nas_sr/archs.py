@@ -19,7 +19,7 @@ from nas_sr import checkpoint
 from nas_sr.lighten import LIGHTENINGS, SeparableConv2d, apply_spec
 from nas_sr.runtime import ConfigError
 from search_spaces.genotypes import Genotype
-from search_spaces.network import RGB_MEAN, CellSRNet
+from search_spaces.network import CellSRNet, rgb_mean
 
 
 class _Interpolated(nn.Module):
@@ -76,8 +76,7 @@ class FSRCNN(nn.Module):
 
     def __init__(self, scale: int, d: int = 56, s: int = 12, m: int = 4, colors: int = 3):
         super().__init__()
-        self.register_buffer("mean", torch.tensor(RGB_MEAN).view(1, 3, 1, 1)[:, :colors],
-                             persistent=False)
+        self.register_buffer("mean", rgb_mean(colors), persistent=False)
         layers: list[nn.Module] = [nn.Conv2d(colors, d, 5, padding=2), nn.PReLU(d),
                                    nn.Conv2d(d, s, 1), nn.PReLU(s)]
         for _ in range(m):
@@ -118,7 +117,7 @@ class EDSR(nn.Module):
 
     def __init__(self, scale: int, blocks: int = 16, channels: int = 64, res_scale: float = 1.0):
         super().__init__()
-        self.register_buffer("mean", torch.tensor(RGB_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", rgb_mean(), persistent=False)
         self.head = nn.Conv2d(3, channels, 3, padding=1)
         self.body = nn.Sequential(*(ResBlock(channels, res_scale) for _ in range(blocks)),
                                   nn.Conv2d(channels, channels, 3, padding=1))
@@ -175,7 +174,7 @@ class MSRN(nn.Module):
     def __init__(self, scale: int, blocks: int = 8, channels: int = 64,
                  separable: bool = False):
         super().__init__()
-        self.register_buffer("mean", torch.tensor(RGB_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", rgb_mean(), persistent=False)
         self.head = _conv(3, channels, 3, separable)
         self.body = nn.ModuleList(MSRB(channels, separable) for _ in range(blocks))
         self.tail = nn.Sequential(nn.Conv2d(channels * (blocks + 1), channels, 1),

@@ -12,6 +12,11 @@ from search_spaces.genotypes import Genotype
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
 
 
+def rgb_mean(colors: int = 3) -> torch.Tensor:
+    """The mean as a (1, colors, 1, 1) tensor, for a model's non-persistent ``mean`` buffer."""
+    return torch.tensor(RGB_MEAN[:colors]).view(1, colors, 1, 1)
+
+
 class Upsampler(nn.Sequential):
     """Sub-pixel upsampling: conv to 3*s^2 channels, then PixelShuffle(s)."""
 
@@ -46,7 +51,7 @@ class CellSRNet(nn.Module):
     ):
         super().__init__()
         self.scale, self.genotype = scale, genotype
-        self.register_buffer("mean", torch.tensor(RGB_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", rgb_mean(), persistent=False)
         self.head = nn.Conv2d(3, channels, 3, padding=1)
         self.cells = nn.ModuleList(Cell(channels, num_nodes, genotype) for _ in range(num_cells))
         self.tail = Upsampler(channels, scale)
