@@ -1,9 +1,11 @@
 """Learning curves of standalone training runs (retrain, compress rounds): validation PSNR
 against steps and against training time, several runs overlaid. ``nas-sr plot`` draws
-them for the run folders it is given that hold a training run."""
+them for the run folders it is given that hold a training run, and for the curves it saved
+before (``curve_<run>.json``), so a run can be drawn beside one whose folder is gone."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,12 +15,15 @@ from omegaconf import OmegaConf
 
 from nas_sr.runfolder import CHECKPOINTS, job_of
 from nas_sr.runlog import read_metrics
-from nas_sr.search_plots import DPI
+from nas_sr.search_plots import DPI, PlotError
+
+CURVE_PREFIX = "curve_"
 
 
 @dataclass
 class TrainingLog:
-    run_dir: Path
+    path: Path  # the run folder, or the saved curve it was read from
+    name: str  # the run folder's name, also for a saved curve of it
     label: str
     steps: np.ndarray  # optimizer steps at the end of each epoch
     hours: np.ndarray  # training time by train.clock (validation excluded) per epoch end
@@ -43,13 +48,22 @@ class TrainingLog:
         return rows
 
 
-def is_training_run(run_dir: str | Path) -> bool:
-    """A folder that retrain made (its history says so, or its ``last.pt`` does)."""
-    return job_of(Path(run_dir).expanduser(), CHECKPOINTS) == "retrain"
+def is_saved_curve(path: str | Path) -> bool:
+    path = Path(path)
+    return path.suffix == ".json" and path.name.startswith(CURVE_PREFIX)
 
 
-def load_training_run(run_dir: str | Path) -> TrainingLog:
-    run_dir = Path(run_dir).expanduser().resolve()
+def is_training_run(path: str | Path) -> bool:
+    """A folder that retrain made (its history says so, or its ``last.pt`` does), or a
+    learning curve ``nas-sr plot`` saved."""
+    return is_saved_curve(path) or job_of(Path(path).expanduser(), CHECKPOINTS) == "retrain"
+
+
+def load_training_run(path: str | Path) -> TrainingLog:
+    """A training run's curve, from its folder's metrics or from a saved ``curve_*.json``."""
+    if is_saved_curve(path):
+        return load_curve(Path(path).expanduser().resolve())
+    run_dir = Path(path).expanduser().resolve()
     per_epoch = int(OmegaConf.load(run_dir / "config.yaml").train.iters_per_epoch)
     records = read_metrics(run_dir)
     epochs = [r for r in records if r["kind"] == "epoch"]
@@ -60,7 +74,24 @@ def load_training_run(run_dir: str | Path) -> TrainingLog:
     steps = [r.get("steps", r["epoch"] * per_epoch) for r in epochs]
     seconds = ([r["train_s"] for r in epochs] if all("train_s" in r for r in epochs)
                else np.cumsum([r["train_time_s"] for r in epochs]))
-    return TrainingLog(run_dir, label, np.array(steps, dtype=float),
+    return from_rows(run_dir, run_dir.name, label, epochs, steps, seconds)
+
+
+def load_curve(path: Path) -> TrainingLog:
+    """A curve ``TrainingLog.curve`` wrote, read back."""
+    try:
+        rows = json.loads(path.read_text())
+        name = path.stem.removeprefix(CURVE_PREFIX)
+        return from_rows(path, name, name, rows, [r["steps"] for r in rows],
+                         [r["train_s"] for r in rows])
+    except (ValueError, TypeError, KeyError) as e:  # JSON, or not a list of curve rows
+        raise PlotError(f"{path} is not a learning curve that nas-sr plot wrote "
+                        f"(rows of epoch, steps, val_psnr, train_s): {e!r}") from e
+
+
+def from_rows(path: Path, name: str, label: str, epochs: list[dict], steps: list[int],
+              seconds: list[float] | np.ndarray) -> TrainingLog:
+    return TrainingLog(path, name, label, np.array(steps, dtype=float),
                        np.asarray(seconds, dtype=float) / 3600,
                        np.array([r["val_psnr"] for r in epochs], dtype=float),
                        np.array([r.get("val_psnr_trained", np.nan) for r in epochs], dtype=float),
@@ -78,7 +109,7 @@ def training_curves_figure(runs: list[TrainingLog]) -> Figure:
         by_time.plot(run.hours, run.val_psnr, color=line.get_color(), lw=1.2)
         if not np.isnan(run.val_psnr_trained).all():
             by_steps.plot(run.steps, run.val_psnr_trained, color=line.get_color(), lw=0.8,
-                          ls=":", label=f"{run.run_dir.name}: trained weights (EMA above)")
+                          ls=":", label=f"{run.name}: trained weights (EMA above)")
             by_time.plot(run.hours, run.val_psnr_trained, color=line.get_color(), lw=0.8, ls=":")
     by_steps.set(xlabel="optimizer steps", ylabel="validation PSNR (dB, Y)",
                  title="against steps")

@@ -160,6 +160,18 @@ def test_training_runs_get_their_learning_curves_overlaid(image_folder, tmp_path
     trained_s = [r["train_s"] for r in read_metrics(runs[0]) if r["kind"] == "epoch"]
     assert list(by_time.lines[0].get_xdata()) == pytest.approx([x / 3600 for x in trained_s])
     assert list(by_steps.lines[0].get_ydata()) == list(logs[0].val_psnr)
+    # a saved curve stands in for its run folder: drawn the same, and not written again
+    saved = tmp_path / "job" / "curve_srcnn.json"
+    again = run_job("plot", plot_cfg(f"runs=[{saved},{runs[1]}]"), tmp_path / "again")
+    assert again["curves"] == [str(tmp_path / "again" / "curve_fsrcnn.json")]
+    assert_real_image(tmp_path / "again" / "overlay_training.png")
+    from_curve = training_plots.load_training_run(saved)
+    assert from_curve.name == "srcnn"
+    rows = from_curve.curve()
+    assert all(row == pytest.approx(ref) for row, ref in zip(rows, curve, strict=True))
+    lines = training_plots.training_curves_figure([from_curve, logs[1]]).axes[0].lines
+    assert [list(line.get_ydata()) for line in lines] == [
+        list(line.get_ydata()) for line in by_steps.lines]
 
 
 def test_cli_takes_run_folders_with_commas_in_their_names(tmp_path, cli, capsys):
@@ -174,6 +186,10 @@ def test_job_errors_say_what_is_wrong(tmp_path):
     (tmp_path / "not_a_run").mkdir()
     with pytest.raises(FileNotFoundError, match="not_a_run"):
         plot.run(plot_cfg(f"runs=[{tmp_path / 'not_a_run'}]"), tmp_path)
+    for text in ("{not json", '{"epoch": 1}', '[{"epoch": 1, "val_psnr": 30.0}]'):
+        (tmp_path / "curve_bad.json").write_text(text)
+        with pytest.raises(search_plots.PlotError, match="curve_bad.json is not a learning"):
+            plot.run(plot_cfg(f"runs=[{tmp_path / 'curve_bad.json'}]"), tmp_path)
 
 
 def test_log_to_wandb_logs_each_png_as_an_image(tmp_path):

@@ -1,7 +1,8 @@
 """The plot job: ``nas-sr plot RUN_DIR ...`` draws each search run's figures into its
 ``plots/`` and overlays their rewards by controller (``nas_sr.search_plots``); training runs
-(retrain) among them get their learning curves overlaid (``nas_sr.training_plots``), each
-curve also written as ``curve_<run>.json`` beside the figure."""
+(retrain) among them, and curves saved before, get their learning curves overlaid
+(``nas_sr.training_plots``), each run folder's curve also written as ``curve_<run>.json``
+beside the figure."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from nas_sr.search_plots import PlotError, load_run, log_to_wandb, overlay_figure, run_figures, save
-from nas_sr.training_plots import is_training_run, load_training_run, training_curves_figure
+from nas_sr.training_plots import (
+    CURVE_PREFIX,
+    is_training_run,
+    load_training_run,
+    training_curves_figure,
+)
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -35,9 +41,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if trained:
         overlay += save({"overlay_training": training_curves_figure(trained)}, overlay_dir)
         print(f"learning curves of {len(trained)} training runs: {overlay[-1]}")
-    # the figure's data, per epoch, for later tables
-    curves = [overlay_dir / f"curve_{t.run_dir.name}.json" for t in trained]
-    for t, path in zip(trained, curves, strict=True):
+    # the figure's data, per epoch, for later tables (a curve given as one is saved already)
+    from_folders = [t for t in trained if t.path.is_dir()]
+    curves = [overlay_dir / f"{CURVE_PREFIX}{t.name}.json" for t in from_folders]
+    for t, path in zip(from_folders, curves, strict=True):
         path.write_text(json.dumps(t.curve(), indent=1) + "\n")
     if cfg.logger.wandb.enabled:
         import wandb
