@@ -15,7 +15,8 @@ import torch
 
 from nas_sr.runtime import ConfigError
 
-TEMP_SUFFIX = ".tmp"
+# ours alone, so cleaning a run folder never takes a user's own .tmp files
+TEMP_SUFFIX = ".nas-sr.tmp"
 
 
 @contextmanager

@@ -58,10 +58,7 @@ def resumed_config(run_dir: Path, overrides: list[str], command: DictConfig | No
     job's own sections count: ``data``/``controller`` come from a config group, and the
     command's group (data=builtin by default) need not be the run's.
     """
-    saved_path = run_dir / "config.yaml"
-    if not saved_path.is_file():
-        raise FileNotFoundError(f"{saved_path}: missing; resume= must name a run folder")
-    saved = OmegaConf.load(saved_path)
+    saved = OmegaConf.load(run_dir / "config.yaml")
     missing = object()
     if command is not None:
         for key, value in _flat(OmegaConf.to_container(command)).items():
@@ -131,6 +128,18 @@ def _task_overrides() -> list[str]:
         return []
 
 
+def resume_folder(resume: str) -> Path:
+    """The run folder ``resume=`` names, checked before anything is written into it: a
+    folder without a run's ``config.yaml`` (a data folder, say) is left as it was."""
+    run_dir = Path(resume).expanduser().resolve()
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"resume={resume}: no such run folder")
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"resume={resume}: not a run folder (no config.yaml in it); "
+                                f"resume= names the folder a search or retrain wrote")
+    return run_dir
+
+
 def check_resumable(job: str, run_dir: Path) -> None:
     """``resume=`` names a run folder of this job."""
     if job not in RESUMABLE:
@@ -150,9 +159,7 @@ def run_job(job: str, cfg: DictConfig, run_dir: Path | None = None) -> object:
     overrides = _task_overrides()
     resume = bool(cfg.get("resume"))
     if resume:
-        run_dir = Path(cfg.resume).expanduser().resolve()
-        if not run_dir.is_dir():
-            raise FileNotFoundError(f"resume={cfg.resume}: no such run folder")
+        run_dir = resume_folder(cfg.resume)
     else:
         run_dir = run_dir or Path(HydraConfig.get().runtime.output_dir)
     with runfolder.owned(run_dir):
@@ -198,6 +205,10 @@ def main(argv: list[str] | None = None) -> None:
     # a resumed run writes into its own folder, not a new dated one
     resume = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
     if resume and not any(o.startswith("hydra.run.dir=") for o in overrides):
+        try:  # before Hydra writes its log there
+            resume_folder(resume)
+        except FileNotFoundError as e:
+            sys.exit(f"nas-sr {job}: error: {e}")
         overrides.append(f"hydra.run.dir={resume}")
 
     @hydra.main(version_base="1.3", config_path="pkg://experiments", config_name=job)

@@ -107,9 +107,10 @@ def test_history_keeps_every_command_and_config_yaml_the_effective_config(tmp_pa
     first = [*QUIET, "model=srcnn", "train.epochs=1", "train.iters_per_epoch=1", "data=folder",
              f"data.train_dir={image_folder}"]
     assert cli("retrain", *first, f"hydra.run.dir={run_dir}") is None
-    (run_dir / ".last.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")  # a killed write
+    (run_dir / ".last.pt.k1ll3d.nas-sr.tmp").write_bytes(b"half a checkpoint")  # a killed write
+    (run_dir / ".notes.tmp").write_text("a user's own temp file")
     assert cli("retrain", f"resume={run_dir}", "train.epochs=2") is None
-    assert not list(run_dir.glob(".*.tmp"))  # the orphan went
+    assert [p.name for p in run_dir.glob(".*.tmp")] == [".notes.tmp"]  # only the orphan went
     assert OmegaConf.load(run_dir / "config.yaml").train.epochs == 2  # what the resume ran
     error = cli("retrain", *first, "train.lr=0.5", f"hydra.run.dir={run_dir}")
     assert "holds a run with another config (train.epochs, train.lr differ)" in error, error
@@ -120,6 +121,17 @@ def test_history_keeps_every_command_and_config_yaml_the_effective_config(tmp_pa
         first, [f"resume={run_dir}", "train.epochs=2"], [*first, "train.lr=0.5"]]
     assert [h["resume"] for h in history] == [False, True, False]
     assert all(f"hydra.run.dir={run_dir}" in h["command"] for h in history)
+
+
+def test_resume_of_a_folder_that_holds_no_run_writes_nothing_into_it(tmp_path, cli,
+                                                                      image_folder):
+    before = sorted(p.name for p in image_folder.iterdir())
+    error = cli("retrain", f"resume={image_folder}")
+    assert "not a run folder (no config.yaml in it)" in error, error
+    with pytest.raises(FileNotFoundError, match="not a run folder"):
+        run_job("retrain", make_cfg("retrain", f"resume={image_folder}"))
+    assert sorted(p.name for p in image_folder.iterdir()) == before  # no lock, log, history
+    assert "no such run folder" in cli("search", f"resume={tmp_path / 'gone'}")
 
 
 @pytest.mark.parametrize("job, made_by, checkpoint", [("search", "retrain", "last.pt"),
