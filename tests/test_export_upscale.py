@@ -170,3 +170,23 @@ def test_upscale_never_overwrites_an_input(exported, tmp_path):
         run(tmp_path / "out")
     assert sorted(p.name for p in pics.iterdir()) == ["a.jpg", "a.png"]
     assert not (tmp_path / "out").exists()
+
+
+def test_upscale_replaces_an_existing_output_only_when_told(exported, tmp_path):
+    ckpt, _ = exported
+    write_image(tmp_path / "pics" / "a.png", (16, 16))
+    write_image(tmp_path / "pics" / "b.png", (16, 12))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "b.png").write_bytes(b"a user's own file")
+
+    def run(*overrides):
+        return upscale.run(make_cfg("upscale", f"model={ckpt}", f"input={tmp_path / 'pics'}",
+                                    f"output={tmp_path / 'out'}", *overrides), tmp_path)
+
+    with pytest.raises(ConfigError, match=r"already holds 1 of the 2 output file\(s\), e\.g\. "
+                                          r".*b\.png; pass overwrite=true"):
+        run()
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["b.png"]  # nothing written
+    assert (tmp_path / "out" / "b.png").read_bytes() == b"a user's own file"
+    run("overwrite=true")
+    assert Image.open(tmp_path / "out" / "b.png").size == (24, 32)

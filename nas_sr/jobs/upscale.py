@@ -38,9 +38,10 @@ def input_files(path: Path) -> tuple[Path, list[Path]]:
     return path, list_images(path, IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
 
 
-def output_paths(root: Path, files: list[Path], out_dir: Path, settings: Settings
-                 ) -> list[Path]:
-    """One output per input under ``out_dir``; checked before any work, so no input is lost."""
+def output_paths(root: Path, files: list[Path], out_dir: Path, settings: Settings,
+                 overwrite: bool = False) -> list[Path]:
+    """One output per input under ``out_dir``; checked before any work, so no input is lost,
+    and no file already there unless ``overwrite``."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"output={out_dir} is a file; output= takes a folder (made if "
                           "missing) for the upscaled files")
@@ -55,6 +56,10 @@ def output_paths(root: Path, files: list[Path], out_dir: Path, settings: Setting
             raise ConfigError(f"{seen[dest]} and {src} would both be written to {dest}; "
                               f"rename one or upscale them separately")
         seen[dest] = src
+    if not overwrite and (there := [d for d in dests if d.exists()]):
+        raise ConfigError(f"output={out_dir} already holds {len(there)} of the {len(dests)} "
+                          f"output file(s), e.g. {there[0]}; pass overwrite=true to replace "
+                          f"them, or pick another output folder")
     return dests
 
 
@@ -67,7 +72,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     settings = Settings.from_cfg(cfg)
     root, files = input_files(Path(cfg.input).expanduser())
     out_dir = Path(cfg.output).expanduser() if cfg.output else run_dir / "images"
-    dests = output_paths(root, files, out_dir, settings)
+    dests = output_paths(root, files, out_dir, settings, cfg.overwrite)
     predictor = load_predictor(str(cfg.model), cfg.scale, settings.device, cfg.channels_last,
                                settings.runtime)
     written, failed = [], []
