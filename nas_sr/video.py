@@ -54,6 +54,7 @@ class VideoInfo:
     rotation: int     # display rotation, degrees counter-clockwise
     audio: str | None  # the audio codec, None without an audio stream
     container: str     # FFmpeg's demuxer, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
+    counted: bool = False  # frames is the container's own count, not an estimate
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,8 @@ def probe(path: str | Path) -> VideoInfo:
                 if container.streams.audio else None
             return VideoInfo(first.width, first.height, fps,
                              stream.frames or max(1, round(duration * fps)), duration,
-                             int(first.rotation), audio, container.format.name)
+                             int(first.rotation), audio, container.format.name,
+                             counted=stream.frames > 0)
     except av.FFmpegError as e:
         raise NotAVideo(f"{path}: cannot be read as a video ({e.strerror}); "
                          "the file is damaged or not a video") from None
@@ -139,6 +141,12 @@ def rewrite(src: str | Path, dest: str | Path, fn: FrameFn, scale: int,
               av.open(str(tmp), "w", format=CONTAINERS[dest.suffix.lower()]) as out):
             frames = _rewrite(inp, out, fn, scale, info.rotation, encoding,
                               lambda done: progress and progress(done, max(done, info.frames)))
+            # a file cut at a packet's end demuxes cleanly, only shorter than its header
+            # says; a frame or two of slack for edit lists that hide a count's first frames
+            if info.counted and frames < info.frames - max(2, info.frames // 100):
+                raise VideoError(f"{src}: {frames} of the {info.frames} frames its header "
+                                 f"lists could be read; the file is truncated or damaged, "
+                                 f"so {dest.name} was not written")
     except av.FFmpegError as e:
         raise VideoError(f"{src} -> {dest}: {e.strerror} (codec {encoding.codec!r} in a "
                          f"{dest.suffix} file)") from None

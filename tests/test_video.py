@@ -89,6 +89,31 @@ def test_an_interrupted_job_leaves_no_file(tmp_path):
     assert list((tmp_path / "out").iterdir()) == []  # neither c.mp4 nor a partial file
 
 
+def test_a_video_cut_short_between_frames_is_refused_not_written_short(tmp_path):
+    clip = write_clip(tmp_path / "c.mp4", frames=30, audio=None)
+    # the index (moov) first, as a phone or a web encoder writes it, then cut the frame data
+    # at a frame's start: the file still opens and demuxes cleanly, 15 frames short
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(clip)) as src, av.open(str(whole), "w",
+                                            options={"movflags": "+faststart"}) as out:
+        stream = out.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(video=0):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    with av.open(str(whole)) as c:
+        starts = sorted(p.pos for p in c.demux(video=0) if p.pos is not None and p.pos >= 0)
+    cut = tmp_path / "in" / "cut.mp4"
+    cut.parent.mkdir()
+    cut.write_bytes(whole.read_bytes()[: starts[15]])
+    assert (probe(cut).frames, probe(cut).counted) == (30, True)
+    with pytest.raises(VideoError, match="cut.mp4: 15 of the 30 frames its header lists could "
+                                         "be read; the file is truncated"):
+        rewrite(cut, tmp_path / "out" / "cut.mp4", nearest_x2, 2, Encoding(batch=4))
+    assert list((tmp_path / "out").iterdir()) == []
+    assert probe(whole).counted and rewrite(whole, tmp_path / "ok.mp4", nearest_x2, 2).frames == 30
+
+
 def test_what_is_not_a_usable_video_is_named(tmp_path):
     for name, reason in (("notes.mp4", "cannot be read as a video"),
                          ("notes.txt", "not a video container")):  # FFmpeg reads it as art
