@@ -154,10 +154,18 @@ def attach_runtime(predictor: Predictor, path: Path, device: torch.device, runti
     probe = torch.rand(1, 3, 24, 20, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         gap = (session(probe) - predictor.model(probe)).abs().max().item()
-    if gap > 1e-3:
-        raise ModelError(f"{beside if beside.is_file() else path}: ONNX Runtime's output "
-                         f"is {gap:.2g} away from eager torch's; use runtime=eager")
-    return replace(predictor, session=session, channels_last=False)
+    if gap <= 1e-3:
+        return replace(predictor, session=session, channels_last=False)
+    if not beside.is_file():
+        raise ModelError(f"{path}: ONNX Runtime's output is {gap:.2g} away from eager "
+                         f"torch's; use runtime=eager")
+    # the same arch with other weights: a model file re-exported without its model.onnx
+    stale = (f"{beside} does not hold {path.name}'s weights (its output is {gap:.2g} away); "
+             f"it is left from another export")
+    if runtime == "auto":
+        print(f"note: {stale}; running eager torch")
+        return predictor
+    raise ModelError(f"{stale}: re-export with format=onnx, or use runtime=eager")
 
 
 def self_ensemble(model: Model, lq: torch.Tensor) -> torch.Tensor:

@@ -100,6 +100,29 @@ def test_an_onnx_of_another_model_is_skipped_by_auto_and_refused_by_onnx(exporte
     assert load_predictor(str(tmp_path / "model.pt2"), runtime="auto").runtime == "eager"
 
 
+def test_new_weights_exported_over_a_model_do_not_run_with_its_old_onnx(exported, tmp_path,
+                                                                         capsys):
+    _, out, _ = exported
+    folder = tmp_path / "m"
+    shutil.copytree(out, folder)
+    torch.manual_seed(1)  # the same arch, other weights: a fine-tuned model
+    save_atomic({"arch": ARCH, "model": build_model(ARCH).state_dict()}, tmp_path / "tuned.pt")
+    old_onnx = (folder / "model.onnx").read_bytes()
+    export.run(make_cfg("export", f"checkpoint={tmp_path / 'tuned.pt'}", "format=pt2",
+                        f"output={folder}"), tmp_path)
+    assert not (folder / "model.onnx").exists()
+    assert "removed" in capsys.readouterr().out
+    assert load_predictor(str(folder / "model.pt2"), runtime="auto").runtime == "eager"
+    # an old model.onnx put back beside the new weights (a copy by hand): auto runs eager
+    # torch and says why, runtime=onnx refuses it
+    (folder / "model.onnx").write_bytes(old_onnx)
+    assert load_predictor(str(folder / "model.pt2"), runtime="auto").runtime == "eager"
+    assert "does not hold model.pt2's weights" in capsys.readouterr().out
+    with pytest.raises(ModelError, match="left from another export: re-export with format=onnx"):
+        load_predictor(str(folder / "model.pt2"), runtime="onnx")
+    assert not list(folder.glob(".*.tmp"))  # every file written whole
+
+
 def tiny_onnx(path, *, external=False, domain=""):
     """A one-node ONNX file with a nas-sr arch in its metadata."""
     weight = helper.make_tensor("w", TensorProto.FLOAT, [1], [2.0])

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.export import Dim, ExportedProgram
 
+from nas_sr.checkpoint import atomic_path
 from nas_sr.complexity import HR_SIZE, complexity, human, mult_adds
 from nas_sr.data import builtin_dir
 from nas_sr.images import downscale, load_image, mod_crop, to_tensor
@@ -59,7 +60,8 @@ def export_model(model: nn.Module) -> ExportedProgram:
 
 def save_exported(program: ExportedProgram, arch: dict[str, Any], path: Path) -> None:
     """``model.pt2`` with its arch spec inside, so ``load_predictor`` knows its scale."""
-    torch.export.save(program, path, extra_files={EXPORT_METADATA: json.dumps(arch)})
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.export.save(program, f, extra_files={EXPORT_METADATA: json.dumps(arch)})
 
 
 @torch.inference_mode()
@@ -136,6 +138,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     formats = export_formats(cfg)
     program = export_model(predictor.model)
     diff = max_abs_diff(predictor.model, program)
+    if "onnx" not in formats and (out / ONNX_FILE).is_file():
+        # an earlier export's: left beside new weights it would no longer match them
+        (out / ONNX_FILE).unlink()
+        print(f"removed {out / ONNX_FILE} of an earlier export (add format=onnx to renew it)")
     save_exported(program, predictor.arch, out / MODEL_FILE)
     result: dict[str, Any] = {"model": str(out / MODEL_FILE), "max_abs_diff": diff}
     if "onnx" in formats:
@@ -145,8 +151,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     sizes = complexity(predictor.model, predictor.scale)
     if predictor.eager is not None:
         sizes["mult_adds_as_run"] = mult_adds(predictor.eager, predictor.scale)
-    (out / "MODEL_CARD.md").write_text(model_card(predictor, source, sizes, diff, notes,
-                                                  result.get("onnx")))
+    with atomic_path(out / "MODEL_CARD.md") as tmp:
+        tmp.write_text(model_card(predictor, source, sizes, diff, notes, result.get("onnx")))
     print(f"exported {source} -> {out / MODEL_FILE} (max abs diff vs eager {diff:.2e})")
     return {**result, **sizes}
 
@@ -164,7 +170,8 @@ def save_onnx(predictor: Predictor, path: Path) -> dict[str, Any]:
     lq, image = check_image(predictor.scale)
     with torch.inference_mode():
         check = {**levels_apart(OnnxModel(data)(lq), predictor.model(lq)), "image": image}
-    path.write_bytes(with_metadata(data, {"export_check": check}))
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(with_metadata(data, {"export_check": check}))
     print(f"exported {path}: {check['differ']} of {check['values']:,} 8-bit values differ "
           f"from eager torch (at most {check['max_levels']} level)")
     return check
