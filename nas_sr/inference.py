@@ -104,7 +104,7 @@ def load_predictor(spec: str, scale: int | None = None, device: torch.device | s
     else:
         try:
             model, state = load_model(path)
-        except (RuntimeError, ValueError) as e:  # ConfigError: damaged or foreign file
+        except (RuntimeError, ValueError, TypeError) as e:  # damaged or foreign file
             reason = str(e).splitlines()[0].removeprefix(f"{path}: ")
             raise ModelError(f"{path}: cannot be loaded as a nas-sr checkpoint: {reason}"
                              ) from None

@@ -70,15 +70,22 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no metrics log; is {run_dir} a run folder?")
-    lines = path.read_text().splitlines()
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file; the log is damaged") from None
     records = []
     for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             if i == len(lines):
                 break
             raise ConfigError(f"{path}:{i}: not a JSON record; the log is damaged") from None
+        if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
+            raise ConfigError(f"{path}:{i}: not a nas-sr record (an object with a \"kind\"); "
+                              f"the log is damaged or another tool's")
+        records.append(record)
     return records

@@ -61,7 +61,11 @@ class SearchLog:
     def column(self, key: str) -> np.ndarray:
         """One field of every controller step; NaN where a step has none (no baseline
         during the warm-up)."""
-        return np.array([r.get(key, np.nan) for r in self.steps], dtype=float)
+        try:
+            return np.array([r.get(key, np.nan) for r in self.steps], dtype=float)
+        except (TypeError, ValueError):  # a log another tool wrote, or edited by hand
+            raise PlotError(f"{self.run_dir / 'metrics.jsonl'}: {key!r} is not a number in "
+                            f"every controller record") from None
 
 
 def controller_type(run_dir: Path) -> str:

@@ -130,6 +130,13 @@ def test_a_tiny_checkpoint_with_a_huge_arch_is_refused_before_allocating(tmp_pat
         build_model({"name": "cell", "scale": 2, "channels": 0, "cells": 1, "genotype": {}})
 
 
+@pytest.mark.parametrize("weights", [[1, 2], {"head.weight": "not a tensor"}])
+def test_a_checkpoint_whose_weights_are_not_a_state_dict_is_named(tmp_path, weights):
+    save_atomic({"arch": {"name": "srcnn", "scale": 2}, "model": weights}, tmp_path / "odd.pt")
+    with pytest.raises(ModelError, match="odd.pt: cannot be loaded as a nas-sr checkpoint"):
+        load_predictor(str(tmp_path / "odd.pt"))
+
+
 @pytest.mark.parametrize("extra, message", [
     ({"separable": 5}, r"arch separable=5: must be a dict"),
     ({"separable": {"keep_ends": "yes"}}, r"separable.keep_ends='yes': must be true or false"),

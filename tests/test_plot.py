@@ -186,6 +186,18 @@ def test_job_errors_say_what_is_wrong(tmp_path):
     (tmp_path / "not_a_run").mkdir()
     with pytest.raises(FileNotFoundError, match="not_a_run"):
         plot.run(plot_cfg(f"runs=[{tmp_path / 'not_a_run'}]"), tmp_path)
+    logs = {b"\xff\xfe\x00binary": "not a text file",
+            b'{"step": 1}\n{"step": 2}\n': "not a nas-sr record",
+            b'[1, 2]\n{"kind": "epoch"}\n': "not a nas-sr record"}
+    for i, (data, message) in enumerate(logs.items()):
+        bad = write_run(tmp_path / f"odd{i}", steps=5)
+        (bad / "metrics.jsonl").write_bytes(data)
+        with pytest.raises(ConfigError, match=f"metrics.jsonl.*: {message}"):
+            plot.run(plot_cfg(f"runs=[{bad}]"), tmp_path)
+    lines = (bad := write_run(tmp_path / "words", steps=5)).joinpath("metrics.jsonl").read_text()
+    (bad / "metrics.jsonl").write_text(lines.replace('"reward": ', '"reward": "high", "x": ', 1))
+    with pytest.raises(search_plots.PlotError, match="'reward' is not a number in every"):
+        plot.run(plot_cfg(f"runs=[{bad}]"), tmp_path)
     for text in ("{not json", '{"epoch": 1}', '[{"epoch": 1, "val_psnr": 30.0}]'):
         (tmp_path / "curve_bad.json").write_text(text)
         with pytest.raises(search_plots.PlotError, match="curve_bad.json is not a learning"):
