@@ -63,6 +63,11 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint here")
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if head != b"PK" and head[:1] != b"\x80":  # torch's zip archive, or its legacy pickle
+        raise ConfigError(f"{path}: not a checkpoint file; give a .pt that nas-sr retrain "
+                          f"wrote, or an exported model.pt2")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:  # holds Python objects, not only tensors

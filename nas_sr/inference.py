@@ -227,4 +227,8 @@ def super_resolve(predictor: Predictor, lq: torch.Tensor, *, tile: int | None = 
     net = predictor.net
     model: Model = partial(self_ensemble, net) if ensemble else net
     with torch.autocast(lq.device.type, torch.bfloat16, enabled=amp):
-        return tiled_forward(model, lq, predictor.scale, tile, overlap, progress).float()
+        sr = tiled_forward(model, lq, predictor.scale, tile, overlap, progress).float()
+    if not torch.isfinite(sr).all():  # else a black picture, saved as if it were one
+        raise ModelError("the model's output holds NaN or infinite values: its weights are "
+                         "damaged (a diverged training run?)")
+    return sr

@@ -128,6 +128,8 @@ def load_genotype(path: str | Path) -> Genotype:
                             "summary.json) of a search run") from None
     except json.JSONDecodeError as e:
         raise GenotypeError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise GenotypeError(f"{path}: JSON nested too deep to be a genotype") from None
     except (GenotypeError, TypeError) as e:
         raise GenotypeError(f"{path}: {e}") from None
     return genotype

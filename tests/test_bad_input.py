@@ -95,6 +95,40 @@ def test_a_corrupt_init_from_is_named(tmp_path, no_data):
         run_job("retrain", cfg, tmp_path / "run")
 
 
+def test_a_file_that_is_no_checkpoint_at_all_is_named_as_such(tmp_path, no_data):
+    write_image(tmp_path / "photo.png")
+    for option in ("init_from", "model"):
+        job = "retrain" if option == "init_from" else "upscale"
+        cfg = make_cfg(job, f"{option}={tmp_path / 'photo.png'}",
+                       *(["model=srcnn"] if job == "retrain" else [f"input={tmp_path}"]))
+        with pytest.raises(ConfigError, match=r"photo.png: (.*: )?not a checkpoint file"):
+            run_job(job, cfg, tmp_path / job)
+
+
+def test_a_model_with_nan_weights_is_refused_not_saved_as_a_black_picture(tmp_path, no_data):
+    from nas_sr.archs import build_model
+
+    arch = {"name": "srcnn", "scale": 2}
+    model = build_model(arch)
+    torch.nn.init.constant_(model.body[0].weight, float("nan"))
+    save_atomic({"arch": arch, "model": model.state_dict()}, tmp_path / "nan.pt")
+    write_image(tmp_path / "in" / "a.png", (16, 16))
+    cfg = make_cfg("upscale", f"model={tmp_path / 'nan.pt'}", f"input={tmp_path / 'in'}",
+                   f"output={tmp_path / 'out'}")
+    with pytest.raises(ConfigError, match="output holds NaN or infinite values: its weights"):
+        run_job("upscale", cfg, tmp_path / "job")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_card_notes_that_are_not_a_text_file_are_named(tmp_path, no_data):
+    write_image(tmp_path / "card.png")
+    for notes, reason in ((tmp_path, "Is a directory"), (tmp_path / "card.png", "not UTF-8"),
+                          (tmp_path / "gone.md", "No such file")):
+        cfg = make_cfg("export", f"checkpoint={tmp_path / 'x.pt'}", f"card_notes={notes}")
+        with pytest.raises(ConfigError, match=f"card_notes=.*: {reason}.*takes a Markdown"):
+            run_job("export", cfg, tmp_path / "job")
+
+
 def test_a_folder_or_binary_genotype_is_named(tmp_path):
     (tmp_path / "folder").mkdir()
     with pytest.raises(GenotypeError, match=r"folder: a folder; genotype= takes the genotype"):

@@ -62,6 +62,7 @@ def test_json_round_trip(tmp_path):
     ('{"nodes": [[0, "conv_5x5", 1, "identity"]]}', "unknown op 'conv_5x5'"),
     ('{"nodes": [[-1, "conv_3x3", 1, "identity"]]}', "input -1 out of range"),
     ('[1, 2]', "expected a JSON object"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deep"),
 ])
 def test_malformed_genotype_files_name_the_problem(tmp_path, content, message):
     path = tmp_path / "bad.json"

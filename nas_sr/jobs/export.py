@@ -30,7 +30,7 @@ from nas_sr.lighten import fold_masks
 from nas_sr.onnx_model import ONNX_FILE, OnnxModel, export_onnx, levels_apart, with_metadata
 from nas_sr.options import export_formats
 from nas_sr.pt2 import EXPORT_METADATA
-from nas_sr.runtime import set_threads
+from nas_sr.runtime import ConfigError, set_threads
 from search_spaces.genotypes import Genotype, save_genotype
 
 MODEL_FILE = "model.pt2"
@@ -129,7 +129,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     set_threads(cfg.threads)
     source = Path(cfg.checkpoint).expanduser()
     # read before the slow export, so a wrong path costs nothing
-    notes = Path(cfg.card_notes).expanduser().read_text() if cfg.card_notes else ""
+    notes = read_notes(Path(cfg.card_notes).expanduser()) if cfg.card_notes else ""
     predictor = load_predictor(str(source), channels_last=False)  # trace plain NCHW
     fold_masks(predictor.model)  # a pruned model ships plain weights, its zeros in them
     out = Path(cfg.output).expanduser() if cfg.output else run_dir
@@ -155,6 +155,16 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         tmp.write_text(model_card(predictor, source, sizes, diff, notes, result.get("onnx")))
     print(f"exported {source} -> {out / MODEL_FILE} (max abs diff vs eager {diff:.2e})")
     return {**result, **sizes}
+
+
+def read_notes(path: Path) -> str:
+    """The Markdown ``card_notes=`` names, for the model card."""
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else e.strerror
+        raise ConfigError(f"card_notes={path}: {reason}; card_notes= takes a Markdown "
+                          f"file") from None
 
 
 def check_image(scale: int) -> tuple[torch.Tensor, str]:
