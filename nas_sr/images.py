@@ -15,6 +15,9 @@ from nas_sr.metrics import quantize
 from nas_sr.runfolder import LOCK as RUN_FOLDER_MARKER
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+# the formats Pillow may decode, whatever a file's name: raster ones only (it would hand an
+# EPS to Ghostscript, which runs the PostScript in it)
+PIL_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF", "PPM")  # JPEG covers MPO
 
 
 class ImageError(ValueError):
@@ -64,7 +67,7 @@ def load_image(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     try:
-        with Image.open(path) as img:
+        with Image.open(path, formats=PIL_FORMATS) as img:
             img.load()
             frames = getattr(img, "n_frames", 1)
             if frames > 1:

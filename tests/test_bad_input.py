@@ -185,6 +185,23 @@ def test_symlinked_sub_folders_are_followed_once(tmp_path, image_folder):
     assert names == ["linked/" + f"img{i}.png" for i in range(6)] + ["own.png"]
 
 
+def test_a_postscript_file_is_never_decoded_as_an_image(tmp_path):
+    from PIL import EpsImagePlugin
+    from test_web_api import EPS
+
+    (tmp_path / "page.png").write_bytes(EPS)  # the name does not decide, the content does
+    assert Image.open(tmp_path / "page.png").format == "EPS"  # what Pillow would take it for
+    called = []
+    original = EpsImagePlugin.Ghostscript
+    EpsImagePlugin.Ghostscript = lambda *a, **k: called.append(a) or original(*a, **k)
+    try:
+        with pytest.raises(ImageError, match=r"page.png: cannot be read as an image"):
+            load_image(tmp_path / "page.png")
+    finally:
+        EpsImagePlugin.Ghostscript = original
+    assert not called
+
+
 def test_an_animation_is_refused_not_cut_to_its_first_frame(tmp_path):
     frames = [Image.new("RGB", (16, 16), (i * 80, 0, 0)) for i in range(3)]
     frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])

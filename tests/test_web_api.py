@@ -48,6 +48,10 @@ def png_bytes(img: np.ndarray | Image.Image, **save) -> bytes:
     return buf.getvalue()
 
 
+# an EPS file: Pillow reads its header, and would run Ghostscript on it to decode it
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nnewpath 0 0 moveto showpage\n"
+
+
 def gif_bytes(frames: int) -> bytes:
     images = [Image.new("RGB", (16, 16), (i * 80, 0, 0)) for i in range(frames)]
     buf = io.BytesIO()
@@ -118,6 +122,7 @@ def test_a_video_is_upscaled_with_its_audio(client, tmp_path):
     ("text", 415, "neither an image (PNG, JPEG, BMP, TIFF, WebP) nor a video"),
     ("truncated png", 422, "a damaged PNG image: upload.bin: cannot be read as an image"),
     ("truncated video", 415, "neither an image"),
+    ("postscript", 415, "neither an image"),  # never handed to Ghostscript
     ("transparent", 422, "has transparent pixels; the models upscale RGB only"),
     ("animation", 422, "upload.bin: holds 3 frames (an animation or a multi-page file)"),
     ("audio only", 422, "upload.bin: has no video stream (audio only?)"),
@@ -135,6 +140,7 @@ def test_each_bad_upload_gets_a_clear_message_and_the_server_keeps_serving(
         "text": (b"hello, not a picture\n" * 20, "cell_x2"),
         "truncated png": (photo[: len(photo) // 2], "cell_x2"),
         "truncated video": (clip[: len(clip) // 3], "cell_x2"),
+        "postscript": (EPS, "cell_x2"),
         "transparent": (png_bytes(rgba), "cell_x2"),
         "animation": (gif_bytes(3), "cell_x2"),
         "audio only": (write_clip(tmp_path / "a.m4a", video=False).read_bytes(), "cell_x2"),

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from nas_sr.images import ImageError, load_image
+from nas_sr.images import PIL_FORMATS, ImageError, load_image
 from nas_sr.video import NotAVideo, VideoError, probe
 
 # canonical extensions of the stored input, by what the content turned out to be
@@ -57,7 +57,7 @@ class Media:
 def inspect(path: Path, name: str, limits: Limits) -> Media:
     """``path`` (uploaded as ``name``) as an image or a video within ``limits``."""
     try:
-        with Image.open(path) as img:
+        with Image.open(path, formats=PIL_FORMATS) as img:
             fmt, size, mode, tile = img.format, img.size, img.mode, img.tile
             frames = getattr(img, "n_frames", 1)
     except Image.DecompressionBombError:
@@ -111,7 +111,7 @@ def _check_pixels(name: str, size: tuple[int, int], limits: Limits) -> None:
 
 def _transparent(path: Path) -> bool:
     """Whether any pixel is less than opaque (an all-opaque alpha channel loses nothing)."""
-    with Image.open(path) as img:
+    with Image.open(path, formats=PIL_FORMATS) as img:
         if not img.has_transparency_data:
             return False
         return bool(np.asarray(img.convert("RGBA").getchannel("A")).min() < 255)
