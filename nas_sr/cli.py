@@ -49,6 +49,11 @@ options, `nas-sr <job> --cfg job` prints the composed config. Examples:
 """
 
 
+# what a run trains (its model, scale, start and data split): fixed once it has begun
+FIXED_ON_RESUME = ("scale", "model", "genotype", "init_from", "seed", "archs", "controller",
+                   "train.cell")
+
+
 def resumed_config(run_dir: Path, overrides: list[str], command: DictConfig | None = None
                    ) -> DictConfig:
     """A resumed run keeps its saved config; plain ``key=value`` overrides still apply.
@@ -71,6 +76,9 @@ def resumed_config(run_dir: Path, overrides: list[str], command: DictConfig | No
         key, _, value = item.partition("=")
         if key in ("resume", "hydra.run.dir") or key.startswith(("+", "~", "hydra.")):
             continue
+        if any(key == fixed or key.startswith(f"{fixed}.") for fixed in FIXED_ON_RESUME):
+            raise ConfigError(f"resume: {item!r} would change what the run trains, which its "
+                              f"checkpoint holds; start a new run for it")
         current = OmegaConf.select(saved, key, default=missing)
         # a preset or data group would rebuild the run under it: refuse rather than ignore
         # (a list, such as search.proxy.final_seeds, is a plain setting)
@@ -174,7 +182,8 @@ def run_job(job: str, cfg: DictConfig, run_dir: Path | None = None) -> object:
         checkpoint.remove_stale_temps(run_dir)  # ours to clean: we own the folder
         # under torchrun every process composes the same config; one of them writes it
         if runfolder.is_main_process():  # after a resume: the effective config
-            OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+            with checkpoint.atomic_path(run_dir / "config.yaml") as tmp:  # resume needs it
+                OmegaConf.save(cfg, tmp, resolve=True)
         module = importlib.import_module(f"nas_sr.jobs.{job}")
         return module.run(cfg, run_dir)
 

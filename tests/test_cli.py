@@ -59,6 +59,15 @@ def test_resume_refuses_what_it_cannot_apply(run_dir, override):
         resumed_config(run_dir, [override])
 
 
+@pytest.mark.parametrize("override", ["scale=3", "archs.cell.channels=16", "model=vdsr",
+                                      "seed=4", "train.cell.recursions=2"])
+def test_resume_refuses_to_change_what_the_checkpoint_holds(run_dir, override, cli):
+    before = (run_dir / "config.yaml").read_text()
+    error = cli("retrain", f"resume={run_dir}", override)
+    assert f"resume: '{override}' would change what the run trains" in error, error
+    assert (run_dir / "config.yaml").read_text() == before  # a plain resume= still works
+
+
 def test_a_folder_with_checkpoints_takes_only_its_own_config(run_dir):
     check_run_folder(run_dir, make_cfg("retrain"))  # no checkpoint yet: anything goes
     torch.save({}, run_dir / "last.pt")
