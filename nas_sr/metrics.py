@@ -11,6 +11,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 _Y_WEIGHTS = (65.481, 128.553, 24.966)
+SSIM_WINDOW = 11  # the Gaussian window's side at sigma 1.5 (scikit-image truncates at 3.5)
 _CBCR_WEIGHTS = ((-37.797, -74.203, 112.0), (112.0, -93.786, -18.214))
 
 
@@ -65,6 +66,9 @@ def ssim_y(sr: torch.Tensor, gt: torch.Tensor, shave: int) -> float:
     """SSIM on Y as MATLAB's ``ssim`` computes it: 11x11 Gaussian window, sigma 1.5."""
     _check_shapes(sr, gt)
     sr_y, gt_y = (_shave(rgb_to_y(t.double()), shave).cpu().numpy() for t in (sr, gt))
+    if min(gt_y.shape) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels after the "
+                         f"{shave}-pixel border is shaved; this image has {gt_y.shape}")
     return float(structural_similarity(
         sr_y, gt_y, data_range=255.0, gaussian_weights=True, sigma=1.5,
         use_sample_covariance=False,

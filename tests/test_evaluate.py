@@ -25,7 +25,7 @@ from nas_sr.inference import ModelError, amp_and_runtime, load_predictor, super_
 from nas_sr.jobs import evaluate
 from nas_sr.metrics import psnr_y, quantize, ssim_y
 from nas_sr.options import check_options
-from nas_sr.runtime import native_bf16
+from nas_sr.runtime import ConfigError, native_bf16
 
 # the datasets README's figures for PIL bicubic upsampling of the given LR images
 REFERENCE = {("Set5", 2): 33.67, ("Set14", 2): 30.33, ("Set5", 3): 30.40,
@@ -137,6 +137,22 @@ def test_layout_errors_name_the_problem(tmp_path):
     lq = write_image(root / "Tiny" / "X2" / "LR" / "img_9.png", (10, 10))
     with pytest.raises(ImageError, match=str(lq)):
         run()
+    # a pair too small for SSIM's window once the border is shaved: named, not traced
+    write_image(root / "Tiny" / "X2" / "HR" / "img_9.png", (14, 20))
+    write_image(root / "Tiny" / "X2" / "LR" / "img_9.png", (7, 10))
+    with pytest.raises(ImageError, match=r"img_9.png: 20x14 is too small to score: SSIM needs "
+                                         r"11x11 pixels once the 2-pixel border"):
+        run()
+    # two HR images of one name: which one pairs with the LR image is not guessed
+    write_image(root / "Tiny" / "X2" / "HR" / "img_9.jpg", (14, 20))
+    with pytest.raises(ImageError, match=r"HR: img_9.jpg and img_9.png share a name"):
+        run()
+    with pytest.raises(ConfigError, match=r"sets=\[\] names no benchmark set"):
+        run("sets=[]")
+    with pytest.raises(FileNotFoundError, match=r"benchmark_root=.*bench.txt is a file"):
+        (tmp_path / "bench.txt").write_text("")
+        evaluate.run(make_cfg("evaluate", f"benchmark_root={tmp_path / 'bench.txt'}",
+                              "sets=[Tiny]"), tmp_path)
 
 
 def test_cli_prints_table_and_exits_cleanly_on_user_errors(tmp_path, cli, capsys):

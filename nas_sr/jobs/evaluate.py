@@ -19,14 +19,17 @@ from nas_sr.complexity import HR_SIZE, complexity, human
 from nas_sr.data import ImageSource, load_pair
 from nas_sr.images import ImageError, list_images, to_tensor
 from nas_sr.inference import Predictor, amp_and_runtime, load_predictor, super_resolve
-from nas_sr.metrics import mean, psnr_y, quantize, ssim_y
+from nas_sr.metrics import SSIM_WINDOW, mean, psnr_y, quantize, ssim_y
 from nas_sr.progress import progress_bar
-from nas_sr.runtime import resolve_device, set_threads
+from nas_sr.runtime import ConfigError, resolve_device, set_threads
 
 
 def benchmark_sources(root: Path, name: str, scale: int) -> list[ImageSource]:
     """HR/LR pairs of ``root/name/X{scale}``, paired by file name; layout errors name the path."""
     set_dir = root / name
+    if root.exists() and not root.is_dir():
+        raise FileNotFoundError(f"benchmark_root={root} is a file; it takes the folder that "
+                                "holds the sets (SET/X{scale}/HR and LR)")
     if not set_dir.is_dir():
         found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
         where = f"{root} holds: {', '.join(found)}" if found else f"{root} has no sets"
@@ -43,7 +46,13 @@ def benchmark_sources(root: Path, name: str, scale: int) -> list[ImageSource]:
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: missing; a set is laid out SET/X{scale}/HR "
                                     f"and SET/X{scale}/LR with the same file names")
-        files[kind] = {p.relative_to(folder).with_suffix(""): p for p in list_images(folder)}
+        files[kind] = {}
+        for p in list_images(folder):
+            key = p.relative_to(folder).with_suffix("")
+            if key in files[kind]:  # a.png and a.jpg: which one pairs with LR's a?
+                raise ImageError(f"{folder}: {files[kind][key].name} and {p.name} share a "
+                                 f"name; keep one image per name")
+            files[kind][key] = p
     gt, lq = files["HR"], files["LR"]
     if gt.keys() != lq.keys():
         only = [f"only in {kind}: {', '.join(str(k) for k in sorted(a.keys() - b.keys()))}"
@@ -67,6 +76,11 @@ def evaluate_image(predictor: Predictor, source: ImageSource, cfg: DictConfig,
     sr, gt_t = restore(predictor, source, device, tile=cfg.tile, overlap=cfg.overlap,
                        ensemble=cfg.self_ensemble, amp=amp)
     shave = predictor.scale
+    h, w = gt_t.shape[-2:]
+    if min(h, w) - 2 * shave < SSIM_WINDOW:
+        raise ImageError(f"{source.gt}: {w}x{h} is too small to score: SSIM needs "
+                         f"{SSIM_WINDOW}x{SSIM_WINDOW} pixels once the {shave}-pixel border "
+                         f"is shaved")
     return {"image": source.gt.stem, "psnr": float(psnr_y(sr, gt_t, shave)),
             "ssim": ssim_y(sr, gt_t, shave)}
 
@@ -94,6 +108,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     root = Path(cfg.benchmark_root).expanduser()
     # `sets=Set5` (no brackets) is one name, not the letters S, e, t, 5
     names = [cfg.sets] if isinstance(cfg.sets, str) else list(cfg.sets)
+    if not names:
+        raise ConfigError("sets=[] names no benchmark set; e.g. sets=[Set5,Set14]")
     # check every set's layout before spending time on any of them
     sources = {name: benchmark_sources(root, name, scale) for name in names}
     sizes = complexity(predictor.model, scale) if predictor.arch else {}
