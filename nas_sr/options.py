@@ -216,6 +216,9 @@ def check_options(job: str, cfg: DictConfig) -> None:
         _at_least(cfg, "data.num_workers", 0)
         if cfg.data.small_images not in ("error", "skip"):
             raise ConfigError(f"data.small_images={cfg.data.small_images!r}: use error or skip")
+        if cfg.data.cache not in ("none", "h5"):
+            raise ConfigError(f"data.cache={cfg.data.cache!r}: use none or h5")
+        _share(cfg, "data.val_fraction")
         rescale_factors(cfg.data)  # before any image is read
     if job == "compress":
         _compress(cfg)

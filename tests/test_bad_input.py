@@ -70,6 +70,9 @@ def no_data(monkeypatch):
      "prune.amount=1: must be a share between 0 and 1, both excluded"),
     ("compress", ["train.epochs=-1"], "train.epochs=-1: must be a whole number >= 0"),
     ("compress", ["train.lr=0"], "train.lr=0: must be > 0"),
+    ("retrain", ["data.val_fraction=abc"], "data.val_fraction='abc': must be a number"),
+    ("search", ["data.val_fraction=-3"], "data.val_fraction=-3: must be a share between 0"),
+    ("retrain", ["data.cache=foo"], "data.cache='foo': use none or h5"),
 ])
 def test_bad_options_are_refused_before_any_data_is_read(tmp_path, no_data, job, overrides,
                                                          message):
