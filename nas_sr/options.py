@@ -248,7 +248,7 @@ def check_options(job: str, cfg: DictConfig) -> None:
         _at_least(cfg, "workers", 1)
         _positive(cfg, "keep_minutes")
         _positive(cfg, "limits.upload_mb")
-        for key in ("limits.pixels", "limits.frames"):
+        for key in ("limits.pixels", "limits.frames", "limits.queued"):
             _at_least(cfg, key, 1)
     if job in ("export", "compress") and not cfg.checkpoint:
         raise ConfigError(f"checkpoint= is required: nas-sr {job} "

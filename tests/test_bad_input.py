@@ -63,6 +63,7 @@ def no_data(monkeypatch):
     ("serve", ["keep_minutes=0"], "keep_minutes=0: must be > 0"),
     ("serve", ["limits.upload_mb=-5"], "limits.upload_mb=-5: must be > 0"),
     ("serve", ["limits.frames=0"], "limits.frames=0: must be a whole number >= 1"),
+    ("serve", ["limits.queued=0"], "limits.queued=0: must be a whole number >= 1"),
     ("serve", ["device=tpu"], "device=tpu: not a device"),
     ("compress", ["method=quantize"], "method='quantize': use one of prune, separable"),
     ("compress", ["rounds=0"], "rounds=0: must be a whole number >= 1"),

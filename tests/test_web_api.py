@@ -155,6 +155,20 @@ def test_each_bad_upload_gets_a_clear_message_and_the_server_keeps_serving(
     assert submit(client, "ok.png", photo).status_code == 202  # and it still serves
 
 
+def test_uploads_beyond_the_queue_limit_are_turned_away_until_one_leaves(catalog, tmp_path):
+    app = create_app(catalog, tmp_path / "serve", SETTINGS, Limits(queued=2))
+    client = TestClient(app)  # not entered: no worker starts, so every job stays queued
+    photo = small_photo(tmp_path)
+    first, second = (submit(client, f"{n}.png", photo).json() for n in "ab")
+    assert [first["status"], second["status"]] == ["queued", "queued"]
+    r = submit(client, "c.png", photo)
+    assert r.status_code == 503 and "2 jobs are waiting already" in r.json()["detail"]
+    assert len(client.get("/api/jobs").json()) == 2  # nothing stored for it
+    assert len(list((tmp_path / "serve" / "jobs").iterdir())) == 2
+    client.delete(f"/api/jobs/{first['id']}")  # cancelled: no longer waiting
+    assert submit(client, "c.png", photo).status_code == 202
+
+
 def test_an_upload_without_content_length_is_cut_off_at_the_limit(client):
     def body():  # chunked: the server cannot know the size in advance
         yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n\r\n'

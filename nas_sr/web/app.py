@@ -129,6 +129,9 @@ def create_app(catalog: dict[str, Entry], root: Path, settings: Settings,
         if model not in catalog:
             raise HTTPException(422, f"unknown model {model!r}; choose one of "
                                      f"{', '.join(catalog)}")
+        if sum(j.status == "queued" for j in jobs.jobs()) >= limits.queued:
+            raise HTTPException(503, f"{limits.queued} jobs are waiting already; try again "
+                                     "once one has started")
         name = display_name(file.filename)
         job_id = new_id()
         folder = root / "jobs" / job_id

@@ -33,6 +33,7 @@ class Limits:
     upload_bytes: int = 500 * 2**20
     pixels: int = 3840 * 2160  # per image or video frame
     frames: int = 9000
+    queued: int = 20  # jobs waiting to start; more are turned away until one starts
 
     def describe(self) -> str:
         size = f"{self.upload_bytes / 2**20:g} MB" if self.upload_bytes >= 2**20 else \
