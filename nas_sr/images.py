@@ -24,6 +24,10 @@ class ImageError(ValueError):
     """An input image or folder that cannot be used; the message names it and the fix."""
 
 
+class DamagedImage(ImageError):
+    """A file Pillow cannot decode: truncated, corrupt, or not an image at all."""
+
+
 def list_images(folder: str | Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS
                 ) -> list[Path]:
     """The files under ``folder`` with one of ``extensions``, recursively, through
@@ -88,7 +92,7 @@ def load_image(path: str | Path) -> np.ndarray:
     except Image.DecompressionBombError as e:
         raise ImageError(f"{path}: {e} Split it into parts first.") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise ImageError(
+        raise DamagedImage(
             f"{path}: cannot be read as an image ({e}); remove or replace the file"
         ) from None
     return arr

@@ -59,6 +59,12 @@ def gif_bytes(frames: int) -> bytes:
     return buf.getvalue()
 
 
+def tiff_bytes(img: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "TIFF")
+    return buf.getvalue()
+
+
 def small_photo(tmp_path: Path, size=(40, 56)) -> bytes:
     return write_image(tmp_path / "p.png", size).read_bytes()
 
@@ -123,6 +129,7 @@ def test_a_video_is_upscaled_with_its_audio(client, tmp_path):
     ("truncated png", 422, "a damaged PNG image: upload.bin: cannot be read as an image"),
     ("truncated video", 415, "neither an image"),
     ("postscript", 415, "neither an image"),  # never handed to Ghostscript
+    ("float tiff", 422, "upload.bin: floating-point images are not supported"),
     ("transparent", 422, "has transparent pixels; the models upscale RGB only"),
     ("animation", 422, "upload.bin: holds 3 frames (an animation or a multi-page file)"),
     ("audio only", 422, "upload.bin: has no video stream (audio only?)"),
@@ -141,6 +148,7 @@ def test_each_bad_upload_gets_a_clear_message_and_the_server_keeps_serving(
         "truncated png": (photo[: len(photo) // 2], "cell_x2"),
         "truncated video": (clip[: len(clip) // 3], "cell_x2"),
         "postscript": (EPS, "cell_x2"),
+        "float tiff": (tiff_bytes(np.full((8, 8), 0.5, np.float32)), "cell_x2"),
         "transparent": (png_bytes(rgba), "cell_x2"),
         "animation": (gif_bytes(3), "cell_x2"),
         "audio only": (write_clip(tmp_path / "a.m4a", video=False).read_bytes(), "cell_x2"),
@@ -150,6 +158,7 @@ def test_each_bad_upload_gets_a_clear_message_and_the_server_keeps_serving(
     r = submit(client, "upload.bin", data, model)
     assert r.status_code == status, r.text
     assert message in r.json()["detail"]
+    assert case.startswith("truncated") or "damaged" not in r.json()["detail"]
     assert "/jobs/" not in r.json()["detail"]  # no server path in a message
     assert len(client.get("/api/jobs").json()) == before  # nothing queued
     assert submit(client, "ok.png", photo).status_code == 202  # and it still serves

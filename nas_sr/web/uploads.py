@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from nas_sr.images import PIL_FORMATS, ImageError, load_image
+from nas_sr.images import PIL_FORMATS, DamagedImage, ImageError, load_image
 from nas_sr.video import NotAVideo, VideoError, probe
 
 # canonical extensions of the stored input, by what the content turned out to be
@@ -60,7 +60,6 @@ def inspect(path: Path, name: str, limits: Limits) -> Media:
     try:
         with Image.open(path, formats=PIL_FORMATS) as img:
             fmt, size, mode, tile = img.format, img.size, img.mode, img.tile
-            frames = getattr(img, "n_frames", 1)
     except Image.DecompressionBombError:
         raise UploadError(f"{name}: too many pixels for this server "
                           f"({limits.describe()})", 413) from None
@@ -71,8 +70,8 @@ def inspect(path: Path, name: str, limits: Limits) -> Media:
         rgb = load_image(path)  # decodes every pixel: a truncated file fails here
     except ImageError as e:  # its message names the server's path: name the upload instead
         reason = str(e).replace(str(path), name)
-        raise UploadError(reason if frames > 1 else f"a damaged {fmt} image: {reason}"
-                          ) from None
+        raise UploadError(f"a damaged {fmt} image: {reason}" if isinstance(e, DamagedImage)
+                          else reason) from None
     notes = []
     if _transparent(path):
         raise UploadError(f"{name}: has transparent pixels; the models upscale RGB only. "
