@@ -122,6 +122,24 @@ def test_warmup_samples_uniformly_and_never_updates_the_policy(tmp_path, monkeyp
     assert "baseline" not in records[0] and "baseline" in records[-1]
 
 
+@pytest.mark.parametrize("controller", ["enas", "random"])
+def test_every_controller_adds_as_many_final_candidates(tmp_path, monkeypatch, controller):
+    cfg = make_cfg("search", f"controller={controller}", "search.final_samples=3",
+                   "search.final_top=1")
+    search = search_mod.Search(cfg, tmp_path)
+    draws = []
+    real_sample = type(search.controller).sample
+
+    def counting_sample(self, *args, **kwargs):
+        draws.append(kwargs.get("greedy", False))
+        return real_sample(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(search.controller), "sample", counting_sample)
+    search.select()  # on the untrained supernet: only the candidates are counted
+    # ENAS: 3 draws of its policy and its greedy cell; random: 4 draws
+    assert draws == ([False] * 3 + [True] if controller == "enas" else [False] * 4)
+
+
 def test_the_chosen_cell_is_within_budget_and_pareto_is_written(tmp_path):
     unlimited = run_job("search", make_cfg("search"), tmp_path / "free")
     limit = unlimited["cost_at_retrain_width"]["params"] - 1  # the free choice is over it

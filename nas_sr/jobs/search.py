@@ -251,9 +251,10 @@ class Search(RunState):
     def select(self) -> tuple[Genotype, float, list[dict[str, Any]]]:
         """Choose the cell the same way for every controller.
 
-        Every cell the search scored, plus ``final_samples`` draws of the final policy (and
-        its greedy cell), is re-scored on the final shared weights and reward crops: a
-        reward from an early epoch was measured on weights that have trained since. The
+        Every cell the search scored, plus ``final_samples`` draws of the final policy and
+        its greedy cell (a policy without one: one more draw), is re-scored on the final
+        shared weights and reward crops: a reward from an early epoch was measured on
+        weights that have trained since. The
         ``final_top`` best rewards within budget are scored again on the larger final crops,
         and the best reward there is the choice (the budget penalty, 0 within budget under
         ``budget.mode=max``, counts as it did in the search). Returns it, its final-crop
@@ -262,7 +263,10 @@ class Search(RunState):
         s = self.cfg.search
         rng = torch.Generator().manual_seed(self.cfg.seed + 1)
         with torch.no_grad():
-            extra = [self.controller.sample(rng).genotype for _ in range(s.final_samples)]
+            # as many candidates for every controller: a learning one's greedy cell is
+            # matched by one more draw of a policy that has none (random)
+            draws = s.final_samples + (0 if self.learns else 1)
+            extra = [self.controller.sample(rng).genotype for _ in range(draws)]
             if self.learns:
                 extra.append(self.controller.sample(greedy=True).genotype)
         cells = list(dict.fromkeys([Genotype.from_decisions(list(k)) for k in self.pool]
@@ -380,7 +384,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             if log.wandb is not None:
                 log_to_wandb(log.wandb, plots)
         how = "proxy training" if search.proxy else "shared weights"
-        print(f"best cell: {best}\n  val PSNR {best_psnr:.2f} dB ({how}), "
+        # measured on the crops that chose it: a selection score, not a held-out one
+        print(f"best cell: {best}\n  selection PSNR {best_psnr:.2f} dB ({how}, final crops), "
               f"{summary['params']:,} params standalone; written to {run_dir}")
         return summary
     finally:
