@@ -54,7 +54,8 @@ def run(quick: bool) -> list[Row]:
         model = cell_model(t / "cell.pt2")
         for tile in ("256", "null"):
             mb = peak_mb("upscale", f"model={model}", f"input={t / '2k.png'}",
-                         f"output={t / 'out'}", f"tile={tile}", f"hydra.run.dir={t / 'up'}")
+                         f"output={t / 'out'}", "overwrite=true", f"tile={tile}",
+                         f"hydra.run.dir={t / 'up'}")
             what = "tiled 256px" if tile != "null" else "untiled"
             rows.append(Row("memory", f"upscale 2048x1080 -> x2, {what}", mb, "MB peak RSS",
                             "cell C=32 N=6, exported"))

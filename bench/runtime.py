@@ -112,8 +112,9 @@ def memory_rows(name: str, path: Path, tmp: Path) -> list[Row]:
     for runtime in ("eager", "onnx"):
         for tile in ("256", "null"):
             mb = peak_mb("upscale", f"model={path}", f"input={tmp / '1080p.png'}",
-                         f"output={tmp / 'out'}", f"tile={tile}", f"runtime={runtime}",
-                         "threads=1", f"hydra.run.dir={tmp / f'up_{runtime}_{tile}'}")
+                         f"output={tmp / 'out'}", "overwrite=true", f"tile={tile}",
+                         f"runtime={runtime}", "threads=1",
+                         f"hydra.run.dir={tmp / f'up_{runtime}_{tile}'}")
             what = "tiled 256px" if tile != "null" else "untiled"
             rows.append(Row("runtime", f"{name}, {runtime}: upscale 1920x1080 x2, {what}", mb,
                             "MB peak RSS", "nas-sr upscale, 1 thread, a fresh process"))
