@@ -67,8 +67,9 @@ def ssim_y(sr: torch.Tensor, gt: torch.Tensor, shave: int) -> float:
     _check_shapes(sr, gt)
     sr_y, gt_y = (_shave(rgb_to_y(t.double()), shave).cpu().numpy() for t in (sr, gt))
     if min(gt_y.shape) < SSIM_WINDOW:
-        raise ValueError(f"SSIM needs at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels after the "
-                         f"{shave}-pixel border is shaved; this image has {gt_y.shape}")
+        h, w = gt.shape[-2:]
+        raise ValueError(f"{w}x{h} is too small to score: SSIM needs {SSIM_WINDOW}x"
+                         f"{SSIM_WINDOW} pixels once the {shave}-pixel border is shaved")
     return float(structural_similarity(
         sr_y, gt_y, data_range=255.0, gaussian_weights=True, sigma=1.5,
         use_sample_covariance=False,

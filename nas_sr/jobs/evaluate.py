@@ -19,7 +19,7 @@ from nas_sr.complexity import HR_SIZE, complexity, human
 from nas_sr.data import ImageSource, load_pair
 from nas_sr.images import ImageError, list_images, to_tensor
 from nas_sr.inference import Predictor, amp_and_runtime, load_predictor, super_resolve
-from nas_sr.metrics import SSIM_WINDOW, mean, psnr_y, quantize, ssim_y
+from nas_sr.metrics import mean, psnr_y, quantize, ssim_y
 from nas_sr.progress import progress_bar
 from nas_sr.runtime import ConfigError, resolve_device, set_threads
 
@@ -76,13 +76,11 @@ def evaluate_image(predictor: Predictor, source: ImageSource, cfg: DictConfig,
     sr, gt_t = restore(predictor, source, device, tile=cfg.tile, overlap=cfg.overlap,
                        ensemble=cfg.self_ensemble, amp=amp)
     shave = predictor.scale
-    h, w = gt_t.shape[-2:]
-    if min(h, w) - 2 * shave < SSIM_WINDOW:
-        raise ImageError(f"{source.gt}: {w}x{h} is too small to score: SSIM needs "
-                         f"{SSIM_WINDOW}x{SSIM_WINDOW} pixels once the {shave}-pixel border "
-                         f"is shaved")
-    return {"image": source.gt.stem, "psnr": float(psnr_y(sr, gt_t, shave)),
-            "ssim": ssim_y(sr, gt_t, shave)}
+    try:
+        ssim = ssim_y(sr, gt_t, shave)
+    except ValueError as e:  # too small to score: name the image
+        raise ImageError(f"{source.gt}: {e}") from None
+    return {"image": source.gt.stem, "psnr": float(psnr_y(sr, gt_t, shave)), "ssim": ssim}
 
 
 def markdown_table(results: dict[str, Any]) -> str:
