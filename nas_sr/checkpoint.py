@@ -1,7 +1,8 @@
-"""Atomic checkpoint writes and safe (``weights_only``) reads."""
+"""Atomic checkpoint (and JSON) writes and safe (``weights_only``) reads."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import tempfile
@@ -44,6 +45,13 @@ def save_atomic(obj: Any, path: str | Path) -> None:
         torch.save(obj, f)
         f.flush()
         os.fsync(f.fileno())
+
+
+def write_json(path: str | Path, obj: Any, indent: int = 2) -> None:
+    """``obj`` as indented JSON through :func:`atomic_path`: a reader (a resumed or plotted
+    run, a loaded genotype) never meets half a file."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=indent) + "\n")
 
 
 def remove_stale_temps(folder: Path) -> list[Path]:

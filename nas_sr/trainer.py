@@ -16,7 +16,6 @@ K processes take the same steps as one (up to float summation order).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import warnings
@@ -430,7 +429,7 @@ def _train(cfg: DictConfig, run_dir: Path, d: Dist, device: torch.device,
             "validation": f"{t.val_crops} crops" if t.val_crops else "whole images",
         }
         if log:
-            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            checkpoint.write_json(run_dir / "summary.json", summary)
             log.log("final", best_val_psnr=trainer.best_psnr, best_epoch=trainer.best_epoch,
                     params=params, train_time_s=trainer.elapsed)
             print(f"best val PSNR {trainer.best_psnr:.2f} dB at epoch {trainer.best_epoch}; "

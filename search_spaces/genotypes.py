@@ -111,10 +111,6 @@ class Genotype:
         return "; ".join(parts) + f"; out=[{','.join(f'n{j}' for j in self.loose_ends())}]"
 
 
-def save_genotype(genotype: Genotype, path: str | Path, **extra: Any) -> None:
-    Path(path).write_text(json.dumps({**genotype.to_dict(), **extra}, indent=2) + "\n")
-
-
 def load_genotype(path: str | Path) -> Genotype:
     """Read and validate a genotype JSON file, naming the file in any error."""
     path = Path(path)

@@ -2,6 +2,7 @@
 data is read; and inputs that used to go silently wrong."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from PIL import Image
 from conftest import make_cfg, write_image
 from nas_sr import data as data_mod
 from nas_sr.cache import open_store
-from nas_sr.checkpoint import save_atomic
+from nas_sr.checkpoint import TEMP_SUFFIX, save_atomic, write_json
 from nas_sr.cli import run_job
 from nas_sr.data import ImageSource, RandomCrops
 from nas_sr.images import ImageError, list_images, load_image
@@ -90,6 +91,20 @@ def test_a_truncated_checkpoint_on_resume_is_named(tmp_path, no_data, job, name)
     with pytest.raises(ConfigError, match=rf"{tmp_path / name}: damaged or not a checkpoint "
                                           r"\(.*\); restore it, or delete it"):
         run_job(job, make_cfg(job, f"resume={tmp_path}"))
+
+
+def test_a_json_write_cut_short_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    write_json(tmp_path / "genotype.json", {"nodes": "before"})
+    def disk_full(self, text):  # half the bytes land, then the write fails
+        with open(self, "w") as f:
+            f.write(text[: len(text) // 2])
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        write_json(tmp_path / "genotype.json", {"nodes": "after, and longer than before"})
+    monkeypatch.undo()
+    assert (tmp_path / "genotype.json").read_text() == '{\n  "nodes": "before"\n}\n'
+    assert not list(tmp_path.glob(f"*{TEMP_SUFFIX}"))
 
 
 def test_a_corrupt_init_from_is_named(tmp_path, no_data):

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from nas_sr.checkpoint import write_json
 from search_spaces.genotypes import (
     GENOTYPES,
     Genotype,
@@ -11,7 +12,6 @@ from search_spaces.genotypes import (
     choices_per_decision,
     find_genotype,
     load_genotype,
-    save_genotype,
     space_size,
 )
 
@@ -50,7 +50,7 @@ def test_decisions_round_trip():
 
 
 def test_json_round_trip(tmp_path):
-    save_genotype(CHAIN, tmp_path / "g.json", scale=2)
+    write_json(tmp_path / "g.json", {**CHAIN.to_dict(), "scale": 2})
     assert load_genotype(tmp_path / "g.json") == CHAIN
     assert json.loads((tmp_path / "g.json").read_text())["loose_ends"] == [4]
 
@@ -77,11 +77,11 @@ def test_the_catalogue_holds_the_shipped_cell():
 
 
 def test_genotype_option_takes_a_path_or_a_name(tmp_path, monkeypatch):
-    save_genotype(CHAIN, tmp_path / "g.json")
+    write_json(tmp_path / "g.json", CHAIN.to_dict())
     assert find_genotype(tmp_path / "g.json") == CHAIN
     assert find_genotype("cell_x2") is GENOTYPES["cell_x2"]
     monkeypatch.chdir(tmp_path)  # a file of that name is what the user means
-    save_genotype(CHAIN, tmp_path / "cell_x2")
+    write_json(tmp_path / "cell_x2", CHAIN.to_dict())
     assert find_genotype("cell_x2") == CHAIN
     with pytest.raises(GenotypeError, match=r"genotype=cell_x3: neither a file nor a named "
                                             r"genotype; .* one of: cell_x2$"):

@@ -11,7 +11,7 @@ import torch
 from conftest import QUIET, make_cfg, srcnn_checkpoint
 from nas_sr import teacher, trainer
 from nas_sr.archs import EDSR, FSRCNN, SRCNN, VDSR, build_model, load_model
-from nas_sr.checkpoint import save_atomic
+from nas_sr.checkpoint import save_atomic, write_json
 from nas_sr.cli import run_job
 from nas_sr.data import load_pairs, resolve_sources
 from nas_sr.distributed import Dist
@@ -22,7 +22,7 @@ from nas_sr.jobs import retrain as retrain_mod
 from nas_sr.options import check_options
 from nas_sr.runlog import read_metrics
 from nas_sr.runtime import CLOCKS, LOSSES, TrainingDiverged, cosine_lr
-from search_spaces.genotypes import Genotype, GenotypeError, Node, save_genotype
+from search_spaces.genotypes import Genotype, GenotypeError, Node
 from search_spaces.network import CellSRNet, count_params
 from search_spaces.operations import OPS
 
@@ -35,7 +35,7 @@ CELL = Genotype((Node(1, "conv_3x3", 0, "identity"), Node(2, "sep_conv_3x3", 1, 
 @pytest.fixture
 def genotype_file(tmp_path):
     path = tmp_path / "genotype.json"
-    save_genotype(CELL, path, scale=2)
+    write_json(path, {**CELL.to_dict(), "scale": 2})
     return path
 
 

@@ -16,7 +16,6 @@ and go on from its best checkpoint. ``compressed.pt`` is the last round's; ``rou
 from __future__ import annotations
 
 import io
-import json
 import math
 import shutil
 import zlib
@@ -30,7 +29,7 @@ from torch.nn.utils import prune
 
 from nas_sr import lighten, trainer
 from nas_sr.archs import build_model, load_model
-from nas_sr.checkpoint import save_atomic
+from nas_sr.checkpoint import save_atomic, write_json
 from nas_sr.complexity import complexity, human
 from nas_sr.distributed import Dist
 from nas_sr.inference import load_predictor
@@ -168,5 +167,5 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     (run_dir / "rounds.md").write_text(text + "\n")
     summary = {"source": str(source), "method": cfg.method, "arch": arch, "rounds": rows,
                "checkpoint": str(run_dir / RESULT)}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(run_dir / "summary.json", summary)
     return summary

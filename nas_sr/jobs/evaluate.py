@@ -8,13 +8,13 @@ from every border before PSNR and SSIM are measured on Y (BT.601), as the field 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
 
+from nas_sr.checkpoint import write_json
 from nas_sr.complexity import HR_SIZE, complexity, human
 from nas_sr.data import ImageSource, load_pair
 from nas_sr.images import ImageError, list_images, to_tensor
@@ -127,5 +127,5 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     table = markdown_table(results)
     print(table)
     (run_dir / "results.md").write_text(table + "\n")
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_json(run_dir / "results.json", results)
     return results

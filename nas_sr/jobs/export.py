@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.export import Dim, ExportedProgram
 
-from nas_sr.checkpoint import atomic_path
+from nas_sr.checkpoint import atomic_path, write_json
 from nas_sr.complexity import HR_SIZE, complexity, human, mult_adds
 from nas_sr.data import builtin_dir
 from nas_sr.images import downscale, load_image, mod_crop, to_tensor
@@ -31,7 +31,7 @@ from nas_sr.onnx_model import ONNX_FILE, OnnxModel, export_onnx, levels_apart, w
 from nas_sr.options import export_formats
 from nas_sr.pt2 import EXPORT_METADATA
 from nas_sr.runtime import ConfigError, set_threads
-from search_spaces.genotypes import Genotype, save_genotype
+from search_spaces.genotypes import Genotype
 
 MODEL_FILE = "model.pt2"
 
@@ -147,7 +147,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if "onnx" in formats:
         result["onnx"] = save_onnx(predictor, out / ONNX_FILE)
     if "genotype" in predictor.arch:
-        save_genotype(Genotype.from_dict(predictor.arch["genotype"]), out / "genotype.json")
+        write_json(out / "genotype.json", Genotype.from_dict(predictor.arch["genotype"]).to_dict())
     sizes = complexity(predictor.model, predictor.scale)
     if predictor.eager is not None:
         sizes["mult_adds_as_run"] = mult_adds(predictor.eager, predictor.scale)

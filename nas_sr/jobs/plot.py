@@ -6,12 +6,12 @@ beside the figure."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from nas_sr.checkpoint import write_json
 from nas_sr.search_plots import PlotError, load_run, log_to_wandb, overlay_figure, run_figures, save
 from nas_sr.training_plots import (
     CURVE_PREFIX,
@@ -45,7 +45,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from_folders = [t for t in trained if t.path.is_dir()]
     curves = [overlay_dir / f"{CURVE_PREFIX}{t.name}.json" for t in from_folders]
     for t, path in zip(from_folders, curves, strict=True):
-        path.write_text(json.dumps(t.curve(), indent=1) + "\n")
+        write_json(path, t.curve(), indent=1)
     if cfg.logger.wandb.enabled:
         import wandb
 

@@ -40,6 +40,7 @@ import torch
 from omegaconf import DictConfig
 
 from controllers import RandomController
+from nas_sr.checkpoint import write_json
 from nas_sr.progress import progress_bar
 from nas_sr.proxy import ProxyReward, ProxySetting
 from nas_sr.runtime import ConfigError
@@ -47,7 +48,7 @@ from nas_sr.shared_weights import SearchRun, load_search_run, train_store
 from nas_sr.stats import rank_correlation, variance_components
 from nas_sr.tradeoff_plots import rank_figure
 from search_spaces.cost import genotype_cost
-from search_spaces.genotypes import Genotype, save_genotype
+from search_spaces.genotypes import Genotype
 
 
 def spread_draws(nodes: int, count: int, pool: int, seed: int, cost: Any,
@@ -218,7 +219,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             key = [seeded, data_overrides(run_cfg.data), run_cfg.scale, a.channels, a.cells]
             folder = cell_dir(root, g, key)
             folder.mkdir(parents=True, exist_ok=True)
-            save_genotype(g, folder / "cell.json")
+            write_json(folder / "cell.json", g.to_dict())
             jobs.append((folder, retrain_command(folder / "cell.json", folder, run_cfg, seeded)))
             folders.append(str(folder))
         row["folders"] = folders
@@ -261,7 +262,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "failed": {str(k): v for k, v in failed.items()},
         "cells": rows,
     }
-    (run_dir / "rank.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(run_dir / "rank.json", result)
     rank_figure(done, result, title=f"{search_dir.name}").savefig(run_dir / "rank.png")
     if result["proxy"]:
         rank_figure(done, result["proxy"], f"{search_dir.name}, proxy", "proxy_psnr",

@@ -19,7 +19,6 @@ shared-weight reward and scores only the ``final_top`` candidates by proxy train
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -59,7 +58,7 @@ from nas_sr.shared_weights import (
 from nas_sr.tradeoff_plots import pareto_figure
 from nas_sr.training import RunState
 from search_spaces.cost import budget_penalty, genotype_cost, pareto_front, within_budget
-from search_spaces.genotypes import Genotype, save_genotype, space_size
+from search_spaces.genotypes import Genotype, space_size
 from search_spaces.network import CellSRNet, count_params
 
 
@@ -306,7 +305,7 @@ def write_pareto(scored: list[dict[str, Any]], budget: dict[str, int | None],
     how = "after proxy training" if proxy else "with the final shared weights"
     out = {"psnr": f"Y-PSNR on the reward crops {how}", "budget": budget,
            "front": fronts, "cells": scored}
-    (run_dir / "pareto.json").write_text(json.dumps(out, indent=1) + "\n")
+    checkpoint.write_json(run_dir / "pareto.json", out, indent=1)
     if not plot:
         return fronts
     (run_dir / "plots").mkdir(exist_ok=True)
@@ -373,9 +372,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             "cells_scored": len(scored),
             "candidates": [c for c in scored if "final_psnr" in c],
         }
-        save_genotype(best, run_dir / "genotype.json", scale=cfg.scale,
-                      arch=OmegaConf.to_container(cfg.archs.cell))
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        checkpoint.write_json(run_dir / "genotype.json", {
+            **best.to_dict(), "scale": cfg.scale, "arch": OmegaConf.to_container(cfg.archs.cell)})
+        checkpoint.write_json(run_dir / "summary.json", summary)
         log.log("final", val_psnr=best_psnr, genotype=best.to_dict()["nodes"],
                 params=summary["params"], search_time_s=search.elapsed)
         log.flush()
