@@ -62,14 +62,18 @@ def _psnr(a: torch.Tensor, b: torch.Tensor, dims: tuple[int, ...]) -> torch.Tens
     return 10 * torch.log10(255.0**2 / mse.clamp_min(1e-10))
 
 
+def check_ssim_size(h: int, w: int, shave: int) -> None:
+    """ValueError unless an ``h`` x ``w`` image holds SSIM's window once shaved."""
+    if min(h, w) - 2 * shave < SSIM_WINDOW:
+        raise ValueError(f"{w}x{h} is too small to score: SSIM needs {SSIM_WINDOW}x"
+                         f"{SSIM_WINDOW} pixels once the {shave}-pixel border is shaved")
+
+
 def ssim_y(sr: torch.Tensor, gt: torch.Tensor, shave: int) -> float:
     """SSIM on Y as MATLAB's ``ssim`` computes it: 11x11 Gaussian window, sigma 1.5."""
     _check_shapes(sr, gt)
+    check_ssim_size(*gt.shape[-2:], shave)
     sr_y, gt_y = (_shave(rgb_to_y(t.double()), shave).cpu().numpy() for t in (sr, gt))
-    if min(gt_y.shape) < SSIM_WINDOW:
-        h, w = gt.shape[-2:]
-        raise ValueError(f"{w}x{h} is too small to score: SSIM needs {SSIM_WINDOW}x"
-                         f"{SSIM_WINDOW} pixels once the {shave}-pixel border is shaved")
     return float(structural_similarity(
         sr_y, gt_y, data_range=255.0, gaussian_weights=True, sigma=1.5,
         use_sample_covariance=False,

@@ -155,6 +155,20 @@ def test_layout_errors_name_the_problem(tmp_path):
                               "sets=[Tiny]"), tmp_path)
 
 
+def test_a_damaged_image_in_a_later_set_fails_before_any_set_is_scored(tmp_path, monkeypatch):
+    root = make_set(make_set(tmp_path / "bench"), name="Later")
+    damaged = root / "Later" / "X2" / "HR" / "img_1.png"
+    damaged.write_bytes(damaged.read_bytes()[:100])  # a copy cut short
+
+    def scored(*args, **kwargs):
+        raise AssertionError("an image was super-resolved before the damaged one was found")
+    monkeypatch.setattr(evaluate, "super_resolve", scored)
+    with pytest.raises(ImageError, match=str(damaged)):
+        evaluate.run(make_cfg("evaluate", f"benchmark_root={root}", "sets=[Tiny,Later]",
+                              *QUIET), tmp_path)
+    assert not (tmp_path / "results.json").exists()
+
+
 def test_cli_prints_table_and_exits_cleanly_on_user_errors(tmp_path, cli, capsys):
     root = make_set(tmp_path / "bench")
     args = ["evaluate", "model=bicubic", f"benchmark_root={root}", *QUIET]

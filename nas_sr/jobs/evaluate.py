@@ -19,7 +19,7 @@ from nas_sr.complexity import HR_SIZE, complexity, human
 from nas_sr.data import ImageSource, load_pair
 from nas_sr.images import ImageError, list_images, to_tensor
 from nas_sr.inference import Predictor, amp_and_runtime, load_predictor, super_resolve
-from nas_sr.metrics import mean, psnr_y, quantize, ssim_y
+from nas_sr.metrics import check_ssim_size, mean, psnr_y, quantize, ssim_y
 from nas_sr.progress import progress_bar
 from nas_sr.runtime import ConfigError, resolve_device, set_threads
 
@@ -76,11 +76,20 @@ def evaluate_image(predictor: Predictor, source: ImageSource, cfg: DictConfig,
     sr, gt_t = restore(predictor, source, device, tile=cfg.tile, overlap=cfg.overlap,
                        ensemble=cfg.self_ensemble, amp=amp)
     shave = predictor.scale
-    try:
-        ssim = ssim_y(sr, gt_t, shave)
-    except ValueError as e:  # too small to score: name the image
-        raise ImageError(f"{source.gt}: {e}") from None
-    return {"image": source.gt.stem, "psnr": float(psnr_y(sr, gt_t, shave)), "ssim": ssim}
+    return {"image": source.gt.stem, "psnr": float(psnr_y(sr, gt_t, shave)),
+            "ssim": ssim_y(sr, gt_t, shave)}
+
+
+def check_images(sources: list[ImageSource], scale: int, progress: bool = True) -> None:
+    """Read every pair once before any is scored: a damaged, mismatched or too-small image
+    in the last set fails the job in seconds, not after the first sets' inference."""
+    for source in progress_bar(sources, desc="checking images", unit="img", leave=False,
+                               disable=not progress):
+        gt, _ = load_pair(source, scale)
+        try:
+            check_ssim_size(*gt.shape[:2], shave=scale)
+        except ValueError as e:
+            raise ImageError(f"{source.gt}: {e}") from None
 
 
 def markdown_table(results: dict[str, Any]) -> str:
@@ -108,8 +117,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     names = [cfg.sets] if isinstance(cfg.sets, str) else list(cfg.sets)
     if not names:
         raise ConfigError("sets=[] names no benchmark set; e.g. sets=[Set5,Set14]")
-    # check every set's layout before spending time on any of them
+    # check every set's layout and images before spending time on any of them
     sources = {name: benchmark_sources(root, name, scale) for name in names}
+    check_images([s for set_sources in sources.values() for s in set_sources], scale,
+                 cfg.logger.progress)
     sizes = complexity(predictor.model, scale) if predictor.arch else {}
     results: dict[str, Any] = {
         "model": str(cfg.model), "arch": predictor.arch, "scale": scale,
