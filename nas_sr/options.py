@@ -247,7 +247,8 @@ def check_options(job: str, cfg: DictConfig) -> None:
         _port(cfg)
         _at_least(cfg, "workers", 1)
         _positive(cfg, "keep_minutes")
-        _positive(cfg, "limits.upload_mb")
+        for key in ("limits.upload_mb", "limits.stored_gb"):
+            _positive(cfg, key)
         for key in ("limits.pixels", "limits.frames", "limits.queued"):
             _at_least(cfg, key, 1)
     if job in ("export", "compress") and not cfg.checkpoint:

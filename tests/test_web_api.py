@@ -178,6 +178,22 @@ def test_uploads_beyond_the_queue_limit_are_turned_away_until_one_leaves(catalog
     assert submit(client, "c.png", photo).status_code == 202
 
 
+def test_uploads_beyond_the_storage_limit_are_turned_away_until_jobs_go(catalog, tmp_path):
+    photo = small_photo(tmp_path)
+    app = create_app(catalog, tmp_path / "serve", SETTINGS, Limits(stored_bytes=len(photo) + 1))
+    client = TestClient(app)  # no worker: the stored uploads stay as they are
+    first = submit(client, "a.png", photo).json()  # 1 byte under the limit once stored
+    assert submit(client, "b.png", photo).status_code == 202
+    r = submit(client, "c.png", photo)
+    assert r.status_code == 507 and "the server's store is full" in r.json()["detail"]
+    assert "/serve" not in r.json()["detail"]  # no server path in a message
+    assert len(list((tmp_path / "serve" / "jobs").iterdir())) == 2  # nothing stored for it
+    client.delete(f"/api/jobs/{first['id']}")  # cancelled: its files are kept a while
+    assert submit(client, "c.png", photo).status_code == 507
+    client.delete(f"/api/jobs/{first['id']}")  # ended: forgotten, its files deleted
+    assert submit(client, "c.png", photo).status_code == 202
+
+
 def test_an_upload_without_content_length_is_cut_off_at_the_limit(client):
     def body():  # chunked: the server cannot know the size in advance
         yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n\r\n'
@@ -237,6 +253,8 @@ def test_serve_config_builds_the_app_and_refuses_nonsense(tmp_path):
         assert c.get("/api/config").json()["keep_minutes"] == 5
     with pytest.raises(ConfigError, match=r"workers=0: must be a whole number >= 1"):
         run_job("serve", make_cfg("serve", "workers=0"), tmp_path)  # before any model loads
+    with pytest.raises(ConfigError, match=r"limits.stored_gb=0: must be > 0"):
+        run_job("serve", make_cfg("serve", "limits.stored_gb=0"), tmp_path)
 
 
 def make_job(tmp_path: Path, i: int) -> Job:

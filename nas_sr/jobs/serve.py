@@ -29,7 +29,8 @@ def build(cfg: DictConfig, run_dir: Path) -> Any:
     catalog = load_catalog(models_dir, model, settings.device, cfg.channels_last,
                            settings.runtime)
     limits = Limits(int(cfg.limits.upload_mb * 2**20), int(cfg.limits.pixels),
-                    int(cfg.limits.frames), int(cfg.limits.queued))
+                    int(cfg.limits.frames), int(cfg.limits.queued),
+                    int(cfg.limits.stored_gb * 2**30))
     return create_app(catalog, run_dir, settings, limits, cfg.keep_minutes * 60, cfg.workers)
 
 

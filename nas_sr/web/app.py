@@ -60,6 +60,17 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
+def folder_bytes(folder: Path) -> int:
+    """Bytes of the files below ``folder`` (0 if it is missing); jobs may vanish meanwhile."""
+    total = 0
+    for path in folder.rglob("*"):
+        try:
+            total += path.stat().st_size if path.is_file() else 0
+        except FileNotFoundError:
+            continue
+    return total
+
+
 def display_name(filename: str | None) -> str:
     """The uploaded name without any folder part, for display and download names only."""
     return PurePath((filename or "").replace("\\", "/")).name[-120:] or "upload"
@@ -132,6 +143,11 @@ def create_app(catalog: dict[str, Entry], root: Path, settings: Settings,
         if sum(j.status == "queued" for j in jobs.jobs()) >= limits.queued:
             raise HTTPException(503, f"{limits.queued} jobs are waiting already; try again "
                                      "once one has started")
+        if (held := folder_bytes(root / "jobs")) >= limits.stored_bytes:
+            raise HTTPException(507, f"the server's store is full ({held / 2**20:,.0f} MB of "
+                                     f"uploads and results); try again once finished jobs "
+                                     f"are deleted (after {keep_s / 60:.0f} minutes, or from "
+                                     f"the list)")
         name = display_name(file.filename)
         job_id = new_id()
         folder = root / "jobs" / job_id

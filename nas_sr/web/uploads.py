@@ -34,6 +34,7 @@ class Limits:
     pixels: int = 3840 * 2160  # per image or video frame
     frames: int = 9000
     queued: int = 20  # jobs waiting to start; more are turned away until one starts
+    stored_bytes: int = 20 * 2**30  # uploads and results kept; more are turned away
 
     def describe(self) -> str:
         size = f"{self.upload_bytes / 2**20:g} MB" if self.upload_bytes >= 2**20 else \
