@@ -61,14 +61,23 @@ def test_each_lr_crop_is_the_bicubic_downscale_of_its_hr_crop(image_folder, scal
         assert diff <= 1, (i, float(diff))  # 8-bit rounding only
 
 
-def test_augmentations_cover_the_8_symmetries(image_folder):
-    store = PairStore(load_pairs(sources(image_folder)[:1], 2, 16))
+def test_augmentations_cover_the_8_symmetries(tmp_path):
+    # one crop position (the crop is the whole image), so only the augmentation varies
+    write_image(tmp_path / "square.png", size=(80, 80))
+    store = PairStore(load_pairs([ImageSource(tmp_path / "square.png")], 2, 40))
+    lq0, gt0 = (t.permute(1, 2, 0).numpy()
+                for t in RandomCrops(store, 2, 80, 1, seed=0, augment=False)[0])
+    variants = [(np.rot90(lq0, r), np.rot90(gt0, r)) for r in range(4)]
+    variants += [(lq[:, ::-1], gt[:, ::-1]) for lq, gt in variants]
     seen = set()
-    for seed in range(200):
-        crops = RandomCrops(store, scale=2, patch_size=80, length=1, seed=seed)
-        lq, _ = crops[0]
-        seen.add(lq.numpy().tobytes())
-    assert len(seen) >= 8 * 2  # 8 symmetries x several crop positions
+    for seed in range(100):
+        lq, gt = (t.permute(1, 2, 0).numpy()
+                  for t in RandomCrops(store, 2, 80, 1, seed=seed)[0])
+        match = [k for k, (v_lq, v_gt) in enumerate(variants)
+                 if np.array_equal(lq, v_lq) and np.array_equal(gt, v_gt)]
+        assert len(match) == 1, seed  # LR and HR took the same one of the 8 symmetries
+        seen.add(match[0])
+    assert seen == set(range(8))
 
 
 def test_image_smaller_than_a_crop_is_named(tmp_path):

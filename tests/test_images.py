@@ -35,8 +35,13 @@ def test_grayscale_rgba_palette_16bit_become_8bit_rgb(tmp_path):
 def test_exif_orientation_is_applied(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display", as phones write it
-    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "phone.jpg", exif=exif)
-    assert load_image(tmp_path / "phone.jpg").shape == (30, 20, 3)
+    img = np.zeros((20, 30, 3), np.uint8)
+    img[:8, :8] = 255  # a bright top-left corner shows which way the picture turned
+    Image.fromarray(img).save(tmp_path / "phone.jpg", exif=exif, quality=100)
+    shown = load_image(tmp_path / "phone.jpg")
+    assert shown.shape == (30, 20, 3)
+    # turned clockwise: the corner is now top right (JPEG blurs its edge by a few levels)
+    assert np.abs(shown.astype(int) - np.rot90(img, k=-1)).mean() < 2
 
 
 def test_corrupt_file_is_named(tmp_path):

@@ -86,8 +86,9 @@ def test_upload_wait_and_download_in_a_real_browser(server, browser):
     browser.find_element(By.ID, "file").send_keys(str(photo))
     link = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, ".job.done .download")))
     assert "Done in" in browser.find_element(By.CSS_SELECTOR, ".job .status").text
-    wait.until(lambda d: d.execute_script(  # the before/after pair is on the page
-        "return [...document.querySelectorAll('.compare img')].every(i => i.naturalWidth)"))
+    wait.until(lambda d: d.execute_script(  # the before/after pair is on the page, decoded
+        "const i = [...document.querySelectorAll('.compare img')];"
+        "return i.length === 2 && i.every(x => x.naturalWidth)"))
     if os.environ.get("NAS_SR_SCREENSHOT"):
         browser.save_screenshot(os.environ["NAS_SR_SCREENSHOT"])
     link.click()
@@ -136,3 +137,8 @@ def test_a_video_job_plays_before_and_after_in_the_page(server, browser, tmp_pat
         "const v = [...document.querySelectorAll('.compare video')];"
         "return v.every(x => x.readyState >= 1) && v.map(x => [x.videoWidth, x.videoHeight])"))
     assert sorted(sizes) == [[64, 48], [128, 96]]
+    # play the result, as its controls do: the "before" video plays along with it
+    browser.execute_script("document.querySelector('.compare .after video').play()")
+    wait.until(lambda d: d.execute_script(
+        "return [...document.querySelectorAll('.compare video')]"
+        ".every(x => !x.paused && x.currentTime > 0)"))
