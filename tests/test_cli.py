@@ -65,7 +65,7 @@ def test_resume_refuses_to_change_what_the_checkpoint_holds(run_dir, override, c
     before = (run_dir / "config.yaml").read_text()
     error = cli("retrain", f"resume={run_dir}", override)
     assert f"resume: '{override}' would change what the run trains" in error, error
-    assert (run_dir / "config.yaml").read_text() == before  # a plain resume= still works
+    assert (run_dir / "config.yaml").read_text() == before  # the run folder is untouched
 
 
 def test_a_folder_with_checkpoints_takes_only_its_own_config(run_dir):

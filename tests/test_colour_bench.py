@@ -1,13 +1,17 @@
 """bench.colour scores Y exactly as the evaluate job does, and the chroma planes beside it."""
 import sys
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
 
 from bench.colour import main, scores
 from conftest import make_cfg, make_set, srcnn_checkpoint
 from nas_sr.data import resolve_sources
 from nas_sr.jobs import evaluate
 from nas_sr.jobs.evaluate import benchmark_sources
+from nas_sr.metrics import psnr_cbcr
 
 
 @pytest.mark.parametrize("model", ["bicubic", "srcnn"])
@@ -23,6 +27,15 @@ def test_colour_bench_y_matches_evaluate_and_adds_chroma(tmp_path, model):
         y, chroma = got[name]
         assert y == pytest.approx(expected[name]["psnr"], abs=1e-6)
         assert 10 < chroma < 100 and chroma != pytest.approx(y, abs=0.01)
+        if model == "bicubic":  # chroma by hand: PIL's bicubic x2 of each LR image
+            by_hand = []
+            for source in benchmark_sources(root, name, 2):
+                lq = Image.open(source.lq)
+                sr = np.array(lq.resize((lq.width * 2, lq.height * 2), Image.BICUBIC))
+                gt = np.array(Image.open(source.gt))
+                by_hand.append(float(psnr_cbcr(*(torch.from_numpy(a).permute(2, 0, 1).double()
+                                                   for a in (sr, gt)), 2)))
+            assert chroma == pytest.approx(np.mean(by_hand), abs=1e-6)
 
 
 def test_colour_bench_scores_the_retraining_hold_out_of_a_folder(tmp_path, image_folder,

@@ -87,8 +87,10 @@ def test_an_old_retrain_checkpoint_loads_and_starts_a_run(monkeypatch, tmp_path,
     x = torch.rand(1, 3, 8, 9)
     with torch.no_grad():
         assert torch.equal(model(x), old(x))
-    fresh = build_model(arch)
-    assert init_from(fresh, tmp_path / "best.pt") == []  # every tensor found by name
+    fresh = build_model(arch).eval()
+    assert init_from(fresh, tmp_path / "best.pt") == []  # every tensor found by name...
+    with torch.no_grad():
+        assert torch.equal(fresh(x), old(x))  # ...and in its place: a run starts from it
 
 
 def test_the_shipped_export_holds_old_names_and_still_evaluates():

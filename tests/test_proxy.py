@@ -134,26 +134,34 @@ def test_a_proxy_search_trains_no_supernet_and_chooses_by_the_proxy(tmp_path, mo
 def test_a_killed_proxy_search_resumes_to_the_same_cells_without_training_any_again(
         tmp_path, monkeypatch):
     cfg = make_cfg("search", *PROXY, "search.epochs=3", "search.warmup=0")
-    run_job("search", cfg, tmp_path / "full")
     real = proxy_mod.proxy_score
-    runs = {"n": 0}
+    trained: dict[str, list] = {"full": [], "killed": [], "resumed": []}
+    run = "full"
 
-    def dying(*args):
-        runs["n"] += 1
-        if runs["n"] == 25:  # in epoch 3
+    def recorded(genotype, *args):
+        if run == "killed" and len(trained["killed"]) == 24:  # in epoch 3
             raise KeyboardInterrupt
-        return real(*args)
+        trained[run].append((tuple(genotype.to_decisions()), args[4]))  # (cell, seed)
+        return real(genotype, *args)
 
-    monkeypatch.setattr(proxy_mod, "proxy_score", dying)
+    monkeypatch.setattr(proxy_mod, "proxy_score", recorded)
+    run_job("search", cfg, tmp_path / "full")
+    run = "killed"
     with pytest.raises(KeyboardInterrupt):
         run_job("search", cfg, tmp_path / "killed")
-    trained = runs["n"]
+    saved = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
+    kept = {(tuple(cell), int(seed)) for cell, runs in saved["proxy_scores"]["scores"]
+            for seed in runs}
+    run = "resumed"
     resumed = run_job("search", make_cfg("search", f"resume={tmp_path / 'killed'}"))
+    assert kept and not kept & set(trained["resumed"])  # nothing the checkpoint held is rerun
+    assert kept | set(trained["resumed"]) == set(trained["full"])  # nor anything missed
     full = json.loads((tmp_path / "full" / "summary.json").read_text())
     assert resumed["genotype"] == full["genotype"] and resumed["val_psnr"] == full["val_psnr"]
-    steps = [r for r in read_metrics(tmp_path / "killed") if r["kind"] == "controller"]
-    assert [r["controller_step"] for r in steps] == list(range(1, 31))
-    assert trained > 20
+    steps = {name: [r for r in read_metrics(tmp_path / name) if r["kind"] == "controller"]
+             for name in ("full", "killed")}
+    assert [r["controller_step"] for r in steps["killed"]] == list(range(1, 31))
+    assert [r["genotype"] for r in steps["killed"]] == [r["genotype"] for r in steps["full"]]
 
 
 def test_a_finished_search_reselects_its_final_candidates_by_proxy_training(smoke_search,

@@ -1,12 +1,16 @@
 import json
+import statistics
 
 import pytest
+import torch
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from conftest import write_run
+from nas_sr.jobs import report
 from nas_sr.jobs.report import main, markdown, paired, policy_vs_uniform, summary_row
 from nas_sr.runtime import ConfigError
+from nas_sr.shared_weights import load_search_run
 
 
 def test_first_and_last_tenth_and_the_compare_layout(tmp_path):
@@ -42,7 +46,10 @@ def test_paired_differences_by_seed():
     lines = paired(rows)
     assert "| 0 | +10 | +0.50 |" in lines and "| 1 | -30 | +0.00 |" in lines
     assert "| mean +- std | -10 +- 28 | +0.25 +- 0.35 |" in lines
-    assert paired(rows[:3]) == [] or "| 1 |" not in "".join(paired(rows[:3]))
+    partial = paired(rows[:3])  # seed 1 has no random run: only seed 0 pairs up
+    assert partial[-3:] == ["| --- | ---: | ---: |", "| 0 | +10 | +0.50 |",
+                            "| mean +- std | +10 +- 0 | +0.50 +- 0.00 |"]
+    assert paired(rows[:2]) == []  # one controller: nothing to pair
 
 
 def test_a_run_without_controller_steps_is_refused(tmp_path):
@@ -51,15 +58,36 @@ def test_a_run_without_controller_steps_is_refused(tmp_path):
         summary_row(run)
 
 
-def test_policy_vs_uniform_scores_on_the_final_shared_weights(smoke_search):
+def test_policy_vs_uniform_scores_on_the_final_shared_weights(smoke_search, monkeypatch):
+    loaded, rewards = [], []
+
+    def watched(search_dir):
+        search = load_search_run(search_dir)
+        score = search.score
+        search.score = lambda g: rewards.append(score(g)) or rewards[-1]
+        loaded.append(search)
+        return search
+
+    monkeypatch.setattr(report, "load_search_run", watched)
     figures = policy_vs_uniform(smoke_search, samples=3)
-    assert set(figures) == {"policy_mean", "policy_std", "uniform_mean", "uniform_std"}
-    assert all(5 < figures[k] < 60 for k in ("policy_mean", "uniform_mean"))
-    assert all(figures[k] >= 0 for k in ("policy_std", "uniform_std"))
+    final = torch.load(smoke_search / "checkpoint.pt", weights_only=True)
+    (search,) = loaded
+    for net, state in ((search.supernet, final["supernet"]),
+                       (search.controller, final["controller"]["model"])):
+        assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
+    assert len(rewards) == 6 and all(5 < r < 60 for r in rewards)
+    assert figures["policy_mean"] == pytest.approx(statistics.mean(rewards[:3]))
+    assert figures["uniform_mean"] == pytest.approx(statistics.mean(rewards[3:]))
+    assert figures["uniform_std"] == pytest.approx(statistics.stdev(rewards[3:]))
 
 
 def test_the_compare_preset_also_trains_baselines_at_the_same_budget():
     with initialize_config_module(config_module="experiments", version_base="1.3"):
-        cfg = compose("retrain", overrides=["preset=compare", "model=srcnn"])
-    resolved = OmegaConf.to_container(cfg, resolve=True)  # no controller: still resolves
-    assert resolved["train"]["epochs"] * resolved["train"]["iters_per_epoch"] == 800
+        cells = compose("retrain", overrides=["preset=compare", "controller=enas"])
+        baseline = compose("retrain", overrides=["preset=compare", "model=srcnn"])
+        default = compose("retrain", overrides=["model=srcnn"])
+    cells, baseline, default = (OmegaConf.to_container(c, resolve=True)  # no controller:
+                                for c in (cells, baseline, default))  # still resolves
+    assert baseline["train"] == cells["train"] and baseline["data"] == cells["data"]
+    assert baseline["model"] == "srcnn" and cells["model"] == "cell"
+    assert baseline["train"] != default["train"]  # the compare's recipe, not the default's

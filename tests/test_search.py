@@ -100,6 +100,14 @@ def test_warmup_samples_uniformly_and_never_updates_the_policy(tmp_path, monkeyp
         return real_sample(self, *args, **kwargs)
 
     monkeypatch.setattr(type(search.controller), "sample", counting_sample)
+    uniform_draws = {"fair": 0, "uniform": 0}
+    for name in uniform_draws:  # the fair sampler's children, the uniform scored cells
+        sampler = getattr(search, name)
+
+        def counted(*args, name=name, real=sampler.sample):
+            uniform_draws[name] += 1
+            return real(*args)
+        monkeypatch.setattr(sampler, "sample", counted)
     before = {k: v.clone() for k, v in search.controller.state_dict().items()}
     log = search_mod.RunLog(tmp_path)
     for _ in range(2):  # the two warm-up epochs
@@ -107,7 +115,9 @@ def test_warmup_samples_uniformly_and_never_updates_the_policy(tmp_path, monkeyp
         search.train_shared()
         search.train_controller(log)
         search.epoch += 1
-    assert policy_draws["n"] == 0  # neither training children nor scored cells
+    assert policy_draws["n"] == 0  # neither training children nor scored cells:
+    assert uniform_draws == {"fair": 2 * cfg.search.batches_per_epoch,  # each child fair
+                             "uniform": 2 * cfg.controller.steps_per_epoch}  # each cell
     for k, v in search.controller.state_dict().items():
         torch.testing.assert_close(v, before[k], equal_nan=True)
     assert not search.in_warmup
@@ -165,11 +175,17 @@ def test_a_finished_search_reselects_under_a_target_budget_on_resume(smoke_searc
                                                                      cli):
     shutil.copytree(smoke_search, tmp_path / "run")
     first = json.loads((tmp_path / "run" / "summary.json").read_text())
+    before = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     budget = first["cost_at_retrain_width"]["params"] * 2
     assert cli("search", f"resume={tmp_path / 'run'}", f"search.budget.params={budget}",
                "search.budget.mode=target", "search.budget.beta=100") is None
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["controller_steps"] == first["controller_steps"]  # nothing trained again
+    assert summary["controller_steps"] == first["controller_steps"]  # nothing trained again:
+    after = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    for weights in ("supernet", "controller"):  # neither the shared weights nor the policy
+        old, new = (s[weights] if weights == "supernet" else s[weights]["model"]
+                    for s in (before, after))
+        assert old.keys() == new.keys() and all(torch.equal(old[k], new[k]) for k in old)
     cells = json.loads((tmp_path / "run" / "pareto.json").read_text())["cells"]
     # a steep target penalty: the chosen cell is the eligible one nearest the budget
     nearest = max(c["params"] for c in cells if c["within_budget"])
