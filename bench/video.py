@@ -22,7 +22,7 @@ from nas_sr.inference import load_predictor, super_resolve
 from nas_sr.media import Settings, upscale_video
 from nas_sr.video import Encoding, rewrite
 
-SHIPPED = Path(__file__).resolve().parents[1] / "models" / "cell_x2" / "model.pt2"
+CELL_X2 = Path(__file__).resolve().parents[1] / "models" / "cell_x2" / "model.pt2"
 SIZE = (640, 360)
 
 
@@ -43,7 +43,7 @@ def make_clip(path: Path, frames: int, fps: int = 24) -> Path:
 
 def run(quick: bool) -> list[Row]:
     frames = 4 if quick else 12
-    predictor = load_predictor(str(SHIPPED))
+    predictor = load_predictor(str(CELL_X2))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         clip = make_clip(Path(tmp) / "clip.mp4", frames)

@@ -72,8 +72,9 @@ def test_malformed_genotype_files_name_the_problem(tmp_path, content, message):
     assert str(path) in str(e.value) and message in str(e.value)
 
 
-def test_the_catalogue_holds_the_shipped_cell():
-    assert GENOTYPES["cell_x2"] == load_genotype(MODELS / "cell_x2" / "genotype.json")
+@pytest.mark.parametrize("name", ["searched_x2", "cell_x2"])
+def test_the_catalogue_holds_the_shipped_cells(name):
+    assert GENOTYPES[name] == load_genotype(MODELS / name / "genotype.json")
 
 
 def test_genotype_option_takes_a_path_or_a_name(tmp_path, monkeypatch):
@@ -84,7 +85,7 @@ def test_genotype_option_takes_a_path_or_a_name(tmp_path, monkeypatch):
     write_json(tmp_path / "cell_x2", CHAIN.to_dict())
     assert find_genotype("cell_x2") == CHAIN
     with pytest.raises(GenotypeError, match=r"genotype=cell_x3: neither a file nor a named "
-                                            r"genotype; .* one of: cell_x2$"):
+                                            r"genotype; .* one of: searched_x2, cell_x2$"):
         find_genotype("cell_x3")
     (tmp_path / "folder").mkdir()
     with pytest.raises(GenotypeError, match="a folder"):  # a path: its own error

@@ -20,7 +20,7 @@ from search_spaces.cell import current_name
 from search_spaces.genotypes import Genotype, Node
 from search_spaces.network import CellSRNet
 
-SHIPPED = Path(__file__).resolve().parents[1] / "models" / "cell_x2" / "model.pt2"
+CELL_X2 = Path(__file__).resolve().parents[1] / "models" / "cell_x2" / "model.pt2"
 # the registry as it was, word for word
 SEQUENTIAL_OPS = {
     "conv_3x3": lambda c: nn.Sequential(nn.ReLU(), nn.Conv2d(c, c, 3, padding=1)),
@@ -93,13 +93,13 @@ def test_an_old_retrain_checkpoint_loads_and_starts_a_run(monkeypatch, tmp_path,
         assert torch.equal(fresh(x), old(x))  # ...and in its place: a run starts from it
 
 
-def test_the_shipped_export_holds_old_names_and_still_evaluates():
+def test_the_cell_x2_export_holds_old_names_and_still_evaluates():
     from nas_sr.inference import load_predictor
 
-    with zipfile.ZipFile(SHIPPED) as archive:
+    with zipfile.ZipFile(CELL_X2) as archive:
         assert b"cells.0.edges.0.0.sep_conv_3x3.1.weight" in archive.read(
             "model/data/weights/model_weights_config.json")
-    predictor = load_predictor(str(SHIPPED), 2)
+    predictor = load_predictor(str(CELL_X2), 2)
     x = torch.rand(1, 3, 12, 10)
     with torch.no_grad():
-        assert (predictor.model(x) - torch.export.load(SHIPPED).module()(x)).abs().max() < 1e-5
+        assert (predictor.model(x) - torch.export.load(CELL_X2).module()(x)).abs().max() < 1e-5

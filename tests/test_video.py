@@ -11,7 +11,7 @@ from conftest import make_cfg, write_clip
 from nas_sr.jobs import upscale
 from nas_sr.video import Encoding, VideoError, probe, rewrite
 
-SHIPPED = Path(__file__).resolve().parents[1] / "models" / "cell_x2" / "model.pt2"
+CELL_X2 = Path(__file__).resolve().parents[1] / "models" / "cell_x2" / "model.pt2"
 
 
 def nearest_x2(frames: np.ndarray) -> np.ndarray:
@@ -30,7 +30,7 @@ def frame_means(path: Path) -> list[float]:
 
 def test_upscale_job_round_trips_a_clip_with_the_shipped_model(tmp_path):
     clip = write_clip(tmp_path / "in" / "clip.mov", frames=10, fps=15, rotation=90)
-    upscale.run(make_cfg("upscale", f"model={SHIPPED}", f"input={clip}",
+    upscale.run(make_cfg("upscale", f"model={CELL_X2}", f"input={clip}",
                          f"output={tmp_path / 'out'}", "video.batch=3", "video.preset=ultrafast"),
                 tmp_path)
     out = tmp_path / "out" / "clip.mp4"

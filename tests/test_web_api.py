@@ -2,6 +2,7 @@
 input the page must explain while the server keeps serving."""
 
 import io
+import shutil
 import struct
 import threading
 import time
@@ -250,11 +251,31 @@ def test_an_uploaded_name_never_becomes_a_path(client, tmp_path, catalog):
 def test_serve_config_builds_the_app_and_refuses_nonsense(tmp_path):
     app = build(make_cfg("serve", "limits.upload_mb=1", "keep_minutes=5"), tmp_path)
     with TestClient(app) as c:
-        assert c.get("/api/config").json()["keep_minutes"] == 5
+        config = c.get("/api/config").json()
+    assert config["keep_minutes"] == 5
+    assert config["models"][0]["name"] == "searched_x2"  # the config's default, by name
     with pytest.raises(ConfigError, match=r"workers=0: must be a whole number >= 1"):
         run_job("serve", make_cfg("serve", "workers=0"), tmp_path)  # before any model loads
     with pytest.raises(ConfigError, match=r"limits.stored_gb=0: must be > 0"):
         run_job("serve", make_cfg("serve", "limits.stored_gb=0"), tmp_path)
+
+
+def test_model_names_a_catalog_entry_or_adds_a_file(tmp_path, caplog):
+    models = tmp_path / "models"
+    for name in ("a_x2", "b_x3"):
+        (models / name).mkdir(parents=True)
+        shutil.copy(ROOT / "models" / "cell_x2" / "model.pt2", models / name / "model.pt2")
+    device = Settings().device
+    assert list(load_catalog(models, "b_x3", device))[:2] == ["b_x3", "a_x2"]
+    assert list(load_catalog(models, None, device))[:2] == ["a_x2", "b_x3"]
+    assert list(load_catalog(models, "nope", device))[:2] == ["a_x2", "b_x3"]
+    assert "model=nope: no " in caplog.text and "offering a_x2 first" in caplog.text
+    extra = tmp_path / "elsewhere" / "mine.pt2"
+    extra.parent.mkdir()
+    shutil.copy(ROOT / "models" / "cell_x2" / "model.pt2", extra)
+    assert list(load_catalog(models, str(extra), device))[:3] == ["mine", "a_x2", "b_x3"]
+    with pytest.raises(FileNotFoundError):  # a file that is not there is an error
+        load_catalog(models, str(tmp_path / "missing.pt2"), device)
 
 
 def make_job(tmp_path: Path, i: int) -> Job:

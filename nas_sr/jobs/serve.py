@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from nas_sr.media import Settings
 from nas_sr.runtime import set_threads
 from nas_sr.web.app import create_app
-from nas_sr.web.catalog import load_catalog
+from nas_sr.web.catalog import is_model_name, load_catalog
 from nas_sr.web.uploads import Limits
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -25,7 +25,9 @@ def build(cfg: DictConfig, run_dir: Path) -> Any:
     """
     settings = Settings.from_cfg(cfg)
     models_dir = Path(to_absolute_path(cfg.models_dir))
-    model = to_absolute_path(cfg.model) if cfg.model else None
+    model = str(cfg.model) if cfg.model else None
+    if model and not is_model_name(model):
+        model = to_absolute_path(model)
     catalog = load_catalog(models_dir, model, settings.device, cfg.channels_last,
                            settings.runtime)
     limits = Limits(int(cfg.limits.upload_mb * 2**20), int(cfg.limits.pixels),

@@ -31,18 +31,32 @@ def _entry(name: str, spec: str, scale: int | None, device: torch.device,
     return Entry(name, f"{name} (x{predictor.scale}, {what})", predictor.scale, predictor)
 
 
+def is_model_name(model: str) -> bool:
+    """``searched_x2`` names a ``models_dir`` folder; ``models/x.pt2`` or ``x.pt`` is a file."""
+    return "/" not in model and "\\" not in model and Path(model).suffix not in (".pt", ".pt2")
+
+
 def load_catalog(models_dir: Path, model: str | None, device: torch.device,
                  channels_last: bool = True, runtime: str = "auto") -> dict[str, Entry]:
-    """name -> entry, the default first: ``model`` if given, then ``models_dir``'s models
-    (a folder's name is its model's name), then bicubic x2/x3/x4.
+    """name -> entry, the default first: ``model`` (a model file, added to the list, or the
+    name of one of ``models_dir``'s models), then ``models_dir``'s models (a folder's name
+    is its model's name), then bicubic x2/x3/x4.
 
-    A model file that does not load is left out with a warning; ``model`` is not.
+    A model file that does not load is left out with a warning; a ``model`` file is not. A
+    ``model`` name that ``models_dir`` lacks leaves the first model the default, with a
+    warning (the config's default name, run outside the repository).
     """
+    found = [(p.parent.name, str(p)) for p in sorted(models_dir.glob("*/model.pt2"))]
     specs: list[tuple[str, str]] = []
-    if model:
+    if model and is_model_name(model):
+        specs += [(name, spec) for name, spec in found if name == model]
+        if not specs:
+            log.warning("model=%s: no %s/%s/model.pt2; offering %s first", model, models_dir,
+                        model, found[0][0] if found else "bicubic_x2")
+    elif model:
         path = Path(model)
         specs.append((path.parent.name if path.name == "model.pt2" else path.stem, model))
-    specs += [(p.parent.name, str(p)) for p in sorted(models_dir.glob("*/model.pt2"))]
+    specs += found
     catalog: dict[str, Entry] = {}
     for name, spec in specs:
         if name in catalog:
