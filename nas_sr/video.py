@@ -55,6 +55,7 @@ class VideoInfo:
     audio: str | None  # the audio codec, None without an audio stream
     container: str     # FFmpeg's demuxer, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
     counted: bool = False  # frames is the container's own count, not an estimate
+    timed: bool = False    # else, duration is the video stream's own (so frames is close)
 
 
 @dataclass(frozen=True)
@@ -97,13 +98,14 @@ def probe(path: str | Path) -> VideoInfo:
             if first is None:
                 raise VideoError(f"{path}: no frame could be decoded; the file is damaged")
             fps = Fraction(stream.average_rate or stream.guessed_rate or 25)
-            duration = _stream_seconds(stream) or (container.duration or 0) / av.time_base
+            own = _stream_seconds(stream)
+            duration = own or (container.duration or 0) / av.time_base
             audio = container.streams.audio[0].codec_context.name \
                 if container.streams.audio else None
             return VideoInfo(first.width, first.height, fps,
                              stream.frames or max(1, round(duration * fps)), duration,
                              int(first.rotation), audio, container.format.name,
-                             counted=stream.frames > 0)
+                             counted=stream.frames > 0, timed=bool(own))
     except av.FFmpegError as e:
         raise NotAVideo(f"{path}: cannot be read as a video ({e.strerror}); "
                          "the file is damaged or not a video") from None
@@ -116,6 +118,17 @@ def _stream_seconds(stream: av.video.stream.VideoStream) -> float | None:
         return float(stream.duration * stream.time_base)
     h, m, sec = (stream.metadata.get("DURATION") or "::").split(":")
     return 3600 * int(h) + 60 * int(m) + float(sec) if sec else None
+
+
+def encoder_rate(codec: str, rate: int) -> int:
+    """``rate`` where ``codec``'s encoder takes it, else the next rate up it takes (Opus
+    knows 8-48 kHz only, so a CD's 44.1 kHz goes to 48; the encoder resamples)."""
+    import av
+
+    rates = av.codec.Codec(codec, "w").audio_rates
+    if not rates or rate in rates:
+        return rate
+    return min((r for r in rates if r >= rate), default=max(rates))
 
 
 def rewrite(src: str | Path, dest: str | Path, fn: FrameFn, scale: int,
@@ -142,10 +155,14 @@ def rewrite(src: str | Path, dest: str | Path, fn: FrameFn, scale: int,
             frames = _rewrite(inp, out, fn, scale, info.rotation, encoding,
                               lambda done: progress and progress(done, max(done, info.frames)))
             # a file cut at a packet's end demuxes cleanly, only shorter than its header
-            # says; a frame or two of slack for edit lists that hide a count's first frames
-            if info.counted and frames < info.frames - max(2, info.frames // 100):
-                raise VideoError(f"{src}: {frames} of the {info.frames} frames its header "
-                                 f"lists could be read; the file is truncated or damaged, "
+            # says; a frame or two of slack for edit lists that hide a count's first frames,
+            # and half of a count estimated from the stream's duration (variable rates)
+            if info.counted and frames < info.frames - max(2, info.frames // 100) or \
+                    info.timed and not info.counted and frames < info.frames // 2:
+                told = "its header lists" if info.counted else \
+                    f"its {info.duration:.1f} s at {float(info.fps):.3g} fps make"
+                raise VideoError(f"{src}: {frames} of the {info.frames} frames {told} "
+                                 f"could be read; the file is truncated or damaged, "
                                  f"so {dest.name} was not written")
     except av.FFmpegError as e:
         raise VideoError(f"{src} -> {dest}: {e.strerror} (codec {encoding.codec!r} in a "
@@ -188,8 +205,10 @@ def _rewrite(inp: av.container.InputContainer, out: av.container.OutputContainer
     copy_audio = ain is not None and ain.codec_context.name in out.supported_codecs
     aout = None
     if ain is not None:
-        aout = out.add_stream_from_template(ain) if copy_audio else \
-            out.add_stream(out.default_audio_codec, rate=ain.codec_context.sample_rate)
+        aout = out.add_stream_from_template(ain) if copy_audio else out.add_stream(
+            out.default_audio_codec,
+            rate=encoder_rate(out.default_audio_codec, ain.codec_context.sample_rate),
+            layout=ain.codec_context.layout.name)  # mono stays mono
     batch: list[av.VideoFrame] = []
     done = 0
 

@@ -120,9 +120,11 @@ def write_run(folder: Path, controller: str = "enas", steps: int = 40, per_epoch
 
 def write_clip(path: Path, frames: int = 12, size: tuple[int, int] = (48, 64), fps: int = 12,
                audio: str | None = "aac", rotation: int = 0, video: bool = True,
-               codec: str | None = None, pix_fmt: str = "yuv420p") -> Path:
+               codec: str | None = None, pix_fmt: str = "yuv420p",
+               audio_rate: int = 16000) -> Path:
     """A small H.264 (MPEG-4 Part 2 in AVI, or ``codec``) clip: frame i is a smooth picture
-    at brightness 10 + 15 i, with a 440 Hz tone in ``audio`` (a codec name) when given."""
+    at brightness 10 + 15 i, with a 440 Hz tone in ``audio`` (a codec name, at
+    ``audio_rate`` Hz) when given."""
     import av  # only the video tests need it
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,7 +139,7 @@ def write_clip(path: Path, frames: int = 12, size: tuple[int, int] = (48, 64), f
             if rotation:
                 vs.set_display_rotation(rotation)
         if audio:
-            rate = 16000
+            rate = audio_rate
             aus = out.add_stream(audio, rate=rate, layout="mono")
             t = np.arange(rate * frames // fps) / rate
             tone = (0.3 * np.sin(2 * np.pi * 440 * t))[None]

@@ -62,6 +62,18 @@ def test_containers_codecs_and_audio_that_cannot_be_copied(tmp_path, name, audio
     assert np.allclose(frame_means(tmp_path / dest), frame_means(clip), atol=3)
 
 
+def test_cd_rate_audio_is_resampled_for_an_encoder_that_lacks_it(tmp_path):
+    # Opus takes 8-48 kHz only: a 44.1 kHz track must reach the WebM, still a 440 Hz tone
+    clip = write_clip(tmp_path / "cd.mkv", frames=24, audio="pcm_s16le", audio_rate=44100)
+    rewrite(clip, tmp_path / "x.webm", nearest_x2, 2, Encoding("libvpx-vp9", crf=40, batch=8))
+    with av.open(str(tmp_path / "x.webm")) as c:
+        assert (c.streams.audio[0].codec_context.name, c.streams.audio[0].rate) == ("opus", 48000)
+    samples = audio_samples(tmp_path / "x.webm")
+    assert len(samples) == pytest.approx(48000 * 24 / 12, rel=0.05)  # the clip's 2 s kept
+    spectrum = np.abs(np.fft.rfft(samples))
+    assert np.argmax(spectrum) * 48000 / len(samples) == pytest.approx(440, abs=2)
+
+
 def test_an_odd_side_at_x3_loses_one_pixel_for_4_2_0(tmp_path):
     clip = write_clip(tmp_path / "c.mkv", frames=2, size=(47, 63), audio=None, codec="ffv1",
                       pix_fmt="yuv444p")
@@ -112,6 +124,20 @@ def test_a_video_cut_short_between_frames_is_refused_not_written_short(tmp_path)
         rewrite(cut, tmp_path / "out" / "cut.mp4", nearest_x2, 2, Encoding(batch=4))
     assert list((tmp_path / "out").iterdir()) == []
     assert probe(whole).counted and rewrite(whole, tmp_path / "ok.mp4", nearest_x2, 2).frames == 30
+
+
+def test_a_truncated_mkv_without_a_frame_count_is_refused_by_its_duration(tmp_path):
+    clip = write_clip(tmp_path / "c.mkv", frames=36, audio=None)  # 3 s; Matroska counts none
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(clip.read_bytes()[: clip.stat().st_size * 7 // 10])  # ~11 frames left
+    info = probe(cut)
+    assert (info.counted, info.timed, info.frames) == (False, True, 36)
+    with pytest.raises(VideoError, match=r"cut.mkv: \d+ of the 36 frames its 3.0 s at 12 fps "
+                                         r"make could be read; the file is truncated"):
+        rewrite(cut, tmp_path / "out" / "cut.mp4", nearest_x2, 2, Encoding(batch=4))
+    assert list((tmp_path / "out").iterdir()) == []
+    rewrite(clip, tmp_path / "out" / "whole.mp4", nearest_x2, 2, Encoding(batch=4))  # whole: kept
+    assert probe(tmp_path / "out" / "whole.mp4").frames == 36
 
 
 def test_what_is_not_a_usable_video_is_named(tmp_path):
