@@ -14,7 +14,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from nas_sr.metrics import quantize
 from nas_sr.runfolder import LOCK as RUN_FOLDER_MARKER
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # the formats Pillow may decode, whatever a file's name: raster ones only (it would hand an
 # EPS to Ghostscript, which runs the PostScript in it)
 PIL_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF", "PPM")  # JPEG covers MPO
@@ -62,7 +62,7 @@ def list_images(folder: str | Path, extensions: tuple[str, ...] = IMAGE_EXTENSIO
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Any PNG/JPEG/BMP/TIFF as an (H, W, 3) uint8 array.
+    """Any PNG/JPEG/BMP/TIFF/WebP as an (H, W, 3) uint8 array.
 
     Grayscale is repeated to 3 channels, alpha is dropped, palettes expanded,
     16- and 32-bit integer samples scaled to 8 bits by their bit depth and EXIF
@@ -96,6 +96,25 @@ def load_image(path: str | Path) -> np.ndarray:
             f"{path}: cannot be read as an image ({e}); remove or replace the file"
         ) from None
     return arr
+
+
+def reductions(path: str | Path) -> list[str]:
+    """What :func:`load_image` leaves out of ``path`` beyond decoding, as notes for the user:
+    an opaque alpha channel, samples deeper than 8 bits. A transparent pixel is refused, as
+    dropping the alpha would show whatever colour hides under it."""
+    with Image.open(path, formats=PIL_FORMATS) as img:
+        mode, tile = img.mode, img.tile
+        transparent = img.has_transparency_data and \
+            np.asarray(img.convert("RGBA").getchannel("A")).min() < 255
+    if transparent:
+        raise ImageError(f"{path}: has transparent pixels; the models upscale RGB only. "
+                         "Flatten it onto a background (or save it as JPEG) first")
+    notes = []
+    if mode.startswith("I") or any(";16" in str(t.args) for t in tile):
+        notes.append("16-bit samples reduced to 8 bits: the models work on 8-bit RGB")
+    if mode in ("RGBA", "LA", "PA"):
+        notes.append("opaque alpha channel dropped")
+    return notes
 
 
 def _integer_peak(img: Image.Image) -> int:

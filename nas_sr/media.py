@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from nas_sr.checkpoint import atomic_path
-from nas_sr.images import load_image, to_tensor, to_uint8
+from nas_sr.images import load_image, reductions, to_tensor, to_uint8
 from nas_sr.inference import Predictor, Progress, amp_and_runtime, super_resolve
 from nas_sr.runtime import resolve_device
 from nas_sr.video import VIDEO_EXTENSIONS, Encoding, VideoInfo, rewrite
@@ -54,16 +54,19 @@ def is_video(path: Path) -> bool:
 
 
 def upscale_image(predictor: Predictor, src: Path, dest: Path, settings: Settings,
-                  progress: Progress | None = None) -> None:
-    """``src`` x scale as a PNG at ``dest``, written whole or not at all.
+                  progress: Progress | None = None) -> list[str]:
+    """``src`` x scale as a PNG at ``dest``, written whole or not at all; what the
+    conversion to 8-bit RGB left out of ``src`` (:func:`~nas_sr.images.reductions`).
 
     ``progress(tiles_done, tiles_total)``.
     """
     lq = to_tensor(load_image(src), settings.device)[None]  # a bad file raises here, named
+    notes = reductions(src)
     sr = super_resolve(predictor, lq, tile=settings.tile, overlap=settings.overlap,
                        amp=settings.amp, ensemble=settings.ensemble, progress=progress)
     with atomic_path(dest) as tmp:
         Image.fromarray(to_uint8(sr[0])).save(tmp, format="PNG")
+    return notes
 
 
 def upscale_video(predictor: Predictor, src: Path, dest: Path, settings: Settings,

@@ -154,6 +154,27 @@ def test_one_bad_file_does_not_stop_the_batch(exported, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
 
 
+def test_upscale_names_what_an_image_loses_and_refuses_transparency(exported, tmp_path, capsys):
+    ckpt, _ = exported
+    pics, rgb = tmp_path / "pics", np.full((16, 16, 3), 90, np.uint8)
+    pics.mkdir()
+    Image.fromarray(np.full((16, 16), 40000, np.uint16)).save(pics / "deep.png")
+    Image.fromarray(np.dstack([rgb, np.full((16, 16), 255, np.uint8)])).save(pics / "opaque.png")
+    see_through = np.dstack([rgb, np.full((16, 16), 255, np.uint8)])
+    see_through[0, 0, 3] = 0  # one hidden pixel: dropping alpha would show its colour
+    Image.fromarray(see_through).save(pics / "logo.png")
+    Image.fromarray(rgb).save(pics / "photo.webp", lossless=True)  # listed as .png is
+    with pytest.raises(ImageError, match=r"1 of 4 file\(s\) failed .*\n  .*logo.png: has tran"):
+        upscale.run(make_cfg("upscale", f"model={ckpt}", f"input={pics}",
+                             f"output={tmp_path / 'out'}"), tmp_path)
+    printed = capsys.readouterr().out
+    assert f"{pics / 'deep.png'}: 16-bit samples reduced to 8 bits" in printed
+    assert f"{pics / 'opaque.png'}: opaque alpha channel dropped" in printed
+    assert "photo.webp" not in printed and "wrote 3 file(s)" in printed
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "deep.png", "opaque.png", "photo.png"]
+
+
 def test_upscale_never_overwrites_an_input(exported, tmp_path):
     ckpt, _ = exported
     pics = tmp_path / "pics"

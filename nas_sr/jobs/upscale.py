@@ -17,9 +17,11 @@ from nas_sr.video import VIDEO_EXTENSIONS, VideoError
 
 def upscale_file(predictor: Predictor, src: Path, dest: Path, settings: Settings,
                  show_progress: bool = False) -> None:
-    """An image or a video of the upscale job; a video shows a bar of its frames."""
+    """An image or a video of the upscale job; a video shows a bar of its frames. What an
+    image lost on its way to 8-bit RGB (alpha, 16-bit samples) is printed."""
     if not is_video(src):
-        upscale_image(predictor, src, dest, settings)
+        for note in upscale_image(predictor, src, dest, settings):
+            print(f"{src}: {note}")
         return
     with progress_bar(desc=src.name, unit="frame", disable=not show_progress) as bar:
         def frames(done: int, total: int) -> None:

@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from nas_sr.images import PIL_FORMATS, DamagedImage, ImageError, load_image
+from nas_sr.images import PIL_FORMATS, DamagedImage, ImageError, load_image, reductions
 from nas_sr.video import NotAVideo, VideoError, probe
 
 # canonical extensions of the stored input, by what the content turned out to be
@@ -60,7 +59,7 @@ def inspect(path: Path, name: str, limits: Limits) -> Media:
     """``path`` (uploaded as ``name``) as an image or a video within ``limits``."""
     try:
         with Image.open(path, formats=PIL_FORMATS) as img:
-            fmt, size, mode, tile = img.format, img.size, img.mode, img.tile
+            fmt, size = img.format, img.size
     except Image.DecompressionBombError:
         raise UploadError(f"{name}: too many pixels for this server "
                           f"({limits.describe()})", 413) from None
@@ -69,19 +68,11 @@ def inspect(path: Path, name: str, limits: Limits) -> Media:
     _check_pixels(name, size, limits)
     try:
         rgb = load_image(path)  # decodes every pixel: a truncated file fails here
+        notes = reductions(path)
     except ImageError as e:  # its message names the server's path: name the upload instead
         reason = str(e).replace(str(path), name)
         raise UploadError(f"a damaged {fmt} image: {reason}" if isinstance(e, DamagedImage)
                           else reason) from None
-    notes = []
-    if _transparent(path):
-        raise UploadError(f"{name}: has transparent pixels; the models upscale RGB only. "
-                          "Flatten it onto a background (or save it as JPEG) and upload it "
-                          "again")
-    if mode.startswith("I") or any(";16" in str(t.args) for t in tile):
-        notes.append("16-bit samples reduced to 8 bits: the models work on 8-bit RGB")
-    if mode in ("RGBA", "LA", "PA"):
-        notes.append("opaque alpha channel dropped")
     return Media("image", IMAGE_SUFFIX.get(fmt, f".{fmt.lower()}"), rgb.shape[1::-1],
                  notes=notes)
 
@@ -109,10 +100,3 @@ def _check_pixels(name: str, size: tuple[int, int], limits: Limits) -> None:
         raise UploadError(f"{name}: {w}x{h} is {megapixels(w * h)}, more than this "
                           f"server takes ({limits.describe()}); downscale or crop it first", 413)
 
-
-def _transparent(path: Path) -> bool:
-    """Whether any pixel is less than opaque (an all-opaque alpha channel loses nothing)."""
-    with Image.open(path, formats=PIL_FORMATS) as img:
-        if not img.has_transparency_data:
-            return False
-        return bool(np.asarray(img.convert("RGBA").getchannel("A")).min() < 255)
