@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
@@ -20,6 +21,14 @@ from nas_sr.runtime import ConfigError
 TEMP_SUFFIX = ".nas-sr.tmp"
 
 
+@functools.cache
+def umask() -> int:
+    """The process's umask (read once: reading it means setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A fresh temp file beside ``path``, renamed over it when the block ends cleanly.
@@ -30,7 +39,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
-    os.close(fd)
+    # mkstemp makes the file private (0600); the result gets the mode an open() would give
+    # it (a file it replaces keeps its own), so a shared model or upscaled photo stays readable
+    try:
+        os.fchmod(fd, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~umask())
+    finally:
+        os.close(fd)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
