@@ -8,6 +8,7 @@ the DIV2K protocol, so training sees the same degradation as the benchmarks.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +16,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from nas_sr.images import (
+    PIL_FORMATS,
     ImageError,
     downscale,
     list_images,
@@ -71,10 +74,30 @@ def crop_windows(y: int, x: int, size: int, scale: int) -> tuple[Window, Window]
             np.s_[y:y + size, x:x + size])
 
 
-def load_pair(source: ImageSource, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    gt = mod_crop(load_image(source.gt), scale)
-    if min(gt.shape[:2]) == 0:
-        raise ImageError(f"{source.gt}: smaller than {scale}x{scale} pixels; remove it")
+# bicubic_pytorch cannot shrink a side to one pixel (an IndexError): the least LR side made
+MIN_LQ_SIDE = 2
+
+
+def load_pair(source: ImageSource, scale: int, min_lq_size: int = 1
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The HR image mod-cropped to ``scale`` and its LR; refused, before any resize, when its
+    LR side would be under ``min_lq_size`` (one crop) or too small to downscale."""
+    img = load_image(source.gt)
+    gt = mod_crop(img, scale)
+    # a given LR image needs no downscaling
+    need = max(min_lq_size, 1 if source.lq else MIN_LQ_SIDE)
+    lq_side = min(gt.shape[:2]) // scale
+    if lq_side < need:
+        size = f"{img.shape[1]}x{img.shape[0]} pixels"
+        if gt.shape != img.shape:
+            size += f" ({gt.shape[1]}x{gt.shape[0]} after cropping to a multiple of the scale)"
+        side = need * scale
+        if min_lq_size >= MIN_LQ_SIDE:
+            raise ImageError(f"{source.gt}: {size} is smaller than one {side}x{side} crop; "
+                             "remove it or use smaller crops (data.patch_size, or "
+                             "train.patch_size in retrain)")
+        raise ImageError(f"{source.gt}: {size} is smaller than {side}x{side}, the least "
+                         f"that downscales x{scale}; remove it")
     if source.lq is None:
         return gt, downscale(gt, scale)
     lq = load_image(source.lq)
@@ -84,6 +107,18 @@ def load_pair(source: ImageSource, scale: int) -> tuple[np.ndarray, np.ndarray]:
             f"{gt.shape[1]}x{gt.shape[0]} divided by scale {scale}; check scale="
         )
     return gt, lq
+
+
+def downscalable(source: ImageSource, scale: int) -> bool:
+    """Whether ``source`` has or is large enough to make an LR image, read from its header
+    (a file Pillow cannot read counts as large enough: loading it names the problem)."""
+    if source.lq:
+        return True
+    try:
+        with Image.open(source.gt, formats=PIL_FORMATS) as img:
+            return min(img.size) // scale >= MIN_LQ_SIDE
+    except (OSError, SyntaxError, ValueError):
+        return True
 
 
 def rescale_factors(data: Any) -> tuple[float, ...]:
@@ -109,14 +144,7 @@ def load_pairs(
     pairs = []
     for source in progress_bar(sources, desc=f"loading {desc}", leave=False, unit="img",
                                disable=not progress):
-        gt, lq = load_pair(source, scale)
-        if min(lq.shape[:2]) < min_lq_size:
-            need = min_lq_size * scale
-            raise ImageError(
-                f"{source.gt}: {gt.shape[1]}x{gt.shape[0]} pixels is smaller than one "
-                f"{need}x{need} crop; remove it or use smaller crops "
-                f"(data.patch_size, or train.patch_size in retrain)"
-            )
+        gt, lq = load_pair(source, scale, min_lq_size)
         pairs.append((gt, lq))
     release_freed_memory()
     return pairs
@@ -137,10 +165,12 @@ def with_rescaled_copies(
         out.append((gt, lq))
         factors.append(1.0)
         for f in rescale:
+            # MATLAB's output side is ceil(side * f); a copy too small to downscale is dropped
+            if min(math.ceil(n * f) for n in gt.shape[:2]) // scale < MIN_LQ_SIDE:
+                continue
             small = mod_crop(resize(gt, f), scale)
-            if min(small.shape[:2]):  # a copy under one LR pixel has nothing to learn
-                out.append((small, downscale(small, scale)))
-                factors.append(f)
+            out.append((small, downscale(small, scale)))
+            factors.append(f)
     return out, factors
 
 
@@ -296,4 +326,25 @@ def resolve_sources(data: Any, scale: int) -> Sources:
         )
     else:
         raise ConfigError(f"unknown data source {data.name!r}; use builtin, folder or div2k")
-    return Sources(train, *_halves(val, str(where)))
+    return _without_tiny(data, Sources(train, *_halves(val, str(where))), scale)
+
+
+def _without_tiny(data: Any, src: Sources, scale: int) -> Sources:
+    """Under ``data.small_images=skip``, the sources less the images too small to make an
+    LR image of at all (those smaller than one crop are loaded and left out of the crops).
+    Dropped after the split, so the other images keep their places."""
+    if data.get("small_images", "error") != "skip":
+        return src
+    groups = (src.train, src.reward, src.holdout)
+    kept = [[s for s in group if downscalable(s, scale)] for group in groups]
+    dropped = [s.gt for group, k in zip(groups, kept, strict=True) for s in group if s not in k]
+    side = MIN_LQ_SIDE * scale
+    if any(group and not k for group, k in zip(groups, kept, strict=True)):
+        raise ImageError(f"every image of a split (train, search reward or hold-out) is under "
+                         f"{side}x{side} pixels, too small to downscale x{scale} (e.g. "
+                         f"{dropped[0]}); add larger images")
+    if dropped:
+        log.warning("%d image(s) under %dx%d pixels, too small to downscale x%d, are left "
+                    "out (data.small_images=skip), e.g. %s", len(dropped), side, side, scale,
+                    dropped[0])
+    return Sources(*kept)

@@ -85,8 +85,51 @@ def test_image_smaller_than_a_crop_is_named(tmp_path):
     with pytest.raises(ImageError, match=r"tiny.png: 20x20 pixels is smaller than one 64x64 crop"):
         load_pairs([ImageSource(tmp_path / "tiny.png")], 2, 32)
     write_image(tmp_path / "dot.png", size=(1, 1))  # nothing left to downscale
-    with pytest.raises(ImageError, match=r"dot.png: smaller than 3x3 pixels"):
+    with pytest.raises(ImageError, match=r"dot.png: 1x1 pixels \(0x0 after cropping to a "
+                                         r"multiple of the scale\) is smaller than 6x6, the "
+                                         r"least that downscales x3; remove it"):
         load_pairs([ImageSource(tmp_path / "dot.png")], 3, 1)
+
+
+@pytest.mark.parametrize("side", [1, 2, 3, 4, 5])
+def test_images_too_small_to_downscale_are_named_before_any_resize(tmp_path, side):
+    """A side under 2 LR pixels made bicubic_pytorch raise an IndexError; the file's own
+    size is named, and the mod-cropped one when it differs."""
+    write_image(tmp_path / "tiny.png", size=(side, side))
+    cropped = side - side % 2
+    size = f"{side}x{side} pixels" + (f" \\({cropped}x{cropped} after cropping to a multiple "
+                                      "of the scale\\)" if cropped != side else "")
+    with pytest.raises(ImageError, match=f"tiny.png: {size} is smaller than one 64x64 crop"):
+        load_pairs([ImageSource(tmp_path / "tiny.png")], 2, 32)
+    if side < 4:  # whole images (validation): at least 2 LR pixels a side
+        with pytest.raises(ImageError, match=f"tiny.png: {size} is smaller than 4x4, the "
+                                             "least that downscales x2"):
+            load_pairs([ImageSource(tmp_path / "tiny.png")], 2, 1)
+    else:
+        assert load_pairs([ImageSource(tmp_path / "tiny.png")], 2, 1)[0][1].shape == (2, 2, 3)
+
+
+def test_small_images_skip_drops_images_too_small_to_downscale(tmp_path, caplog):
+    for i in range(8):
+        write_image(tmp_path / f"big{i}.png", size=(40, 40), seed=i)
+    for side in (1, 2, 3, 5):
+        write_image(tmp_path / f"tiny{side}.png", size=(side, side))
+    cfg = OmegaConf.create({"name": "folder", "train_dir": str(tmp_path), "val_dir": None,
+                            "val_fraction": 0.25, "small_images": "skip"})
+    kept = resolve_sources(cfg, 2)
+    names = sorted(s.gt.name for group in (kept.train, kept.reward, kept.holdout) for s in group)
+    assert names == sorted([f"big{i}.png" for i in range(8)] + ["tiny5.png"])
+    assert "3 image(s) under 4x4 pixels, too small to downscale x2, are left out" in caplog.text
+    # the others keep their places in the split
+    every = resolve_sources(OmegaConf.merge(cfg, {"small_images": "error"}), 2)
+    dropped = {"tiny1", "tiny2", "tiny3"}
+    assert kept.train == [s for s in every.train if s.gt.stem not in dropped]
+    assert kept.holdout == [s for s in every.holdout if s.gt.stem not in dropped]
+    assert load_pairs(kept.train, 2, min_image_size(cfg, 64, 2))  # no IndexError
+    for i in range(4):
+        write_image(tmp_path / "only_tiny" / f"t{i}.png", size=(3, 3), seed=i)
+    with pytest.raises(ImageError, match=r"every image of a split .* is under 4x4 pixels"):
+        resolve_sources(OmegaConf.merge(cfg, {"train_dir": str(tmp_path / "only_tiny")}), 2)
 
 
 def test_small_images_skip_leaves_them_out_of_the_crops(tmp_path):
@@ -202,6 +245,17 @@ def test_rescaled_copies_follow_each_image_with_their_own_bicubic_lr(image_folde
     crops = RandomCrops(PairStore(out), 3, 48, length=4, seed=0)  # 16px LR crops
     assert crops.images == [0, 1, 3, 4]  # the 13x16 copies are left out
     assert with_rescaled_copies(pairs, 3, (), progress=False) == (pairs, [1.0, 1.0])
+
+
+def test_rescaled_copies_too_small_to_downscale_are_dropped(tmp_path):
+    """A 4x4 HR image at 0.6 is 3x3, 2x2 after mod 2: one LR pixel, which bicubic_pytorch
+    cannot make (it raised an IndexError)."""
+    pairs = load_pairs([ImageSource(write_image(tmp_path / "a.png", size=(4, 4)))], 2, 1)
+    out, factors = with_rescaled_copies(pairs, 2, (0.6,), progress=False)
+    assert factors == [1.0] and len(out) == 1
+    pairs = load_pairs([ImageSource(write_image(tmp_path / "b.png", size=(8, 8)))], 2, 1)
+    out, factors = with_rescaled_copies(pairs, 2, (0.6, 0.3), progress=False)
+    assert factors == [1.0, 0.6] and out[1][1].shape == (2, 2, 3)  # 0.6: 5x5, 4x4 after mod 2
 
 
 @pytest.mark.parametrize("rescale", [[1.0], [0.0], [1.5], [0.9, 0.9], [-0.5], 0.9, "half",

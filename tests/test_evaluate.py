@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +162,20 @@ def test_layout_errors_name_the_problem(tmp_path):
         (tmp_path / "bench.txt").write_text("")
         evaluate.run(make_cfg("evaluate", f"benchmark_root={tmp_path / 'bench.txt'}",
                               "sets=[Tiny]"), tmp_path)
+
+
+def test_a_missing_benchmark_root_is_told_apart_from_one_without_sets(tmp_path, monkeypatch):
+    """The default root is relative: run outside the repository it does not exist."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"^benchmark_root=../shared/datasets/benchmark "
+                                                rf"does not exist \(relative to "
+                                                rf"{re.escape(str(tmp_path))}\); "
+                                                r"pass benchmark_root=DIR"):
+        evaluate.benchmark_sources(Path("../shared/datasets/benchmark"), "Set5", 2)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"Set5: no such benchmark set \(.*empty has no "
+                                                r"sets\); check sets= and benchmark_root="):
+        evaluate.benchmark_sources(tmp_path / "empty", "Set5", 2)
 
 
 def test_a_damaged_image_in_a_later_set_fails_before_any_set_is_scored(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@ input the page must explain while the server keeps serving."""
 
 import io
 import shutil
+import socket
 import struct
 import threading
 import time
@@ -16,6 +17,7 @@ from PIL import Image
 
 from conftest import make_cfg, write_clip, write_image
 from nas_sr.cli import run_job
+from nas_sr.jobs import serve
 from nas_sr.jobs.serve import build
 from nas_sr.media import Settings
 from nas_sr.runtime import ConfigError
@@ -260,6 +262,18 @@ def test_serve_config_builds_the_app_and_refuses_nonsense(tmp_path):
         run_job("serve", make_cfg("serve", "limits.stored_gb=0"), tmp_path)
 
 
+def test_a_busy_port_is_named_before_the_address_is_printed(tmp_path, capsys):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ConfigError, match=rf"^port={port}: cannot listen on 127.0.0.1:{port} "
+                                              rf"\(Address already in use\); pick a free port="):
+            serve.run(make_cfg("serve", f"port={port}"), tmp_path)
+    assert "open http" not in capsys.readouterr().out
+    serve.check_port("127.0.0.1", port)  # free again
+
+
 def test_model_names_a_catalog_entry_or_adds_a_file(tmp_path, caplog):
     models = tmp_path / "models"
     for name in ("a_x2", "b_x3"):
@@ -270,6 +284,7 @@ def test_model_names_a_catalog_entry_or_adds_a_file(tmp_path, caplog):
     assert list(load_catalog(models, None, device))[:2] == ["a_x2", "b_x3"]
     assert list(load_catalog(models, "nope", device))[:2] == ["a_x2", "b_x3"]
     assert "model=nope: no " in caplog.text and "offering a_x2 first" in caplog.text
+    assert "(models_dir=DIR names the folder of models" in caplog.text  # run elsewhere: the fix
     extra = tmp_path / "elsewhere" / "mine.pt2"
     extra.parent.mkdir()
     shutil.copy(ROOT / "models" / "cell_x2" / "model.pt2", extra)

@@ -30,8 +30,13 @@ def benchmark_sources(root: Path, name: str, scale: int) -> list[ImageSource]:
     if root.exists() and not root.is_dir():
         raise FileNotFoundError(f"benchmark_root={root} is a file; it takes the folder that "
                                 "holds the sets (SET/X{scale}/HR and LR)")
+    if not root.exists():  # the default is relative: outside the repository it is not there
+        where = "" if root.is_absolute() else f" (relative to {Path.cwd()})"
+        raise FileNotFoundError(f"benchmark_root={root} does not exist{where}; pass "
+                                f"benchmark_root=DIR, the folder that holds the sets "
+                                f"(SET/X{scale}/HR and LR)")
     if not set_dir.is_dir():
-        found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        found = sorted(p.name for p in root.iterdir() if p.is_dir())
         where = f"{root} holds: {', '.join(found)}" if found else f"{root} has no sets"
         raise FileNotFoundError(f"{set_dir}: no such benchmark set ({where}); "
                                 "check sets= and benchmark_root=")

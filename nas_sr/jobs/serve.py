@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
 from nas_sr.media import Settings
-from nas_sr.runtime import set_threads
+from nas_sr.runtime import ConfigError, set_threads
 from nas_sr.web.app import create_app
 from nas_sr.web.catalog import is_model_name, load_catalog
 from nas_sr.web.uploads import Limits
@@ -24,7 +25,7 @@ def build(cfg: DictConfig, run_dir: Path) -> Any:
     ``cfg``'s options are checked before this by ``nas_sr.options`` (``cli.run_job``).
     """
     settings = Settings.from_cfg(cfg)
-    models_dir = Path(to_absolute_path(cfg.models_dir))
+    models_dir = Path(to_absolute_path(str(Path(cfg.models_dir).expanduser())))
     model = str(cfg.model) if cfg.model else None
     if model and not is_model_name(model):
         model = to_absolute_path(model)
@@ -36,8 +37,22 @@ def build(cfg: DictConfig, run_dir: Path) -> Any:
     return create_app(catalog, run_dir, settings, limits, cfg.keep_minutes * 60, cfg.workers)
 
 
+def check_port(host: str, port: int) -> None:
+    """Bind ``host:port`` briefly as uvicorn will (SO_REUSEADDR), so a busy port is named
+    before the page's address is printed and the models load, not after."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            raise ConfigError(f"port={port}: cannot listen on {host}:{port} ({e.strerror}); "
+                              f"pick a free port=, e.g. port={port + 1}") from None
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     set_threads(cfg.threads)
+    check_port(cfg.host, cfg.port)
     app = build(cfg, run_dir)
     if cfg.host not in LOOPBACK:
         print(f"warning: host={cfg.host} lets other machines upload files and run the model; "

@@ -51,8 +51,9 @@ def load_catalog(models_dir: Path, model: str | None, device: torch.device,
     if model and is_model_name(model):
         specs += [(name, spec) for name, spec in found if name == model]
         if not specs:
-            log.warning("model=%s: no %s/%s/model.pt2; offering %s first", model, models_dir,
-                        model, found[0][0] if found else "bicubic_x2")
+            log.warning("model=%s: no %s/%s/model.pt2; offering %s first (models_dir=DIR "
+                        "names the folder of models, e.g. the repository's models/)", model,
+                        models_dir, model, found[0][0] if found else "bicubic_x2")
     elif model:
         path = Path(model)
         specs.append((path.parent.name if path.name == "model.pt2" else path.stem, model))
