@@ -6,7 +6,9 @@ import functools
 import json
 import os
 import pickle
+import signal
 import tempfile
+import threading
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,10 +57,30 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 def save_atomic(obj: Any, path: str | Path) -> None:
     """``torch.save`` through :func:`atomic_path`, fsynced before the rename."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with signals_held(), atomic_path(path) as tmp, open(tmp, "wb") as f:  # lands, then stops
         torch.save(obj, f)
         f.flush()
         os.fsync(f.fileno())
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait for the block's end: raised inside ``torch.save``'s C++
+    writer, their exception becomes an 'unexpected pos' RuntimeError and a traceback.
+    (Masking would not do: the kernel hands the signal to another thread instead.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Python runs signal handlers in the main thread only
+        return
+    caught: list[int] = []
+    held = {s: signal.signal(s, lambda signum, _: caught.append(signum))
+            for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in held.items():
+            signal.signal(s, handler)
+        if caught:
+            signal.raise_signal(caught[0])  # now, to the handler the block held it from
 
 
 def write_json(path: str | Path, obj: Any, indent: int = 2) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import signal
 import sys
 from pathlib import Path
 
 import hydra
+from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from nas_sr import checkpoint, runfolder
@@ -74,6 +78,8 @@ def resumed_config(run_dir: Path, overrides: list[str], command: DictConfig | No
                 OmegaConf.update(saved, key, value)
     for item in overrides:
         key, _, value = item.partition("=")
+        if key.startswith("++"):  # an existing key (check_added_keys): a plain override
+            key, item = key[2:], item[2:]
         if key in ("resume", "hydra.run.dir") or key.startswith(("+", "~", "hydra.")):
             continue
         if any(key == fixed or key.startswith(f"{fixed}.") for fixed in FIXED_ON_RESUME):
@@ -129,6 +135,56 @@ def check_run_folder(run_dir: Path, cfg: DictConfig) -> None:
             f"resume={run_dir} or start in a new hydra.run.dir")
 
 
+# sections a config leaves open: ``+video.options.tune=film`` adds an encoder option there
+OPEN_SECTIONS = ("video.options",)
+
+
+def check_added_keys(job: str, cfg: DictConfig, overrides: list[str],
+                     base: DictConfig | None = None) -> None:
+    """A ``+key=value`` override adds ``key`` to the config, and no job reads a key its
+    config does not have: a typo (``+search.epoch=5``) would run as if never given.
+
+    ``base`` is the config without the ``+`` overrides, needed only for ``++key``, which
+    also sets an existing key (``+key`` is refused by Hydra where the key exists).
+    """
+    for item in overrides:
+        key = item.partition("=")[0]
+        plain = key.lstrip("+")
+        if (not key.startswith("+") or plain.startswith("hydra.")
+                or any(plain.startswith(f"{open_}.") for open_ in OPEN_SECTIONS)):
+            continue
+        missing = object()
+        if (key.startswith("++") and base is not None
+                and OmegaConf.select(base, plain, default=missing) is not missing):
+            continue  # ++ over an existing key: a plain override
+        known = [k.rstrip(".") for k in _flat(OmegaConf.to_container(base or cfg))]
+        known = [k for k in known if k != plain and not k.startswith(f"{plain}.")]
+        near = difflib.get_close_matches(plain, known, n=1, cutoff=0.8)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        raise ConfigError(f"{item!r}: {job}'s config has no {plain}{hint}, so nothing would "
+                          f"read it; a leading + only adds keys under "
+                          f"{', '.join(OPEN_SECTIONS)}")
+
+
+def _base_config(job: str, overrides: list[str]) -> DictConfig | None:
+    """The config ``overrides`` compose without their ``++`` ones (None: none to drop);
+    Hydra is initialised (inside the running app, or by :func:`print_resumed_config`)."""
+    if not any(o.startswith("++") for o in overrides):
+        return None
+    return compose(job, overrides=[o for o in overrides if not o.startswith("+")])
+
+
+def print_resumed_config(job: str, resume: str, overrides: list[str]) -> None:
+    """``--cfg job`` with ``resume=``: the config the resume would run with, not the
+    defaults Hydra would compose (nothing is written into the run folder)."""
+    with initialize_config_module(config_module="experiments", version_base="1.3"):
+        cfg = compose(job, overrides=overrides)
+        check_added_keys(job, cfg, overrides, _base_config(job, overrides))
+    run_dir = resume_folder(resume)
+    check_resumable(job, run_dir)
+    print(OmegaConf.to_yaml(resumed_config(run_dir, overrides, cfg)), end="")
+
+
 def _task_overrides() -> list[str]:
     try:
         return list(HydraConfig.get().overrides.task)
@@ -165,6 +221,7 @@ def run_job(job: str, cfg: DictConfig, run_dir: Path | None = None) -> object:
     Everything a command can get wrong is checked here, before the job reads any data.
     """
     overrides = _task_overrides()
+    check_added_keys(job, cfg, overrides, _base_config(job, overrides))
     resume = bool(cfg.get("resume"))
     if resume:
         run_dir = resume_folder(cfg.resume)
@@ -193,6 +250,13 @@ def _quoted(value: str) -> str:
     return "'" + value.replace("'", "\\'") + "'"
 
 
+def _before_flags(overrides: list[str], item: str) -> list[str]:
+    """``overrides`` with ``item`` before the first flag: argparse takes no override after
+    ``--cfg job`` or ``--help``."""
+    at = next((i for i, o in enumerate(overrides) if o.startswith("-")), len(overrides))
+    return [*overrides[:at], item, *overrides[at:]]
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -209,16 +273,24 @@ def main(argv: list[str] | None = None) -> None:
     if bare:
         if job not in POSITIONAL:
             sys.exit(f"nas-sr {job}: expected key=value overrides, got {bare[0]!r}")
-        overrides = [o for o in overrides if o not in bare]
-        overrides.append(f"{POSITIONAL[job]}=[{','.join(map(_quoted, bare))}]")
+        overrides = _before_flags([o for o in overrides if o not in bare],
+                                  f"{POSITIONAL[job]}=[{','.join(map(_quoted, bare))}]")
     # a resumed run writes into its own folder, not a new dated one
     resume = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
+    flags = [i for i, o in enumerate(overrides) if o.startswith("-")]
+    if resume and any(overrides[i:i + 2] in (["--cfg", "job"], ["-c", "job"]) for i in flags):
+        try:
+            print_resumed_config(job, resume, [o for i, o in enumerate(overrides)
+                                               if i not in flags and i - 1 not in flags])
+        except (*USER_ERRORS, HydraException) as e:
+            sys.exit(f"nas-sr {job}: error: {e}")
+        return
     if resume and not any(o.startswith("hydra.run.dir=") for o in overrides):
         try:  # before Hydra writes its log there
             resume_folder(resume)
         except FileNotFoundError as e:
             sys.exit(f"nas-sr {job}: error: {e}")
-        overrides.append(f"hydra.run.dir={resume}")
+        overrides = _before_flags(overrides, f"hydra.run.dir={resume}")
 
     @hydra.main(version_base="1.3", config_path="pkg://experiments", config_name=job)
     def app(cfg: DictConfig) -> None:
@@ -226,9 +298,30 @@ def main(argv: list[str] | None = None) -> None:
             run_job(job, cfg)
         except USER_ERRORS as e:  # a message that says what to fix, not a traceback
             sys.exit(f"nas-sr {job}: error: {e}")
+        except KeyboardInterrupt as e:  # every cleanup has run on the way up
+            sys.exit(stopped_message(job, e))
 
     sys.argv = [f"nas-sr {job}", *overrides]
+    signal.signal(signal.SIGTERM, _terminate)
     app()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler, torchrun), raised as Ctrl+C is: the partial file a
+    write was making is removed and the run folder's lock let go, not left behind."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def stopped_message(job: str, e: KeyboardInterrupt) -> str:
+    """One line for an interrupted job, and how a search or retrain goes on."""
+    how = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if job in runfolder.CHECKPOINTS and (run_dir / runfolder.CHECKPOINTS[job]).is_file():
+        return f"nas-sr {job}: {how}; continue from the last checkpoint with resume={run_dir}"
+    return f"nas-sr {job}: {how}"
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from conftest import QUIET, make_cfg
 from nas_sr import runfolder
-from nas_sr.cli import check_run_folder, resumed_config, run_job
+from nas_sr.cli import check_added_keys, check_run_folder, resumed_config, run_job
 from nas_sr.runfolder import RunFolderBusy
 from nas_sr.runtime import ConfigError
 
@@ -66,6 +66,46 @@ def test_resume_refuses_to_change_what_the_checkpoint_holds(run_dir, override, c
     error = cli("retrain", f"resume={run_dir}", override)
     assert f"resume: '{override}' would change what the run trains" in error, error
     assert (run_dir / "config.yaml").read_text() == before  # the run folder is untouched
+
+
+def test_a_plus_override_that_adds_an_unknown_key_is_refused(tmp_path, cli):
+    error = cli("search", *QUIET, "+search.epoch=5", f"hydra.run.dir={tmp_path / 'run'}")
+    assert "search's config has no search.epoch (did you mean search.epochs?)" in error, error
+    assert not (tmp_path / "run" / "config.yaml").exists()  # refused before the run
+
+
+def test_resume_refuses_a_plus_key_and_takes_plus_plus_over_an_existing_one(run_dir, cli):
+    before = (run_dir / "config.yaml").read_text()
+    error = cli("retrain", f"resume={run_dir}", "+train.foo=1")
+    assert "retrain's config has no train.foo" in error, error
+    assert (run_dir / "config.yaml").read_text() == before
+    assert "train.foo" in cli("retrain", f"resume={run_dir}", "++train.foo=1")
+    cfg = resumed_config(run_dir, ["++train.epochs=9"])  # ++ of an existing key: plain
+    assert cfg.train.epochs == 9
+
+
+def test_a_plus_key_is_taken_where_a_config_leaves_it_open():
+    overrides = ["+video.options.tune=film", "+hydra.job.env_set.X=1"]
+    cfg = make_cfg("upscale", overrides[0])
+    check_added_keys("upscale", cfg, overrides)
+    assert cfg.video.options.tune == "film"
+    with pytest.raises(ConfigError, match="upscale's config has no video.codex"):
+        check_added_keys("upscale", make_cfg("upscale", "+video.codex=x"), ["+video.codex=x"])
+
+
+@pytest.mark.parametrize("resume_first", [True, False])
+def test_cfg_job_with_resume_prints_the_config_the_resume_would_run(run_dir, cli, capsys,
+                                                                      resume_first):
+    saved = OmegaConf.load(run_dir / "config.yaml")
+    saved.train.lr = 0.123  # not a default: the print must come from the run's config
+    OmegaConf.save(saved, run_dir / "config.yaml")
+    args = [f"resume={run_dir}", "train.epochs=7"]
+    flags = ["--cfg", "job"]
+    assert cli("retrain", *(args + flags if resume_first else flags + args)) is None
+    printed = OmegaConf.create(capsys.readouterr().out)
+    assert printed.train.epochs == 7 and printed.resume == str(run_dir)
+    assert printed.train.lr == 0.123
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml"]  # nothing written
 
 
 def test_a_folder_with_checkpoints_takes_only_its_own_config(run_dir):
@@ -151,3 +191,38 @@ def test_resuming_a_run_of_the_other_job_is_refused(tmp_path, job, made_by, chec
     with pytest.raises(ConfigError, match=rf"resume={tmp_path} is a {made_by} run; continue it "
                                           rf"with `nas-sr {made_by} resume="):
         run_job(job, make_cfg(job, f"resume={tmp_path}"))
+
+
+SLOW_UPSCALE = """
+import sys, time
+from nas_sr import media
+from nas_sr.cli import main
+real = media.super_resolve
+def slow(*args, **kwargs):  # a frame at a time, slowly enough to be stopped mid-file
+    print("frame", flush=True)
+    time.sleep(0.1)
+    return real(*args, **kwargs)
+media.super_resolve = slow
+main(sys.argv[1:])
+"""
+
+
+def test_sigterm_mid_video_removes_the_partial_file_and_says_so_in_one_line(tmp_path):
+    from conftest import write_clip
+
+    clip = write_clip(tmp_path / "clip.mp4", frames=100)
+    job = subprocess.Popen(
+        [sys.executable, "-c", SLOW_UPSCALE, "upscale", "model=bicubic", "scale=2",
+         f"input={clip}", f"output={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'run'}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert job.stdout.readline().strip() == "frame"
+        assert list((tmp_path / "out").iterdir())  # the partial file is there, being written
+        job.terminate()
+        _, err = job.communicate(timeout=60)
+    finally:
+        job.kill()
+    assert job.returncode == 1
+    assert err.strip().splitlines()[-1] == "nas-sr upscale: stopped by SIGTERM"
+    assert "Traceback" not in err
+    assert list((tmp_path / "out").iterdir()) == []
