@@ -8,6 +8,7 @@ cell network; SRCNN and VDSR upsample it with bicubic first, as they were built 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,12 @@ def smsrn(scale: int, blocks: int = 8, channels: int = 64) -> MSRN:
     return MSRN(scale, blocks, channels, separable=True)
 
 
+# the hand-designed models by name (``model=``); the cell network is built from a genotype
+BASELINES: dict[str, Callable[..., nn.Module]] = {
+    "srcnn": SRCNN, "fsrcnn": FSRCNN, "vdsr": VDSR, "edsr_baseline": EDSR, "msrn": MSRN,
+    "smsrn": smsrn}
+
+
 def check_scale(scale: int) -> None:
     """Every model here upsamples x2, x3 or x4 (sub-pixel or bicubic); say so up front."""
     if scale not in (2, 3, 4):
@@ -247,12 +254,30 @@ def build_model(arch: dict[str, Any], checked: bool = False) -> nn.Module:
                                      recursions=spec.pop("recursions", 1),
                                      **_no_more(spec, name))
     else:
-        kinds = {"srcnn": SRCNN, "fsrcnn": FSRCNN, "vdsr": VDSR, "edsr_baseline": EDSR,
-                 "msrn": MSRN, "smsrn": smsrn}
-        if name not in kinds:
-            raise ConfigError(f"unknown model {name!r}; known: cell, {', '.join(kinds)}")
-        model = kinds[name](scale, **spec)
+        if name not in BASELINES:
+            raise ConfigError(f"unknown model {name!r}; known: cell, {', '.join(BASELINES)}")
+        model = BASELINES[name](scale, **spec)
     return apply_spec(model, lightened)
+
+
+# sizes that shape a model's tensors (a cell's nodes follow its genotype; recursions reuse
+# the cell's weights)
+SHAPE_KEYS = ("channels", "cells", "blocks", "depth", "d", "s", "m", "colors")
+
+
+def shape_mismatch(source: dict[str, Any], target: dict[str, Any]) -> str:
+    """Where arch spec ``source`` (an ``init_from=`` file's) differs in kind or size from
+    ``target`` (the model being built), with the overrides that would build it alike;
+    '' where neither differs."""
+    name = source.get("name")
+    if name != target.get("name"):
+        return f"it is a {name} model, this one a {target.get('name')}: pass model={name}"
+    keys = [k for k in SHAPE_KEYS if k in source and source[k] != target.get(k)]
+    if not keys:
+        return ""
+    section = "train.cell" if name == "cell" else f"archs.{name}"
+    return (", ".join(f"{k} {source[k]} vs {target.get(k)}" for k in keys) + ": pass "
+            + " ".join(f"{section}.{k}={source[k]}" for k in keys))
 
 
 def _no_more(spec: dict[str, Any], name: str) -> dict[str, Any]:

@@ -5,18 +5,23 @@ Each check names the option, its value and what would work, in one line.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from nas_sr.archs import check_scale
+from nas_sr.archs import BASELINES, check_scale
 from nas_sr.data import rescale_factors
 from nas_sr.inference import RUNTIMES
 from nas_sr.lighten import CRITERIA, METHODS
 from nas_sr.runtime import CLOCKS, LOSSES, ConfigError, resolve_device
 from nas_sr.video import CONTAINERS
-from search_spaces.cost import BUDGET_MODES
+from search_spaces.cost import BUDGET_MODES, cheapest_cost
+from search_spaces.genotypes import GENOTYPES
+
+log = logging.getLogger(__name__)
 
 # smallest tile for upscale/evaluate: each tile also computes ``overlap`` pixels of context on
 # every side, so tile=1 with overlap=16 would do ~1000x the work of an untiled run
@@ -113,6 +118,35 @@ def _compress(cfg: DictConfig) -> None:
                           "excluded")
 
 
+def _budget_reachable(cfg: DictConfig) -> None:
+    """A budget below every cell the space holds would train the whole search, then find
+    no cell to choose."""
+    b, cell = cfg.search.budget, cfg.archs.cell
+    width = (b.channels or cell.channels, b.cells or cell.cells)
+    _at_least(cfg, "archs.cell.nodes", 1)
+    least = cheapest_cost(cell.nodes, *width, cfg.scale)
+    for key in ("params", "mult_adds"):
+        if b[key] and b[key] < least[key]:
+            raise ConfigError(
+                f"search.budget.{key}={b[key]}: below the cheapest network the space builds, "
+                f"{least[key]:,} at {width[0]} channels x {width[1]} cells, x{cfg.scale} (head, "
+                f"tail and upsampler around cells of identities); raise it or lower "
+                f"search.budget.channels/cells")
+
+
+def _retrain_model(cfg: DictConfig) -> None:
+    """``genotype=`` builds ``model=cell``, which needs one (``init_from=`` a compressed
+    model brings its own arch: ``nas_sr.jobs.retrain``). A baseline leaves it unused, as
+    ``preset=compare`` does on purpose, so that is said, not refused."""
+    if cfg.model != "cell" and cfg.genotype:
+        log.warning("genotype=%s is not used: model=%s is a baseline (model=cell trains a "
+                    "genotype)", cfg.genotype, cfg.model)
+    if cfg.model == "cell" and not cfg.genotype and not cfg.init_from:
+        raise ConfigError("model=cell needs genotype=PATH (the genotype.json of a search run) "
+                          f"or a named genotype ({', '.join(GENOTYPES)}); or train a baseline "
+                          f"with model={'|'.join(BASELINES)}")
+
+
 def _proxy(cfg: DictConfig) -> None:
     """``search.reward`` and, for a proxy reward, its training setting."""
     reward = cfg.search.get("reward", "shared")  # a run saved before proxies: shared
@@ -140,6 +174,28 @@ def _seeds(cfg: DictConfig, key: str, least: int = 0) -> list[int]:
         raise ConfigError(f"{key}={value}: give a list of at least {least} distinct "
                           "whole-number seeds, e.g. [0, 1]")
     return seeds
+
+
+def check_model_file(option: str, value: Any, bicubic_for: str | None = None) -> None:
+    """``option=`` names a model file (a retrain checkpoint or an exported ``model.pt2``).
+
+    ``bicubic_for``: what ``bicubic`` cannot be used for here (it has no weights), else
+    ``bicubic`` is taken. A run folder is named as one, with the file in it to pass.
+    """
+    if value == "bicubic" and bicubic_for:
+        raise ConfigError(f"{option}=bicubic: bicubic has no weights to {bicubic_for}; pass "
+                          f"{option}=runs/retrain/.../best.pt or a model.pt2")
+    path = Path(str(value)).expanduser()
+    if value == "bicubic" or path.is_file():
+        return
+    kinds = "a retrain checkpoint (best.pt) or an exported model.pt2"
+    if path.is_dir():
+        inside = next((path / n for n in ("best.pt", "model.pt2") if (path / n).is_file()), None)
+        raise ConfigError(f"{option}={value} is a folder; "
+                          + (f"pass the model in it: {option}={inside}" if inside else
+                             f"{option}= takes a file: {kinds}"))
+    raise FileNotFoundError(f"{option}={value}: no such file; {option}= takes {kinds}"
+                            + ("" if bicubic_for else ", or bicubic"))
 
 
 def export_formats(cfg: DictConfig) -> list[str]:
@@ -173,6 +229,7 @@ def check_options(job: str, cfg: DictConfig) -> None:
         _positive(cfg, "search.budget.beta")
         if cfg.search.budget.mode not in BUDGET_MODES:
             raise ConfigError(f"search.budget.mode={cfg.search.budget.mode!r}: use max or target")
+        _budget_reachable(cfg)
         _positive(cfg, "search.lr")
         _proxy(cfg)
         _positive(cfg, "search.grad_clip", optional=True)
@@ -251,6 +308,11 @@ def check_options(job: str, cfg: DictConfig) -> None:
             _positive(cfg, key)
         for key in ("limits.pixels", "limits.frames", "limits.queued"):
             _at_least(cfg, key, 1)
-    if job in ("export", "compress") and not cfg.checkpoint:
-        raise ConfigError(f"checkpoint= is required: nas-sr {job} "
-                          "checkpoint=runs/retrain/.../best.pt")
+    if job == "retrain" and not cfg.resume:  # a resumed run trains what it began with
+        _retrain_model(cfg)
+    if job in ("export", "compress"):
+        if not cfg.checkpoint:
+            raise ConfigError(f"checkpoint= is required: nas-sr {job} "
+                              "checkpoint=runs/retrain/.../best.pt")
+    if job == "evaluate":
+        check_model_file("model", cfg.model)

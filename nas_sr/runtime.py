@@ -18,12 +18,16 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(str(name))
     except RuntimeError:
-        raise ConfigError(f"device={name}: not a device; use auto, cpu, cuda or cuda:N"
-                          ) from None
+        raise ConfigError(f"device={name}: not a device; use auto, cpu, cuda or cuda:N "
+                          "(or mps on Apple silicon)") from None
     if device.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"device={name}: nas-sr runs on cpu, cuda or mps; use device=auto")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={name} asked for, but CUDA is not available; use device=cpu")
+    # else torch fails at the first tensor moved there, with a traceback
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device={name} asked for, but MPS (Apple silicon) is not available; "
+                          "use device=cpu")
     return device
 
 

@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from nas_sr import checkpoint, distributed
-from nas_sr.archs import build_model
+from nas_sr.archs import build_model, shape_mismatch
 from nas_sr.cache import cache_path, open_store
 from nas_sr.data import (
     ImageSource,
@@ -72,9 +72,9 @@ VAL_BATCH = 32  # validation crops per forward pass
 Arch = dict[str, Any]
 
 
-def init_from(model: nn.Module, path: str | Path) -> list[str]:
+def init_from(model: nn.Module, path: str | Path, arch: Arch | None = None) -> list[str]:
     """Copy every tensor of checkpoint or ``model.pt2`` ``path`` whose name and shape fit
-    ``model``.
+    ``model`` (built from ``arch``, which names a size mismatch when nothing fits).
 
     An x3/x4 model started from x2 weights takes all but the upsampler. Returns the
     names of the tensors left as initialised.
@@ -87,8 +87,10 @@ def init_from(model: nn.Module, path: str | Path) -> list[str]:
     own, source = model.state_dict(), upgrade_state_dict(source)  # old cells' names too
     fits = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
     if not fits:
-        raise ConfigError(f"{path}: none of its tensors fits this model "
-                         f"(it was trained as {state.get('arch', {}).get('name', '?')})")
+        source_arch = state.get("arch") if isinstance(state.get("arch"), dict) else {}
+        why = shape_mismatch(source_arch, arch) if arch else ""
+        raise ConfigError(f"{path}: none of its tensors fits this model ("
+                          f"{why or 'it was trained as ' + str(source_arch.get('name', '?'))})")
     model.load_state_dict(fits, strict=False)
     return sorted(set(own) - set(fits))
 
@@ -214,7 +216,7 @@ class Trainer(RunState):
         seed_everything(cfg.seed)
         self.fmt = memory_format(cfg.get("channels_last", True))
         self.model = build_model(self.arch).to(device, memory_format=self.fmt)
-        self.init_skipped = (init_from(self.model, cfg.init_from)
+        self.init_skipped = (init_from(self.model, cfg.init_from, self.arch)
                              if cfg.init_from and resume is None else None)
         self.ema = WeightAverage(self.model, t.ema) if t.ema else None
         self.net: nn.Module = self.model

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from search_spaces.genotypes import Genotype
+from search_spaces.genotypes import NUM_CELL_INPUTS, Genotype, Node
 
 HR_SIZE = (720, 1280)  # (height, width) of the output Mult-Adds are quoted for
 
@@ -51,6 +51,16 @@ def genotype_cost(genotype: Genotype, channels: int, cells: int, scale: int) -> 
     params = head.params + cells * cell.params + tail.params
     macs = head.macs_per_pixel + cells * cell.macs_per_pixel + tail.macs_per_pixel
     return {"params": params, "mult_adds": macs * math.prod(lq_size(scale))}
+
+
+def cheapest_cost(nodes: int, channels: int, cells: int, scale: int) -> dict[str, int]:
+    """The least params and Mult-Adds of any cell network of ``nodes`` nodes, both at once:
+    a chain of identities. Every op costs >= 0 (identity: 0) and a cell has at least one
+    loose end (its last node), each costing a C x C slice of the combining 1x1 conv; the
+    chain has just that one. What is left is the head, the tail and the upsampler."""
+    chain = Genotype(tuple(Node(j + NUM_CELL_INPUTS - 1, "identity", j + NUM_CELL_INPUTS - 1,
+                                "identity") for j in range(nodes)))
+    return genotype_cost(chain, channels, cells, scale)
 
 
 BUDGET_MODES = ("max", "target")

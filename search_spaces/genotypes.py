@@ -44,9 +44,12 @@ class Genotype:
                 )
             for inp in (node.in1, node.in2):
                 if not isinstance(inp, int) or isinstance(inp, bool) or not 0 <= inp < j + 2:
+                    # node 0 has no earlier node; node 1 one, 2 (not a range "2..2")
+                    earlier = ("" if j == 0 else " or 2 (node 0)" if j == 1
+                               else f" or 2..{j + 1} (earlier nodes)")
                     raise GenotypeError(
-                        f"node {j}: input {inp!r} out of range; node {j} may read 0 (h(k-2)), "
-                        f"1 (h(k-1)) or 2..{j + 1} (earlier nodes)"
+                        f"node {j}: input {inp!r} out of range; node {j} may read 0 (h(k-2))"
+                        f"{',' if j else ' or'} 1 (h(k-1)){earlier}"
                     )
             for op in (node.op1, node.op2):
                 if op not in OP_NAMES:

@@ -2,6 +2,8 @@
 data is read; and inputs that used to go silently wrong."""
 
 import os
+import re
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -11,14 +13,17 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from conftest import make_cfg, write_image
+from nas_sr import checkpoint
 from nas_sr import data as data_mod
 from nas_sr.cache import open_store
 from nas_sr.checkpoint import TEMP_SUFFIX, save_atomic, write_json
 from nas_sr.cli import run_job
 from nas_sr.data import ImageSource, RandomCrops
 from nas_sr.images import ImageError, list_images, load_image
+from nas_sr.options import check_options
 from nas_sr.runfolder import LOCK
 from nas_sr.runtime import ConfigError
+from search_spaces.cost import cheapest_cost
 from search_spaces.genotypes import GenotypeError, load_genotype
 
 
@@ -42,6 +47,7 @@ def no_data(monkeypatch):
     ("retrain", ["train.lr=-0.001"], "train.lr=-0.001: must be > 0"),
     ("search", ["controller.lr=0"], "controller.lr=0: must be > 0"),
     ("search", ["device=tpu"], "device=tpu: not a device; use auto, cpu, cuda or cuda:N"),
+    ("search", ["device=gpu"], r"device=gpu: not a device; .* \(or mps on Apple silicon\)"),
     ("retrain", ["threads=-1"], r"threads=-1: must be a whole number >= 1 \(or null\)"),
     ("retrain", ["train.epochs=0"], "train.epochs=0: must be a whole number >= 1"),
     ("search", ["search.epochs=0"], "search.epochs=0: must be a whole number >= 1"),
@@ -82,6 +88,60 @@ def test_bad_options_are_refused_before_any_data_is_read(tmp_path, no_data, job,
         run_job(job, make_cfg(job, *overrides), tmp_path)
 
 
+@pytest.mark.parametrize("device, gone", [("mps", "MPS (Apple silicon)"), ("cuda:1", "CUDA")])
+def test_a_device_the_machine_lacks_is_refused_in_one_line(tmp_path, no_data, monkeypatch,
+                                                           device, gone):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=rf"device={device} asked for, but {re.escape(gone)} "
+                                          r"is not available; use device=cpu"):
+        run_job("search", make_cfg("search", f"device={device}"), tmp_path)
+
+
+@pytest.mark.parametrize("key", ["params", "mult_adds"])
+def test_a_budget_no_cell_can_meet_is_refused_before_the_search_trains(tmp_path, no_data, key):
+    cfg = make_cfg("search")
+    least = cheapest_cost(cfg.archs.cell.nodes, cfg.archs.cell.channels, cfg.archs.cell.cells,
+                          cfg.scale)[key]
+    with pytest.raises(ConfigError, match=rf"search.budget.{key}={least - 1}: below the "
+                                          rf"cheapest network the space builds, {least:,} at"):
+        run_job("search", make_cfg("search", f"search.budget.{key}={least - 1}"), tmp_path)
+    check_options("search", make_cfg("search", f"search.budget.{key}={least}"))  # reachable
+
+
+def test_a_genotype_given_to_a_baseline_is_said_unused_and_every_baseline_is_named(
+        tmp_path, no_data, caplog):
+    check_options("retrain", make_cfg("retrain", "model=vdsr", "genotype=searched_x2"))
+    assert "genotype=searched_x2 is not used: model=vdsr is a baseline" in caplog.text
+    caplog.clear()
+    check_options("retrain", make_cfg("retrain", "genotype=searched_x2"))
+    assert "not used" not in caplog.text
+    with pytest.raises(ConfigError, match="model=cell needs genotype=PATH") as e:
+        run_job("retrain", make_cfg("retrain"), tmp_path)
+    named = str(e.value).rpartition("model=")[2].split("|")
+    assert sorted(named) == sorted(set(make_cfg("retrain").archs) - {"cell"})
+
+
+@pytest.mark.parametrize("job", ["export", "compress"])
+def test_export_and_compress_name_their_own_option_and_refuse_bicubic(tmp_path, no_data, job):
+    with pytest.raises(FileNotFoundError, match=r"checkpoint=/nope.pt: no such file; "
+                                                r"checkpoint= takes a retrain checkpoint"):
+        run_job(job, make_cfg(job, "checkpoint=/nope.pt"), tmp_path)
+    with pytest.raises(ConfigError, match=f"checkpoint=bicubic: bicubic has no weights to {job}"):
+        run_job(job, make_cfg(job, "checkpoint=bicubic"), tmp_path)
+
+
+@pytest.mark.parametrize("inside", ["best.pt", None])
+def test_a_run_folder_passed_as_a_model_is_named_a_folder(tmp_path, no_data, inside):
+    run = tmp_path / "run"
+    run.mkdir()
+    if inside:
+        (run / inside).write_bytes(b"")
+    hint = f"pass the model in it: model={run / inside}" if inside else "model= takes a file"
+    with pytest.raises(ConfigError, match=re.escape(f"model={run} is a folder; {hint}")):
+        run_job("evaluate", make_cfg("evaluate", f"model={run}"), tmp_path / "eval")
+
+
 @pytest.mark.parametrize("job, name", [("retrain", "last.pt"), ("search", "checkpoint.pt")])
 def test_a_truncated_checkpoint_on_resume_is_named(tmp_path, no_data, job, name):
     OmegaConf.save(make_cfg(job), tmp_path / "config.yaml", resolve=True)
@@ -105,6 +165,47 @@ def test_a_json_write_cut_short_leaves_the_previous_file_whole(tmp_path, monkeyp
     monkeypatch.undo()
     assert (tmp_path / "genotype.json").read_text() == '{\n  "nodes": "before"\n}\n'
     assert not list(tmp_path.glob(f"*{TEMP_SUFFIX}"))
+
+
+def test_a_signal_during_a_checkpoint_write_waits_for_the_write(tmp_path, monkeypatch):
+    class Stop(Exception):
+        pass
+
+    def stop(signum, frame):
+        raise Stop
+    real_save = torch.save
+
+    def save_signalled_half_way(obj, f):  # as if SIGTERM came while torch.save wrote
+        os.kill(os.getpid(), signal.SIGTERM)
+        real_save(obj, f)
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        monkeypatch.setattr(torch, "save", save_signalled_half_way)
+        with pytest.raises(Stop):  # raised all the same, once the checkpoint has landed
+            save_atomic({"w": torch.arange(5)}, tmp_path / "last.pt")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert torch.load(tmp_path / "last.pt")["w"].tolist() == [0, 1, 2, 3, 4]
+    assert signal.getsignal(signal.SIGTERM) is previous
+
+
+@pytest.fixture
+def umask_027():
+    old = os.umask(0o027)
+    checkpoint.umask.cache_clear()
+    yield
+    os.umask(old)
+    checkpoint.umask.cache_clear()
+
+
+def test_atomic_writes_get_the_umask_s_mode_not_a_temp_file_s(tmp_path, umask_027):
+    save_atomic({"w": torch.zeros(2)}, tmp_path / "best.pt")
+    write_json(tmp_path / "results.json", {"psnr": 1.0})
+    assert (tmp_path / "best.pt").stat().st_mode & 0o777 == 0o640  # mkstemp's is 0o600
+    assert (tmp_path / "results.json").stat().st_mode & 0o777 == 0o640
+    (tmp_path / "results.json").chmod(0o604)  # a file that is replaced keeps its own mode
+    write_json(tmp_path / "results.json", {"psnr": 2.0})
+    assert (tmp_path / "results.json").stat().st_mode & 0o777 == 0o604
 
 
 def test_a_corrupt_init_from_is_named(tmp_path, no_data):

@@ -337,6 +337,22 @@ def test_bad_options_are_refused_with_the_option_named(image_folder, tmp_path, o
         run_job("compress", cfg, tmp_path / "run")
 
 
+def test_no_fine_tuning_reports_the_cut_and_writes_no_infinite_psnr(image_folder, tmp_path,
+                                                                    capsys):
+    source = checkpoint(tmp_path / "srcnn.pt", {"name": "srcnn", "scale": 2})
+    run_dir = tmp_path / "cut"
+    summary = run_job("compress", compress_cfg(image_folder, source, "train.epochs=0"), run_dir)
+    cut = summary["rounds"][1]
+    assert np.isfinite(cut["val_psnr"]) and cut["val_psnr_tuned"] is None
+    assert "-inf" not in capsys.readouterr().out
+    assert not any("Infinity" in f.read_text() for f in run_dir.rglob("*.json*"))
+    assert sorted(p.name for p in (run_dir / "round_1").iterdir()) == ["start.pt"]
+    # the cut's PSNR is the one its fine-tuning would start from
+    tuned = run_job("compress", compress_cfg(image_folder, source, "train.epochs=1"),
+                    tmp_path / "tuned")
+    assert tuned["rounds"][1]["val_psnr"] == pytest.approx(cut["val_psnr"], abs=1e-4)
+
+
 def test_already_lightened_models_are_refused_where_it_makes_no_sense(image_folder, tmp_path):
     sep = checkpoint(tmp_path / "sep.pt", {"name": "srcnn", "scale": 2,
                                            "separable": {"fit": True, "keep_ends": False}})

@@ -7,7 +7,14 @@ from scipy import stats
 from controllers import RandomController
 from nas_sr.complexity import mult_adds
 from nas_sr.stats import rank_correlation
-from search_spaces.cost import budget_penalty, genotype_cost, pareto_front, within_budget
+from search_spaces.cost import (
+    budget_penalty,
+    cheapest_cost,
+    genotype_cost,
+    pareto_front,
+    within_budget,
+)
+from search_spaces.genotypes import Genotype, Node
 from search_spaces.network import CellSRNet, count_params
 
 
@@ -20,6 +27,20 @@ def test_closed_form_cost_equals_the_built_networks(scale):
         net = CellSRNet(scale, 16, 3, 5, g)
         cost = genotype_cost(g, 16, 3, scale)
         assert cost == {"params": count_params(net), "mult_adds": mult_adds(net, scale)}
+
+
+@pytest.mark.parametrize("nodes, scale", [(1, 2), (3, 3), (5, 4)])
+def test_cheapest_cost_is_a_floor_no_cell_goes_under_and_one_reaches(nodes, scale):
+    least = cheapest_cost(nodes, 16, 3, scale)
+    rng = torch.Generator().manual_seed(nodes)
+    ctrl = RandomController(nodes)
+    for _ in range(200):
+        cost = genotype_cost(ctrl.sample(rng).genotype, 16, 3, scale)
+        assert cost["params"] >= least["params"] and cost["mult_adds"] >= least["mult_adds"]
+    # the floor is a real network's (a chain of identities), counted on the built net
+    chain = CellSRNet(scale, 16, 3, nodes, Genotype(tuple(
+        Node(j + 1, "identity", j + 1, "identity") for j in range(nodes))))
+    assert least == {"params": count_params(chain), "mult_adds": mult_adds(chain, scale)}
 
 
 def test_budget_penalty_is_zero_within_and_grows_monotonically_over():

@@ -72,6 +72,18 @@ def test_malformed_genotype_files_name_the_problem(tmp_path, content, message):
     assert str(path) in str(e.value) and message in str(e.value)
 
 
+@pytest.mark.parametrize("j", [0, 1, 3])
+def test_an_input_out_of_range_names_just_the_inputs_its_node_may_read(j):
+    first = [Node(0, "identity", 1, "identity")] * j
+    with pytest.raises(GenotypeError) as e:
+        Genotype((*first, Node(j + 2, "identity", 0, "identity")))
+    allowed = str(e.value).partition("may read ")[2].replace("h(k-2)", "").replace("h(k-1)", "")
+    assert ("2" in allowed) == (j > 0)  # node 0 has no earlier node to name
+    assert ".." not in allowed.replace(f"2..{j + 1} (", "")  # no empty range such as 2..1
+    assert j == 0 or f"{j + 1} (" in allowed  # the last earlier node
+    Genotype((*first, Node(j + 1, "identity", 0, "identity")))  # the highest it names fits
+
+
 @pytest.mark.parametrize("name", ["searched_x2", "cell_x2"])
 def test_the_catalogue_holds_the_shipped_cells(name):
     assert GENOTYPES[name] == load_genotype(MODELS / name / "genotype.json")

@@ -2,12 +2,14 @@
 
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import make_cfg
 from nas_sr.archs import MAX_PARAMS, build_model
 from nas_sr.checkpoint import save_atomic
 from nas_sr.inference import ModelError, load_predictor
@@ -162,3 +164,24 @@ def test_init_from_a_shipped_pt2_takes_its_weights_without_its_checkpoint():
     x3 = build_model({**arch, "scale": 3})  # a new upsampler, the body from the x2 file
     assert init_from(x3, SHIPPED) == ["tail.0.bias", "tail.0.weight"]
     torch.testing.assert_close(x3.cells[-1].combine.weight, exported.cells[-1].combine.weight)
+
+
+def test_a_size_mismatch_is_named_with_the_overrides_that_make_init_from_fit():
+    from nas_sr.archs import shape_mismatch
+    from nas_sr.jobs.retrain import model_spec
+    from nas_sr.pt2 import read_model_file
+    from nas_sr.trainer import init_from
+
+    source = read_model_file(SHIPPED)["arch"]
+    small = model_spec(make_cfg("retrain", "genotype=cell_x2", "scale=3"))  # 8 x 2
+    why = shape_mismatch(source, small)
+    with pytest.raises(ConfigError, match=re.escape(f"none of its tensors fits this model "
+                                                    f"({why})")):
+        init_from(build_model(small), SHIPPED, small)
+    assert why.startswith(f"channels {source['channels']} vs {small['channels']}, cells "
+                          f"{source['cells']} vs {small['cells']}: pass "), why
+    fixed = model_spec(make_cfg("retrain", "genotype=cell_x2", "scale=3",
+                                *why.partition(": pass ")[2].split()))
+    assert shape_mismatch(source, fixed) == ""
+    assert init_from(build_model(fixed), SHIPPED) == ["tail.0.bias", "tail.0.weight"]
+    assert shape_mismatch(source, {**small, "name": "vdsr"}).endswith("pass model=cell")

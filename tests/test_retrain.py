@@ -78,7 +78,7 @@ def test_a_named_genotype_trains_the_cell_its_file_does():
 
 
 def test_cell_needs_a_genotype_and_models_must_exist(tmp_path):
-    with pytest.raises(GenotypeError, match="model=cell needs genotype=PATH"):
+    with pytest.raises(GenotypeError, match=r"model=cell needs genotype=PATH\|NAME$"):
         retrain_mod.model_spec(make_cfg("retrain"))
     with pytest.raises(GenotypeError, match="nope.json: neither a file nor a named genotype"):
         retrain_mod.model_spec(make_cfg("retrain", f"genotype={tmp_path / 'nope.json'}"))

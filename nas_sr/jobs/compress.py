@@ -33,7 +33,7 @@ from nas_sr.checkpoint import save_atomic, write_json
 from nas_sr.complexity import complexity, human
 from nas_sr.distributed import Dist
 from nas_sr.inference import load_predictor
-from nas_sr.options import check_patch
+from nas_sr.options import check_model_file, check_patch
 from nas_sr.runlog import read_metrics
 from nas_sr.runtime import ConfigError, memory_format, resolve_device, set_threads
 
@@ -137,6 +137,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     set_threads(cfg.threads)
     source = Path(cfg.checkpoint).expanduser()
+    check_model_file("checkpoint", cfg.checkpoint, bicubic_for="compress")
     model, arch = load_source(source)
     check_source(cfg, arch)
     scale, device = int(arch["scale"]), resolve_device(cfg.device)
@@ -152,13 +153,20 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         folder = run_dir / f"round_{k}"
         start = folder / "start.pt"
         save_atomic({"arch": arch, "model": model.state_dict()}, start)
-        summary = trainer.train(round_config(cfg, start, scale), folder,
-                                lambda spec=arch: spec)
-        cut_psnr = read_metrics(folder)[0]["val_psnr"]
-        tuned = folder / trainer.BEST
-        result = tuned if tuned.is_file() else start  # train.epochs=0: no fine-tuning
+        if cfg.train.epochs:
+            summary = trainer.train(round_config(cfg, start, scale), folder,
+                                    lambda spec=arch: spec)
+            cut_psnr = read_metrics(folder)[0]["val_psnr"]
+            best = folder / trainer.BEST
+            result = best if best.is_file() else start
+            tuned_psnr = summary["best_val_psnr"] if best.is_file() else None
+        else:  # train.epochs=0: the cut alone; a training run of no epochs would log a best
+            # PSNR of -inf and name a best.pt it never wrote
+            cut_psnr = trainer.validate(model.to(device, memory_format=fmt), val_sets, scale,
+                                        Dist(), fmt)
+            result, tuned_psnr = start, None
         rows.append({"round": k, **measure(load_model(result)[0], scale), "val_psnr": cut_psnr,
-                     "val_psnr_tuned": summary["best_val_psnr"] if tuned.is_file() else None})
+                     "val_psnr_tuned": tuned_psnr})
         model = load_model(result)[0]
         print(table(rows[-1:]).splitlines()[-1])
     shutil.copyfile(result, run_dir / RESULT)

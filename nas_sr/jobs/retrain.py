@@ -15,7 +15,7 @@ from nas_sr import trainer
 from nas_sr.lighten import LIGHTENINGS
 from nas_sr.pt2 import read_model_file
 from nas_sr.runtime import ConfigError
-from search_spaces.genotypes import GENOTYPES, GenotypeError, find_genotype
+from search_spaces.genotypes import GenotypeError, find_genotype
 
 
 def model_spec(cfg: DictConfig) -> dict[str, Any]:
@@ -36,11 +36,10 @@ def model_spec(cfg: DictConfig) -> dict[str, Any]:
     spec = {"name": name, "scale": int(cfg.scale), **OmegaConf.to_container(cfg.archs[name])}
     if name == "cell":
         spec.update({k: v for k, v in cfg.train.cell.items() if v is not None})
-        if not cfg.genotype:
-            raise GenotypeError(
-                "model=cell needs genotype=PATH (the genotype.json of a search run) or a "
-                f"named genotype ({', '.join(GENOTYPES)}); or train a baseline with "
-                "model=srcnn|vdsr|edsr_baseline")
+        if not cfg.genotype:  # nas_sr.options names the choices; this is the init_from= case
+            why = f" (init_from={cfg.init_from} brings no arch: only nas-sr compress writes " \
+                "one)" if cfg.init_from else ""
+            raise GenotypeError(f"model=cell needs genotype=PATH|NAME{why}")
         genotype = find_genotype(cfg.genotype)
         spec.update(nodes=genotype.num_nodes, genotype=genotype.to_dict())  # it decides
     return spec

@@ -282,7 +282,9 @@ class Search(RunState):
         eligible = [i for i, c in enumerate(scored) if c["within_budget"]]
         if not eligible:
             raise ConfigError(f"no scored cell is within search.budget {self.budget}; "
-                              "raise the budget or lower archs.cell/search.budget width")
+                              f"re-select with a higher one without training again: nas-sr "
+                              f"search resume={self.run_dir} search.budget.params=N (or "
+                              f"mult_adds=N), or lower search.budget.channels/cells")
         top = sorted(eligible, key=lambda i: scored[i]["penalty"] - scored[i]["psnr"]
                      )[:s.final_top]
         for i in progress_bar(top, desc="scoring final candidates", leave=False, disable=quiet):
