@@ -120,5 +120,6 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
                           "nas-sr") from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ConfigError(f"{path}: damaged or not a checkpoint ({reason}); restore it, or "
-                          "delete it to start that run over") from None
+        raise ConfigError(f"{path}: damaged or not a checkpoint ({reason}); restore it or "
+                          "pass another file (a run's own checkpoint: delete it to start that "
+                          "run over)") from None

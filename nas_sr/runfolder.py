@@ -64,7 +64,8 @@ def _command() -> str:
 
 
 def append_history(run_dir: Path, job: str, overrides: list[str], resume: bool) -> None:
-    """One JSON line per command run in ``run_dir``, refused ones included."""
+    """One JSON line per command run in ``run_dir``, refused ones included (but for one
+    refused because another live process owns the folder: not this command's to write)."""
     if not is_main_process():
         return
     record = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "job": job, "resume": resume,

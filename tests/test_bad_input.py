@@ -149,7 +149,8 @@ def test_a_truncated_checkpoint_on_resume_is_named(tmp_path, no_data, job, name)
     data = (tmp_path / name).read_bytes()
     (tmp_path / name).write_bytes(data[: len(data) // 2])
     with pytest.raises(ConfigError, match=rf"{tmp_path / name}: damaged or not a checkpoint "
-                                          r"\(.*\); restore it, or delete it"):
+                                          r"\(.*\); restore it or pass another file \(a run's "
+                                          r"own checkpoint: delete it"):
         run_job(job, make_cfg(job, f"resume={tmp_path}"))
 
 
