@@ -211,7 +211,8 @@ def check_options(job: str, cfg: DictConfig) -> None:
     if job in ("search", "retrain", "evaluate", "upscale", "export", "serve", "compress"):
         resolve_device(cfg.device)
         _at_least(cfg, "threads", 1, optional=True)
-    if job in ("search", "retrain", "evaluate") or (job == "upscale" and cfg.scale is not None):
+    if job in ("search", "retrain") or (job in ("evaluate", "upscale")
+                                        and cfg.scale is not None):
         check_scale(cfg.scale)
     if job == "search":
         for key in ("search.epochs", "search.batches_per_epoch", "search.batch_size",

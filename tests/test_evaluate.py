@@ -138,8 +138,11 @@ def test_layout_errors_name_the_problem(tmp_path):
         run("sets=[Nope]")
     with pytest.raises(FileNotFoundError, match="X3: missing.*has: X2"):
         run("scale=3")
+    x3 = srcnn_checkpoint(tmp_path / "x3.pt", 3)
     with pytest.raises(ModelError, match="wrong scale"):
-        run(f"model={srcnn_checkpoint(tmp_path / 'x3.pt', 3)}")
+        run(f"model={x3}", "scale=2")
+    with pytest.raises(FileNotFoundError, match="X3: missing"):  # no scale=: the model's own
+        run(f"model={x3}")
     write_image(root / "Tiny" / "X2" / "HR" / "img_9.png")
     with pytest.raises(ImageError, match="do not pair up.*only in HR: img_9"):
         run()

@@ -114,9 +114,11 @@ def markdown_table(results: dict[str, Any]) -> str:
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     set_threads(cfg.threads)
     device = resolve_device(cfg.device)
-    scale = int(cfg.scale)
     amp, runtime = amp_and_runtime(cfg.amp, cfg.runtime, device)
-    predictor = load_predictor(str(cfg.model), scale, device, cfg.channels_last, runtime)
+    # scale=null: the model's own; bicubic has none, and x2 is the benchmarks' first column
+    asked = 2 if cfg.scale is None and cfg.model == "bicubic" else cfg.scale
+    predictor = load_predictor(str(cfg.model), asked, device, cfg.channels_last, runtime)
+    scale = predictor.scale
     root = Path(cfg.benchmark_root).expanduser()
     # `sets=Set5` (no brackets) is one name, not the letters S, e, t, 5
     names = [cfg.sets] if isinstance(cfg.sets, str) else list(cfg.sets)
