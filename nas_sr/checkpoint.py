@@ -40,15 +40,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     # mkstemp makes the file private (0600); the result gets the mode an open() would give
-    # it (a file it replaces keeps its own), so a shared model or upscaled photo stays readable
-    try:
-        os.fchmod(fd, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~umask())
-    finally:
-        os.close(fd)
+    # it (a file it replaces keeps its own), so a shared model or upscaled photo stays
+    # readable. Set once written: a read-only mode would stop the block writing it.
+    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~umask()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -250,6 +250,11 @@ def _quoted(value: str) -> str:
     return "'" + value.replace("'", "\\'") + "'"
 
 
+# Hydra's flags that take a value (``--cfg job``), unlike ``--resolve`` or ``-m``
+VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name",
+               "-cn", "--config-dir", "-cd", "--experimental-rerun")
+
+
 def _before_flags(overrides: list[str], item: str) -> list[str]:
     """``overrides`` with ``item`` before the first flag: argparse takes no override after
     ``--cfg job`` or ``--help``."""
@@ -279,9 +284,11 @@ def main(argv: list[str] | None = None) -> None:
     resume = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
     flags = [i for i, o in enumerate(overrides) if o.startswith("-")]
     if resume and any(overrides[i:i + 2] in (["--cfg", "job"], ["-c", "job"]) for i in flags):
+        # a flag and, for Hydra's flags that take one, its value (--resolve, -m take none)
+        taken = {*flags, *(i + 1 for i in flags if overrides[i] in VALUE_FLAGS)}
         try:
             print_resumed_config(job, resume, [o for i, o in enumerate(overrides)
-                                               if i not in flags and i - 1 not in flags])
+                                               if i not in taken])
         except (*USER_ERRORS, HydraException) as e:
             sys.exit(f"nas-sr {job}: error: {e}")
         return
@@ -299,11 +306,16 @@ def main(argv: list[str] | None = None) -> None:
         except USER_ERRORS as e:  # a message that says what to fix, not a traceback
             sys.exit(f"nas-sr {job}: error: {e}")
         except KeyboardInterrupt as e:  # every cleanup has run on the way up
-            sys.exit(stopped_message(job, e))
+            print(stopped_message(job, e), file=sys.stderr)
+            # the shell's own status for a process a signal ended: 128 + its number
+            sys.exit(128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT))
 
     sys.argv = [f"nas-sr {job}", *overrides]
-    signal.signal(signal.SIGTERM, _terminate)
-    app()
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        app()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class Terminated(KeyboardInterrupt):

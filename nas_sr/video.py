@@ -55,7 +55,8 @@ class VideoInfo:
     audio: str | None  # the audio codec, None without an audio stream
     container: str     # FFmpeg's demuxer, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
     counted: bool = False  # frames is the container's own count, not an estimate
-    timed: bool = False    # else, duration is the video stream's own (so frames is close)
+    timed: bool = False    # else, duration is the video stream's own (so frames is close,
+    constant: bool = False  # and exact at a constant frame rate)
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,8 @@ def probe(path: str | Path) -> VideoInfo:
             return VideoInfo(first.width, first.height, fps,
                              stream.frames or max(1, round(duration * fps)), duration,
                              int(first.rotation), audio, container.format.name,
-                             counted=stream.frames > 0, timed=bool(own))
+                             counted=stream.frames > 0, timed=bool(own),
+                             constant=stream.base_rate == stream.average_rate)
     except av.FFmpegError as e:
         raise NotAVideo(f"{path}: cannot be read as a video ({e.strerror}); "
                          "the file is damaged or not a video") from None
@@ -156,9 +158,10 @@ def rewrite(src: str | Path, dest: str | Path, fn: FrameFn, scale: int,
                               lambda done: progress and progress(done, max(done, info.frames)))
             # a file cut at a packet's end demuxes cleanly, only shorter than its header
             # says; a frame or two of slack for edit lists that hide a count's first frames,
-            # and half of a count estimated from the stream's duration (variable rates)
-            if info.counted and frames < info.frames - max(2, info.frames // 100) or \
-                    info.timed and not info.counted and frames < info.frames // 2:
+            # and half a count estimated from a variable rate's duration
+            exact = info.counted or info.timed and info.constant
+            slack = max(2, info.frames // 100) if exact else info.frames // 2
+            if (info.counted or info.timed) and frames < info.frames - slack:
                 told = "its header lists" if info.counted else \
                     f"its {info.duration:.1f} s at {float(info.fps):.3g} fps make"
                 raise VideoError(f"{src}: {frames} of the {info.frames} frames {told} "

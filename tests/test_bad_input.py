@@ -207,6 +207,11 @@ def test_atomic_writes_get_the_umask_s_mode_not_a_temp_file_s(tmp_path, umask_02
     (tmp_path / "results.json").chmod(0o604)  # a file that is replaced keeps its own mode
     write_json(tmp_path / "results.json", {"psnr": 2.0})
     assert (tmp_path / "results.json").stat().st_mode & 0o777 == 0o604
+    (tmp_path / "results.json").chmod(0o444)  # read-only: kept, yet written while private
+    with checkpoint.atomic_path(tmp_path / "results.json") as tmp:
+        assert tmp.stat().st_mode & 0o777 == 0o600
+        tmp.write_text("{}")
+    assert (tmp_path / "results.json").stat().st_mode & 0o777 == 0o444
 
 
 def test_a_corrupt_init_from_is_named(tmp_path, no_data):

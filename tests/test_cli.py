@@ -1,6 +1,7 @@
 """Run folders: what a resume may change, and runs that must not mix."""
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -99,11 +100,13 @@ def test_cfg_job_with_resume_prints_the_config_the_resume_would_run(run_dir, cli
     saved = OmegaConf.load(run_dir / "config.yaml")
     saved.train.lr = 0.123  # not a default: the print must come from the run's config
     OmegaConf.save(saved, run_dir / "config.yaml")
-    args = [f"resume={run_dir}", "train.epochs=7"]
-    flags = ["--cfg", "job"]
+    # ++ over an existing key applies as a plain override; --resolve takes no value
+    args = [f"resume={run_dir}", "train.epochs=7", "++train.iters_per_epoch=3"]
+    flags = ["--cfg", "job", "--resolve"]
     assert cli("retrain", *(args + flags if resume_first else flags + args)) is None
     printed = OmegaConf.create(capsys.readouterr().out)
     assert printed.train.epochs == 7 and printed.resume == str(run_dir)
+    assert printed.train.iters_per_epoch == 3
     assert printed.train.lr == 0.123
     assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml"]  # nothing written
 
@@ -222,7 +225,7 @@ def test_sigterm_mid_video_removes_the_partial_file_and_says_so_in_one_line(tmp_
         _, err = job.communicate(timeout=60)
     finally:
         job.kill()
-    assert job.returncode == 1
+    assert job.returncode == 128 + signal.SIGTERM  # as the shell reports a killed process
     assert err.strip().splitlines()[-1] == "nas-sr upscale: stopped by SIGTERM"
     assert "Traceback" not in err
     assert list((tmp_path / "out").iterdir()) == []

@@ -126,12 +126,13 @@ def test_a_video_cut_short_between_frames_is_refused_not_written_short(tmp_path)
     assert probe(whole).counted and rewrite(whole, tmp_path / "ok.mp4", nearest_x2, 2).frames == 30
 
 
-def test_a_truncated_mkv_without_a_frame_count_is_refused_by_its_duration(tmp_path):
+@pytest.mark.parametrize("kept", [0.7, 0.95])  # ~11 and ~30 of the 36 frames left
+def test_a_truncated_mkv_without_a_frame_count_is_refused_by_its_duration(tmp_path, kept):
     clip = write_clip(tmp_path / "c.mkv", frames=36, audio=None)  # 3 s; Matroska counts none
     cut = tmp_path / "cut.mkv"
-    cut.write_bytes(clip.read_bytes()[: clip.stat().st_size * 7 // 10])  # ~11 frames left
+    cut.write_bytes(clip.read_bytes()[: int(clip.stat().st_size * kept)])
     info = probe(cut)
-    assert (info.counted, info.timed, info.frames) == (False, True, 36)
+    assert (info.counted, info.timed, info.constant, info.frames) == (False, True, True, 36)
     with pytest.raises(VideoError, match=r"cut.mkv: \d+ of the 36 frames its 3.0 s at 12 fps "
                                          r"make could be read; the file is truncated"):
         rewrite(cut, tmp_path / "out" / "cut.mp4", nearest_x2, 2, Encoding(batch=4))
