@@ -156,6 +156,9 @@ def prune_magnitude(model: nn.Module, amount: float) -> None:
     smallest in absolute value over all convs together."""
     if not 0 < amount < 1:
         raise ConfigError(f"prune.amount must be in (0, 1), got {amount}")
+    # global_unstructured flattens each weight with .view(-1), which a channels_last weight
+    # (compress validates in that layout first) cannot give
+    model.to(memory_format=torch.contiguous_format)
     prune.global_unstructured([(conv, "weight") for _, conv in conv_weights(model)],
                               pruning_method=prune.L1Unstructured, amount=amount)
 
