@@ -306,7 +306,8 @@ def main(argv: list[str] | None = None) -> None:
         except USER_ERRORS as e:  # a message that says what to fix, not a traceback
             sys.exit(f"nas-sr {job}: error: {e}")
         except KeyboardInterrupt as e:  # every cleanup has run on the way up
-            print(stopped_message(job, e), file=sys.stderr)
+            if runfolder.is_main_process():  # one line, not one per torchrun worker
+                print(stopped_message(job, e), file=sys.stderr)
             # the shell's own status for a process a signal ended: 128 + its number
             sys.exit(128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT))
 
