@@ -86,18 +86,34 @@ def amp_and_runtime(amp: bool | str, runtime: str, device: torch.device) -> tupl
     return on, "eager" if on and runtime == "auto" else runtime
 
 
+MODEL_FILES = "a retrain checkpoint (best.pt) or an exported model.pt2"
+
+
+def model_file(spec: str, option: str = "model") -> Path:
+    """``option=spec`` as a model file; a folder (a run's, say) or a missing path is named,
+    with what to pass instead."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        inside = next((path / n for n in ("best.pt", "model.pt2") if (path / n).is_file()), None)
+        raise ConfigError(f"{option}={spec} is a folder; " + (
+            f"pass the model in it: {option}={inside}" if inside else
+            f"{option}= takes a file: {MODEL_FILES}"))
+    raise FileNotFoundError(f"{option}={spec}: no such model file; {option}= takes "
+                            f"{MODEL_FILES}" + (", or bicubic" if option == "model" else ""))
+
+
 def load_predictor(spec: str, scale: int | None = None, device: torch.device | str = "cpu",
-                   channels_last: bool = True, runtime: str = "eager") -> Predictor:
+                   channels_last: bool = True, runtime: str = "eager",
+                   option: str = "model") -> Predictor:
     """``bicubic``, an exported ``*.pt2`` or a retrain checkpoint, checked against ``scale``,
-    to run on ``runtime`` (see :func:`attach_runtime`)."""
+    to run on ``runtime`` (see :func:`attach_runtime`); ``option`` names it in errors."""
     if spec == "bicubic":
         if scale is None:
             raise ModelError("model=bicubic needs scale=2, 3 or 4")
         return Predictor(PILBicubic(scale), scale, None)  # PIL wants plain NCHW
-    path = Path(spec).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such model file; pass model=CHECKPOINT.pt, "
-                                "model=model.pt2 (from nas-sr export) or model=bicubic")
+    path = model_file(spec, option)
     extras: dict[str, Any] = {}
     if path.suffix == ".pt2":
         model, arch = load_exported(path)  # never torch.export.load: see nas_sr/pt2.py

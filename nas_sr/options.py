@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -176,28 +175,6 @@ def _seeds(cfg: DictConfig, key: str, least: int = 0) -> list[int]:
     return seeds
 
 
-def check_model_file(option: str, value: Any, bicubic_for: str | None = None) -> None:
-    """``option=`` names a model file (a retrain checkpoint or an exported ``model.pt2``).
-
-    ``bicubic_for``: what ``bicubic`` cannot be used for here (it has no weights), else
-    ``bicubic`` is taken. A run folder is named as one, with the file in it to pass.
-    """
-    if value == "bicubic" and bicubic_for:
-        raise ConfigError(f"{option}=bicubic: bicubic has no weights to {bicubic_for}; pass "
-                          f"{option}=runs/retrain/.../best.pt or a model.pt2")
-    path = Path(str(value)).expanduser()
-    if value == "bicubic" or path.is_file():
-        return
-    kinds = "a retrain checkpoint (best.pt) or an exported model.pt2"
-    if path.is_dir():
-        inside = next((path / n for n in ("best.pt", "model.pt2") if (path / n).is_file()), None)
-        raise ConfigError(f"{option}={value} is a folder; "
-                          + (f"pass the model in it: {option}={inside}" if inside else
-                             f"{option}= takes a file: {kinds}"))
-    raise FileNotFoundError(f"{option}={value}: no such file; {option}= takes {kinds}"
-                            + ("" if bicubic_for else ", or bicubic"))
-
-
 def export_formats(cfg: DictConfig) -> list[str]:
     """``format=`` as a list (``onnx`` and ``[pt2, onnx]`` both work); pt2 is always written."""
     chosen = [cfg.format] if isinstance(cfg.format, str) else list(cfg.format)
@@ -315,5 +292,6 @@ def check_options(job: str, cfg: DictConfig) -> None:
         if not cfg.checkpoint:
             raise ConfigError(f"checkpoint= is required: nas-sr {job} "
                               "checkpoint=runs/retrain/.../best.pt")
-    if job == "evaluate":
-        check_model_file("model", cfg.model)
+        if cfg.checkpoint == "bicubic":
+            raise ConfigError(f"checkpoint=bicubic: bicubic has no weights to {job}; pass "
+                              "checkpoint=runs/retrain/.../best.pt or a model.pt2")

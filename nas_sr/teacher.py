@@ -22,7 +22,7 @@ import torch
 from nas_sr.cache import H5Store, fingerprint, is_fresh, write_pairs
 from nas_sr.data import ImageSource, PairStore, crop_windows
 from nas_sr.images import to_tensor, to_uint8
-from nas_sr.inference import Predictor, load_predictor, super_resolve
+from nas_sr.inference import Predictor, load_predictor, model_file, super_resolve
 
 Store = PairStore | H5Store
 
@@ -65,10 +65,7 @@ def teacher_store(store: Store, sources: Sequence[ImageSource], rescale: Sequenc
     """The x8 self-ensemble output of ``model`` on each LR image of ``store`` (made from
     ``sources`` and their ``rescale`` copies), computed once and cached in ``cache_dir``: a
     store whose GT images are the teacher's outputs."""
-    path = Path(model).expanduser()
-    if not path.is_file():  # bicubic included: a teacher is a trained model
-        raise FileNotFoundError(f"train.teacher={model}: no such model file; pass a model.pt2 "
-                                "(nas-sr export) or a retrain checkpoint at this scale")
+    path = model_file(str(model), "train.teacher")  # bicubic too: a teacher is trained
     weights = hashlib.sha1(path.read_bytes()).hexdigest()
     key = hashlib.sha1(json.dumps(
         [weights, fingerprint(sources, scale, rescale)]).encode()).hexdigest()

@@ -124,7 +124,7 @@ def test_a_genotype_given_to_a_baseline_is_said_unused_and_every_baseline_is_nam
 
 @pytest.mark.parametrize("job", ["export", "compress"])
 def test_export_and_compress_name_their_own_option_and_refuse_bicubic(tmp_path, no_data, job):
-    with pytest.raises(FileNotFoundError, match=r"checkpoint=/nope.pt: no such file; "
+    with pytest.raises(FileNotFoundError, match=r"checkpoint=/nope.pt: no such model file; "
                                                 r"checkpoint= takes a retrain checkpoint"):
         run_job(job, make_cfg(job, "checkpoint=/nope.pt"), tmp_path)
     with pytest.raises(ConfigError, match=f"checkpoint=bicubic: bicubic has no weights to {job}"):

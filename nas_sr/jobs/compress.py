@@ -33,7 +33,7 @@ from nas_sr.checkpoint import save_atomic, write_json
 from nas_sr.complexity import complexity, human
 from nas_sr.distributed import Dist
 from nas_sr.inference import load_predictor
-from nas_sr.options import check_model_file, check_patch
+from nas_sr.options import check_patch
 from nas_sr.runlog import read_metrics
 from nas_sr.runtime import ConfigError, memory_format, resolve_device, set_threads
 
@@ -46,7 +46,7 @@ def load_source(path: Path) -> tuple[nn.Module, dict[str, Any]]:
     An exported pruned model has its masks folded into zeros: its model, as ``nas_sr.pt2``
     rebuilds it, has plain weights, and its arch spec here says so (no ``prune``).
     """
-    predictor = load_predictor(str(path), channels_last=False)
+    predictor = load_predictor(str(path), channels_last=False, option="checkpoint")
     arch = dict(predictor.arch)
     return predictor.model, lighten.folded(arch) if path.suffix == ".pt2" else arch
 
@@ -137,7 +137,6 @@ def table(rows: list[dict[str, Any]]) -> str:
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     set_threads(cfg.threads)
     source = Path(cfg.checkpoint).expanduser()
-    check_model_file("checkpoint", cfg.checkpoint, bicubic_for="compress")
     model, arch = load_source(source)
     check_source(cfg, arch)
     scale, device = int(arch["scale"]), resolve_device(cfg.device)

@@ -28,7 +28,7 @@ from nas_sr.images import downscale, load_image, mod_crop, to_tensor
 from nas_sr.inference import Predictor, load_predictor
 from nas_sr.lighten import fold_masks
 from nas_sr.onnx_model import ONNX_FILE, OnnxModel, export_onnx, levels_apart, with_metadata
-from nas_sr.options import check_model_file, export_formats
+from nas_sr.options import export_formats
 from nas_sr.pt2 import EXPORT_METADATA
 from nas_sr.runtime import ConfigError, set_threads
 from search_spaces.genotypes import Genotype
@@ -130,8 +130,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     source = Path(cfg.checkpoint).expanduser()
     # read before the slow export, so a wrong path costs nothing
     notes = read_notes(Path(cfg.card_notes).expanduser()) if cfg.card_notes else ""
-    check_model_file("checkpoint", cfg.checkpoint, bicubic_for="export")
-    predictor = load_predictor(str(source), channels_last=False)  # trace plain NCHW
+    predictor = load_predictor(str(source), channels_last=False,  # trace plain NCHW
+                               option="checkpoint")
     fold_masks(predictor.model)  # a pruned model ships plain weights, its zeros in them
     out = Path(cfg.output).expanduser() if cfg.output else run_dir
     out.mkdir(parents=True, exist_ok=True)
