@@ -55,8 +55,8 @@ class VideoInfo:
     audio: str | None  # the audio codec, None without an audio stream
     container: str     # FFmpeg's demuxer, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
     counted: bool = False  # frames is the container's own count, not an estimate
-    timed: bool = False    # else, duration is the video stream's own (so frames is close,
-    constant: bool = False  # and exact at a constant frame rate)
+    timed: bool = False    # duration is the video stream's own, so an estimate is close
+    constant: bool = False  # a constant frame rate, so such an estimate is exact
 
 
 @dataclass(frozen=True)
