@@ -18,9 +18,10 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_module
 
-from nas_sr.data import ImageSource, resolve_sources
-from nas_sr.inference import load_predictor
-from nas_sr.jobs.evaluate import benchmark_sources, restore
+from nas_sr.data.pairs import ImageSource
+from nas_sr.data.sources import benchmark_sources, resolve_sources
+from nas_sr.deploy.predictor import load_predictor
+from nas_sr.deploy.scoring import restore
 from nas_sr.metrics import mean, psnr_cbcr, psnr_y
 
 DEFAULT_ROOT = Path("../shared/datasets/benchmark")  # as evaluate's benchmark_root, from the root

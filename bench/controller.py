@@ -8,7 +8,7 @@ import torch
 from bench.supernet import train_step
 from bench.timing import Row, median_time
 from controllers import build_controller
-from nas_sr.shared_weights import score
+from nas_sr.search.supernet import score
 from search_spaces.network import CellSRNet
 
 BATCHES, STEPS, VAL_CROPS = 40, 40, 32  # the default preset's epoch

@@ -13,9 +13,10 @@ from torch.utils.data import DataLoader
 from bench.supernet import train_step
 from bench.timing import Row, median_time
 from controllers import build_controller
-from nas_sr.cache import H5Store, open_store
-from nas_sr.data import ImageSource, PairStore, RandomCrops, load_pairs
-from nas_sr.images import list_images
+from nas_sr.data.cache import H5Store, open_store
+from nas_sr.data.crops import RandomCrops
+from nas_sr.data.images import list_images
+from nas_sr.data.pairs import ImageSource, PairStore, load_pairs
 from search_spaces.network import CellSRNet
 
 SHARED_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "train"
@@ -25,7 +26,7 @@ def images(count: int) -> tuple[list[ImageSource], str]:
     if SHARED_TRAIN.is_dir():
         files, where = list_images(SHARED_TRAIN), "../shared/datasets/train"
     else:
-        from nas_sr.data import builtin_dir
+        from nas_sr.data.sources import builtin_dir
 
         files, where = sorted(builtin_dir().glob("*.png")), "scikit-image photos"
     return [ImageSource(f) for f in files[:count]], where

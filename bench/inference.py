@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 from bench.timing import BENCH_CELL, Row, interleaved
-from nas_sr.archs import build_model
-from nas_sr.data import builtin_dir
-from nas_sr.images import downscale, load_image, mod_crop, to_tensor
-from nas_sr.inference import load_predictor
-from nas_sr.jobs.export import export_model
+from nas_sr.archs.build import build_model
+from nas_sr.data.images import downscale, load_image, mod_crop, to_tensor
+from nas_sr.data.sources import builtin_dir
+from nas_sr.deploy.predictor import load_predictor
+from nas_sr.deploy.pt2 import export_model
 from nas_sr.metrics import psnr_y, quantize
 from search_spaces.genotypes import load_genotype
 
@@ -48,7 +48,7 @@ def models() -> dict[str, tuple[torch.nn.Module, bool]]:
     for name, path in TRAINED.items():
         if path.is_file() and path.suffix == ".pt2":
             # the shipped file, trusted: time the program a plain-torch user runs (nas-sr's own
-            # loader rebuilds the eager network instead, see nas_sr/pt2.py)
+            # loader rebuilds the eager network instead, see nas_sr/deploy/pt2.py)
             out[name] = (torch.export.load(path).module(), True)
             continue
         if path.is_file():

@@ -11,9 +11,9 @@ from pathlib import Path
 from PIL import Image
 
 from bench.timing import BENCH_CELL, Row
-from nas_sr.archs import build_model
-from nas_sr.data import builtin_dir
-from nas_sr.jobs.export import export_model, save_exported
+from nas_sr.archs.build import build_model
+from nas_sr.data.sources import builtin_dir
+from nas_sr.deploy.pt2 import export_model, save_exported
 
 # The child's own high-water mark: VmHWM belongs to the process image that exec made.
 # ru_maxrss does not: Linux carries it over exec from the (v)forked parent, so a child of

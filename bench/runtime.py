@@ -28,12 +28,12 @@ from torch import nn
 from bench.inference import test_image
 from bench.memory import peak_mb
 from bench.timing import Row, interleaved
-from nas_sr.archs import build_model
-from nas_sr.data import builtin_dir
-from nas_sr.deploy import for_inference
-from nas_sr.inference import load_predictor
-from nas_sr.jobs.export import export_model
-from nas_sr.onnx_model import OnnxModel, export_onnx, levels_apart
+from nas_sr.archs.build import build_model
+from nas_sr.data.sources import builtin_dir
+from nas_sr.deploy.form import for_inference
+from nas_sr.deploy.onnx_model import OnnxModel, export_onnx, levels_apart
+from nas_sr.deploy.predictor import load_predictor
+from nas_sr.deploy.pt2 import export_model
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINES = {"SRCNN": "srcnn", "FSRCNN": "fsrcnn"}
@@ -79,7 +79,7 @@ def runtimes(model: nn.Module, arch: dict, threads: int, lq: torch.Tensor,
     ``torch.compile`` only with ``compile_too`` (inductor builds C++ kernels: minutes).
 
     eager, compile and ONNX run the form nas-sr runs (a cell re-parameterised,
-    ``nas_sr.deploy``); a cell is also timed as trained, and the ``.pt2`` holds that form.
+    ``nas_sr.deploy.form``); a cell is also timed as trained, and the ``.pt2`` holds that form.
     """
     trained = build_model(arch).eval()
     trained.load_state_dict(model.state_dict())

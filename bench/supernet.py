@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from bench.timing import Row, interleaved
 from controllers import build_controller
-from nas_sr.runtime import native_bf16
+from nas_sr.device import native_bf16
 from search_spaces.genotypes import Genotype
 from search_spaces.network import CellSRNet
 

@@ -8,7 +8,7 @@ the model, its size and its Set5/Set14 PSNR); the model is loaded again and time
 "Set14"}`` (``"published": true`` for a paper's figures: hollow markers), timed as an
 untrained model of that arch (dense latency does not depend on the weights).
 Latency: median of interleaved runs on one random LR image, every model eager (an exported
-one rebuilt from its arch) in the form nas-sr runs it (``nas_sr.deploy``), masks folded,
+one rebuilt from its arch) in the form nas-sr runs it (``nas_sr.deploy.form``), masks folded,
 channels_last, the threads torch is given (``OMP_NUM_THREADS``). Pruned models are placed
 at their nonzero parameters, and timed as they run: dense kernels multiply the zeros too.
 Writes ``tradeoff_params.png`` and ``tradeoff_latency.png`` and prints a markdown table.
@@ -28,13 +28,12 @@ from matplotlib.transforms import Bbox
 from torch import nn
 
 from bench.timing import interleaved, machine
-from nas_sr.archs import build_model
-from nas_sr.complexity import complexity, human
-from nas_sr.deploy import for_inference
-from nas_sr.inference import load_predictor
-from nas_sr.jobs.compress import load_source
-from nas_sr.lighten import fold_masks, folded
-from nas_sr.search_plots import new_axes
+from nas_sr.archs.build import build_model
+from nas_sr.archs.complexity import complexity, human
+from nas_sr.archs.lighten import fold_masks, folded
+from nas_sr.deploy.form import for_inference
+from nas_sr.deploy.predictor import load_predictor, load_source
+from nas_sr.plots.search import new_axes
 
 FAMILY_COLORS = {"bicubic": "tab:gray", "srcnn": "tab:blue", "fsrcnn": "tab:cyan",
                  "vdsr": "tab:purple",

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.timing import Row, interleaved
-from nas_sr.runtime import native_bf16
+from nas_sr.device import native_bf16
 from search_spaces.genotypes import load_genotype
 from search_spaces.network import CellSRNet
 

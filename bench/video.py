@@ -18,10 +18,10 @@ import torch
 from PIL import Image
 
 from bench.timing import Row
-from nas_sr.data import builtin_dir
-from nas_sr.inference import Predictor, load_predictor, super_resolve
-from nas_sr.media import Settings, upscale_video
-from nas_sr.video import Encoding, rewrite
+from nas_sr.data.sources import builtin_dir
+from nas_sr.data.video import Encoding, rewrite
+from nas_sr.deploy.media import Settings, upscale_video
+from nas_sr.deploy.predictor import Predictor, load_predictor, super_resolve
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 SHIPPED_X2, CELL_X2 = MODELS / "searched_x2" / "model.pt2", MODELS / "cell_x2" / "model.pt2"

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from nas_sr.runtime import ConfigError
+from nas_sr.errors import ConfigError
 
 # ours alone, so cleaning a run folder never takes a user's own .tmp files
 TEMP_SUFFIX = ".nas-sr.tmp"

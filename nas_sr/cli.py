@@ -14,11 +14,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from nas_sr import checkpoint, runfolder
-from nas_sr.images import ImageError
+from nas_sr import checkpoint
+from nas_sr.data.images import ImageError
+from nas_sr.data.video import VideoError
+from nas_sr.errors import ConfigError, TrainingDiverged
 from nas_sr.options import check_options
-from nas_sr.runtime import ConfigError, TrainingDiverged
-from nas_sr.video import VideoError
+from nas_sr.runs import folder as runfolder
 from search_spaces.genotypes import GenotypeError
 
 USER_ERRORS = (ConfigError, ImageError, VideoError, GenotypeError, TrainingDiverged,

@@ -6,6 +6,8 @@ and expect outputs already rounded to 8 bits (``quantize``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from skimage.metrics import structural_similarity
@@ -82,3 +84,18 @@ def ssim_y(sr: torch.Tensor, gt: torch.Tensor, shave: int) -> float:
 
 def mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
+
+
+# LQ inputs and their GT targets: (N, 3, h, w) and (N, 3, h * scale, w * scale) in [0, 1]
+Pairs = tuple[torch.Tensor, torch.Tensor]
+
+
+@torch.inference_mode()
+def crop_psnrs(model: Callable[[torch.Tensor], torch.Tensor], pairs: Pairs, scale: int,
+               batch_size: int) -> torch.Tensor:
+    """Y-PSNR of ``model`` on each pair, as the field measures it: outputs rounded to 8 bits,
+    ``scale`` pixels shaved from every border. ``batch_size`` pairs go through at once."""
+    lq, gt = pairs
+    return torch.cat([psnr_y(quantize(model(lq[i:i + batch_size])),
+                             quantize(gt[i:i + batch_size]), shave=scale)
+                      for i in range(0, len(lq), batch_size)])

@@ -11,12 +11,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from nas_sr.archs import BASELINES, check_scale
-from nas_sr.data import rescale_factors
-from nas_sr.inference import RUNTIMES
-from nas_sr.lighten import CRITERIA, METHODS
-from nas_sr.runtime import CLOCKS, LOSSES, ConfigError, resolve_device
-from nas_sr.video import CONTAINERS
+from nas_sr.archs.build import BASELINES, check_scale
+from nas_sr.archs.lighten import CRITERIA, METHODS
+from nas_sr.data.pairs import rescale_factors
+from nas_sr.data.video import CONTAINERS
+from nas_sr.deploy.predictor import RUNTIMES
+from nas_sr.device import resolve_device
+from nas_sr.errors import ConfigError
+from nas_sr.train.recipe import CLOCKS, LOSSES
 from search_spaces.cost import BUDGET_MODES, cheapest_cost
 from search_spaces.genotypes import GENOTYPES
 

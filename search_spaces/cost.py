@@ -4,7 +4,7 @@ The search needs the size of every cell it scores at the width it will be retrai
 at, thousands of times: building a network (or tracing it) per cell would cost more
 than scoring it. Each op's parameters and multiply-accumulates per LR pixel are a
 closed form in the channel count C; ``tests/test_cost.py`` checks the sums against
-``count_params`` and the traced ``nas_sr.complexity.mult_adds`` of built networks.
+``count_params`` and the traced ``nas_sr.archs.complexity.mult_adds`` of built networks.
 Mult-Adds follow CARN/FALSR: one 1280x720 output, biases free.
 """
 

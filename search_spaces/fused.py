@@ -8,7 +8,7 @@ ops of the loose ends, so only nodes that other nodes read are computed as tenso
 state is ReLU'd once. The shipped x2 cell goes from 15 convs to 8, and from 61C^2 to
 48C^2 multiply-adds a pixel.
 
-Exact up to float rounding. It serves inference only (``nas_sr.deploy``): training,
+Exact up to float rounding. It serves inference only (``nas_sr.deploy.form``): training,
 checkpoints and model files keep the searched form, whose weights the cell names.
 """
 

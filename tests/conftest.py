@@ -10,10 +10,10 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 from PIL import Image
 
-from nas_sr.archs import SRCNN
+from nas_sr.archs.baselines import SRCNN
 from nas_sr.checkpoint import save_atomic
 from nas_sr.cli import main, run_job
-from nas_sr.images import downscale, load_image
+from nas_sr.data.images import downscale, load_image
 from search_spaces.genotypes import Genotype, choices_per_decision
 
 os.environ.setdefault("WANDB_MODE", "offline")  # never reach the network from a test

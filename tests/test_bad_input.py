@@ -14,15 +14,16 @@ from PIL import Image
 
 from conftest import make_cfg, write_image
 from nas_sr import checkpoint
-from nas_sr import data as data_mod
-from nas_sr.cache import open_store
 from nas_sr.checkpoint import TEMP_SUFFIX, save_atomic, write_json
 from nas_sr.cli import run_job
-from nas_sr.data import ImageSource, RandomCrops
-from nas_sr.images import ImageError, list_images, load_image
+from nas_sr.data import pairs as data_pairs
+from nas_sr.data.cache import open_store
+from nas_sr.data.crops import RandomCrops
+from nas_sr.data.images import ImageError, list_images, load_image
+from nas_sr.data.pairs import ImageSource
+from nas_sr.errors import ConfigError
 from nas_sr.options import check_options
-from nas_sr.runfolder import LOCK
-from nas_sr.runtime import ConfigError
+from nas_sr.runs.folder import LOCK
 from search_spaces.cost import cheapest_cost
 from search_spaces.genotypes import GenotypeError, load_genotype
 
@@ -32,7 +33,7 @@ def no_data(monkeypatch):
     """Any image read fails the test: the check must come before data loading."""
     def read(path):
         raise AssertionError(f"data was read ({path}) before the options were checked")
-    monkeypatch.setattr(data_mod, "load_image", read)
+    monkeypatch.setattr(data_pairs, "load_image", read)
 
 
 @pytest.mark.parametrize("job, overrides, message", [
@@ -232,7 +233,7 @@ def test_a_file_that_is_no_checkpoint_at_all_is_named_as_such(tmp_path, no_data)
 
 
 def test_a_model_with_nan_weights_is_refused_not_saved_as_a_black_picture(tmp_path, no_data):
-    from nas_sr.archs import build_model
+    from nas_sr.archs.build import build_model
 
     arch = {"name": "srcnn", "scale": 2}
     model = build_model(arch)

@@ -10,10 +10,10 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import QUIET, make_cfg
-from nas_sr import runfolder
 from nas_sr.cli import check_added_keys, check_run_folder, resumed_config, run_job
-from nas_sr.runfolder import RunFolderBusy
-from nas_sr.runtime import ConfigError
+from nas_sr.errors import ConfigError
+from nas_sr.runs import folder as runfolder
+from nas_sr.runs.folder import RunFolderBusy
 
 
 @pytest.fixture
@@ -198,7 +198,7 @@ def test_resuming_a_run_of_the_other_job_is_refused(tmp_path, job, made_by, chec
 
 SLOW_UPSCALE = """
 import sys, time
-from nas_sr import media
+from nas_sr.deploy import media
 from nas_sr.cli import main
 real = media.super_resolve
 def slow(*args, **kwargs):  # a frame at a time, slowly enough to be stopped mid-file

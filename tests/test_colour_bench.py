@@ -8,9 +8,8 @@ from PIL import Image
 
 from bench.colour import main, scores
 from conftest import make_cfg, make_set, srcnn_checkpoint
-from nas_sr.data import resolve_sources
+from nas_sr.data.sources import benchmark_sources, resolve_sources
 from nas_sr.jobs import evaluate
-from nas_sr.jobs.evaluate import benchmark_sources
 from nas_sr.metrics import psnr_cbcr
 
 

@@ -11,14 +11,15 @@ from torch import nn
 from torch.nn.utils import prune
 
 from conftest import make_cfg, make_set, write_image
-from nas_sr import lighten
-from nas_sr.archs import MSRN, SRCNN, build_model, load_model
+from nas_sr.archs import lighten
+from nas_sr.archs.baselines import MSRN, SRCNN
+from nas_sr.archs.build import build_model, load_model
+from nas_sr.archs.complexity import human, mult_adds
 from nas_sr.checkpoint import save_atomic
 from nas_sr.cli import run_job
-from nas_sr.complexity import human, mult_adds
-from nas_sr.inference import load_predictor
+from nas_sr.deploy.predictor import load_predictor
+from nas_sr.errors import ConfigError
 from nas_sr.jobs import compress, evaluate, export, upscale
-from nas_sr.runtime import ConfigError
 from search_spaces.network import count_params
 
 SRCNN_PARAMS = count_params(SRCNN(2))  # 9-5-5, 64-32 filters: hand-counted below
@@ -252,7 +253,7 @@ def test_compressed_checkpoint_goes_through_evaluate_export_upscale_and_retrain(
                     str(tmp_path / "lr.pt"), str(tmp_path / "sr.pt")], check=True, timeout=120)
     with torch.no_grad():
         assert (torch.load(tmp_path / "sr.pt") - model(lq)).abs().max() < 1e-5
-    # nas-sr's own read of it (nas_sr.pt2, no torch.export.load): rebuilt without masks
+    # nas-sr's own read of it (nas_sr.deploy.pt2, no torch.export.load): rebuilt without masks
     exported = load_predictor(str(tmp_path / "out" / "model.pt2"), 2, channels_last=False)
     assert exported.arch["prune"]["rounds"] == 2 and not prune.is_pruned(exported.model)
     with torch.no_grad():
@@ -304,7 +305,7 @@ def test_separable_and_channel_jobs_from_an_exported_cell(image_folder, tmp_path
     {"name": "smsrn", "scale": 4, "blocks": 1, "channels": 4},
 ], ids=["separable", "shrink", "msrn", "smsrn"])
 def test_lighter_archs_export_and_load_through_the_safe_reader(tmp_path, arch):
-    """A .pt2 is rebuilt from its spec (nas_sr.pt2): every lighter structure must rebuild
+    """A .pt2 is rebuilt from its spec (nas_sr.deploy.pt2): every lighter structure must rebuild
     with exactly the exported weights' names and shapes."""
     model, _ = load_model(checkpoint(tmp_path / "m.pt", arch))
     export.run(make_cfg("export", f"checkpoint={tmp_path / 'm.pt'}",

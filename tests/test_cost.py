@@ -5,8 +5,8 @@ import torch
 from scipy import stats
 
 from controllers import RandomController
-from nas_sr.complexity import mult_adds
-from nas_sr.stats import rank_correlation
+from nas_sr.archs.complexity import mult_adds
+from nas_sr.search.stats import rank_correlation
 from search_spaces.cost import (
     budget_penalty,
     cheapest_cost,

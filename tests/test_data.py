@@ -9,24 +9,22 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from conftest import SHARED, make_cfg, needs_datasets, write_image
-from nas_sr.cache import H5Store, open_store
-from nas_sr.data import (
+from nas_sr.data.cache import H5Store, open_store
+from nas_sr.data.crops import RandomCrops, fixed_crops, min_image_size
+from nas_sr.data.images import ImageError, downscale, resize, to_uint8
+from nas_sr.data.pairs import (
     ImageSource,
     PairStore,
-    RandomCrops,
-    fixed_crops,
     load_pairs,
-    min_image_size,
     rescale_factors,
-    resolve_sources,
     with_rescaled_copies,
 )
-from nas_sr.distributed import Dist
-from nas_sr.images import ImageError, downscale, resize, to_uint8
+from nas_sr.data.sources import resolve_sources
+from nas_sr.errors import ConfigError
 from nas_sr.options import check_options
-from nas_sr.runtime import ConfigError
-from nas_sr.shared_weights import reward_crops, train_store
-from nas_sr.trainer import load_data
+from nas_sr.search.supernet import reward_crops, train_store
+from nas_sr.train.distributed import Dist
+from nas_sr.train.trainer import load_data
 
 
 def sources(folder):
@@ -323,7 +321,7 @@ def test_shared_training_folder_resolves():
 FRAGMENTATION_PROBE = """
 import sys
 from pathlib import Path
-from nas_sr.data import ImageSource, load_pairs
+from nas_sr.data.pairs import ImageSource, load_pairs
 def rss_mb():
     with open("/proc/self/status") as f:
         return int(f.read().split("VmRSS:")[1].split()[0]) / 1024

@@ -19,14 +19,17 @@ from conftest import (
     srcnn_checkpoint,
     write_image,
 )
-from nas_sr.archs import SRCNN
-from nas_sr.complexity import count_params, lq_size, mult_adds
-from nas_sr.images import ImageError, to_tensor
-from nas_sr.inference import ModelError, amp_and_runtime, load_predictor, super_resolve
+from nas_sr.archs.baselines import SRCNN
+from nas_sr.archs.complexity import count_params, lq_size, mult_adds
+from nas_sr.data.images import ImageError, to_tensor
+from nas_sr.data.sources import benchmark_sources
+from nas_sr.deploy import scoring
+from nas_sr.deploy.predictor import ModelError, amp_and_runtime, load_predictor, super_resolve
+from nas_sr.device import native_bf16
+from nas_sr.errors import ConfigError
 from nas_sr.jobs import evaluate
 from nas_sr.metrics import psnr_y, quantize, ssim_y
 from nas_sr.options import check_options
-from nas_sr.runtime import ConfigError, native_bf16
 
 # the datasets README's figures for PIL bicubic upsampling of the given LR images
 REFERENCE = {("Set5", 2): 33.67, ("Set14", 2): 30.33, ("Set5", 3): 30.40,
@@ -174,11 +177,11 @@ def test_a_missing_benchmark_root_is_told_apart_from_one_without_sets(tmp_path, 
                                                 rf"does not exist \(relative to "
                                                 rf"{re.escape(str(tmp_path))}\); "
                                                 r"pass benchmark_root=DIR"):
-        evaluate.benchmark_sources(Path("../shared/datasets/benchmark"), "Set5", 2)
+        benchmark_sources(Path("../shared/datasets/benchmark"), "Set5", 2)
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"Set5: no such benchmark set \(.*empty has no "
                                                 r"sets\); check sets= and benchmark_root="):
-        evaluate.benchmark_sources(tmp_path / "empty", "Set5", 2)
+        benchmark_sources(tmp_path / "empty", "Set5", 2)
 
 
 def test_a_damaged_image_in_a_later_set_fails_before_any_set_is_scored(tmp_path, monkeypatch):
@@ -188,7 +191,7 @@ def test_a_damaged_image_in_a_later_set_fails_before_any_set_is_scored(tmp_path,
 
     def scored(*args, **kwargs):
         raise AssertionError("an image was super-resolved before the damaged one was found")
-    monkeypatch.setattr(evaluate, "super_resolve", scored)
+    monkeypatch.setattr(scoring, "super_resolve", scored)
     with pytest.raises(ImageError, match=str(damaged)):
         evaluate.run(make_cfg("evaluate", f"benchmark_root={root}", "sets=[Tiny,Later]",
                               *QUIET), tmp_path)

@@ -10,12 +10,12 @@ from skimage import data as skdata
 from torch import nn
 
 from conftest import SHARED, make_cfg, write_image
-from nas_sr.archs import build_model, load_model
+from nas_sr.archs.build import build_model, load_model
 from nas_sr.checkpoint import save_atomic
-from nas_sr.images import ImageError, downscale, load_image, to_tensor
-from nas_sr.inference import ModelError, self_ensemble, tiled_forward
+from nas_sr.data.images import ImageError, downscale, load_image, to_tensor
+from nas_sr.deploy.predictor import ModelError, self_ensemble, tiled_forward
+from nas_sr.errors import ConfigError
 from nas_sr.jobs import export, upscale
-from nas_sr.runtime import ConfigError
 
 # every op of the space, a loose end and a reuse of h(k-2)
 GENOTYPE = {"nodes": [[0, "conv_3x3", 1, "sep_conv_3x3"], [2, "dil_conv_3x3", 1, "identity"],

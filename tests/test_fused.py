@@ -8,13 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from nas_sr.archs import build_model
+from nas_sr.archs.build import build_model
+from nas_sr.archs.complexity import mult_adds
+from nas_sr.archs.lighten import prune_magnitude
 from nas_sr.checkpoint import save_atomic
-from nas_sr.complexity import mult_adds
-from nas_sr.deploy import for_inference
-from nas_sr.inference import load_predictor, super_resolve
-from nas_sr.lighten import prune_magnitude
-from nas_sr.onnx_model import OnnxModel, export_onnx
+from nas_sr.deploy.form import for_inference
+from nas_sr.deploy.onnx_model import OnnxModel, export_onnx
+from nas_sr.deploy.predictor import load_predictor, super_resolve
 from search_spaces.fused import FusedCell, fused
 from search_spaces.genotypes import Genotype, load_genotype
 from search_spaces.network import CellSRNet

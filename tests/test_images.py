@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from conftest import SHARED, needs_datasets, write_image
-from nas_sr.images import (
+from nas_sr.data.images import (
     ImageError,
     downscale,
     list_images,

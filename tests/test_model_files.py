@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from conftest import make_cfg
-from nas_sr.archs import MAX_PARAMS, build_model
+from nas_sr.archs.build import MAX_PARAMS, build_model
 from nas_sr.checkpoint import save_atomic
-from nas_sr.inference import ModelError, load_predictor
-from nas_sr.runtime import ConfigError
+from nas_sr.deploy.predictor import ModelError, load_predictor
+from nas_sr.errors import ConfigError
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "cell_x2" / "model.pt2"
 PREFIX = "model/"
@@ -157,8 +157,8 @@ def test_a_pt2_with_a_malformed_lightening_entry_is_refused(tmp_path, extra, mes
 
 
 def test_init_from_a_shipped_pt2_takes_its_weights_without_its_checkpoint():
-    from nas_sr.pt2 import load_exported
-    from nas_sr.trainer import init_from
+    from nas_sr.deploy.pt2 import load_exported
+    from nas_sr.train.trainer import init_from
 
     exported, arch = load_exported(SHIPPED)
     x3 = build_model({**arch, "scale": 3})  # a new upsampler, the body from the x2 file
@@ -167,10 +167,10 @@ def test_init_from_a_shipped_pt2_takes_its_weights_without_its_checkpoint():
 
 
 def test_a_size_mismatch_is_named_with_the_overrides_that_make_init_from_fit():
-    from nas_sr.archs import shape_mismatch
+    from nas_sr.archs.build import shape_mismatch
+    from nas_sr.deploy.pt2 import read_model_file
     from nas_sr.jobs.retrain import model_spec
-    from nas_sr.pt2 import read_model_file
-    from nas_sr.trainer import init_from
+    from nas_sr.train.trainer import init_from
 
     source = read_model_file(SHIPPED)["arch"]
     small = model_spec(make_cfg("retrain", "genotype=cell_x2", "scale=3"))  # 8 x 2

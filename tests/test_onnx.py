@@ -11,15 +11,15 @@ from onnx import TensorProto, helper
 from test_export_upscale import ARCH, real_lq
 
 from conftest import make_cfg, make_set
-from nas_sr.archs import build_model
+from nas_sr.archs.build import build_model
 from nas_sr.checkpoint import save_atomic
-from nas_sr.images import to_tensor
-from nas_sr.inference import load_predictor, super_resolve
+from nas_sr.data.images import to_tensor
+from nas_sr.deploy.onnx_model import levels_apart, load_onnx, read_onnx, with_metadata
+from nas_sr.deploy.predictor import load_predictor, super_resolve
+from nas_sr.deploy.pt2 import EXPORT_METADATA, ModelError
+from nas_sr.errors import ConfigError
 from nas_sr.jobs import evaluate, export
-from nas_sr.onnx_model import levels_apart, load_onnx, read_onnx, with_metadata
 from nas_sr.options import check_options
-from nas_sr.pt2 import EXPORT_METADATA, ModelError
-from nas_sr.runtime import ConfigError
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "searched_x2" / "model.pt2"
 

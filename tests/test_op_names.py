@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from controllers import RandomController
-from nas_sr.archs import build_model, load_model
+from nas_sr.archs.build import build_model, load_model
 from nas_sr.checkpoint import save_atomic
-from nas_sr.trainer import init_from
+from nas_sr.train.trainer import init_from
 from search_spaces.cell import current_name
 from search_spaces.genotypes import Genotype, Node
 from search_spaces.network import CellSRNet
@@ -94,7 +94,7 @@ def test_an_old_retrain_checkpoint_loads_and_starts_a_run(monkeypatch, tmp_path,
 
 
 def test_the_cell_x2_export_holds_old_names_and_still_evaluates():
-    from nas_sr.inference import load_predictor
+    from nas_sr.deploy.predictor import load_predictor
 
     with zipfile.ZipFile(CELL_X2) as archive:
         assert b"cells.0.edges.0.0.sep_conv_3x3.1.weight" in archive.read(

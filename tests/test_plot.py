@@ -8,11 +8,12 @@ from hydra import compose, initialize_config_module
 from PIL import Image
 
 from conftest import make_cfg, write_run
-from nas_sr import search_plots, training_plots
 from nas_sr.cli import run_job
+from nas_sr.errors import ConfigError
 from nas_sr.jobs import plot
-from nas_sr.runlog import read_metrics
-from nas_sr.runtime import ConfigError
+from nas_sr.plots import search as search_plots
+from nas_sr.plots import training as training_plots
+from nas_sr.runs.log import read_metrics
 from search_spaces.genotypes import Genotype
 from search_spaces.operations import OP_NAMES
 

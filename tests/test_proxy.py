@@ -9,15 +9,16 @@ from scipy import stats
 
 from conftest import make_cfg
 from controllers import RandomController
-from nas_sr import proxy as proxy_mod
 from nas_sr.cli import run_job
-from nas_sr.data import PairStore, RandomCrops
-from nas_sr.jobs.search import Search
+from nas_sr.data.crops import RandomCrops
+from nas_sr.data.pairs import PairStore
+from nas_sr.errors import ConfigError
 from nas_sr.options import check_options
-from nas_sr.proxy import ProxyReward, ProxySetting, proxy_batches, proxy_score
-from nas_sr.runlog import read_metrics
-from nas_sr.runtime import ConfigError
-from nas_sr.stats import variance_components
+from nas_sr.runs.log import read_metrics
+from nas_sr.search import proxy as proxy_mod
+from nas_sr.search.loop import Search
+from nas_sr.search.proxy import ProxyReward, ProxySetting, proxy_batches, proxy_score
+from nas_sr.search.stats import variance_components
 from search_spaces.genotypes import Genotype
 
 TINY = ProxySetting(channels=4, cells=1, steps=6, batch_size=2, patch_size=16, lr=1e-3)

@@ -7,10 +7,10 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from conftest import write_run
+from nas_sr.errors import ConfigError
 from nas_sr.jobs import report
 from nas_sr.jobs.report import main, markdown, paired, policy_vs_uniform, summary_row
-from nas_sr.runtime import ConfigError
-from nas_sr.shared_weights import load_search_run
+from nas_sr.search.supernet import load_search_run
 
 
 def test_first_and_last_tenth_and_the_compare_layout(tmp_path):

@@ -9,19 +9,22 @@ import pytest
 import torch
 
 from conftest import QUIET, make_cfg, srcnn_checkpoint
-from nas_sr import teacher, trainer
-from nas_sr.archs import EDSR, FSRCNN, SRCNN, VDSR, build_model, load_model
+from nas_sr.archs.baselines import EDSR, FSRCNN, SRCNN, VDSR
+from nas_sr.archs.build import build_model, load_model
 from nas_sr.checkpoint import save_atomic, write_json
 from nas_sr.cli import run_job
-from nas_sr.data import load_pairs, resolve_sources
-from nas_sr.distributed import Dist
-from nas_sr.ema import WeightAverage
-from nas_sr.images import to_tensor, to_uint8
-from nas_sr.inference import load_predictor, self_ensemble, super_resolve
+from nas_sr.data.images import to_tensor, to_uint8
+from nas_sr.data.pairs import load_pairs
+from nas_sr.data.sources import resolve_sources
+from nas_sr.deploy.predictor import load_predictor, self_ensemble, super_resolve
+from nas_sr.errors import TrainingDiverged
 from nas_sr.jobs import retrain as retrain_mod
 from nas_sr.options import check_options
-from nas_sr.runlog import read_metrics
-from nas_sr.runtime import CLOCKS, LOSSES, TrainingDiverged, cosine_lr
+from nas_sr.runs.log import read_metrics
+from nas_sr.train import teacher, trainer
+from nas_sr.train.distributed import Dist
+from nas_sr.train.ema import WeightAverage
+from nas_sr.train.recipe import CLOCKS, LOSSES, cosine_lr
 from search_spaces.genotypes import Genotype, GenotypeError, Node
 from search_spaces.network import CellSRNet, count_params
 from search_spaces.operations import OPS

@@ -7,10 +7,10 @@ import torch
 from conftest import QUIET, make_cfg
 from controllers import Controller
 from nas_sr.cli import run_job
-from nas_sr.jobs import search as search_mod
+from nas_sr.errors import TrainingDiverged
 from nas_sr.options import check_options
-from nas_sr.runlog import read_metrics
-from nas_sr.runtime import TrainingDiverged
+from nas_sr.runs.log import read_metrics
+from nas_sr.search import loop as search_loop
 from search_spaces.genotypes import load_genotype
 
 
@@ -72,7 +72,7 @@ def test_kill_and_resume_across_the_warmup_boundary_equals_an_uninterrupted_run(
 def test_search_amp_trains_the_shared_weights_in_bf16_and_scores_in_fp32(tmp_path,
                                                                          monkeypatch):
     dtypes = {"train": set(), "score": set()}
-    real = search_mod.build_supernet
+    real = search_loop.build_supernet
 
     def watched(cfg):
         net = real(cfg)
@@ -80,7 +80,7 @@ def test_search_amp_trains_the_shared_weights_in_bf16_and_scores_in_fp32(tmp_pat
             "train" if module.training else "score"].add(out.dtype))
         return net
 
-    monkeypatch.setattr(search_mod, "build_supernet", watched)
+    monkeypatch.setattr(search_loop, "build_supernet", watched)
     summary = run_job("search", make_cfg("search", "search.epochs=1", "search.amp=true"),
                       tmp_path)
     assert dtypes == {"train": {torch.bfloat16}, "score": {torch.float32}}
@@ -91,7 +91,7 @@ def test_search_amp_trains_the_shared_weights_in_bf16_and_scores_in_fp32(tmp_pat
 
 def test_warmup_samples_uniformly_and_never_updates_the_policy(tmp_path, monkeypatch):
     cfg = make_cfg("search", "search.epochs=4", "search.warmup=0.5")
-    search = search_mod.Search(cfg, tmp_path)
+    search = search_loop.Search(cfg, tmp_path)
     policy_draws = {"n": 0}
     real_sample = type(search.controller).sample
 
@@ -109,7 +109,7 @@ def test_warmup_samples_uniformly_and_never_updates_the_policy(tmp_path, monkeyp
             return real(*args)
         monkeypatch.setattr(sampler, "sample", counted)
     before = {k: v.clone() for k, v in search.controller.state_dict().items()}
-    log = search_mod.RunLog(tmp_path)
+    log = search_loop.RunLog(tmp_path)
     for _ in range(2):  # the two warm-up epochs
         assert search.in_warmup
         search.train_shared()
@@ -136,7 +136,7 @@ def test_warmup_samples_uniformly_and_never_updates_the_policy(tmp_path, monkeyp
 def test_every_controller_adds_as_many_final_candidates(tmp_path, monkeypatch, controller):
     cfg = make_cfg("search", f"controller={controller}", "search.final_samples=3",
                    "search.final_top=1")
-    search = search_mod.Search(cfg, tmp_path)
+    search = search_loop.Search(cfg, tmp_path)
     draws = []
     real_sample = type(search.controller).sample
 
@@ -203,14 +203,14 @@ def test_another_seed_another_search(smoke_search, tmp_path):
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path, monkeypatch):
     cfg = make_cfg("search", "search.epochs=2")
-    real = search_mod.F.l1_loss
+    real = search_loop.F.l1_loss
     calls = {"n": 0}
 
     def poisoned(a, b):
         calls["n"] += 1
         return real(a, b) * (float("nan") if calls["n"] > 4 else 1.0)  # NaN in epoch 2
 
-    monkeypatch.setattr(search_mod.F, "l1_loss", poisoned)
+    monkeypatch.setattr(search_loop.F, "l1_loss", poisoned)
     with pytest.raises(TrainingDiverged, match=r"shared-weight loss became nan in epoch 2; "
                                                 r".*checkpoint\.pt \(after epoch 1\) is left"):
         run_job("search", cfg, tmp_path)

@@ -1,4 +1,4 @@
-"""The state machinery and PSNR helper that search and retrain share (nas_sr/training.py)."""
+"""The state machinery and PSNR helper that search and retrain share (nas_sr/train/state.py)."""
 
 from functools import partial
 from pathlib import Path
@@ -7,13 +7,14 @@ from typing import Any
 import pytest
 import torch
 
-from nas_sr.jobs.search import Search
-from nas_sr.metrics import psnr_y, quantize
-from nas_sr.runlog import RunLog
-from nas_sr.runtime import PATIENCE, BlowUpGuard, native_bf16, use_amp
-from nas_sr.shared_weights import score
-from nas_sr.trainer import Trainer
-from nas_sr.training import RunState, crop_psnrs
+from nas_sr.device import native_bf16, use_amp
+from nas_sr.metrics import crop_psnrs, psnr_y, quantize
+from nas_sr.runs.log import RunLog
+from nas_sr.search.loop import Search
+from nas_sr.search.supernet import score
+from nas_sr.train.recipe import PATIENCE, BlowUpGuard
+from nas_sr.train.state import RunState
+from nas_sr.train.trainer import Trainer
 from search_spaces.genotypes import Genotype, Node
 from search_spaces.network import CellSRNet
 

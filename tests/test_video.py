@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import make_cfg, write_clip
+from nas_sr.data.video import Encoding, VideoError, probe, rewrite
 from nas_sr.jobs import upscale
-from nas_sr.video import Encoding, VideoError, probe, rewrite
 
 CELL_X2 = Path(__file__).resolve().parents[1] / "models" / "cell_x2" / "model.pt2"
 

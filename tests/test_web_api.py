@@ -17,11 +17,11 @@ from PIL import Image
 
 from conftest import make_cfg, write_clip, write_image
 from nas_sr.cli import run_job
+from nas_sr.data.video import Encoding, probe
+from nas_sr.deploy.media import Settings
+from nas_sr.errors import ConfigError
 from nas_sr.jobs import serve
 from nas_sr.jobs.serve import build
-from nas_sr.media import Settings
-from nas_sr.runtime import ConfigError
-from nas_sr.video import Encoding, probe
 from nas_sr.web.app import create_app
 from nas_sr.web.catalog import load_catalog
 from nas_sr.web.jobs import Job, JobQueue

@@ -27,28 +27,19 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.nn.utils import prune
 
-from nas_sr import lighten, trainer
-from nas_sr.archs import build_model, load_model
+from nas_sr.archs import lighten
+from nas_sr.archs.build import build_model, load_model
+from nas_sr.archs.complexity import complexity, human
 from nas_sr.checkpoint import save_atomic, write_json
-from nas_sr.complexity import complexity, human
-from nas_sr.distributed import Dist
-from nas_sr.inference import load_predictor
+from nas_sr.deploy.predictor import load_source
+from nas_sr.device import memory_format, resolve_device, set_threads
+from nas_sr.errors import ConfigError
 from nas_sr.options import check_patch
-from nas_sr.runlog import read_metrics
-from nas_sr.runtime import ConfigError, memory_format, resolve_device, set_threads
+from nas_sr.runs.log import read_metrics
+from nas_sr.train import trainer
+from nas_sr.train.distributed import Dist
 
 RESULT = "compressed.pt"
-
-
-def load_source(path: Path) -> tuple[nn.Module, dict[str, Any]]:
-    """(model, arch) of a retrain checkpoint or an exported ``model.pt2``.
-
-    An exported pruned model has its masks folded into zeros: its model, as ``nas_sr.pt2``
-    rebuilds it, has plain weights, and its arch spec here says so (no ``prune``).
-    """
-    predictor = load_predictor(str(path), channels_last=False, option="checkpoint")
-    arch = dict(predictor.arch)
-    return predictor.model, lighten.folded(arch) if path.suffix == ".pt2" else arch
 
 
 def check_source(cfg: DictConfig, arch: dict[str, Any]) -> None:

@@ -1,7 +1,7 @@
 """The plot job: ``nas-sr plot RUN_DIR ...`` draws each search run's figures into its
-``plots/`` and overlays their rewards by controller (``nas_sr.search_plots``); training runs
+``plots/`` and overlays their rewards by controller (``nas_sr.plots.search``); training runs
 (retrain) among them, and curves saved before, get their learning curves overlaid
-(``nas_sr.training_plots``), each run folder's curve also written as ``curve_<run>.json``
+(``nas_sr.plots.training``), each run folder's curve also written as ``curve_<run>.json``
 beside the figure."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from nas_sr.checkpoint import write_json
-from nas_sr.search_plots import PlotError, load_run, log_to_wandb, overlay_figure, run_figures, save
-from nas_sr.training_plots import (
+from nas_sr.plots.search import PlotError, load_run, log_to_wandb, overlay_figure, run_figures, save
+from nas_sr.plots.training import (
     CURVE_PREFIX,
     is_training_run,
     load_training_run,

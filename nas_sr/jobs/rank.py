@@ -41,12 +41,12 @@ from omegaconf import DictConfig
 
 from controllers import RandomController
 from nas_sr.checkpoint import write_json
+from nas_sr.errors import ConfigError
+from nas_sr.plots.tradeoff import rank_figure
 from nas_sr.progress import progress_bar
-from nas_sr.proxy import ProxyReward, ProxySetting
-from nas_sr.runtime import ConfigError
-from nas_sr.shared_weights import SearchRun, load_search_run, train_store
-from nas_sr.stats import rank_correlation, variance_components
-from nas_sr.tradeoff_plots import rank_figure
+from nas_sr.search.proxy import ProxyReward, ProxySetting
+from nas_sr.search.stats import rank_correlation, variance_components
+from nas_sr.search.supernet import SearchRun, load_search_run, train_store
 from search_spaces.cost import genotype_cost
 from search_spaces.genotypes import Genotype
 

@@ -20,10 +20,10 @@ from typing import Any
 import torch
 
 from controllers import RandomController
-from nas_sr.runlog import read_metrics
-from nas_sr.runtime import ConfigError
-from nas_sr.search_plots import controller_type
-from nas_sr.shared_weights import load_search_run
+from nas_sr.errors import ConfigError
+from nas_sr.plots.search import controller_type
+from nas_sr.runs.log import read_metrics
+from nas_sr.search.supernet import load_search_run
 
 COLUMNS = ("first10", "last10", "last_epoch", "search_val", "params", "retrain_val", "Set5",
            "Set14")

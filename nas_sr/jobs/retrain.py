@@ -1,7 +1,7 @@
 """The retrain job: a found cell (``genotype=PATH|NAME``) or a baseline, trained standalone.
 
 The model comes from the config (``model=``, ``archs.*``, ``genotype=``); the training
-itself, its checkpoints and its resume are ``nas_sr.trainer``'s.
+itself, its checkpoints and its resume are ``nas_sr.train.trainer``'s.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from nas_sr import trainer
-from nas_sr.lighten import LIGHTENINGS
-from nas_sr.pt2 import read_model_file
-from nas_sr.runtime import ConfigError
+from nas_sr.archs.lighten import LIGHTENINGS
+from nas_sr.deploy.pt2 import read_model_file
+from nas_sr.errors import ConfigError
+from nas_sr.train import trainer
 from search_spaces.genotypes import GenotypeError, find_genotype
 
 

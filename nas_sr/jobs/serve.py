@@ -10,8 +10,9 @@ import uvicorn
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
-from nas_sr.media import Settings
-from nas_sr.runtime import ConfigError, set_threads
+from nas_sr.deploy.media import Settings
+from nas_sr.device import set_threads
+from nas_sr.errors import ConfigError
 from nas_sr.web.app import create_app
 from nas_sr.web.catalog import is_model_name, load_catalog
 from nas_sr.web.uploads import Limits

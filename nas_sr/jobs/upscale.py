@@ -7,12 +7,13 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from nas_sr.images import IMAGE_EXTENSIONS, ImageError, list_images
-from nas_sr.inference import Predictor, load_predictor
-from nas_sr.media import Settings, is_video, upscale_image, upscale_video
+from nas_sr.data.images import IMAGE_EXTENSIONS, ImageError, list_images
+from nas_sr.data.video import VIDEO_EXTENSIONS, VideoError
+from nas_sr.deploy.media import Settings, is_video, upscale_image, upscale_video
+from nas_sr.deploy.predictor import Predictor, load_predictor
+from nas_sr.device import set_threads
+from nas_sr.errors import ConfigError
 from nas_sr.progress import progress_bar
-from nas_sr.runtime import ConfigError, set_threads
-from nas_sr.video import VIDEO_EXTENSIONS, VideoError
 
 
 def upscale_file(predictor: Predictor, src: Path, dest: Path, settings: Settings,

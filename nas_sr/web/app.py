@@ -20,7 +20,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nas_sr.media import Settings, upscale_image, upscale_video
+from nas_sr.deploy.media import Settings, upscale_image, upscale_video
 from nas_sr.web.catalog import Entry
 from nas_sr.web.jobs import Job, JobQueue, new_id
 from nas_sr.web.uploads import Limits, UploadError, inspect

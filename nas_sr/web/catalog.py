@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from nas_sr.inference import Predictor, load_predictor
-from nas_sr.pt2 import ModelError
+from nas_sr.deploy.predictor import Predictor, load_predictor
+from nas_sr.deploy.pt2 import ModelError
 
 log = logging.getLogger(__name__)
 BICUBIC_SCALES = (2, 3, 4)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from nas_sr.images import PIL_FORMATS, DamagedImage, ImageError, load_image, reductions
-from nas_sr.video import NotAVideo, VideoError, probe
+from nas_sr.data.images import PIL_FORMATS, DamagedImage, ImageError, load_image, reductions
+from nas_sr.data.video import NotAVideo, VideoError, probe
 
 # canonical extensions of the stored input, by what the content turned out to be
 IMAGE_SUFFIX = {"JPEG": ".jpg", "TIFF": ".tif", "MPO": ".jpg"}

@@ -3,7 +3,7 @@ ceiling's 10 band cells (docs/RESULTS.md, "How much is left for a controller?").
 Run from the repository root: python docs/figures/ceiling/headroom.py"""
 import json
 
-from nas_sr.stats import pearson_from_tau, reliability, selection_gain
+from nas_sr.search.stats import pearson_from_tau, reliability, selection_gain
 
 rank = json.load(open("docs/figures/proxy/rank_c32n4_s400.json"))  # 10 band cells
 b, w = rank["variance"]["between_std"], rank["variance"]["within_std"]  # the judge's split

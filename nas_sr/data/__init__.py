@@ -1,0 +1,1 @@
+"""Images in and out: decoding, HR/LR pairs, crops, their sources and HDF5 cache, and video."""

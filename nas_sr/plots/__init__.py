@@ -1,0 +1,1 @@
+"""Figures of search runs, training runs and cells against each other."""

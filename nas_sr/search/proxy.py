@@ -1,0 +1,140 @@
+"""A low-fidelity reward: each cell trained briefly from scratch, on its own, then scored.
+
+The shared-weight score cannot see what retraining sees inside one size band (Kendall tau
+0.29 against retrained PSNR, docs/RESULTS.md), while a standalone retrain ranks cells as
+well as a second seed does. The proxy is a short standalone training (``search.proxy``):
+Adam whose cosine decays to zero over its own steps, so the last weights are settled
+rather than caught mid-step, then Y-PSNR on fixed crops of the reward images. Half the
+compare's retrain recipe ranks as faithfully as the whole; shrinking width, depth or
+pixels EcoNAS-style (Zhou et al. 2020) or the steps further was measured and is noise.
+
+Every cell is trained on the same crops in the same order and from the same seeds
+(common random numbers), so two cells' scores differ by what the cells do, not by the
+crops they were dealt; a cell's score is the mean over ``seeds``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+
+from nas_sr.data.crops import RandomCrops
+from nas_sr.metrics import Pairs, crop_psnrs
+from nas_sr.train.recipe import cosine_lr, not_finite
+from search_spaces.genotypes import Genotype
+from search_spaces.network import CellSRNet
+
+SCORE_BATCH = 64  # scoring crops per forward pass
+CPU = torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class ProxySetting:
+    """The reduced training setting of one proxy run (``search.proxy``)."""
+
+    channels: int
+    cells: int
+    steps: int
+    batch_size: int
+    patch_size: int  # HR crop side
+    lr: float
+
+    @classmethod
+    def from_config(cls, proxy: DictConfig) -> ProxySetting:
+        return cls(**{k: proxy[k] for k in cls.__dataclass_fields__})
+
+
+def proxy_batches(store: Any, scale: int, setting: ProxySetting, seed: int) -> Pairs:
+    """The ``steps * batch_size`` training crops every proxy run sees, in one fixed order,
+    as uint8 (a quarter of the memory; exact, since they were 8-bit images)."""
+    crops = RandomCrops(store, scale, setting.patch_size, setting.steps * setting.batch_size,
+                        seed)
+
+    def to_uint8(t: torch.Tensor) -> torch.Tensor:
+        return (t * 255).round().to(torch.uint8)
+
+    # each crop narrowed as it is drawn: the float copies of them all would be 4x the size
+    lq, gt = zip(*((to_uint8(a), to_uint8(b)) for a, b in (crops[i] for i in
+                                                           range(len(crops)))), strict=True)
+    return torch.stack(lq), torch.stack(gt)
+
+
+def proxy_score(genotype: Genotype, batches: Pairs, crops: dict[str, Pairs], scale: int,
+                setting: ProxySetting, seed: int, device: torch.device = CPU,
+                fmt: torch.memory_format = torch.contiguous_format) -> dict[str, float]:
+    """Train ``genotype`` from ``seed``'s initial weights in ``setting`` on ``batches``;
+    its mean Y-PSNR on each named set of ``crops``. NaN when training diverged (the search
+    refuses it as a reward and never chooses it)."""
+    lq_all, gt_all = batches
+    b = setting.batch_size
+    if len(lq_all) < setting.steps * b:
+        raise ValueError(f"{len(lq_all)} crops for {setting.steps} steps of {b}")
+    # the global RNG belongs to the calling job: a proxy run must not move it
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = CellSRNet(scale, setting.channels, setting.cells, genotype.num_nodes, genotype)
+    net = net.to(device, memory_format=fmt).train()
+    opt = torch.optim.Adam(net.parameters(), lr=setting.lr)
+    for step in range(setting.steps):
+        for group in opt.param_groups:  # cosine to 0: the last steps settle the weights
+            group["lr"] = cosine_lr(setting.lr, 0.0, step, setting.steps)
+        lq = (lq_all[step * b:(step + 1) * b].float() / 255).to(device, memory_format=fmt)
+        gt = (gt_all[step * b:(step + 1) * b].float() / 255).to(device)
+        loss = F.l1_loss(net(lq), gt)
+        if not_finite(loss.item()):
+            return dict.fromkeys(crops, float("nan"))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    net.eval()
+    return {name: float(crop_psnrs(net, (lq.to(device, memory_format=fmt), gt.to(device)),
+                                   scale, SCORE_BATCH).mean())
+            for name, (lq, gt) in crops.items()}
+
+
+class ProxyReward:
+    """Proxy PSNRs of cells on named crop sets, one run per (cell, seed), each run once: a
+    cell met again, or a run resumed from a checkpoint, reuses its scores."""
+
+    def __init__(self, setting: ProxySetting, batches: Pairs, crops: dict[str, Pairs],
+                 scale: int, device: torch.device, fmt: torch.memory_format):
+        self.setting, self.batches, self.crops = setting, batches, crops
+        self.scale, self.device, self.fmt = scale, device, fmt
+        self.scores: dict[tuple[int, ...], dict[int, dict[str, float]]] = {}
+
+    @classmethod
+    def for_search(cls, cfg: DictConfig, store: Any, crops: dict[str, Pairs],
+                   device: torch.device, fmt: torch.memory_format) -> ProxyReward:
+        """The proxy of search config ``cfg`` (``search.proxy``), its crops drawn from
+        ``store`` with the search's seed, scoring on ``crops``."""
+        setting = ProxySetting.from_config(cfg.search.proxy)
+        return cls(setting, proxy_batches(store, cfg.scale, setting, cfg.seed), crops,
+                   cfg.scale, device, fmt)
+
+    def psnr(self, genotype: Genotype, seeds: Iterable[int], on: str) -> float:
+        """The mean proxy PSNR of ``genotype`` over ``seeds`` (training those not yet run)
+        on the crops named ``on``."""
+        runs = self.scores.setdefault(tuple(genotype.to_decisions()), {})
+        seeds = list(seeds)
+        for seed in seeds:
+            if seed not in runs:
+                runs[seed] = proxy_score(genotype, self.batches, self.crops, self.scale,
+                                         self.setting, seed, self.device, self.fmt)
+        return sum(runs[s][on] for s in seeds) / len(seeds)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"setting": vars(self.setting),
+                "scores": [[list(k), {str(s): p for s, p in v.items()}]
+                           for k, v in self.scores.items()]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Scores of the same setting; those of another (a re-selection with a changed
+        ``search.proxy``) measured something else and are dropped."""
+        same = state.get("setting") == vars(self.setting)
+        self.scores = {tuple(k): {int(s): p for s, p in v.items()}
+                       for k, v in state.get("scores", [])} if same else {}

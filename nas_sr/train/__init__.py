@@ -1,0 +1,2 @@
+"""Standalone training: the loop, its resumable state and recipe, weight averaging, DDP and
+distillation."""
