@@ -57,10 +57,28 @@ def _positive(cfg: DictConfig, key: str, optional: bool = False) -> None:
         raise ConfigError(f"{key}={value}: must be > 0" + (" (or null)" if optional else ""))
 
 
-def _amp(cfg: DictConfig, key: str) -> None:
-    value = OmegaConf.select(cfg, key)
-    if not (isinstance(value, bool) or value == "auto"):
-        raise ConfigError(f"{key}={value!r}: use true, false or auto")
+# on/off options: Hydra parses true/false (any case) to a bool, but no, off, 'no' or N stay
+# strings, which are truthy, so overwrite=no would replace files; every job's are checked
+SWITCHES = ("overwrite", "self_ensemble", "channels_last", "access_log", "logger.progress",
+            "logger.plots", "logger.wandb.enabled", "search.final_proxy", "separable.fit",
+            "separable.keep_ends", "controller.rebase", "controller.normalize_advantage",
+            "train.adjustable_clip", "train.compile", "train.reward_images")
+# switches that also take auto (bf16 where the device has it)
+AUTO_SWITCHES = ("amp", "train.amp", "search.amp")
+
+
+def check_switches(cfg: DictConfig) -> None:
+    """Every on/off option ``cfg`` has is a real bool (or auto, where that is a value)."""
+    absent = object()
+    for key in SWITCHES + AUTO_SWITCHES:
+        value = OmegaConf.select(cfg, key, default=absent)
+        if value is absent or isinstance(value, bool):
+            continue
+        if key in AUTO_SWITCHES:
+            if value != "auto":
+                raise ConfigError(f"{key}={value!r}: use true, false or auto")
+        else:
+            raise ConfigError(f"{key}={value!r}: use true or false")
 
 
 def _share(cfg: DictConfig, key: str) -> None:
@@ -187,6 +205,7 @@ def export_formats(cfg: DictConfig) -> list[str]:
 
 def check_options(job: str, cfg: DictConfig) -> None:
     """Raise ConfigError for the first option of ``job`` that cannot work."""
+    check_switches(cfg)
     if job in ("search", "retrain", "evaluate", "upscale", "export", "serve", "compress"):
         resolve_device(cfg.device)
         _at_least(cfg, "threads", 1, optional=True)
@@ -213,7 +232,6 @@ def check_options(job: str, cfg: DictConfig) -> None:
         _positive(cfg, "search.lr")
         _proxy(cfg)
         _positive(cfg, "search.grad_clip", optional=True)
-        _amp(cfg, "search.amp")
         _at_least(cfg, "search.lr_min", 0, whole=False)
         if "lr" in cfg.controller:
             _positive(cfg, "controller.lr")
@@ -246,7 +264,6 @@ def check_options(job: str, cfg: DictConfig) -> None:
         if teach is None or not 0 < teach <= 1:
             raise ConfigError(f"train.teacher_weight={teach}: the teacher's share of the "
                               "target, in (0, 1]")
-        _amp(cfg, "train.amp")
     if job == "retrain":  # compress: against its model's scale, once the model is read
         check_patch(cfg, "train.patch_size", cfg.scale)
     if job in ("search", "retrain", "compress"):
@@ -272,7 +289,6 @@ def check_options(job: str, cfg: DictConfig) -> None:
         _tile(cfg)
         if cfg.runtime not in RUNTIMES:
             raise ConfigError(f"runtime={cfg.runtime!r}: use one of {', '.join(RUNTIMES)}")
-        _amp(cfg, "amp")
         if cfg.amp is True and cfg.runtime == "onnx":
             raise ConfigError("amp=true is torch's bf16 autocast and runtime=onnx runs fp32 "
                               "ONNX Runtime; drop one (runtime=auto with amp=true runs torch)")

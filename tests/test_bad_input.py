@@ -345,3 +345,38 @@ def test_32_bit_integer_tiffs_are_scaled_by_their_depth(tmp_path):
     expected = np.round(ramp / (2**31 - 1) * 255).astype(np.uint8)
     np.testing.assert_array_equal(img[..., 0], expected)
     assert img.min() == 0 and img.max() == 255 and len(np.unique(img)) > 200
+
+
+# --- on/off options ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["no", "off", "'no'", "N", "yes_please"])
+def test_overwrite_that_is_not_true_or_false_is_refused_and_the_output_kept(tmp_path, cli,
+                                                                            value):
+    write_image(tmp_path / "in.png", (16, 16))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "in.png").write_bytes(b"an earlier result")
+    error = cli("upscale", "model=bicubic", "scale=2", f"input={tmp_path / 'in.png'}",
+                f"output={tmp_path / 'out'}", f"overwrite={value}", "logger.progress=false",
+                f"hydra.run.dir={tmp_path / 'run'}")
+    assert error is not None and "\n" not in error
+    assert re.search(r"overwrite='?\w+'?: use true or false", error)
+    assert (tmp_path / "out" / "in.png").read_bytes() == b"an earlier result"
+
+
+@pytest.mark.parametrize("job, override, message", [
+    ("evaluate", "self_ensemble=yes_please", "self_ensemble='yes_please': use true or false"),
+    ("retrain", "train.compile=off", "train.compile='off': use true or false"),
+    ("search", "controller.rebase=N", "controller.rebase='N': use true or false"),
+    ("search", "logger.plots=no", "logger.plots='no': use true or false"),
+    ("compress", "separable.keep_ends=0", "separable.keep_ends=0: use true or false"),
+    ("serve", "access_log=yes", "access_log='yes': use true or false"),
+    ("upscale", "amp=no", "amp='no': use true, false or auto"),
+    ("retrain", "train.amp=1", "train.amp=1: use true, false or auto"),
+])
+def test_every_switch_takes_only_a_real_bool(job, override, message):
+    needed = {"retrain": ["genotype=searched_x2"], "compress": ["checkpoint=x.pt"]}.get(job, [])
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_options(job, make_cfg(job, override, *needed))
+    for ok in ("true", "false", "TRUE") + (("auto",) if "amp" in override else ()):
+        check_options(job, make_cfg(job, override.split("=")[0] + f"={ok}", *needed))
