@@ -1,4 +1,5 @@
-"""The one registry of candidate ops (seed 000, section 3.1).
+"""The one registry of candidate ops (Ahn and Cho, "Image Super Resolution Using Neural
+Architecture Search", section 3.1).
 
 Every op maps C channels to C channels at stride 1. Conv ops are pre-activated
 (ReLU -> conv) and carry no batch norm: BN hurts SR (EDSR), and pre-activation

@@ -48,7 +48,7 @@ def compress_cfg(folder, source, *overrides):
                     f"checkpoint={source}", *overrides)
 
 
-# --- seed 003: masks ---------------------------------------------------------------------
+# --- weight masks (Bae et al.) --------------------------------------------------------------------
 def test_std_threshold_prunes_exactly_the_weights_below_k_filter_stds():
     conv = nn.Conv2d(1, 2, (1, 6), bias=False)
     with torch.no_grad():
@@ -115,7 +115,7 @@ def test_global_magnitude_cuts_the_share_asked_of_what_is_left():
     assert model(torch.rand(1, 3, 6, 6)).shape == (1, 3, 12, 12)
 
 
-# --- seed 002: separable ---------------------------------------------------------------------
+# --- separable convs (Kim, Kang and Lee) ----------------------------------------------------------
 def test_separable_conversion_keeps_shapes_and_gives_the_expected_params():
     torch.manual_seed(0)
     srcnn = build_model({"name": "srcnn", "scale": 2})
@@ -137,7 +137,7 @@ def test_separable_conversion_keeps_shapes_and_gives_the_expected_params():
     assert cell(x).shape == (1, 3, 18, 22)
     assert type(cell.head) is nn.Conv2d and type(cell.tail[0]) is nn.Conv2d
     assert not lighten.separable_candidates(cell, keep_ends=True)
-    # seed 002's published sizes, x4: MSRN 6,078,019 and SMSRN 888,929 (14.63%)
+    # Kim, Kang and Lee's published sizes, x4: MSRN 6,078,019 and SMSRN 888,929 (14.63%)
     assert count_params(MSRN(4)) == 6_078_019
     assert count_params(build_model({"name": "smsrn", "scale": 4})) == 888_929
 
@@ -197,7 +197,7 @@ def test_channel_cut_equals_zeroed_filters_and_shrinks_mult_adds():
 # --- the job -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def pruned_run(tmp_path_factory):
-    """Two rounds of seed 003's pruning of a random SRCNN, fine-tuned on a tiny folder."""
+    """Two rounds of Bae et al.'s pruning of a random SRCNN, fine-tuned on a tiny folder."""
     root = tmp_path_factory.mktemp("compress")
     for i in range(6):
         write_image(root / "hr" / f"img{i}.png", seed=i)

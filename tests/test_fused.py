@@ -1,4 +1,4 @@
-"""The re-parameterised cell (search_spaces/fused.py) and where nas-sr runs it (issue 11)."""
+"""The re-parameterised cell (search_spaces/fused.py) and where nas-sr runs it."""
 
 import random
 from pathlib import Path

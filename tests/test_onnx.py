@@ -1,4 +1,4 @@
-"""ONNX export and the ONNX Runtime path of evaluate / upscale (issue 11)."""
+"""ONNX export and the ONNX Runtime path of evaluate / upscale."""
 
 import json
 import shutil

@@ -129,7 +129,7 @@ def subpixel(channels: int, scale: int) -> list[nn.Module]:
 
 
 def _conv(cin: int, cout: int, k: int, separable: bool) -> nn.Module:
-    """A 'same' k x k conv, or seed 002's separable one (with SMSRN's depthwise bias)."""
+    """A 'same' k x k conv, or Kim, Kang and Lee's separable one (with SMSRN's depthwise bias)."""
     if separable:
         return SeparableConv2d(cin, cout, k, padding=k // 2, depthwise_bias=True)
     return nn.Conv2d(cin, cout, k, padding=k // 2)
@@ -157,7 +157,7 @@ class MSRN(nn.Module):
     """Li et al. 2018 (8 blocks, 64 channels: 6,078,019 params at x4, RGB).
 
     Hierarchical feature fusion: the head's features and every block's output are
-    concatenated and fused by a 1x1 conv before the tail. ``separable=True`` is seed 002's
+    concatenated and fused by a 1x1 conv before the tail. ``separable=True`` is Kim, Kang and Lee's
     SMSRN: the head's and the blocks' convs depthwise-separable, the tail dense (its
     published 888,929 params at x4 come out exactly so).
     """
@@ -181,5 +181,5 @@ class MSRN(nn.Module):
 
 
 def smsrn(scale: int, blocks: int = 8, channels: int = 64) -> MSRN:
-    """Seed 002's SMSRN: MSRN with depthwise-separable convs in its head and blocks."""
+    """Kim, Kang and Lee's SMSRN: MSRN with depthwise-separable convs in its head and blocks."""
     return MSRN(scale, blocks, channels, separable=True)

@@ -4,10 +4,11 @@ Every transform here is recorded as a plain entry of the model's ``arch`` spec, 
 checkpoint alone rebuilds the lighter model (``archs.build_model`` calls :func:`apply_spec`):
 
 - ``separable``: ``{"fit", "keep_ends"}``, every k x k conv (k > 1, groups 1; but the first
-  and last with ``keep_ends``) is a depthwise k x k conv followed by a pointwise 1x1 (seed 002);
+  and last with ``keep_ends``) is a depthwise k x k conv followed by a pointwise 1x1 (Kim,
+  Kang and Lee);
 - ``shrink``: ``{conv: {"out": n, "into": [convs]}}``, convs whose output channels were cut to
   ``n`` (structured pruning), and the convs that read them with as many input channels;
-- ``prune``: every conv weight carries a ``torch.nn.utils.prune`` mask (seed 003); masks and
+- ``prune``: every conv weight carries a ``torch.nn.utils.prune`` mask (Bae et al.); masks and
   weights are ordinary state-dict tensors (``weight_orig``, ``weight_mask``), so a pruned
   checkpoint still loads with ``weights_only``.
 """
@@ -33,7 +34,7 @@ CHANNELWISE_MODULES = (nn.ReLU, nn.LeakyReLU)
 CHANNELWISE_FUNCTIONS = (F.relu, torch.relu, F.leaky_relu)
 
 
-# --- depthwise-separable convolutions (seed 002) ---------------------------------------------
+# --- depthwise-separable convolutions (Kim, Kang and Lee) -----------------------------------------
 class SeparableConv2d(nn.Module):
     """A depthwise k x k conv (one filter per input channel), then a pointwise 1x1 conv.
 
@@ -106,9 +107,9 @@ def to_separable(model: nn.Module, fit: bool = False, keep_ends: bool = False) -
     return names
 
 
-# --- weight masks (seed 003) -------------------------------------------------------------
+# --- weight masks (Bae et al.) -------------------------------------------------------------
 class PerFilterStd(prune.BasePruningMethod):
-    """Seed 003's criterion: in each filter, zero the weights with ``|w| < k * std``.
+    """Bae et al.'s criterion: in each filter, zero the weights with ``|w| < k * std``.
 
     A filter is one output channel of a conv (``weight[o]``); its standard deviation is the
     population one (divided by n) of the filter as it stands, pruned weights counting as
@@ -134,7 +135,7 @@ class PerFilterStd(prune.BasePruningMethod):
 
 
 def conv_weights(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
-    """Every conv of the model: what masks cover (biases stay dense, as in seed 003)."""
+    """Every conv of the model: what masks cover (biases stay dense, as in Bae et al.)."""
     return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
 
 
@@ -146,7 +147,7 @@ def add_masks(model: nn.Module) -> None:
 
 
 def prune_std(model: nn.Module, k: float) -> None:
-    """One round of seed 003's per-filter threshold on every conv weight."""
+    """One round of Bae et al.'s per-filter threshold on every conv weight."""
     for _, conv in conv_weights(model):
         PerFilterStd.apply(conv, "weight", k=k)
 

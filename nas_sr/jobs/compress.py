@@ -1,11 +1,13 @@
 """The compress job: a trained model made lighter, then fine-tuned, in rounds.
 
-``method=prune`` (seed 003) masks conv weights with ``torch.nn.utils.prune``: seed 003's
-per-filter threshold (``criterion=std``: ``|w| < k * std`` of the filter), global magnitude
+``method=prune`` masks conv weights with ``torch.nn.utils.prune``: the per-filter
+threshold of Bae et al. ("A Novel Lightweight Deep Network for Super Resolution using a
+Weight Pruning Method") (``criterion=std``: ``|w| < k * std`` of the filter), global magnitude
 (``criterion=magnitude``), or whole output channels (``criterion=channels``, the one that
 shrinks Mult-Adds and CPU time: unstructured zeros are still multiplied by dense kernels).
-``method=separable`` (seed 002) replaces every k x k conv (k > 1) by a depthwise k x k and a
-pointwise 1x1, fitted to the trained weights or from scratch.
+``method=separable`` (Kim, Kang and Lee, "Lightweighting of Super-Resolution Model Using
+Depth-Wise Separable Convolution") replaces every k x k conv (k > 1) by a depthwise k x k
+and a pointwise 1x1, fitted to the trained weights or from scratch.
 
 Each round is: lighten the model, write ``round_K/start.pt``, fine-tune it with retrain's
 recipe (``train.*``, ``data=``, ``preset=``) in ``round_K/`` (a retrain run folder; masks held),

@@ -1,6 +1,7 @@
 """Training a standalone model in a run folder: the loop, its checkpoints and validation.
 
-Seed 004's habits: L1 loss (or MSE, for a last fine-tune: PSNR is an MSE), Adam, a
+The habits of EDSR (Lim et al., "Enhanced Deep Residual Networks for Single Image
+Super-Resolution"): L1 loss (or MSE, for a last fine-tune: PSNR is an MSE), Adam, a
 decaying learning rate, random crops with flips and 90-degree rotations, validation
 PSNR (Y, ``scale`` pixels shaved, 8-bit outputs) every epoch, the best checkpoint
 kept. ``last.pt`` holds the whole training state, so a killed run resumes where its
