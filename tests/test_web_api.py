@@ -24,11 +24,18 @@ from nas_sr.jobs import serve
 from nas_sr.jobs.serve import build
 from nas_sr.web.app import create_app
 from nas_sr.web.catalog import load_catalog
+from nas_sr.web.guard import served_hosts
 from nas_sr.web.jobs import Job, JobQueue
 from nas_sr.web.uploads import Limits
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = Settings(encoding=Encoding(preset="ultrafast"))
+HOSTS = served_hosts("127.0.0.1", 8000)
+BASE = "http://127.0.0.1:8000"  # what a browser on this machine sends as Host and Origin
+
+
+def local_client(app) -> TestClient:
+    return TestClient(app, base_url=BASE)
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +47,8 @@ def catalog():
 def client(catalog, tmp_path_factory):
     """The app with tight limits: 64 KB uploads, 100x100 pixels, 20 frames."""
     app = create_app(catalog, tmp_path_factory.mktemp("serve"), SETTINGS,
-                     Limits(upload_bytes=64 * 2**10, pixels=100 * 100, frames=20))
-    with TestClient(app) as c:
+                     Limits(upload_bytes=64 * 2**10, pixels=100 * 100, frames=20), hosts=HOSTS)
+    with local_client(app) as c:
         yield c
 
 
@@ -168,8 +175,8 @@ def test_each_bad_upload_gets_a_clear_message_and_the_server_keeps_serving(
 
 
 def test_uploads_beyond_the_queue_limit_are_turned_away_until_one_leaves(catalog, tmp_path):
-    app = create_app(catalog, tmp_path / "serve", SETTINGS, Limits(queued=2))
-    client = TestClient(app)  # not entered: no worker starts, so every job stays queued
+    app = create_app(catalog, tmp_path / "serve", SETTINGS, Limits(queued=2), hosts=HOSTS)
+    client = local_client(app)  # not entered: no worker starts, so every job stays queued
     photo = small_photo(tmp_path)
     first, second = (submit(client, f"{n}.png", photo).json() for n in "ab")
     assert [first["status"], second["status"]] == ["queued", "queued"]
@@ -183,8 +190,9 @@ def test_uploads_beyond_the_queue_limit_are_turned_away_until_one_leaves(catalog
 
 def test_uploads_beyond_the_storage_limit_are_turned_away_until_jobs_go(catalog, tmp_path):
     photo = small_photo(tmp_path)
-    app = create_app(catalog, tmp_path / "serve", SETTINGS, Limits(stored_bytes=len(photo) + 1))
-    client = TestClient(app)  # no worker: the stored uploads stay as they are
+    app = create_app(catalog, tmp_path / "serve", SETTINGS, Limits(stored_bytes=len(photo) + 1),
+                     hosts=HOSTS)
+    client = local_client(app)  # no worker: the stored uploads stay as they are
     first = submit(client, "a.png", photo).json()  # 1 byte under the limit once stored
     assert submit(client, "b.png", photo).status_code == 202
     r = submit(client, "c.png", photo)
@@ -195,6 +203,54 @@ def test_uploads_beyond_the_storage_limit_are_turned_away_until_jobs_go(catalog,
     assert submit(client, "c.png", photo).status_code == 507
     client.delete(f"/api/jobs/{first['id']}")  # ended: forgotten, its files deleted
     assert submit(client, "c.png", photo).status_code == 202
+
+
+def test_changes_sent_from_another_site_are_refused(client, tmp_path):
+    photo = small_photo(tmp_path)
+    before = len(client.get("/api/jobs").json())
+    for headers in ({"origin": "http://evil.example"}, {"origin": "null"},
+                    {"origin": "http://127.0.0.1:9999"},  # another port: another origin
+                    {"referer": "http://evil.example/attack.html"}):
+        r = client.post("/api/jobs", files={"file": ("a.png", photo)}, headers=headers)
+        assert r.status_code == 403, (headers, r.text)
+        assert r.json()["detail"].startswith("refused a request from another site")
+    assert len(client.get("/api/jobs").json()) == before  # nothing queued
+    own = client.post("/api/jobs", files={"file": ("a.png", photo)}, headers={"origin": BASE})
+    assert own.status_code == 202
+    job_id = own.json()["id"]
+    assert client.delete(f"/api/jobs/{job_id}",
+                         headers={"origin": "http://evil.example"}).status_code == 403
+    assert client.get(f"/api/jobs/{job_id}").status_code == 200  # still there
+    referred = client.post("/api/jobs", files={"file": ("b.png", photo)},
+                           headers={"referer": f"{BASE}/"})
+    assert referred.status_code == 202
+    assert submit(client, "c.png", photo).status_code == 202  # neither header: curl
+    assert client.delete(f"/api/jobs/{job_id}", headers={"origin": BASE}).status_code == 200
+
+
+def test_requests_for_a_host_name_the_server_does_not_serve_are_refused(client):
+    for host in ("evil.example:8000", "evil.example", "127.0.0.1:9999", "localhost.evil:8000"):
+        r = client.get("/api/jobs", headers={"host": host})  # DNS rebinding: names the attacker's
+        assert r.status_code == 400, host
+        assert r.json()["detail"] == (f"this server does not answer to the host name "
+                                      f"{host!r}; open it as http://127.0.0.1:8000/")
+    for host in ("127.0.0.1:8000", "localhost:8000", "LOCALHOST:8000", "[::1]:8000"):
+        assert client.get("/api/jobs", headers={"host": host}).status_code == 200, host
+
+
+def test_the_names_served_follow_the_bound_address_and_the_config(tmp_path):
+    local = {"localhost:8000", "127.0.0.1:8000", "[::1]:8000"}
+    assert served_hosts("0.0.0.0", 8000) == local  # every interface: no name of its own
+    assert served_hosts("192.168.1.5", 8000) == local | {"192.168.1.5:8000"}
+    assert served_hosts("fd00::5", 8000) == local | {"[fd00::5]:8000"}
+    assert served_hosts("127.0.0.1", 8000, ["MyBox.lan", "proxy:443"]) == \
+        local | {"mybox.lan:8000", "proxy:443"}
+    assert "localhost" in served_hosts("127.0.0.1", 80)  # port 80 goes unnamed
+    app = build(make_cfg("serve", "port=8123", "allowed_hosts=[mybox.lan]"), tmp_path)
+    with TestClient(app, base_url="http://mybox.lan:8123") as c:
+        assert c.get("/api/config").status_code == 200
+        assert c.get("/api/config", headers={"host": "localhost:8123"}).status_code == 200
+        assert c.get("/api/config", headers={"host": "other.lan:8123"}).status_code == 400
 
 
 def test_an_upload_without_content_length_is_cut_off_at_the_limit(client):
@@ -252,7 +308,7 @@ def test_an_uploaded_name_never_becomes_a_path(client, tmp_path, catalog):
 
 def test_serve_config_builds_the_app_and_refuses_nonsense(tmp_path):
     app = build(make_cfg("serve", "limits.upload_mb=1", "keep_minutes=5"), tmp_path)
-    with TestClient(app) as c:
+    with local_client(app) as c:
         config = c.get("/api/config").json()
     assert config["keep_minutes"] == 5
     assert config["models"][0]["name"] == "searched_x2"  # the config's default, by name

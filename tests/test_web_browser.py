@@ -39,8 +39,10 @@ def free_port() -> int:
 @pytest.fixture
 def server(tmp_path):
     """`nas-sr serve`'s app with the shipped models and 1 MB uploads, on a free port."""
-    app = build(make_cfg("serve", "threads=1", "limits.upload_mb=1"), tmp_path / "run")
-    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
+    port = free_port()
+    app = build(make_cfg("serve", "threads=1", "limits.upload_mb=1", f"port={port}"),
+                tmp_path / "run")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()

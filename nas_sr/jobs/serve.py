@@ -15,6 +15,7 @@ from nas_sr.device import set_threads
 from nas_sr.errors import ConfigError
 from nas_sr.web.app import create_app
 from nas_sr.web.catalog import is_model_name, load_catalog
+from nas_sr.web.guard import served_hosts
 from nas_sr.web.uploads import Limits
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -35,7 +36,9 @@ def build(cfg: DictConfig, run_dir: Path) -> Any:
     limits = Limits(int(cfg.limits.upload_mb * 2**20), int(cfg.limits.pixels),
                     int(cfg.limits.frames), int(cfg.limits.queued),
                     int(cfg.limits.stored_gb * 2**30))
-    return create_app(catalog, run_dir, settings, limits, cfg.keep_minutes * 60, cfg.workers)
+    hosts = served_hosts(str(cfg.host), int(cfg.port), map(str, cfg.allowed_hosts))
+    return create_app(catalog, run_dir, settings, limits, cfg.keep_minutes * 60, cfg.workers,
+                      hosts=hosts)
 
 
 def check_port(host: str, port: int) -> None:

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nas_sr.deploy.media import Settings, upscale_image, upscale_video
 from nas_sr.web.catalog import Entry
+from nas_sr.web.guard import RequestGuard
 from nas_sr.web.jobs import Job, JobQueue, new_id
 from nas_sr.web.uploads import Limits, UploadError, inspect
 
@@ -83,8 +84,10 @@ def download_name(job: Job, result: bool) -> str:
 
 
 def create_app(catalog: dict[str, Entry], root: Path, settings: Settings,
-               limits: Limits, keep_s: float = 3600, workers: int = 1) -> FastAPI:
-    """The app; jobs live under ``root/jobs/<id>/`` until ``keep_s`` after they end."""
+               limits: Limits, keep_s: float = 3600, workers: int = 1, *,
+               hosts: frozenset[str]) -> FastAPI:
+    """The app; jobs live under ``root/jobs/<id>/`` until ``keep_s`` after they end. It
+    answers requests whose Host header is one of ``hosts`` (``guard.served_hosts``)."""
 
     def work(job: Job) -> None:
         predictor = catalog[job.model].predictor
@@ -105,6 +108,7 @@ def create_app(catalog: dict[str, Entry], root: Path, settings: Settings,
     app = FastAPI(title="nas-sr", lifespan=lifespan)
     app.state.jobs = jobs
     app.add_middleware(BodyLimit, limits=limits)
+    app.add_middleware(RequestGuard, hosts=hosts)  # added last, so it runs first
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     def public(job: Job) -> dict[str, Any]:
