@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -144,7 +145,8 @@ def tiny_onnx(path, *, external=False, domain=""):
 
 def test_onnx_files_reading_other_files_or_running_custom_ops_are_refused(tmp_path):
     assert read_onnx(tiny_onnx(tmp_path / "plain.onnx"))[1]["name"] == "srcnn"
-    with pytest.raises(ModelError, match="reads weights from external files"):
+    with pytest.raises(ModelError, match="tensor 'w' in the graph reads its weights from the "
+                                         "external file '/etc/passwd'"):
         read_onnx(tiny_onnx(tmp_path / "external.onnx", external=True))
     with pytest.raises(ModelError, match=r"outside the standard ONNX domain \(\['com.evil'\]"):
         read_onnx(tiny_onnx(tmp_path / "custom.onnx", domain="com.evil"))
@@ -156,6 +158,84 @@ def test_onnx_files_reading_other_files_or_running_custom_ops_are_refused(tmp_pa
     (tmp_path / "bare.onnx").write_bytes(bare.SerializeToString())
     with pytest.raises(ModelError, match="no nas_sr.json metadata"):
         read_onnx(tmp_path / "bare.onnx")
+
+
+def external(name: str, location: str, dims=(1,)) -> TensorProto:
+    """A float tensor whose bytes ONNX Runtime would read from ``location``."""
+    tensor = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=list(dims),
+                         data_location=TensorProto.EXTERNAL)
+    tensor.external_data.add(key="location", value=location)
+    tensor.external_data.add(key="length", value=str(4 * int(np.prod(dims))))
+    return tensor
+
+
+def nested_onnx(path: Path, where: str, location: str = "/dev/zero", domain: str = "") -> Path:
+    """A model whose only outside reference (or custom op) sits where the old check did not
+    look: a Constant in an If's then-branch, a Loop body's initializer, a sparse
+    initializer's values or indices."""
+    const = external("c", location) if where == "if" else helper.make_tensor(
+        "c", TensorProto.FLOAT, [1], [2.0])
+    then = helper.make_graph(
+        [helper.make_node("Constant", [], ["c"], name="c", value=const),
+         helper.make_node("Mul", ["lq", "c"], ["t"], domain=domain)],
+        "then", [], [helper.make_tensor_value_info("t", TensorProto.FLOAT, None)])
+    other = helper.make_graph([helper.make_node("Identity", ["lq"], ["e"])], "else", [],
+                              [helper.make_tensor_value_info("e", TensorProto.FLOAT, None)])
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("Identity", ["k"], ["k_out"])], "body",
+        [helper.make_tensor_value_info(n, t, []) for n, t in
+         (("i", TensorProto.INT64), ("cond_in", TensorProto.BOOL))],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, None),
+         helper.make_tensor_value_info("k_out", TensorProto.FLOAT, None)],
+        [external("k", location) if where == "loop" else helper.make_tensor(
+            "k", TensorProto.FLOAT, [1], [1.0])])
+    values = external("s", location) if where == "sparse values" else helper.make_tensor(
+        "s", TensorProto.FLOAT, [1], [1.0])
+    indices = TensorProto(name="s_i", data_type=TensorProto.INT64, dims=[1],
+                          data_location=TensorProto.EXTERNAL) if where == "sparse indices" \
+        else helper.make_tensor("s_i", TensorProto.INT64, [1], [0])
+    if where == "sparse indices":
+        indices.external_data.add(key="location", value=location)
+    graph = helper.make_graph(
+        [helper.make_node("If", ["flag"], ["sr"], name="if", then_branch=then,
+                          else_branch=other),
+         helper.make_node("Loop", ["once", "flag"], ["k_all"], name="loop", body=body)],
+        "g", [helper.make_tensor_value_info("lq", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("sr", TensorProto.FLOAT, None)],
+        [helper.make_tensor("flag", TensorProto.BOOL, [], [True]),
+         helper.make_tensor("once", TensorProto.INT64, [], [1])],
+        sparse_initializer=[helper.make_sparse_tensor(values, indices, [4])])
+    # a custom domain left out of opset_import: only the node itself names it
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    helper.set_model_props(model, {EXPORT_METADATA: json.dumps({"name": "srcnn", "scale": 2})})
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+@pytest.mark.parametrize(("where", "named"), [
+    ("if", "attribute value of node 'c' in then_branch of node 'if'"),
+    ("loop", "tensor 'k' in body of node 'loop'"),
+    ("sparse values", "sparse tensor 's' in the graph (values)"),
+    ("sparse indices", "sparse tensor 's' in the graph (indices)"),
+])
+def test_external_data_anywhere_in_an_onnx_file_is_refused_before_onnx_runtime_opens_it(
+        tmp_path, where, named):
+    model, arch, _ = load_onnx(nested_onnx(tmp_path / "plain.onnx", "none"))
+    assert arch["name"] == "srcnn"  # the same model, self-contained, loads and runs
+    assert model(torch.ones(1, 3, 2, 2)).flatten().tolist() == [2.0] * 12
+    path = nested_onnx(tmp_path / "evil.onnx", where)
+    message = (f"{path}: {named} reads its weights from the external file '/dev/zero'; "
+               "nas-sr only runs self-contained ONNX models (export it with nas-sr export)")
+    for read in (read_onnx, load_onnx):
+        with pytest.raises(ModelError) as refused:
+            read(path)
+        assert str(refused.value) == message
+
+
+def test_a_custom_op_inside_a_subgraph_is_refused(tmp_path):
+    with pytest.raises(ModelError, match=r"outside the standard ONNX domain \(\['com.evil'\]"):
+        read_onnx(nested_onnx(tmp_path / "custom.onnx", "none", domain="com.evil"))
 
 
 def test_runtime_and_format_options_are_checked_up_front():

@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,39 @@ class OnnxModel(nn.Module):
         return torch.from_numpy(self.session.run([OUTPUT], {INPUT: x})[0]).to(lq.device)
 
 
+def subgraphs(graph: Any, where: str = "the graph") -> Iterator[tuple[Any, str]]:
+    """``graph`` and every graph in its nodes' attributes (an If's branches, a Loop's or
+    Scan's body), at any depth, each with where it sits for messages."""
+    yield graph, where
+    for node in graph.node:
+        for a in node.attribute:
+            for g in [*([a.g] if a.HasField("g") else []), *a.graphs]:
+                yield from subgraphs(g, f"{a.name} of node {node.name or node.op_type!r}")
+
+
+def tensors(graph: Any) -> Iterator[tuple[str, Any]]:
+    """Every tensor of ``graph`` and its subgraphs, named for messages: initializers, the
+    values and indices of sparse initializers, and tensors in node attributes (a
+    Constant's value)."""
+    for g, where in subgraphs(graph):
+        yield from ((f"tensor {t.name!r} in {where}", t) for t in g.initializer)
+        for sparse in g.sparse_initializer:
+            yield from _sparse(f"sparse tensor {sparse.values.name!r} in {where}", sparse)
+        for node in g.node:
+            for a in node.attribute:
+                label = f"attribute {a.name} of node {node.name or node.op_type!r} in {where}"
+                yield from ((label, t) for t in [*([a.t] if a.HasField("t") else []),
+                                                 *a.tensors])
+                for sparse in [*([a.sparse_tensor] if a.HasField("sparse_tensor") else []),
+                               *a.sparse_tensors]:
+                    yield from _sparse(label, sparse)
+
+
+def _sparse(label: str, sparse: Any) -> Iterator[tuple[str, Any]]:
+    yield f"{label} (values)", sparse.values
+    yield f"{label} (indices)", sparse.indices
+
+
 def read_onnx(path: Path) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
     """The bytes, arch spec and other metadata of an ``.onnx`` that ``nas-sr export`` wrote;
     files reading external data or running custom-domain ops are refused."""
@@ -102,12 +136,16 @@ def read_onnx(path: Path) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
         proto = onnx.load_from_string(data)
     except (DecodeError, ValueError) as e:
         raise ModelError(f"{path}: not an ONNX model ({e})") from None
-    graph_tensors = list(proto.graph.initializer) + [
-        a.t for n in proto.graph.node for a in n.attribute if a.HasField("t")]
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph_tensors):
-        raise ModelError(f"{path}: reads weights from external files; nas-sr only runs "
-                         "self-contained ONNX models (export it with nas-sr export)")
-    domains = {op.domain for op in proto.opset_import} | {n.domain for n in proto.graph.node}
+    outside = next(((where, t) for where, t in tensors(proto.graph)
+                    if t.data_location == onnx.TensorProto.EXTERNAL), None)
+    if outside:
+        where, tensor = outside
+        file = next((e.value for e in tensor.external_data if e.key == "location"), "?")
+        raise ModelError(f"{path}: {where} reads its weights from the external file {file!r}; "
+                         "nas-sr only runs self-contained ONNX models (export it with "
+                         "nas-sr export)")
+    domains = {op.domain for op in proto.opset_import} | {
+        n.domain for g, _ in subgraphs(proto.graph) for n in g.node}
     if domains - STANDARD_DOMAINS or proto.functions:
         raise ModelError(f"{path}: uses ops outside the standard ONNX domain "
                          f"({sorted(domains - STANDARD_DOMAINS) or 'local functions'})")
