@@ -10,8 +10,8 @@ from scipy import stats
 from conftest import make_cfg
 from nas_sr.cli import run_job
 from nas_sr.errors import ConfigError
-from nas_sr.jobs.rank import spread_draws
 from nas_sr.options import check_options
+from nas_sr.search.rank import spread_draws
 from nas_sr.search.stats import (
     expected_max_normal,
     pearson_from_tau,

@@ -25,156 +25,26 @@ another seed (its reliability: a proxy whose seeds disagree ranks nothing).
 
 from __future__ import annotations
 
-import hashlib
-import json
-import subprocess
-import sys
-import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from omegaconf import DictConfig
 
-from controllers import RandomController
 from nas_sr.checkpoint import write_json
 from nas_sr.errors import ConfigError
 from nas_sr.plots.tradeoff import rank_figure
 from nas_sr.progress import progress_bar
-from nas_sr.search.proxy import ProxyReward, ProxySetting
-from nas_sr.search.stats import rank_correlation, variance_components
-from nas_sr.search.supernet import SearchRun, load_search_run, train_store
+from nas_sr.search.rank import (
+    agreements,
+    collect_retrains,
+    draw_cells,
+    earlier_retrains,
+    plan_retrains,
+    proxy_ranking,
+    retrain_all,
+)
+from nas_sr.search.supernet import load_search_run
 from search_spaces.cost import genotype_cost
-from search_spaces.genotypes import Genotype
-
-
-def spread_draws(nodes: int, count: int, pool: int, seed: int, cost: Any,
-                 params_range: Sequence[float] | None = None) -> list[Genotype]:
-    """``count`` distinct uniform cells at evenly spaced params quantiles of ``pool`` draws,
-    of those within ``params_range`` (``[low, high]``) when it is given."""
-    rng = torch.Generator().manual_seed(seed)
-    uniform = RandomController(nodes)
-    drawn = list(dict.fromkeys(uniform.sample(rng).genotype for _ in range(pool)))
-    if params_range is not None:
-        low, high = params_range
-        drawn = [g for g in drawn if low <= cost(g)["params"] <= high]
-        if len(drawn) < count:
-            raise ConfigError(f"only {len(drawn)} of {pool} uniform draws have "
-                              f"{low:,.0f}-{high:,.0f} params; widen rank.params_range "
-                              "or raise rank.pool")
-    drawn.sort(key=lambda g: (cost(g)["params"], g.to_decisions()))
-    picks = np.unique(np.linspace(0, len(drawn) - 1, count).round().astype(int))
-    return [drawn[i] for i in picks]
-
-
-def data_overrides(data: DictConfig) -> list[str]:
-    """The command-line overrides that give a retrain the search run's data."""
-    keys = {"builtin": (), "folder": ("train_dir", "val_dir", "val_fraction"),
-            "div2k": ("root",)}[data.name]
-    return [f"data={data.name}"] + [f"data.{k}={data[k] if data[k] is not None else 'null'}"
-                                    for k in keys]
-
-
-def retrain_command(genotype_file: Path, run_dir: Path, run_cfg: DictConfig,
-                    recipe: list[str]) -> list[str]:
-    a = run_cfg.archs.cell
-    return [sys.executable, "-m", "nas_sr.cli", "retrain", f"genotype={genotype_file}",
-            f"scale={run_cfg.scale}", f"archs.cell.channels={a.channels}",
-            f"archs.cell.cells={a.cells}", *data_overrides(run_cfg.data), *recipe,
-            "threads=1", "logger.progress=false", f"hydra.run.dir={run_dir}"]
-
-
-def cell_dir(root: Path, genotype: Genotype, command_key: list[str]) -> Path:
-    key = json.dumps([genotype.to_decisions(), command_key])
-    return root / hashlib.sha1(key.encode()).hexdigest()[:12]
-
-
-def seeded_recipe(recipe: list[str], seed: int) -> list[str]:
-    """The recipe retrained with ``seed``; seed 0 is the recipe as written, so its cell
-    folders are the ones rank jobs made before ``rank.retrain_seeds`` existed."""
-    return list(recipe) if seed == 0 else [*recipe, f"seed={seed}"]
-
-
-def retrain_all(jobs: list[tuple[Path, list[str]]], parallel: int, progress: bool
-                ) -> dict[Path, str]:
-    """Run the retrains not yet finished; returns the error of each that failed."""
-    todo = [(d, cmd) for d, cmd in jobs if not (d / "summary.json").is_file()]
-    failed: dict[Path, str] = {}
-
-    def one(folder: Path, cmd: list[str]) -> None:
-        with open(folder / "retrain.log", "a") as log:
-            done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
-        if done.returncode:
-            failed[folder] = f"exit {done.returncode}; see {folder / 'retrain.log'}"
-
-    with ThreadPoolExecutor(max(1, parallel)) as pool:
-        futures = [pool.submit(one, d, cmd) for d, cmd in todo]
-        for _ in progress_bar(as_completed(futures), total=len(futures), desc="retraining cells",
-                              disable=not progress):
-            pass
-    return failed
-
-
-def early_stop_agreement(done: list[dict[str, Any]], resamples: int, seed: int
-                         ) -> list[dict[str, Any]]:
-    """How well seed 0's validation PSNR after each epoch ranks the cells as seed 1's
-    finished retrain does: how short a retrain could be and still judge cells (a
-    low-fidelity reward). The judge is another seed, so no epoch shares its noise."""
-    curves = []
-    for c in done:
-        log = Path(c["folders"][0]) / "metrics.jsonl"
-        records = [json.loads(line) for line in log.read_text().splitlines()]
-        curves.append([e for e in records if e["kind"] == "epoch"])
-    epochs = min(len(curve) for curve in curves)
-    judge = [c["retrained_psnrs"][1] for c in done]
-    return [{"epoch": k + 1, "steps": curves[0][k]["steps"],
-             **rank_correlation([curve[k]["val_psnr"] for curve in curves], judge,
-                                resamples, seed)}
-            for k in range(epochs)]
-
-
-def earlier_retrains(path: str | None, recipe: list[str], seeds: list[int]
-                     ) -> dict[tuple[int, ...], dict[str, Any]]:
-    """The retrained cells of an earlier rank.json, by decisions; it must have used the same
-    recipe and seeds, or its PSNRs would not be comparable."""
-    if not path:
-        return {}
-    earlier = json.loads(Path(path).expanduser().read_text())
-    if earlier.get("recipe") != recipe or earlier.get("retrain_seeds") != seeds:
-        raise ConfigError(f"rank.retrained_from={path}: its recipe {earlier.get('recipe')} "
-                          f"and seeds {earlier.get('retrain_seeds')} are not this job's "
-                          f"{recipe} and {seeds}")
-    return {tuple(Genotype.from_dict({"nodes": c["genotype"]}).to_decisions()): c
-            for c in earlier["cells"] if "retrained_psnrs" in c}
-
-
-def proxy_ranking(search: SearchRun, rows: list[dict[str, Any]], seeds: list[int],
-                  resamples: int, seed: int, progress: bool) -> dict[str, Any]:
-    """Score every row's cell with the run's proxy under each of ``seeds`` (on the final
-    crops, as the shared-weight score); how it ranks them against retraining and itself."""
-    c = search.cfg
-    proxy = ProxyReward.for_search(c, train_store(c), {"final": search.final},
-                                   search.final[0].device, search.fmt)
-    started = time.perf_counter()
-    for row in progress_bar(rows, desc="proxy training", disable=not progress):
-        g = Genotype.from_dict({"nodes": row["genotype"]})
-        row["proxy_psnrs"] = [proxy.psnr(g, [s], "final") for s in seeds]
-        row["proxy_psnr"] = float(np.mean(row["proxy_psnrs"]))
-    done = [row for row in rows if "retrained_psnr" in row]
-    scores = [row["proxy_psnrs"] for row in done]
-    return {
-        "setting": vars(ProxySetting.from_config(c.search.proxy)), "seeds": seeds,
-        "seconds_per_run": (time.perf_counter() - started) / (len(rows) * len(seeds)),
-        **rank_correlation([row["proxy_psnr"] for row in done],
-                           [row["retrained_psnr"] for row in done], resamples, seed),
-        "seed_agreement": rank_correlation([p[0] for p in scores], [p[1] for p in scores],
-                                           resamples, seed) if len(seeds) > 1 else None,
-        "variance": variance_components(scores, 1, resamples, seed)
-        if len(seeds) > 1 else None,
-    }
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -184,93 +54,60 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     search_dir = Path(cfg.run).expanduser()
     search = load_search_run(search_dir, list(r.run_overrides), cfg.threads, cfg.logger.progress)
     run_cfg = search.cfg
-    a = run_cfg.archs.cell
-
-    def cost(g: Genotype) -> dict[str, int]:
-        return genotype_cost(g, a.channels, a.cells, run_cfg.scale)
-
-    cells = [(g, "uniform") for g in spread_draws(a.nodes, r.cells, r.pool, r.seed, cost,
-                                                  r.params_range)]
-    rng = torch.Generator().manual_seed(r.seed + 1)
-    with torch.no_grad():
-        policy = [search.controller.sample(rng).genotype for _ in range(r.policy_cells)]
-    seen = {g for g, _ in cells}
-    cells += [(g, "policy") for g in dict.fromkeys(policy) if g not in seen]
-
-    root = Path(r.cells_dir).expanduser()
     seeds = list(r.retrain_seeds)
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"rank.retrain_seeds must be distinct seeds, got {seeds}")
     recipe = list(r.recipe)
     earlier = earlier_retrains(r.retrained_from, recipe, seeds)
+    a = run_cfg.archs.cell
     jobs, rows = [], []
-    for g, source in progress_bar(cells, desc="scoring on shared weights",
+    for g, source in progress_bar(draw_cells(search, r), desc="scoring on shared weights",
                                   disable=not cfg.logger.progress):
         row = {"genotype": g.to_dict()["nodes"], "genotype_str": str(g), "source": source,
-               **cost(g), "shared_psnr": search.score(g)}
+               **genotype_cost(g, a.channels, a.cells, run_cfg.scale),
+               "shared_psnr": search.score(g)}
         rows.append(row)
         known = earlier.get(tuple(g.to_decisions()))
         if known is not None:  # retrained by an earlier rank job: its figures stand
             row |= {k: known[k] for k in ("folders", "retrained_psnrs", "retrained_psnr")}
-            continue
-        folders = []
-        for seed in seeds:
-            seeded = seeded_recipe(recipe, seed)
-            key = [seeded, data_overrides(run_cfg.data), run_cfg.scale, a.channels, a.cells]
-            folder = cell_dir(root, g, key)
-            folder.mkdir(parents=True, exist_ok=True)
-            write_json(folder / "cell.json", g.to_dict())
-            jobs.append((folder, retrain_command(folder / "cell.json", folder, run_cfg, seeded)))
-            folders.append(str(folder))
-        row["folders"] = folders
+        else:
+            jobs += plan_retrains(row, g, run_cfg, Path(r.cells_dir).expanduser(), recipe,
+                                  seeds)
     failed = retrain_all(jobs, r.jobs, cfg.logger.progress)
-    for row in rows:
-        if "retrained_psnr" in row:
-            continue
-        summaries = [Path(f) / "summary.json" for f in row["folders"]]
-        if all(f.is_file() for f in summaries):  # a cell counts once every seed is in
-            row["retrained_psnrs"] = [json.loads(f.read_text())["best_val_psnr"]
-                                      for f in summaries]
-            row["retrained_psnr"] = float(np.mean(row["retrained_psnrs"]))
+    collect_retrains(rows)
     done = [row for row in rows if "retrained_psnr" in row]
     if len(done) < 3:
         raise ConfigError(f"only {len(done)} of {len(rows)} cells retrained; "
                           f"failures: {list(failed.values())[:3]}")
     result = {
         "run": str(search_dir), "controller": run_cfg.controller.name, "recipe": recipe,
-        "retrain_seeds": seeds,
-        **rank_correlation([c["shared_psnr"] for c in done],
-                           [c["retrained_psnr"] for c in done], r.bootstrap, r.seed),
-        "params_vs_retrained": rank_correlation([c["params"] for c in done],
-                                                [c["retrained_psnr"] for c in done],
-                                                r.bootstrap, r.seed),
-        # two retrains of each cell with different seeds, ranked against each other
-        "retrain_seed_agreement": rank_correlation(
-            [c["retrained_psnrs"][0] for c in done], [c["retrained_psnrs"][1] for c in done],
-            r.bootstrap, r.seed) if len(seeds) > 1 else None,
-        # how much of a retrained PSNR is the cell, how much the seed: the most any
-        # search of this space can gain over a random pick, judged by this recipe
-        "variance": variance_components([c["retrained_psnrs"] for c in done],
-                                        r.oracle_pool, r.bootstrap, r.seed)
-        if len(seeds) > 1 else None,
-        # (needs every cell's training log: not when an earlier job's folders are gone)
-        "early_stop_agreement": early_stop_agreement(done, r.bootstrap, r.seed)
-        if len(seeds) > 1 and all((Path(c["folders"][0]) / "metrics.jsonl").is_file()
-                                  for c in done) else None,
+        "retrain_seeds": seeds, **agreements(done, r, seeds),
         "proxy": proxy_ranking(search, rows, list(r.proxy_seeds), r.bootstrap, r.seed,
                                cfg.logger.progress) if r.proxy_seeds else None,
         "failed": {str(k): v for k, v in failed.items()},
         "cells": rows,
     }
     write_json(run_dir / "rank.json", result)
-    rank_figure(done, result, title=f"{search_dir.name}").savefig(run_dir / "rank.png")
+    figures(done, result, search_dir.name, len(r.proxy_seeds), run_dir)
+    report(result, search_dir.name, len(done), seeds, run_dir)
+    return result
+
+
+def figures(done: list[dict[str, Any]], result: dict[str, Any], name: str, proxy_seeds: int,
+            run_dir: Path) -> None:
+    rank_figure(done, result, title=name).savefig(run_dir / "rank.png")
     if result["proxy"]:
-        rank_figure(done, result["proxy"], f"{search_dir.name}, proxy", "proxy_psnr",
-                    f"proxy PSNR on the final crops, mean of {len(r.proxy_seeds)} seeds (dB)"
+        rank_figure(done, result["proxy"], f"{name}, proxy", "proxy_psnr",
+                    f"proxy PSNR on the final crops, mean of {proxy_seeds} seeds (dB)"
                     ).savefig(run_dir / "rank_proxy.png")
-    print(f"{search_dir.name}: Kendall tau {result['kendall_tau']:.3f} "
+
+
+def report(result: dict[str, Any], name: str, cells: int, seeds: list[int],
+           run_dir: Path) -> None:
+    """The job's figures in a few lines."""
+    print(f"{name}: Kendall tau {result['kendall_tau']:.3f} "
           f"[{result['kendall_tau_ci'][0]:.2f}, {result['kendall_tau_ci'][1]:.2f}], "
-          f"Spearman rho {result['spearman_rho']:.3f} over {len(done)} cells; "
+          f"Spearman rho {result['spearman_rho']:.3f} over {cells} cells; "
           f"{run_dir / 'rank.json'}")
     if result["retrain_seed_agreement"]:
         agree = result["retrain_seed_agreement"]
@@ -288,4 +125,3 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         print(f"proxy ({p['seconds_per_run']:.1f} s a run): Kendall tau {p['kendall_tau']:.3f} "
               f"[{p['kendall_tau_ci'][0]:.2f}, {p['kendall_tau_ci'][1]:.2f}] against "
               f"retraining{agree}")
-    return result

@@ -19,12 +19,13 @@ shared-weight reward and scores only the ``final_top`` candidates by proxy train
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from controllers import RandomController
 from controllers.fair import FairSampler
@@ -32,6 +33,7 @@ from nas_sr import checkpoint
 from nas_sr.data.crops import RandomCrops
 from nas_sr.device import memory_format, resolve_device, seed_everything, set_threads, use_amp
 from nas_sr.errors import ConfigError
+from nas_sr.plots.search import log_to_wandb, plot_run
 from nas_sr.plots.tradeoff import pareto_figure
 from nas_sr.progress import progress_bar
 from nas_sr.runs.log import RunLog
@@ -48,6 +50,7 @@ from nas_sr.train.recipe import BlowUpGuard, cosine_lr, not_finite
 from nas_sr.train.state import RunState
 from search_spaces.cost import budget_penalty, genotype_cost, pareto_front, within_budget
 from search_spaces.genotypes import Genotype
+from search_spaces.network import CellSRNet, count_params
 
 
 class Search(RunState):
@@ -281,6 +284,56 @@ class Search(RunState):
         best = max(top, key=lambda i: nan_last(scored[i]["final_psnr"] - scored[i]["penalty"]))
         scored[best]["chosen"] = True
         return cells[best], scored[best]["final_psnr"], scored
+
+    def run_epoch(self, log: RunLog) -> None:
+        """One epoch: the shared weights, then the controller; logged and checkpointed."""
+        t0 = time.perf_counter()
+        train = self.train_shared()
+        t1 = time.perf_counter()
+        rewards = self.train_controller(log)
+        t2 = time.perf_counter()
+        self.count_epoch(t2 - t0)
+        mean = sum(rewards) / max(1, len(rewards))
+        log.log("epoch", epoch=self.epoch, **train, reward_mean=mean,
+                shared_time_s=t1 - t0, controller_time_s=t2 - t1)
+        self.save(log, CHECKPOINT)
+        loss = f"loss {train['loss']:.4f}, " if train else ""
+        print(f"epoch {self.epoch}/{self.cfg.search.epochs}: {loss}mean reward {mean:.2f} dB, "
+              f"{t2 - t0:.1f}s")
+
+    def finish(self, log: RunLog, space: dict[str, Any]) -> dict[str, Any]:
+        """Choose the cell; write genotype.json, summary.json, pareto.json and the plots."""
+        cfg, run_dir = self.cfg, self.run_dir
+        best, best_psnr, scored = self.select()
+        if self.proxy:  # the final candidates' proxy runs: kept for a re-selection
+            self.save(log, CHECKPOINT)
+        write_pareto(scored, self.budget, run_dir, cfg.logger.plots, self.proxy_reward)
+        a = cfg.archs.cell
+        summary = {
+            "genotype": best.to_dict(), "genotype_str": str(best), "val_psnr": best_psnr,
+            "params": count_params(CellSRNet(cfg.scale, a.channels, a.cells, a.nodes, best)),
+            "cost_at_retrain_width": {"channels": self.cost_width[0],
+                                      "cells": self.cost_width[1], **self.cost(best)},
+            "budget": self.budget, "search_time_s": self.elapsed, "epochs": self.epoch,
+            "controller_steps": self.controller_step, "controller": cfg.controller.name,
+            "scale": cfg.scale, "space_size": space, "cells_scored": len(scored),
+            "candidates": [c for c in scored if "final_psnr" in c],
+        }
+        checkpoint.write_json(run_dir / "genotype.json", {
+            **best.to_dict(), "scale": cfg.scale, "arch": OmegaConf.to_container(a)})
+        checkpoint.write_json(run_dir / "summary.json", summary)
+        log.log("final", val_psnr=best_psnr, genotype=best.to_dict()["nodes"],
+                params=summary["params"], search_time_s=self.elapsed)
+        log.flush()
+        if cfg.logger.plots:
+            plots = plot_run(run_dir)
+            if log.wandb is not None:
+                log_to_wandb(log.wandb, plots)
+        how = "proxy training" if self.proxy else "shared weights"
+        # measured on the crops that chose it: a selection score, not a held-out one
+        print(f"best cell: {best}\n  selection PSNR {best_psnr:.2f} dB ({how}, final crops), "
+              f"{summary['params']:,} params standalone; written to {run_dir}")
+        return summary
 
 
 def nan_last(value: float) -> float:
