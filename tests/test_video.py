@@ -1,6 +1,8 @@
 """Videos through `nas-sr upscale`: frames, time, rotation and audio survive; failures leave
 nothing behind."""
 
+import re
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -16,6 +18,35 @@ CELL_X2 = Path(__file__).resolve().parents[1] / "models" / "cell_x2" / "model.pt
 
 def nearest_x2(frames: np.ndarray) -> np.ndarray:
     return frames.repeat(2, axis=1).repeat(2, axis=2)
+
+
+def understated_clip(path: Path, frames: int = 50) -> Path:
+    """A Matroska clip of ``frames`` frames at 12 fps whose DURATION tag says 0.1 s: a
+    header that counts 1 frame."""
+    clip = write_clip(path.with_name("honest.mkv"), frames=frames, audio=None)
+    data, n = re.subn(rb"\d\d:\d\d:\d\d\.\d{9}", b"00:00:00.100000000", clip.read_bytes())
+    assert n == 1  # the tag's value, same length, so nothing else moves
+    path.write_bytes(data)
+    return path
+
+
+def resizing_clip(path: Path, sizes: list[tuple[int, int]]) -> Path:
+    """A Matroska MJPEG clip whose frames have the given (width, height)s, each a JPEG of
+    its own size (as a hostile upload can mux them)."""
+    tick = Fraction(1, 12)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mjpeg", rate=12)
+        stream.width, stream.height, stream.pix_fmt = *sizes[0], "yuvj420p"
+        for i, (w, h) in enumerate(sizes):
+            jpeg = av.CodecContext.create("mjpeg", "w")
+            jpeg.width, jpeg.height, jpeg.pix_fmt, jpeg.time_base = w, h, "yuvj420p", tick
+            rgb = np.full((h, w, 3), 40 + 40 * i, np.uint8)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuvj420p")
+            frame.pts = i
+            for packet in jpeg.encode(frame) + jpeg.encode(None):
+                packet.stream, packet.pts, packet.dts, packet.time_base = stream, i, i, tick
+                out.mux(packet)
+    return path
 
 
 def audio_samples(path: Path) -> np.ndarray:
@@ -160,3 +191,41 @@ def test_what_is_not_a_usable_video_is_named(tmp_path):
             rewrite(tmp_path / "good.mp4", tmp_path / dest, nearest_x2, 2, Encoding(codec))
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "cut.mp4", "good.mp4", "notes.mp4", "notes.txt", "song.m4a"]  # no partial output
+
+
+def counting_x2(seen: list[int]):
+    def fn(frames: np.ndarray) -> np.ndarray:
+        seen.append(len(frames))
+        return nearest_x2(frames)
+    return fn
+
+
+def test_a_clip_longer_than_its_header_says_stops_at_the_frame_limit(tmp_path):
+    liar = understated_clip(tmp_path / "liar.mkv")
+    assert probe(liar).frames == 1  # what the upload's check sees
+    seen: list[int] = []
+    with pytest.raises(VideoError, match=r"liar.mkv: holds more than 5 frames \(its header "
+                                         r"suggests 1\), more than this server takes"):
+        rewrite(liar, tmp_path / "out" / "o.mp4", counting_x2(seen), 2,
+                Encoding(preset="ultrafast", max_frames=5))
+    assert sum(seen) == 5  # the sixth frame was decoded, counted, and went no further
+    assert list((tmp_path / "out").iterdir()) == []
+    assert rewrite(liar, tmp_path / "whole.mp4", nearest_x2, 2,
+                   Encoding(preset="ultrafast", max_frames=50)).frames == 50
+
+
+def test_every_frame_is_checked_against_the_pixel_limit_and_the_first_frames_size(tmp_path):
+    grows = resizing_clip(tmp_path / "grows.mkv", [(64, 48)] * 3 + [(640, 480)])
+    assert (probe(grows).width, probe(grows).height) == (64, 48)  # the upload's check
+    seen: list[int] = []
+    with pytest.raises(VideoError, match=r"grows.mkv: frame 4 is 640x480, 307,200 pixels, more "
+                                         r"than the 10,000 this server takes per frame"):
+        rewrite(grows, tmp_path / "out" / "o.mp4", counting_x2(seen), 2,
+                Encoding(preset="ultrafast", max_pixels=100 * 100))
+    assert sum(seen) == 3 and list((tmp_path / "out").iterdir()) == []
+    shrinks = resizing_clip(tmp_path / "shrinks.mkv", [(64, 48), (32, 24)])
+    with pytest.raises(VideoError, match=r"shrinks.mkv: frame 2 is 32x24 but the video starts "
+                                         r"at 64x48; a video whose frame size changes cannot "
+                                         r"be upscaled \(re-encode it at one size\)"):
+        rewrite(shrinks, tmp_path / "out" / "o.mp4", nearest_x2, 2, Encoding(preset="ultrafast"))
+    assert list((tmp_path / "out").iterdir()) == []

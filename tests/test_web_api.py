@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from test_video import resizing_clip, understated_clip
 
 from conftest import make_cfg, write_clip, write_image
 from nas_sr.cli import run_job
@@ -172,6 +173,27 @@ def test_each_bad_upload_gets_a_clear_message_and_the_server_keeps_serving(
     assert "/jobs/" not in r.json()["detail"]  # no server path in a message
     assert len(client.get("/api/jobs").json()) == before  # nothing queued
     assert submit(client, "ok.png", photo).status_code == 202  # and it still serves
+
+
+def test_a_video_is_held_to_the_frame_and_pixel_limits_as_it_decodes(client, tmp_path):
+    """Headers are the uploader's to write: 50 frames that say 0.1 s, a clip whose fourth
+    frame is larger than its first, and one whose frame size changes."""
+    cases = ((understated_clip(tmp_path / "liar.mkv", frames=50),
+              "liar.mkv: holds more than 20 frames (its header suggests 1), more than this "
+              "server takes; cut it shorter", 20),
+             (resizing_clip(tmp_path / "big.mkv", [(64, 48)] * 3 + [(400, 300)]),
+              "big.mkv: frame 4 is 400x300, 120,000 pixels, more than the 10,000 this server "
+              "takes per frame", 3),
+             (resizing_clip(tmp_path / "small.mkv", [(64, 48)] * 3 + [(32, 24)]),
+              "small.mkv: frame 4 is 32x24 but the video starts at 64x48; a video whose frame "
+              "size changes cannot be upscaled (re-encode it at one size)", 3))
+    for clip, message, upscaled in cases:
+        r = submit(client, clip.name, clip.read_bytes(), model="bicubic_x2")
+        assert r.status_code == 202, r.text  # its header passes the upload's check
+        job = wait_done(client, r.json()["id"])
+        assert (job["status"], job["error"]) == ("failed", message)
+        stored = client.app.state.jobs.get(job["id"])  # no frame past the limit was upscaled
+        assert stored.done == upscaled and not stored.output.exists()
 
 
 def test_uploads_beyond_the_queue_limit_are_turned_away_until_one_leaves(catalog, tmp_path):

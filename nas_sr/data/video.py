@@ -69,6 +69,10 @@ class Encoding:
     pix_fmt: str = "yuv420p"   # what every player decodes
     batch: int = 1             # frames per model call (more is slower on a CPU: bench/)
     options: dict[str, str] = field(default_factory=dict)  # more encoder options
+    # what a source may decode to (serve's limits): counted on the decoded frames, since a
+    # header's count, duration and first frame's size are the uploader's to write
+    max_frames: int | None = None
+    max_pixels: int | None = None  # per frame
 
     def codec_options(self) -> dict[str, str]:
         opts = dict(self.options)
@@ -79,6 +83,12 @@ class Encoding:
         if self.preset and self.codec in ("libx264", "libx265"):
             opts.setdefault("preset", self.preset)
         return opts
+
+
+def encoded_size(width: int, height: int, scale: int) -> tuple[int, int]:
+    """The output's width and height: x ``scale``, an odd side cut by one pixel (4:2:0
+    chroma needs even sides)."""
+    return width * scale // 2 * 2, height * scale // 2 * 2
 
 
 def probe(path: str | Path) -> VideoInfo:
@@ -154,7 +164,8 @@ def rewrite(src: str | Path, dest: str | Path, fn: FrameFn, scale: int,
     try:
         with (atomic_path(dest) as tmp, av.open(str(src)) as inp,
               av.open(str(tmp), "w", format=CONTAINERS[dest.suffix.lower()]) as out):
-            frames = _rewrite(inp, out, fn, scale, info.rotation, encoding,
+            check = _frame_check(src, info, encoding)
+            frames = _rewrite(inp, out, fn, scale, info, encoding, check,
                               lambda done: progress and progress(done, max(done, info.frames)))
             # a file cut at a packet's end demuxes cleanly, only shorter than its header
             # says; a frame or two of slack for edit lists that hide a count's first frames,
@@ -175,36 +186,74 @@ def rewrite(src: str | Path, dest: str | Path, fn: FrameFn, scale: int,
     return replace(info, frames=frames)
 
 
-def _rewrite(inp: av.container.InputContainer, out: av.container.OutputContainer,
-             fn: FrameFn, scale: int, rotation: int, encoding: Encoding,
-             on_frames: Callable[[int], None]) -> int:
-    """The work of :func:`rewrite`; ``on_frames(done)`` after each batch; the frame count."""
-    import av
+def _frame_check(src: Path, info: VideoInfo,
+                 encoding: Encoding) -> Callable[[av.VideoFrame, int], None]:
+    """``check(frame, n)``: raises for the ``n``-th decoded frame once past the frame limit,
+    over the pixel limit, or of another size than the first (which the output is sized
+    for), before it is converted or upscaled."""
+    first = (info.width, info.height)
+
+    def check(frame: av.VideoFrame, n: int) -> None:
+        if encoding.max_frames is not None and n > encoding.max_frames:
+            raise VideoError(f"{src}: holds more than {encoding.max_frames} frames (its header "
+                             f"suggests {info.frames}), more than this server takes; cut it "
+                             "shorter")
+        w, h = frame.width, frame.height
+        if encoding.max_pixels is not None and w * h > encoding.max_pixels:
+            raise VideoError(f"{src}: frame {n} is {w}x{h}, {w * h:,} pixels, more than the "
+                             f"{encoding.max_pixels:,} this server takes per frame")
+        if (w, h) != first:
+            raise VideoError(f"{src}: frame {n} is {w}x{h} but the video starts at "
+                             f"{first[0]}x{first[1]}; a video whose frame size changes cannot "
+                             "be upscaled (re-encode it at one size)")
+
+    return check
+
+
+def _video_stream(out: av.container.OutputContainer, vin: av.video.stream.VideoStream,
+                  fps: Fraction, size: tuple[int, int], rotation: int,
+                  encoding: Encoding) -> av.video.stream.VideoStream:
+    """The output's video stream, ``size`` (the first frame's x scale), in ``vin``'s colours
+    and clock."""
     from av.video.reformatter import ColorRange
 
-    vin = inp.streams.video[0]
-    vin.thread_type = "AUTO"
-    ain = inp.streams.audio[0] if inp.streams.audio else None
     ctx = vin.codec_context
-    fps = vin.average_rate or vin.guessed_rate or 25
     try:
         vout = out.add_stream(encoding.codec, rate=fps, options=encoding.codec_options())
     except ValueError as e:  # an unknown encoder, or one the container cannot hold
         raise VideoError(f"codec {encoding.codec!r}: {e}; use e.g. libx264 (mp4, mov, mkv, "
                          "avi) or libvpx-vp9 (webm)") from None
-    vout.width, vout.height = ctx.width * scale // 2 * 2, ctx.height * scale // 2 * 2
+    vout.width, vout.height = size
     vout.pix_fmt = encoding.pix_fmt
     if rotation:  # before anything is muxed: the header carries it
         vout.set_display_rotation(rotation)
     # a constant rate gets exact 1/fps ticks (an MKV's millisecond stamps would drift);
     # a variable one keeps the source's clock, so every frame keeps its time
     constant = vin.base_rate is not None and vin.base_rate == vin.average_rate
-    tick = Fraction(1, 1) / Fraction(fps) if constant else vin.time_base
-    vout.codec_context.time_base = tick
+    vout.codec_context.time_base = Fraction(1, 1) / Fraction(fps) if constant else vin.time_base
     vout.codec_context.colorspace = ctx.colorspace
     vout.codec_context.color_primaries = ctx.color_primaries
     vout.codec_context.color_trc = ctx.color_trc
     vout.codec_context.color_range = ColorRange.MPEG  # what yuv420p output is
+    return vout
+
+
+def _rewrite(inp: av.container.InputContainer, out: av.container.OutputContainer,
+             fn: FrameFn, scale: int, info: VideoInfo, encoding: Encoding,
+             check: Callable[[av.VideoFrame, int], None],
+             on_frames: Callable[[int], None]) -> int:
+    """The work of :func:`rewrite`; each decoded frame passes ``check`` first;
+    ``on_frames(done)`` after each batch; the frame count."""
+    import av
+    from av.video.reformatter import ColorRange
+
+    vin = inp.streams.video[0]
+    vin.thread_type = "AUTO"
+    ain = inp.streams.audio[0] if inp.streams.audio else None
+    fps = vin.average_rate or vin.guessed_rate or 25
+    vout = _video_stream(out, vin, fps, encoded_size(info.width, info.height, scale),
+                         info.rotation, encoding)
+    tick = vout.codec_context.time_base
     copy_audio = ain is not None and ain.codec_context.name in out.supported_codecs
     aout = None
     if ain is not None:
@@ -245,6 +294,7 @@ def _rewrite(inp: av.container.InputContainer, out: av.container.OutputContainer
                     out.mux(aout.encode(frame))
             continue
         for frame in packet.decode():
+            check(frame, done + len(batch) + 1)
             batch.append(frame)
             if len(batch) >= encoding.batch:
                 flush()

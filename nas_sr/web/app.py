@@ -12,6 +12,7 @@ import re
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path, PurePath
 from typing import Annotated, Any
 
@@ -89,12 +90,16 @@ def create_app(catalog: dict[str, Entry], root: Path, settings: Settings,
     """The app; jobs live under ``root/jobs/<id>/`` until ``keep_s`` after they end. It
     answers requests whose Host header is one of ``hosts`` (``guard.served_hosts``)."""
 
+    # the upload's check read a video's header; its decoder counts and measures every frame
+    video = replace(settings, encoding=replace(settings.encoding, max_frames=limits.frames,
+                                               max_pixels=limits.pixels))
+
     def work(job: Job) -> None:
         predictor = catalog[job.model].predictor
         if job.kind == "image":
             upscale_image(predictor, job.input, job.output, settings, job.progress)
         else:  # the upload's count may be an estimate (duration x fps)
-            job.frames = upscale_video(predictor, job.input, job.output, settings,
+            job.frames = upscale_video(predictor, job.input, job.output, video,
                                        job.progress).frames
 
     jobs = JobQueue(work, keep_s, workers)
