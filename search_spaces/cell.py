@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from search_spaces.genotypes import NUM_CELL_INPUTS, Genotype
-from search_spaces.operations import OP_NAMES, OPS, SEQUENTIAL_NAMES
+from search_spaces.operations import OP_NAMES, REGISTRY
 
 T = TypeVar("T")
 
@@ -21,7 +21,7 @@ class Cell(nn.Module):
     ``node_ops[j][slot][op]`` is the module of ``op`` on input ``slot`` (0 or 1) of node
     ``j``. With ``genotype=None`` every (node, input slot, op) owns a module and any
     genotype can be run through it: these are the shared weights of the supernet.
-    With a genotype only the chosen ops are built, from the same ``OPS`` registry.
+    With a genotype only the chosen ops are built, from the same op ``REGISTRY``.
     Only the ops a genotype names are ever computed, so a supernet step costs the
     same as a standalone step.
 
@@ -41,7 +41,7 @@ class Cell(nn.Module):
             slots = nn.ModuleList()
             for slot in range(2):
                 names = OP_NAMES if genotype is None else (genotype.nodes[j][2 * slot + 1],)
-                slots.append(nn.ModuleDict({name: OPS[name](channels) for name in names}))
+                slots.append(nn.ModuleDict({n: REGISTRY[n].build(channels) for n in names}))
             self.node_ops.append(slots)
         combined = num_nodes if genotype is None else len(genotype.loose_ends())
         self.combine = nn.Conv2d(combined * channels, channels, 1)
@@ -74,9 +74,10 @@ def current_name(name: str) -> str:
     """
     parts = name.split(".")
     for i in range(len(parts) - 4):  # edges . node . slot . op . sequential index
-        if parts[i] == "edges" and parts[i + 3] in SEQUENTIAL_NAMES:
+        op = REGISTRY.get(parts[i + 3])
+        if parts[i] == "edges" and op is not None and op.renamed:
             parts[i] = "node_ops"
-            parts[i + 4] = SEQUENTIAL_NAMES[parts[i + 3]].get(parts[i + 4], parts[i + 4])
+            parts[i + 4] = op.renamed.get(parts[i + 4], parts[i + 4])
     return ".".join(parts)
 
 

@@ -11,27 +11,16 @@ Mult-Adds follow CARN/FALSR: one 1280x720 output, biases free.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 from search_spaces.genotypes import NUM_CELL_INPUTS, Genotype, Node
+from search_spaces.operations import REGISTRY, OpCost
 
 HR_SIZE = (720, 1280)  # (height, width) of the output Mult-Adds are quoted for
 
 
-class OpCost(NamedTuple):
-    params: int
-    macs_per_pixel: int  # multiply-accumulates per LR pixel
-
-
 def op_cost(op: str, c: int) -> OpCost:
-    """Parameters and per-pixel MACs of one candidate op on C channels."""
-    if op in ("conv_3x3", "dil_conv_3x3"):
-        return OpCost(9 * c * c + c, 9 * c * c)
-    if op == "sep_conv_3x3":  # depthwise 3x3 (no bias) + pointwise 1x1
-        return OpCost(9 * c + c * c + c, 9 * c + c * c)
-    if op == "identity":
-        return OpCost(0, 0)
-    raise KeyError(f"no cost formula for op {op!r}")
+    """Parameters and per-pixel MACs of one registered op on C channels."""
+    return REGISTRY[op].cost(c)
 
 
 def lq_size(scale: int, hr_size: tuple[int, int] = HR_SIZE) -> tuple[int, int]:

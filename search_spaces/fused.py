@@ -15,7 +15,6 @@ checkpoints and model files keep the searched form, whose weights the cell names
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -23,67 +22,8 @@ from torch import Tensor, nn
 
 from search_spaces.cell import Cell
 from search_spaces.network import CellSRNet
-from search_spaces.operations import ReLUConv, SepConv
-
-
-@dataclass
-class Terms:
-    """A sum of linear maps of a cell's states: the value of a node, or the cell's output.
-
-    ``convs[(state, dilation)]``: a (out, C, 3, 3) kernel on relu(state);
-    ``seps[state]``: (depthwise (C, 3, 3), pointwise (out, C)) pairs on relu(state);
-    ``raw[state]``: an (out, C) matrix on the state itself (the identity op).
-    """
-
-    bias: Tensor
-    convs: dict[tuple[int, int], Tensor] = field(default_factory=dict)
-    seps: dict[int, list[tuple[Tensor, Tensor]]] = field(default_factory=dict)
-    raw: dict[int, Tensor] = field(default_factory=dict)
-
-    def __add__(self, other: Terms) -> Terms:
-        convs, raw = dict(self.convs), dict(self.raw)
-        for key, k in other.convs.items():
-            convs[key] = convs[key] + k if key in convs else k
-        for state, m in other.raw.items():
-            raw[state] = raw[state] + m if state in raw else m
-        seps = {s: list(pairs) for s, pairs in self.seps.items()}
-        for state, pairs in other.seps.items():
-            seps.setdefault(state, []).extend(pairs)
-        return Terms(self.bias + other.bias, convs, seps, raw)
-
-    def mapped(self, w: Tensor) -> Terms:
-        """``w @ self`` for an (out', out) matrix ``w``: a 1x1 conv applied after."""
-        return Terms(
-            w @ self.bias,
-            {key: torch.einsum("po,oikl->pikl", w, k) for key, k in self.convs.items()},
-            {s: [(d, w @ p) for d, p in pairs] for s, pairs in self.seps.items()},
-            {s: w @ m for s, m in self.raw.items()},
-        )
-
-    def folded(self) -> Terms:
-        """Separable convs on a state that also has a full 3x3 conv, merged into it."""
-        convs, seps = dict(self.convs), {}
-        for state, pairs in self.seps.items():
-            if (state, 1) in convs:
-                convs[(state, 1)] = convs[(state, 1)] + sum(
-                    p[:, :, None, None] * d[None] for d, p in pairs)
-            else:
-                seps[state] = pairs
-        return Terms(self.bias, convs, seps, self.raw)
-
-
-def op_terms(op: nn.Module, state: int, eye: Tensor) -> Terms:
-    """The terms of one op of the registry reading ``state`` (``eye``: the CxC identity)."""
-    if isinstance(op, ReLUConv):
-        conv = op.conv
-        return Terms(conv.bias, {(state, conv.dilation[0]): conv.weight})
-    if isinstance(op, SepConv):
-        pointwise = op.pointwise.weight[:, :, 0, 0]
-        return Terms(op.pointwise.bias,
-                     seps={state: [(op.depthwise.weight[:, 0], pointwise)]})
-    if isinstance(op, nn.Identity):
-        return Terms(torch.zeros_like(eye[0]), raw={state: eye})
-    raise TypeError(f"no fused form for op {type(op).__name__}; add it to search_spaces/fused.py")
+from search_spaces.operations import REGISTRY
+from search_spaces.terms import Terms
 
 
 def _cat(xs: list[Tensor]) -> Tensor:
@@ -170,7 +110,8 @@ class FusedCell(nn.Module):
         if g is None:
             raise ValueError("the supernet's cell has no single genotype to fuse")
         eye = torch.eye(c, device=cell.combine.weight.device)
-        values = [op_terms(ops1[n.op1], n.in1, eye) + op_terms(ops2[n.op2], n.in2, eye)
+        values = [REGISTRY[n.op1].terms(ops1[n.op1], n.in1, eye)
+                  + REGISTRY[n.op2].terms(ops2[n.op2], n.in2, eye)
                   for n, (ops1, ops2) in zip(g.nodes, cell.node_ops, strict=True)]
         loose = g.loose_ends()
         combine = cell.combine.weight[:, :, 0, 0]

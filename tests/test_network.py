@@ -4,7 +4,7 @@ import torch
 from controllers import RandomController
 from search_spaces.genotypes import Genotype, Node
 from search_spaces.network import CellSRNet, count_params
-from search_spaces.operations import OP_NAMES, OPS
+from search_spaces.operations import OP_NAMES, REGISTRY
 
 
 def uniform_genotype(op: str, nodes: int = 3) -> Genotype:
@@ -46,7 +46,7 @@ def test_standalone_has_only_the_chosen_ops():
     c, cells = 8, 2
     g = Genotype((Node(0, "conv_3x3", 1, "identity"), Node(2, "sep_conv_3x3", 1, "dil_conv_3x3")))
     net = CellSRNet(2, channels=c, num_cells=cells, num_nodes=2, genotype=g)
-    op_params = {n: sum(p.numel() for p in OPS[n](c).parameters()) for n in OP_NAMES}
+    op_params = {n: sum(p.numel() for p in REGISTRY[n].build(c).parameters()) for n in OP_NAMES}
     per_cell = sum(op_params[op] for op in g.ops()) + (len(g.loose_ends()) * c * c + c)
     head = 3 * c * 9 + c
     tail = c * 3 * 4 * 9 + 3 * 4

@@ -6,6 +6,7 @@ sat in ``Cell.edges``: ``cells.0.edges.1.0.conv_3x3.1.weight`` is now
 """
 
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from nas_sr.train.trainer import init_from
 from search_spaces.cell import current_name
 from search_spaces.genotypes import Genotype, Node
 from search_spaces.network import CellSRNet
+from search_spaces.operations import REGISTRY
 
 CELL_X2 = Path(__file__).resolve().parents[1] / "models" / "cell_x2" / "model.pt2"
 # the registry as it was, word for word
@@ -40,7 +42,8 @@ def old_style(monkeypatch, build):
     """What ``build()`` made before the change: built with the Sequential ops, its state dict
     under the old names (``edges``, Sequential indices)."""
     with monkeypatch.context() as m:
-        m.setattr("search_spaces.cell.OPS", SEQUENTIAL_OPS)  # where cells build their ops
+        for name, build_op in SEQUENTIAL_OPS.items():  # the registry cells build their ops from
+            m.setitem(REGISTRY, name, replace(REGISTRY[name], build=build_op))
         model = build()
     state = {k.replace(".node_ops.", ".edges."): v for k, v in model.state_dict().items()}
     return model, state

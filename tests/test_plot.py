@@ -15,7 +15,7 @@ from nas_sr.plots import search as search_plots
 from nas_sr.plots import training as training_plots
 from nas_sr.runs.log import read_metrics
 from search_spaces.genotypes import Genotype
-from search_spaces.operations import OP_NAMES
+from search_spaces.operations import OP_NAMES, REGISTRY
 
 ALL_PLOTS = {"reward", "entropy", "best_reward", "loss", "op_frequencies", "best_cell"}
 
@@ -67,7 +67,8 @@ def test_figures_have_the_expected_axes(search_run):
     texts = [t.get_text() for t in cell.axes[0].texts]
     for name in ("h(k-2)", "h(k-1)", "h(k)", "n0", "n1", "n2", "n3", "n4"):
         assert name in texts
-    assert sum(t in search_plots.OP_LABELS.values() for t in texts) == 10  # one label per op edge
+    labels = {op.label for op in REGISTRY.values()}
+    assert sum(t in labels for t in texts) == 10  # one label per op edge
 
 
 def test_op_shares_sum_to_one_per_window(tmp_path):

@@ -27,7 +27,7 @@ from nas_sr.train.ema import WeightAverage
 from nas_sr.train.recipe import CLOCKS, LOSSES, cosine_lr
 from search_spaces.genotypes import Genotype, GenotypeError, Node
 from search_spaces.network import CellSRNet, count_params
-from search_spaces.operations import OPS
+from search_spaces.operations import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[1]
 # 3 nodes (the config's archs.cell.nodes is 5: the file decides); loose ends n1 and n2
@@ -66,7 +66,7 @@ def test_cell_spec_takes_the_genotype_and_the_retrain_width(genotype_file):
     net = build_model(spec)
     assert isinstance(net, CellSRNet) and net.genotype == CELL
     c = 12
-    op_params = sum(sum(p.numel() for p in OPS[op](c).parameters()) for op in CELL.ops())
+    op_params = sum(sum(p.numel() for p in REGISTRY[op].build(c).parameters()) for op in CELL.ops())
     combine = len(CELL.loose_ends()) * c * c + c
     head, tail = 3 * c * 9 + c, c * 27 * 9 + 27
     assert count_params(net) == head + 3 * (op_params + combine) + tail

@@ -30,13 +30,10 @@ from search_spaces.genotypes import (
     choices_per_decision,
     load_genotype,
 )
-from search_spaces.operations import OP_NAMES
+from search_spaces.operations import OP_NAMES, REGISTRY
 
 DPI = 120
 STEP, REWARD = "controller step", "reward (dB)"
-OP_COLORS = dict(zip(OP_NAMES, ("tab:blue", "tab:orange", "tab:green", "tab:gray"), strict=True))
-OP_LABELS = {"conv_3x3": "conv 3x3", "sep_conv_3x3": "sep 3x3", "dil_conv_3x3": "dil 3x3",
-             "identity": "identity"}
 BANDS = ("minmax", "std")
 
 
@@ -185,7 +182,7 @@ def op_frequency_figure(run: SearchLog, window: int) -> Figure:
     # piecewise-constant areas: each window's shares hold over its whole span of steps
     x = np.repeat(edges, 2)[1:-1]
     ax.stackplot(x, 100 * np.repeat(shares, 2, axis=0).T, labels=OP_NAMES,
-                 colors=[OP_COLORS[o] for o in OP_NAMES], alpha=0.85)
+                 colors=[REGISTRY[o].color for o in OP_NAMES], alpha=0.85)
     for level in (25, 50, 75):  # where the boundaries sit under a uniform choice
         ax.axhline(level, color="white", ls=":", lw=1)
     ax.set(xlim=(edges[0], edges[-1]), ylim=(0, 100))
@@ -295,17 +292,17 @@ def cell_figure(genotype: Genotype, title: str) -> Figure:
         ax.text(x, y, names[state], ha="center", va="center",
                 fontsize=8 if is_input or state == "out" else 10, zorder=4)
     for src, dst, rad, op in edges:
-        color = "black" if op is None else OP_COLORS[op]
+        color = "black" if op is None else REGISTRY[op].color
         ax.annotate("", xy=pos[dst], xytext=pos[src], zorder=2, arrowprops=dict(
             arrowstyle="-|>", mutation_scale=12, color=color, lw=1.6, ls="--" if op is None
             else "-", patchA=circles[src], patchB=circles[dst],
             connectionstyle=f"arc3,rad={rad}"))
         if op is not None:  # past the middle, where edges leaving one node have drawn apart
-            ax.text(*_arc(points[src], points[dst], rad, 0.6), OP_LABELS[op], ha="center",
+            ax.text(*_arc(points[src], points[dst], rad, 0.6), REGISTRY[op].label, ha="center",
                     va="center", fontsize=7.5, color=color, zorder=5,
                     bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))
 
-    handles = [Line2D([], [], color=OP_COLORS[o], lw=2, label=o) for o in OP_NAMES]
+    handles = [Line2D([], [], color=REGISTRY[o].color, lw=2, label=o) for o in OP_NAMES]
     handles.append(Line2D([], [], color="black", ls="--", lw=1.5,
                           label="loose end: h(k) = h(k-1) + 1x1 conv(concat)"))
     fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
