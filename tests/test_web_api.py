@@ -8,10 +8,13 @@ import struct
 import threading
 import time
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
 from test_video import resizing_clip, understated_clip
@@ -212,11 +215,11 @@ def test_uploads_beyond_the_queue_limit_are_turned_away_until_one_leaves(catalog
 
 def test_uploads_beyond_the_storage_limit_are_turned_away_until_jobs_go(catalog, tmp_path):
     photo = small_photo(tmp_path)
-    app = create_app(catalog, tmp_path / "serve", SETTINGS, Limits(stored_bytes=len(photo) + 1),
-                     hosts=HOSTS)
+    app = create_app(catalog, tmp_path / "serve", SETTINGS,
+                     Limits(stored_bytes=2 * len(photo) + 1), hosts=HOSTS)
     client = local_client(app)  # no worker: the stored uploads stay as they are
-    first = submit(client, "a.png", photo).json()  # 1 byte under the limit once stored
-    assert submit(client, "b.png", photo).status_code == 202
+    first = submit(client, "a.png", photo).json()
+    assert submit(client, "b.png", photo).status_code == 202  # 1 byte under the limit stored
     r = submit(client, "c.png", photo)
     assert r.status_code == 507 and "the server's store is full" in r.json()["detail"]
     assert "/serve" not in r.json()["detail"]  # no server path in a message
@@ -273,6 +276,68 @@ def test_the_names_served_follow_the_bound_address_and_the_config(tmp_path):
         assert c.get("/api/config").status_code == 200
         assert c.get("/api/config", headers={"host": "localhost:8123"}).status_code == 200
         assert c.get("/api/config", headers={"host": "other.lan:8123"}).status_code == 400
+
+
+@contextmanager
+def live_server(catalog, root: Path, limits: Limits):
+    """The app under uvicorn on a free port, without its workers (lifespan off), so every
+    job an upload queues stays queued; yields its base URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(catalog, root, SETTINGS, limits, hosts=served_hosts("127.0.0.1", port))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off",
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def upload_all_at_once(url: str, data: bytes, count: int) -> list[int]:
+    """``count`` uploads of ``data``, each on a thread of its own, released together."""
+    start, codes = threading.Barrier(count), []
+
+    def one(i: int) -> None:
+        start.wait()
+        codes.append(httpx.post(f"{url}/api/jobs", files={"file": (f"{i}.png", data)},
+                                data={"model": "bicubic_x2"}, timeout=120).status_code)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return codes
+
+
+def noisy_photo(size: int = 256) -> bytes:
+    """A PNG that takes a moment to check (noise does not compress)."""
+    return png_bytes(np.random.default_rng(0).integers(0, 256, (size, size, 3), np.uint8))
+
+
+def test_concurrent_uploads_never_pass_the_queue_limit(catalog, tmp_path):
+    with live_server(catalog, tmp_path / "serve", Limits(queued=20)) as url:
+        codes = upload_all_at_once(url, noisy_photo(), 50)
+        queued = [j for j in httpx.get(f"{url}/api/jobs").json() if j["status"] == "queued"]
+    assert sorted(set(codes)) == [202, 503] and codes.count(202) == 20
+    assert len(queued) == 20 == len(list((tmp_path / "serve" / "jobs").iterdir()))
+
+
+def test_concurrent_uploads_never_pass_the_store_limit(catalog, tmp_path):
+    photo = noisy_photo()
+    limit = 3 * len(photo) + len(photo) // 2  # room for three
+    with live_server(catalog, tmp_path / "serve", Limits(stored_bytes=limit)) as url:
+        codes = upload_all_at_once(url, photo, 30)
+    stored = sum(p.stat().st_size for p in (tmp_path / "serve").rglob("*") if p.is_file())
+    assert sorted(set(codes)) == [202, 507] and codes.count(202) == 3
+    assert stored == 3 * len(photo) <= limit
 
 
 def test_an_upload_without_content_length_is_cut_off_at_the_limit(client):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path, PurePath
@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nas_sr.deploy.media import Settings, upscale_image, upscale_video
+from nas_sr.web.admission import Admission
 from nas_sr.web.catalog import Entry
 from nas_sr.web.guard import RequestGuard
 from nas_sr.web.jobs import Job, JobQueue, new_id
@@ -62,15 +63,11 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
-def folder_bytes(folder: Path) -> int:
-    """Bytes of the files below ``folder`` (0 if it is missing); jobs may vanish meanwhile."""
-    total = 0
-    for path in folder.rglob("*"):
-        try:
-            total += path.stat().st_size if path.is_file() else 0
-        except FileNotFoundError:
-            continue
-    return total
+def upload_size(file: UploadFile) -> int:
+    """Bytes of an upload the form parser has spooled (memory or a temporary file)."""
+    size = file.file.seek(0, 2)
+    file.file.seek(0)
+    return size
 
 
 def display_name(filename: str | None) -> str:
@@ -103,6 +100,7 @@ def create_app(catalog: dict[str, Entry], root: Path, settings: Settings,
                                        job.progress).frames
 
     jobs = JobQueue(work, keep_s, workers)
+    admission = Admission(jobs, root / "jobs", limits, keep_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -149,32 +147,32 @@ def create_app(catalog: dict[str, Entry], root: Path, settings: Settings,
         if model not in catalog:
             raise HTTPException(422, f"unknown model {model!r}; choose one of "
                                      f"{', '.join(catalog)}")
-        if sum(j.status == "queued" for j in jobs.jobs()) >= limits.queued:
-            raise HTTPException(503, f"{limits.queued} jobs are waiting already; try again "
-                                     "once one has started")
-        if (held := folder_bytes(root / "jobs")) >= limits.stored_bytes:
-            raise HTTPException(507, f"the server's store is full ({held / 2**20:,.0f} MB of "
-                                     f"uploads and results); try again once finished jobs "
-                                     f"are deleted (after {keep_s / 60:.0f} minutes, or from "
-                                     f"the list)")
-        name = display_name(file.filename)
         job_id = new_id()
-        folder = root / "jobs" / job_id
+        with admission.reserve(job_id, upload_size(file)) as enqueue:
+            return public(receive(file, model, root / "jobs" / job_id, enqueue))
+
+    def receive(file: UploadFile, model: str, folder: Path,
+                enqueue: Callable[[Job], None]) -> Job:
+        """The upload stored in ``folder`` and queued, or refused and removed."""
+        name = display_name(file.filename)
         folder.mkdir(parents=True)
         upload = folder / "upload"  # the user's name never becomes a path
         try:
             with upload.open("wb") as f:
                 shutil.copyfileobj(file.file, f, 2**20)
             media = inspect(upload, name, limits)
-        except UploadError as e:
+        except BaseException as e:  # a refusal, a full disk, a dropped connection
             shutil.rmtree(folder, ignore_errors=True)
-            raise HTTPException(e.status, str(e)) from None
+            if isinstance(e, UploadError):
+                raise HTTPException(e.status, str(e)) from None
+            raise
         source = upload.rename(folder / f"input{media.suffix}")
         suffix = ".png" if media.kind == "image" else f".{settings.container}"
         job = Job(name, media.kind, model, catalog[model].scale, folder, source,
-                  folder / f"result{suffix}", media.size, media.frames, media.notes, id=job_id)
-        jobs.submit(job)
-        return public(job)
+                  folder / f"result{suffix}", media.size, media.frames, media.notes,
+                  id=folder.name)
+        enqueue(job)
+        return job
 
     @app.get("/api/jobs/{job_id}")
     def status(job_id: str) -> dict[str, Any]:
