@@ -135,6 +135,19 @@ def test_a_video_is_upscaled_with_its_audio(client, tmp_path):
     assert (info.width, info.height, info.frames, info.audio) == (192, 144, 6, "aac")
 
 
+def test_the_size_reported_for_a_video_is_the_written_files(client, tmp_path):
+    clip = write_clip(tmp_path / "odd.mkv", frames=2, size=(47, 63), audio=None, codec="ffv1",
+                      pix_fmt="yuv444p")  # 63x47: x3 is 189x141, which 4:2:0 cannot hold
+    r = submit(client, "odd.mkv", clip.read_bytes(), model="bicubic_x3")
+    assert r.status_code == 202, r.text
+    job = wait_done(client, r.json()["id"])
+    assert job["status"] == "done" and job["input_size"] == [63, 47]
+    (tmp_path / "out.mp4").write_bytes(client.get(job["result_url"]).content)
+    written = probe(tmp_path / "out.mp4")
+    assert job["output_size"] == [written.width, written.height] == [188, 140]
+    assert r.json()["output_size"] == [188, 140]  # as soon as it is queued
+
+
 @pytest.mark.parametrize(("case", "status", "message"), [
     ("too many bytes", 413, "too large for this server (files up to 64 KB"),
     ("too many pixels", 413, "120x100 is 12,000 pixels, more than this server takes"),

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nas_sr.data.video import encoded_size
+
 log = logging.getLogger(__name__)
 
 
@@ -64,6 +66,14 @@ class Job:
             return None
         return (time.time() - self.started) / self.done * (self.total - self.done)
 
+    def output_size(self) -> tuple[int, int]:
+        """The result's width and height: a video's sides are made even, as its encoder
+        writes them."""
+        w, h = self.size
+        if self.kind == "video":
+            return encoded_size(w, h, self.scale)
+        return w * self.scale, h * self.scale
+
     def public(self, position: int | None) -> dict[str, Any]:
         """What the page sees (no server paths)."""
         w, h = self.size
@@ -74,7 +84,7 @@ class Job:
             (1.0 if self.status == "done" else 0.0),
             "eta_s": self.eta_s(), "error": self.error, "notes": self.notes,
             "frames": self.frames, "input_size": [w, h],
-            "output_size": [w * self.scale, h * self.scale],
+            "output_size": list(self.output_size()),
             "elapsed_s": (self.finished or time.time()) - self.started if self.started else None,
             "input_url": f"/api/jobs/{self.id}/input", "result_url": f"/api/jobs/{self.id}/result",
         }
