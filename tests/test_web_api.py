@@ -2,9 +2,12 @@
 input the page must explain while the server keeps serving."""
 
 import io
+import os
 import shutil
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -428,6 +431,51 @@ def test_a_busy_port_is_named_before_the_address_is_printed(tmp_path, capsys):
             serve.run(make_cfg("serve", f"port={port}"), tmp_path)
     assert "open http" not in capsys.readouterr().out
     serve.check_port("127.0.0.1", port)  # free again
+
+
+def test_a_request_the_api_cannot_parse_gets_one_sentence(client):
+    r = client.post("/api/jobs", data={"model": "cell_x2"})  # the file field forgotten
+    assert r.status_code == 422
+    assert r.json()["detail"] == ("the upload has no 'file' field: send the photo or video as "
+                                  "multipart form data, e.g. curl -F file=@photo.jpg "
+                                  "http://127.0.0.1:8000/api/jobs")
+    r = client.get("/api/jobs/x/result", params={"download": "maybe"})
+    assert r.status_code == 422 and r.json()["detail"].startswith("download: Input should be")
+
+
+def test_serving_every_interface_prints_an_address_that_opens_and_one_warning(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "out.txt"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("nas-sr")), "serve", "host=0.0.0.0",
+             f"port={port}", "threads=1", f"models_dir={ROOT / 'models'}"],
+            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env={**os.environ,
+                                                                    "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.time() + 120
+        while "open http" not in log.read_text() and proc.poll() is None \
+                and time.time() < deadline:
+            time.sleep(0.2)
+        printed = log.read_text()
+        url = f"http://127.0.0.1:{port}/"
+        assert f"nas-sr serve: open {url} in a browser" in printed, printed
+        warnings = [line for line in printed.splitlines() if line.startswith("warning:")]
+        assert warnings == ["warning: host=0.0.0.0 makes the page reachable from the network: "
+                            "anyone who can reach this machine can upload files and download "
+                            "the results (host=127.0.0.1 keeps it to this one)"]
+        while time.time() < deadline:  # uvicorn listens a moment after the line
+            try:
+                page = httpx.get(url)
+                break
+            except httpx.ConnectError:
+                time.sleep(0.2)
+        assert page.status_code == 200 and 'id="drop"' in page.text
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def test_model_names_a_catalog_entry_or_adds_a_file(tmp_path, caplog):

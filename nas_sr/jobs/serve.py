@@ -15,7 +15,7 @@ from nas_sr.device import set_threads
 from nas_sr.errors import ConfigError
 from nas_sr.web.app import create_app
 from nas_sr.web.catalog import is_model_name, load_catalog
-from nas_sr.web.guard import served_hosts
+from nas_sr.web.guard import ANY_ADDRESS, bracketed, served_hosts
 from nas_sr.web.uploads import Limits
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -54,15 +54,24 @@ def check_port(host: str, port: int) -> None:
                               f"pick a free port=, e.g. port={port + 1}") from None
 
 
+def page_url(host: str, port: int) -> str:
+    """The address to open: a browser cannot open 0.0.0.0 (every interface), but this
+    machine reaches the page at 127.0.0.1 then."""
+    name = "127.0.0.1" if host in ANY_ADDRESS else bracketed(host)
+    return f"http://{name}:{port}/"
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     set_threads(cfg.threads)
     check_port(cfg.host, cfg.port)
     app = build(cfg, run_dir)
     if cfg.host not in LOOPBACK:
-        print(f"warning: host={cfg.host} lets other machines upload files and run the model; "
-              "host=127.0.0.1 keeps the page to this one")
-    print(f"nas-sr serve: open http://{cfg.host}:{cfg.port}/ in a browser "
-          f"(jobs in {run_dir / 'jobs'}; Ctrl+C stops)", flush=True)
+        print(f"warning: host={cfg.host} makes the page reachable from the network: anyone "
+              "who can reach this machine can upload files and download the results "
+              "(host=127.0.0.1 keeps it to this one)")
+    url = page_url(cfg.host, cfg.port)
+    print(f"nas-sr serve: open {url} in a browser (jobs in {run_dir / 'jobs'}; Ctrl+C stops)",
+          flush=True)
     uvicorn.run(app, host=cfg.host, port=cfg.port, access_log=cfg.access_log,
                 log_level="info" if cfg.logger.progress else "warning")
-    return {"url": f"http://{cfg.host}:{cfg.port}/"}
+    return {"url": url}

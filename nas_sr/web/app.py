@@ -16,8 +16,9 @@ from dataclasses import replace
 from pathlib import Path, PurePath
 from typing import Annotated, Any
 
-from fastapi import FastAPI, File, Form, HTTPException, UploadFile
-from fastapi.responses import FileResponse
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -81,6 +82,20 @@ def download_name(job: Job, result: bool) -> str:
     return f"{stem}_x{job.scale}{job.output.suffix}" if result else f"{stem}{job.input.suffix}"
 
 
+async def one_sentence(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """A request the API cannot parse, said in one sentence (not pydantic's error list)."""
+    error = exc.errors()[0]
+    field = error["loc"][-1]
+    if error["type"] == "missing" and request.url.path == "/api/jobs":
+        message = (f"the upload has no {field!r} field: send the photo or video as multipart "
+                   f"form data, e.g. curl -F file=@photo.jpg {request.base_url}api/jobs")
+    elif error["type"] == "missing":
+        message = f"the request lacks {field!r}"
+    else:
+        message = f"{field}: {error['msg']}"
+    return JSONResponse({"detail": message}, status_code=422)
+
+
 def create_app(catalog: dict[str, Entry], root: Path, settings: Settings,
                limits: Limits, keep_s: float = 3600, workers: int = 1, *,
                hosts: frozenset[str]) -> FastAPI:
@@ -109,6 +124,7 @@ def create_app(catalog: dict[str, Entry], root: Path, settings: Settings,
         jobs.stop()
 
     app = FastAPI(title="nas-sr", lifespan=lifespan)
+    app.add_exception_handler(RequestValidationError, one_sentence)
     app.state.jobs = jobs
     app.add_middleware(BodyLimit, limits=limits)
     app.add_middleware(RequestGuard, hosts=hosts)  # added last, so it runs first
