@@ -5,17 +5,20 @@ Skips when chromium/chromedriver are missing (`.ci/run` installs them in CI), th
 test also when ../shared/datasets is. `NAS_SR_SCREENSHOT=page.png` saves a screenshot.
 """
 
+import base64
 import os
 import shutil
 import socket
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 import uvicorn
 from PIL import Image
 
-from conftest import SHARED, make_cfg, needs_datasets, write_clip
+from conftest import SHARED, make_cfg, needs_datasets, write_clip, write_image
 from nas_sr.jobs.serve import build
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -144,3 +147,57 @@ def test_a_video_job_plays_before_and_after_in_the_page(server, browser, tmp_pat
     wait.until(lambda d: d.execute_script(
         "return [...document.querySelectorAll('.compare video')]"
         ".every(x => !x.paused && x.currentTime > 0)"))
+
+
+ATTACK = """<!doctype html><title>another site</title><script>
+const png = Uint8Array.from(atob("{png}"), c => c.charCodeAt(0));
+const form = new FormData();
+form.append("file", new Blob([png], {{type: "image/png"}}), "sneaky.png");
+form.append("model", "bicubic_x2");
+// a multipart POST needs no CORS preflight: the browser sends it, Origin and all
+fetch("{target}/api/jobs", {{method: "POST", body: form, mode: "no-cors"}})
+  .then(() => {{ document.title = "sent"; }}, e => {{ document.title = "error " + e; }});
+</script>"""
+
+
+@pytest.fixture
+def other_site(tmp_path):
+    """Serves one page from a second local origin (another port); yields a function that
+    sets the page's HTML and returns its URL."""
+    pages: dict[str, bytes] = {}
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            body = pages["html"]
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+
+    def serve(html: str) -> str:
+        pages["html"] = html.encode()
+        return f"http://127.0.0.1:{httpd.server_address[1]}/"
+
+    yield serve
+    httpd.shutdown()
+
+
+def test_a_page_on_another_origin_cannot_upload(server, browser, other_site, tmp_path):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    png = base64.b64encode(write_image(tmp_path / "p.png", (24, 32)).read_bytes()).decode()
+    browser.get(other_site(ATTACK.format(png=png, target=server)))
+    WebDriverWait(browser, 30).until(lambda d: d.title != "another site")
+    assert browser.title == "sent"  # the request went out (its answer is opaque to the page)
+    assert httpx.get(f"{server}/api/jobs").json() == []  # and the server queued nothing
+    photo = {"file": ("p.png", (tmp_path / "p.png").read_bytes())}
+    r = httpx.post(f"{server}/api/jobs", files=photo, data={"model": "bicubic_x2"})
+    assert r.status_code == 202  # the same upload without a browser's Origin is taken
