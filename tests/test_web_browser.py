@@ -1,5 +1,6 @@
 """End to end in a real headless browser: Debian's chromium driven by selenium uploads a
-Set5 image through the page, waits for the result and downloads it; a video job plays.
+Set5 image through the page, waits for the result and downloads it; a video job plays; a
+page on another origin cannot upload.
 
 Skips when chromium/chromedriver are missing (`.ci/run` installs them in CI), the Set5
 test also when ../shared/datasets is. `NAS_SR_SCREENSHOT=page.png` saves a screenshot.
