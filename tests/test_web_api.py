@@ -292,6 +292,9 @@ def test_the_names_served_follow_the_bound_address_and_the_config(tmp_path):
         assert c.get("/api/config").status_code == 200
         assert c.get("/api/config", headers={"host": "localhost:8123"}).status_code == 200
         assert c.get("/api/config", headers={"host": "other.lan:8123"}).status_code == 400
+    one = build(make_cfg("serve", "port=8123", "allowed_hosts=mybox.lan"), tmp_path)  # a name
+    with TestClient(one, base_url="http://mybox.lan:8123") as c:
+        assert c.get("/api/config").status_code == 200
 
 
 @contextmanager

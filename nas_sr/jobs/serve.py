@@ -36,7 +36,9 @@ def build(cfg: DictConfig, run_dir: Path) -> Any:
     limits = Limits(int(cfg.limits.upload_mb * 2**20), int(cfg.limits.pixels),
                     int(cfg.limits.frames), int(cfg.limits.queued),
                     int(cfg.limits.stored_gb * 2**30))
-    hosts = served_hosts(str(cfg.host), int(cfg.port), map(str, cfg.allowed_hosts))
+    extra = cfg.allowed_hosts or []
+    extra = [extra] if isinstance(extra, str) else [str(h) for h in extra]  # one name or a list
+    hosts = served_hosts(str(cfg.host), int(cfg.port), extra)
     return create_app(catalog, run_dir, settings, limits, cfg.keep_minutes * 60, cfg.workers,
                       hosts=hosts)
 
