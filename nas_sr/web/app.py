@@ -96,12 +96,9 @@ async def one_sentence(request: Request, exc: RequestValidationError) -> JSONRes
     return JSONResponse({"detail": message}, status_code=422)
 
 
-def create_app(catalog: dict[str, Entry], root: Path, settings: Settings,
-               limits: Limits, keep_s: float = 3600, workers: int = 1, *,
-               hosts: frozenset[str]) -> FastAPI:
-    """The app; jobs live under ``root/jobs/<id>/`` until ``keep_s`` after they end. It
-    answers requests whose Host header is one of ``hosts`` (``guard.served_hosts``)."""
-
+def worker(catalog: dict[str, Entry], settings: Settings,
+           limits: Limits) -> Callable[[Job], None]:
+    """What the queue's worker does with a job: upscale its input into its output."""
     # the upload's check read a video's header; its decoder counts and measures every frame
     video = replace(settings, encoding=replace(settings.encoding, max_frames=limits.frames,
                                                max_pixels=limits.pixels))
@@ -114,7 +111,37 @@ def create_app(catalog: dict[str, Entry], root: Path, settings: Settings,
             job.frames = upscale_video(predictor, job.input, job.output, video,
                                        job.progress).frames
 
-    jobs = JobQueue(work, keep_s, workers)
+    return work
+
+
+def store_upload(file: UploadFile, folder: Path, model: str, scale: int, container: str,
+                 limits: Limits) -> Job:
+    """The upload stored and checked in ``folder`` (named by the job's id) as a job; a
+    refusal (HTTPException) or any error removes the folder."""
+    name = display_name(file.filename)
+    folder.mkdir(parents=True)
+    upload = folder / "upload"  # the user's name never becomes a path
+    try:
+        with upload.open("wb") as f:
+            shutil.copyfileobj(file.file, f, 2**20)
+        media = inspect(upload, name, limits)
+    except BaseException as e:  # a refusal, a full disk, a dropped connection
+        shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(e, UploadError):
+            raise HTTPException(e.status, str(e)) from None
+        raise
+    source = upload.rename(folder / f"input{media.suffix}")
+    suffix = ".png" if media.kind == "image" else f".{container}"
+    return Job(name, media.kind, model, scale, folder, source, folder / f"result{suffix}",
+               media.size, media.frames, media.notes, id=folder.name)
+
+
+def create_app(catalog: dict[str, Entry], root: Path, settings: Settings,
+               limits: Limits, keep_s: float = 3600, workers: int = 1, *,
+               hosts: frozenset[str]) -> FastAPI:
+    """The app; jobs live under ``root/jobs/<id>/`` until ``keep_s`` after they end. It
+    answers requests whose Host header is one of ``hosts`` (``guard.served_hosts``)."""
+    jobs = JobQueue(worker(catalog, settings, limits), keep_s, workers)
     admission = Admission(jobs, root / "jobs", limits, keep_s)
 
     @asynccontextmanager
@@ -165,30 +192,10 @@ def create_app(catalog: dict[str, Entry], root: Path, settings: Settings,
                                      f"{', '.join(catalog)}")
         job_id = new_id()
         with admission.reserve(job_id, upload_size(file)) as enqueue:
-            return public(receive(file, model, root / "jobs" / job_id, enqueue))
-
-    def receive(file: UploadFile, model: str, folder: Path,
-                enqueue: Callable[[Job], None]) -> Job:
-        """The upload stored in ``folder`` and queued, or refused and removed."""
-        name = display_name(file.filename)
-        folder.mkdir(parents=True)
-        upload = folder / "upload"  # the user's name never becomes a path
-        try:
-            with upload.open("wb") as f:
-                shutil.copyfileobj(file.file, f, 2**20)
-            media = inspect(upload, name, limits)
-        except BaseException as e:  # a refusal, a full disk, a dropped connection
-            shutil.rmtree(folder, ignore_errors=True)
-            if isinstance(e, UploadError):
-                raise HTTPException(e.status, str(e)) from None
-            raise
-        source = upload.rename(folder / f"input{media.suffix}")
-        suffix = ".png" if media.kind == "image" else f".{settings.container}"
-        job = Job(name, media.kind, model, catalog[model].scale, folder, source,
-                  folder / f"result{suffix}", media.size, media.frames, media.notes,
-                  id=folder.name)
-        enqueue(job)
-        return job
+            job = store_upload(file, root / "jobs" / job_id, model, catalog[model].scale,
+                               settings.container, limits)
+            enqueue(job)
+        return public(job)
 
     @app.get("/api/jobs/{job_id}")
     def status(job_id: str) -> dict[str, Any]:
