@@ -208,6 +208,9 @@ def nested_onnx(path: Path, where: str, location: str = "/dev/zero", domain: str
         sparse_initializer=[helper.make_sparse_tensor(values, indices, [4])])
     # a custom domain left out of opset_import: only the node itself names it
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    if where == "training":  # an initialisation graph ONNX Runtime's training would run
+        model.training_info.add().initialization.CopyFrom(helper.make_graph(
+            [], "init", [], [], [external("t", location)]))
     helper.set_model_props(model, {EXPORT_METADATA: json.dumps({"name": "srcnn", "scale": 2})})
     path.write_bytes(model.SerializeToString())
     return path
@@ -218,6 +221,7 @@ def nested_onnx(path: Path, where: str, location: str = "/dev/zero", domain: str
     ("loop", "tensor 'k' in body of node 'loop'"),
     ("sparse values", "sparse tensor 's' in the graph (values)"),
     ("sparse indices", "sparse tensor 's' in the graph (indices)"),
+    ("training", "tensor 't' in training_info"),
 ])
 def test_external_data_anywhere_in_an_onnx_file_is_refused_before_onnx_runtime_opens_it(
         tmp_path, where, named):

@@ -102,11 +102,11 @@ def subgraphs(graph: Any, where: str = "the graph") -> Iterator[tuple[Any, str]]
                 yield from subgraphs(g, f"{a.name} of node {node.name or node.op_type!r}")
 
 
-def tensors(graph: Any) -> Iterator[tuple[str, Any]]:
+def tensors(graph: Any, name: str = "the graph") -> Iterator[tuple[str, Any]]:
     """Every tensor of ``graph`` and its subgraphs, named for messages: initializers, the
     values and indices of sparse initializers, and tensors in node attributes (a
     Constant's value)."""
-    for g, where in subgraphs(graph):
+    for g, where in subgraphs(graph, name):
         yield from ((f"tensor {t.name!r} in {where}", t) for t in g.initializer)
         for sparse in g.sparse_initializer:
             yield from _sparse(f"sparse tensor {sparse.values.name!r} in {where}", sparse)
@@ -136,7 +136,10 @@ def read_onnx(path: Path) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
         proto = onnx.load_from_string(data)
     except (DecodeError, ValueError) as e:
         raise ModelError(f"{path}: not an ONNX model ({e})") from None
-    outside = next(((where, t) for where, t in tensors(proto.graph)
+    # training_info's graphs too: nothing nas-sr runs, but nothing to let through either
+    roots = [(proto.graph, "the graph"), *((g, "training_info") for t in proto.training_info
+                                             for g in (t.initialization, t.algorithm))]
+    outside = next(((where, t) for root in roots for where, t in tensors(*root)
                     if t.data_location == onnx.TensorProto.EXTERNAL), None)
     if outside:
         where, tensor = outside
@@ -145,7 +148,7 @@ def read_onnx(path: Path) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
                          "nas-sr only runs self-contained ONNX models (export it with "
                          "nas-sr export)")
     domains = {op.domain for op in proto.opset_import} | {
-        n.domain for g, _ in subgraphs(proto.graph) for n in g.node}
+        n.domain for root in roots for g, _ in subgraphs(*root) for n in g.node}
     if domains - STANDARD_DOMAINS or proto.functions:
         raise ModelError(f"{path}: uses ops outside the standard ONNX domain "
                          f"({sorted(domains - STANDARD_DOMAINS) or 'local functions'})")
