@@ -9,6 +9,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import av
 from omegaconf import DictConfig, OmegaConf
 
 from nas_sr.archs.build import BASELINES, check_scale
@@ -101,14 +102,71 @@ def _tile(cfg: DictConfig) -> None:
     _at_least(cfg, "overlap", 0)
 
 
+# the CRF scale of encoders that have one: FFmpeg clamps a value past it without a word
+CRF_MAX = {"libx264": 51, "libx265": 51, "libvpx-vp9": 63, "libvpx": 63, "libaom-av1": 63,
+           "libsvtav1": 63}
+
+
+def encoder_options(codec: str) -> tuple[list[str], list[str]] | None:
+    """(``codec``'s own option names, FFmpeg's generic codec options); None where this
+    FFmpeg has no such encoder (the video's own error names it)."""
+    try:
+        options = av.CodecContext.create(codec, "w").supported_options
+    except ValueError:
+        return None
+    return [o.name for o in options.private], [o.name for o in options.generic]
+
+
 def _video(cfg: DictConfig) -> None:
-    """``video.*`` of upscale and serve (the encoder's own names are FFmpeg's to check)."""
+    """``video.*`` of upscale and serve: FFmpeg ignores an option its encoder lacks, so a
+    typo in ``+video.options.KEY`` would encode as if never given."""
     container = cfg.video.container
     if not isinstance(container, str) or f".{container.lstrip('.')}" not in CONTAINERS:
         raise ConfigError(f"video.container={container!r}: use one of "
                           f"{', '.join(c.lstrip('.') for c in CONTAINERS)}")
     _at_least(cfg, "video.batch", 1)
     _at_least(cfg, "video.crf", 0, optional=True)
+    codec, crf = cfg.video.codec, cfg.video.crf
+    if crf is not None and crf > CRF_MAX.get(codec, crf):
+        raise ConfigError(f"video.crf={crf}: {codec} takes 0-{CRF_MAX[codec]} (lower = better "
+                          "and bigger)")
+    known = encoder_options(str(codec))
+    if known is None:
+        return
+    for key in cfg.video.options:
+        if key not in known[0] + known[1]:
+            raise ConfigError(f"video.options.{key}: {codec} has no such option; its own are "
+                              f"{', '.join(known[0])} (FFmpeg's generic ones too, e.g. "
+                              f"{', '.join(known[1][:4])})")
+
+
+def _controller(cfg: DictConfig) -> None:
+    """``controller.*`` of a search: values the policy would run with that mean nothing."""
+    has = cfg.controller.keys()
+    for key in ("hidden", "layers"):
+        if key in has:
+            _at_least(cfg, f"controller.{key}", 1)
+    for key in ("temperature", "tanh_constant"):  # null turns each off
+        if key in has:
+            _positive(cfg, f"controller.{key}", optional=True)
+    if "op_tanh_reduce" in has:
+        _positive(cfg, "controller.op_tanh_reduce")
+    if "entropy_weight" in has:
+        _at_least(cfg, "controller.entropy_weight", 0, whole=False)
+    decay = _number(cfg, "controller.baseline_decay")
+    if decay is None or not 0 <= decay < 1:
+        raise ConfigError(f"controller.baseline_decay={decay}: a decay in [0, 1) (0.95 is "
+                          "usual)")
+
+
+def _cell_size(cfg: DictConfig, job: str) -> None:
+    """``archs.cell`` (and retraining's ``train.cell``): a network of no cell or channel
+    would build, then train nothing."""
+    for key in ("channels", "cells", "nodes"):
+        _at_least(cfg, f"archs.cell.{key}", 1)
+    if job != "search":
+        for key in ("channels", "cells", "recursions"):
+            _at_least(cfg, f"train.cell.{key}", 1, optional=True)
 
 
 def _port(cfg: DictConfig) -> None:
@@ -142,7 +200,6 @@ def _budget_reachable(cfg: DictConfig) -> None:
     no cell to choose."""
     b, cell = cfg.search.budget, cfg.archs.cell
     width = (b.channels or cell.channels, b.cells or cell.cells)
-    _at_least(cfg, "archs.cell.nodes", 1)
     least = cheapest_cost(cell.nodes, *width, cfg.scale)
     for key in ("params", "mult_adds"):
         if b[key] and b[key] < least[key]:
@@ -189,9 +246,10 @@ def _seeds(cfg: DictConfig, key: str, least: int = 0) -> list[int]:
     value = OmegaConf.select(cfg, key)
     seeds = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else None
     if (seeds is None or len(seeds) < least or len(set(seeds)) != len(seeds)
-            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                       for s in seeds)):
         raise ConfigError(f"{key}={value}: give a list of at least {least} distinct "
-                          "whole-number seeds, e.g. [0, 1]")
+                          "whole-number seeds >= 0, e.g. [0, 1]")
     return seeds
 
 
@@ -206,6 +264,10 @@ def export_formats(cfg: DictConfig) -> list[str]:
 def check_options(job: str, cfg: DictConfig) -> None:
     """Raise ConfigError for the first option of ``job`` that cannot work."""
     check_switches(cfg)
+    if "seed" in cfg:  # numpy takes no negative seed, and a fraction would be cut
+        _at_least(cfg, "seed", 0)
+    if job in ("search", "retrain", "compress"):
+        _cell_size(cfg, job)
     if job in ("search", "retrain", "evaluate", "upscale", "export", "serve", "compress"):
         resolve_device(cfg.device)
         _at_least(cfg, "threads", 1, optional=True)
@@ -235,6 +297,7 @@ def check_options(job: str, cfg: DictConfig) -> None:
         _at_least(cfg, "search.lr_min", 0, whole=False)
         if "lr" in cfg.controller:
             _positive(cfg, "controller.lr")
+        _controller(cfg)
         check_patch(cfg, "data.patch_size", cfg.scale)
     if job in ("retrain", "compress"):  # compress fine-tunes each round with retrain's recipe
         _at_least(cfg, "train.epochs", 1 if job == "retrain" else 0)  # compress: 0 = no tuning
@@ -280,6 +343,7 @@ def check_options(job: str, cfg: DictConfig) -> None:
         for key in ("rank.cells", "rank.pool", "rank.jobs", "rank.bootstrap", "rank.oracle_pool"):
             _at_least(cfg, key, 1)
         _at_least(cfg, "rank.policy_cells", 0)
+        _at_least(cfg, "rank.seed", 0)
         _seeds(cfg, "rank.proxy_seeds")
         band = cfg.rank.params_range
         if band is not None and (len(band) != 2 or not 0 <= band[0] <= band[1]):

@@ -82,11 +82,53 @@ def no_data(monkeypatch):
     ("retrain", ["data.val_fraction=abc"], "data.val_fraction='abc': must be a number"),
     ("search", ["data.val_fraction=-3"], "data.val_fraction=-3: must be a share between 0"),
     ("retrain", ["data.cache=foo"], "data.cache='foo': use none or h5"),
+    ("search", ["controller.hidden=0"], "controller.hidden=0: must be a whole number >= 1"),
+    ("search", ["controller.layers=0"], "controller.layers=0: must be a whole number >= 1"),
+    ("search", ["controller.temperature=0"], r"controller.temperature=0: must be > 0 \(or null"),
+    ("search", ["controller.temperature=-5"], "controller.temperature=-5: must be > 0"),
+    ("search", ["controller.tanh_constant=-1"], r"controller.tanh_constant=-1: must be > 0 \(or"),
+    ("search", ["controller.op_tanh_reduce=0"], "controller.op_tanh_reduce=0: must be > 0"),
+    ("search", ["controller.entropy_weight=-100"],
+     "controller.entropy_weight=-100: must be a number >= 0"),
+    ("search", ["controller.baseline_decay=5"],
+     r"controller.baseline_decay=5: a decay in \[0, 1\)"),
+    ("search", ["controller=random", "controller.baseline_decay=1"],
+     r"controller.baseline_decay=1: a decay in \[0, 1\)"),
+    ("search", ["archs.cell.cells=0"], "archs.cell.cells=0: must be a whole number >= 1"),
+    ("search", ["archs.cell.channels=0"], "archs.cell.channels=0: must be a whole number >= 1"),
+    ("retrain", ["genotype=searched_x2", "archs.cell.channels=0"], "archs.cell.channels=0: must"),
+    ("retrain", ["genotype=searched_x2", "train.cell.cells=0"], "train.cell.cells=0: must be a"),
+    ("search", ["seed=-1"], "seed=-1: must be a whole number >= 0"),
+    ("retrain", ["seed=1.5"], "seed=1.5: must be a whole number >= 0"),
+    ("upscale", ["video.crf=99"], r"video.crf=99: libx264 takes 0-51 \(lower = better"),
+    ("upscale", ["video.codec=libvpx-vp9", "video.container=webm", "video.crf=64"],
+     "video.crf=64: libvpx-vp9 takes 0-63"),
+    ("rank", ["rank.proxy_seeds=[-1]"], r"rank.proxy_seeds=\[-1\]: give a list of at least"),
+    ("rank", ["rank.seed=-2"], "rank.seed=-2: must be a whole number >= 0"),
 ])
 def test_bad_options_are_refused_before_any_data_is_read(tmp_path, no_data, job, overrides,
                                                          message):
     with pytest.raises(ConfigError, match=message):
         run_job(job, make_cfg(job, *overrides), tmp_path)
+
+
+@pytest.mark.parametrize("override", ["seed=-1", "controller.hidden=0", "archs.cell.cells=0",
+                                      "controller.baseline_decay=5"])
+def test_options_that_mean_nothing_get_one_line_from_the_cli(tmp_path, no_data, cli, override):
+    error = cli("search", "preset=smoke", "logger.progress=false", "logger.plots=false",
+                override, f"hydra.run.dir={tmp_path}")
+    assert error is not None and "\n" not in error
+    assert error.startswith(f"nas-sr search: error: {override}: "), error
+
+
+def test_an_encoder_option_the_encoder_lacks_is_refused_and_its_own_are_taken(no_data):
+    with pytest.raises(ConfigError, match=r"video.options.tuen: libx264 has no such option; "
+                                          r"its own are preset, tune, .*e.g. b, "):
+        check_options("upscale", make_cfg("upscale", "+video.options.tuen=film"))
+    check_options("upscale", make_cfg("upscale", "+video.options.tune=film",
+                                      "+video.options.g=24", "video.crf=51"))
+    check_options("upscale", make_cfg("upscale", "video.codec=mpeg4", "video.container=avi",
+                                      "+video.options.mpeg_quant=1"))
 
 
 @pytest.mark.parametrize("device, gone", [("mps", "MPS (Apple silicon)"), ("cuda:1", "CUDA")])
