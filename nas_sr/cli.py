@@ -11,8 +11,9 @@ from pathlib import Path
 import hydra
 from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import HydraException
+from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from nas_sr import checkpoint
 from nas_sr.data.images import ImageError
@@ -167,6 +168,31 @@ def check_added_keys(job: str, cfg: DictConfig, overrides: list[str],
                           f"{', '.join(OPEN_SECTIONS)}")
 
 
+def unknown_key_error(job: str, overrides: list[str]) -> str | None:
+    """A ``key=value`` whose key ``job``'s config lacks, with the nearest real option
+    (Hydra's own hint, ``+key=``, adds a key no job reads); None where every key exists."""
+    with initialize_config_module(config_module="experiments", version_base="1.3"):
+        try:
+            compose(job, overrides=overrides)
+            return None
+        except ConfigCompositionException as e:
+            if not isinstance(e.__cause__, (ConfigAttributeError, ConfigKeyError)):
+                return None  # Hydra's own message names what else is wrong
+            key = e.__cause__.full_key
+        item = next((o for o in overrides if o.partition("=")[0] == key), key)
+        try:  # the options this command has (data=folder brings data.train_dir)
+            cfg = compose(job, overrides=[o for o in overrides if o != item])
+        except HydraException:
+            cfg = compose(job)
+    known = [k.rstrip(".") for k in _flat(OmegaConf.to_container(cfg))]
+    leaf = key.rpartition(".")[2]
+    near = (difflib.get_close_matches(key, known, n=1)
+            or [k for k in known if k.rpartition(".")[2] == leaf][:1])
+    hint = f"; did you mean {near[0]}?" if near else ""
+    return (f"{item!r}: {job}'s config has no {key}{hint} (`nas-sr {job} --cfg job` lists "
+            "every option)")
+
+
 def _base_config(job: str, overrides: list[str]) -> DictConfig | None:
     """The config ``overrides`` compose without their ``++`` ones (None: none to drop);
     Hydra is initialised (inside the running app, or by :func:`print_resumed_config`)."""
@@ -263,6 +289,14 @@ def _before_flags(overrides: list[str], item: str) -> list[str]:
     return [*overrides[:at], item, *overrides[at:]]
 
 
+def _without_flags(overrides: list[str]) -> list[str]:
+    """``overrides`` less each flag and, for Hydra's flags that take one, its value
+    (``--cfg job``; ``--resolve`` and ``-m`` take none)."""
+    flags = [i for i, o in enumerate(overrides) if o.startswith("-")]
+    taken = {*flags, *(i + 1 for i in flags if overrides[i] in VALUE_FLAGS)}
+    return [o for i, o in enumerate(overrides) if i not in taken]
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -281,15 +315,15 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"nas-sr {job}: expected key=value overrides, got {bare[0]!r}")
         overrides = _before_flags([o for o in overrides if o not in bare],
                                   f"{POSITIONAL[job]}=[{','.join(map(_quoted, bare))}]")
+    flags = [i for i, o in enumerate(overrides) if o.startswith("-")]
+    settings = _without_flags(overrides)
+    if error := unknown_key_error(job, settings):
+        sys.exit(f"nas-sr {job}: error: {error}")
     # a resumed run writes into its own folder, not a new dated one
     resume = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
-    flags = [i for i, o in enumerate(overrides) if o.startswith("-")]
     if resume and any(overrides[i:i + 2] in (["--cfg", "job"], ["-c", "job"]) for i in flags):
-        # a flag and, for Hydra's flags that take one, its value (--resolve, -m take none)
-        taken = {*flags, *(i + 1 for i in flags if overrides[i] in VALUE_FLAGS)}
         try:
-            print_resumed_config(job, resume, [o for i, o in enumerate(overrides)
-                                               if i not in taken])
+            print_resumed_config(job, resume, settings)
         except (*USER_ERRORS, HydraException) as e:
             sys.exit(f"nas-sr {job}: error: {e}")
         return

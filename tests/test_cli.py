@@ -75,6 +75,17 @@ def test_a_plus_override_that_adds_an_unknown_key_is_refused(tmp_path, cli):
     assert not (tmp_path / "run" / "config.yaml").exists()  # refused before the run
 
 
+@pytest.mark.parametrize("typo, meant", [("search.epoch=5", "search.epochs"),
+                                         ("search.budget.param=9", "search.budget.params"),
+                                         ("data.train_dri=x", "data.train_dir")])
+def test_an_unknown_key_names_the_nearest_real_option_not_a_plus(tmp_path, cli, typo, meant):
+    error = cli("search", *QUIET, "data=folder", typo, f"hydra.run.dir={tmp_path / 'run'}")
+    key = typo.partition("=")[0]
+    assert error == (f"nas-sr search: error: {typo!r}: search's config has no {key}; did you "
+                     f"mean {meant}? (`nas-sr search --cfg job` lists every option)"), error
+    assert not (tmp_path / "run").exists()
+
+
 def test_resume_refuses_a_plus_key_and_takes_plus_plus_over_an_existing_one(run_dir, cli):
     before = (run_dir / "config.yaml").read_text()
     error = cli("retrain", f"resume={run_dir}", "+train.foo=1")
