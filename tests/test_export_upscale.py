@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -211,3 +212,20 @@ def test_upscale_replaces_an_existing_output_only_when_told(exported, tmp_path):
     assert (tmp_path / "out" / "b.png").read_bytes() == b"a user's own file"
     run("overwrite=true")
     assert Image.open(tmp_path / "out" / "b.png").size == (24, 32)
+
+
+def test_upscale_of_a_folder_takes_every_format_the_page_takes_and_names_what_it_skips(
+        tmp_path, capsys):
+    pics = tmp_path / "pics"
+    picture = Image.open(write_image(pics / "c.png", (16, 16)))
+    picture.save(pics / "a.gif")
+    picture.save(pics / "b.ppm")
+    (pics / "notes.txt").write_text("not a picture")
+    result = upscale.run(make_cfg("upscale", "model=bicubic", "scale=2", f"input={pics}",
+                                  f"output={tmp_path / 'out'}"), tmp_path)
+    assert sorted(Path(p).name for p in result["outputs"]) == ["a.png", "b.png", "c.png"]
+    assert Image.open(tmp_path / "out" / "a.png").size == (32, 32)
+    out = capsys.readouterr().out
+    assert f"{pics}: skipped 1 file(s) that are neither an image nor a video (e.g. notes.txt)" \
+        in out
+    assert ".gif" in out.rpartition("upscale takes")[2]

@@ -20,6 +20,15 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 PIL_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF", "PPM")  # JPEG covers MPO
 
 
+def _pil_extensions() -> tuple[str, ...]:
+    Image.init()  # registers every plugin's extensions
+    return tuple(sorted(e for e, f in Image.registered_extensions().items() if f in PIL_FORMATS))
+
+
+# every extension of those formats: what upscale takes from a folder, as the page takes them
+PIL_EXTENSIONS = _pil_extensions()
+
+
 class ImageError(ValueError):
     """An input image or folder that cannot be used; the message names it and the fix."""
 
@@ -28,10 +37,11 @@ class DamagedImage(ImageError):
     """A file Pillow cannot decode: truncated, corrupt, or not an image at all."""
 
 
-def list_images(folder: str | Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS
-                ) -> list[Path]:
+def list_images(folder: str | Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
+                others: list[Path] | None = None) -> list[Path]:
     """The files under ``folder`` with one of ``extensions``, recursively, through
-    symlinked sub-folders too, sorted.
+    symlinked sub-folders too, sorted; ``others`` (when given) gets the files left out,
+    hidden ones aside.
 
     nas-sr run folders inside it are skipped (their plots are not training data).
     """
@@ -49,6 +59,9 @@ def list_images(folder: str | Path, extensions: tuple[str, ...] = IMAGE_EXTENSIO
             continue
         seen.add(real)
         files += [Path(root) / n for n in names if Path(n).suffix.lower() in extensions]
+        if others is not None:
+            others += [Path(root) / n for n in names
+                       if Path(n).suffix.lower() not in extensions and not n.startswith(".")]
     if runs:
         print(f"{folder}: skipped {len(runs)} nas-sr run folder(s) inside it ({runs[0]}, ...); "
               "their images are plots, not data")

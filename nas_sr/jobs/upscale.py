@@ -7,7 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from nas_sr.data.images import IMAGE_EXTENSIONS, ImageError, list_images
+from nas_sr.data.images import PIL_EXTENSIONS, ImageError, list_images
 from nas_sr.data.video import VIDEO_EXTENSIONS, VideoError
 from nas_sr.deploy.media import Settings, is_video, upscale_image, upscale_video
 from nas_sr.deploy.predictor import Predictor, load_predictor
@@ -38,7 +38,13 @@ def input_files(path: Path) -> tuple[Path, list[Path]]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder; input= takes an image, "
                                 "a video or a folder of them")
-    return path, list_images(path, IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
+    others: list[Path] = []
+    files = list_images(path, PIL_EXTENSIONS + VIDEO_EXTENSIONS, others)
+    if others:  # said, so a file that was meant to be upscaled is not missed unseen
+        print(f"{path}: skipped {len(others)} file(s) that are neither an image nor a video "
+              f"(e.g. {', '.join(str(p.relative_to(path)) for p in sorted(others)[:3])}); "
+              f"upscale takes {' '.join(PIL_EXTENSIONS + VIDEO_EXTENSIONS)}")
+    return path, files
 
 
 def output_paths(root: Path, files: list[Path], out_dir: Path, settings: Settings,
