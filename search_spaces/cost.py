@@ -2,8 +2,9 @@
 
 The search needs the size of every cell it scores at the width it will be retrained
 at, thousands of times: building a network (or tracing it) per cell would cost more
-than scoring it. Each op's parameters and multiply-accumulates per LR pixel are a
-closed form in the channel count C; ``tests/test_cost.py`` checks the sums against
+than scoring it. Each op's parameters and multiply-accumulates are a closed form in the
+channel count C and the LR size (its ``cost`` in the op registry); ``tests/test_cost.py``
+and ``tests/test_wide_ops.py`` check the sums against
 ``count_params`` and the traced ``nas_sr.archs.complexity.mult_adds`` of built networks.
 Mult-Adds follow CARN/FALSR: one 1280x720 output, biases free.
 """
@@ -18,9 +19,9 @@ from search_spaces.operations import REGISTRY, OpCost
 HR_SIZE = (720, 1280)  # (height, width) of the output Mult-Adds are quoted for
 
 
-def op_cost(op: str, c: int) -> OpCost:
-    """Parameters and per-pixel MACs of one registered op on C channels."""
-    return REGISTRY[op].cost(c)
+def op_cost(op: str, c: int, lq: tuple[int, int]) -> OpCost:
+    """Parameters and MACs of one registered op on C channels and an ``lq`` (h, w) input."""
+    return REGISTRY[op].size(c, *lq)
 
 
 def lq_size(scale: int, hr_size: tuple[int, int] = HR_SIZE) -> tuple[int, int]:
@@ -30,16 +31,17 @@ def lq_size(scale: int, hr_size: tuple[int, int] = HR_SIZE) -> tuple[int, int]:
 
 def genotype_cost(genotype: Genotype, channels: int, cells: int, scale: int) -> dict[str, int]:
     """Params and Mult-Adds of ``CellSRNet(scale, channels, cells, genotype=genotype)``."""
-    c = channels
-    ops = [op_cost(op, c) for op in genotype.ops()]
+    c, lq = channels, lq_size(scale)
+    pixels = math.prod(lq)
+    ops = [op_cost(op, c, lq) for op in genotype.ops()]
     combine = len(genotype.loose_ends()) * c * c
     cell = OpCost(sum(o.params for o in ops) + combine + c,
-                  sum(o.macs_per_pixel for o in ops) + combine)
+                  sum(o.mult_adds for o in ops) + combine * pixels)
     out = 3 * scale**2
-    head, tail = OpCost(27 * c + c, 27 * c), OpCost(9 * c * out + out, 9 * c * out)
-    params = head.params + cells * cell.params + tail.params
-    macs = head.macs_per_pixel + cells * cell.macs_per_pixel + tail.macs_per_pixel
-    return {"params": params, "mult_adds": macs * math.prod(lq_size(scale))}
+    head = OpCost(27 * c + c, 27 * c * pixels)
+    tail = OpCost(9 * c * out + out, 9 * c * out * pixels)
+    return {"params": head.params + cells * cell.params + tail.params,
+            "mult_adds": head.mult_adds + cells * cell.mult_adds + tail.mult_adds}
 
 
 def cheapest_cost(nodes: int, channels: int, cells: int, scale: int) -> dict[str, int]:

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from search_spaces.cell import Cell
 from search_spaces.network import CellSRNet
 from search_spaces.operations import REGISTRY
-from search_spaces.terms import Terms
+from search_spaces.terms import Terms, padded
 
 
 def _cat(xs: list[Tensor]) -> Tensor:
@@ -32,9 +32,10 @@ def _cat(xs: list[Tensor]) -> Tensor:
 
 class LinearMix(nn.Module):
     """Computes one :class:`Terms`: full convs on ReLU'd states (with ``concat``, one conv per
-    dilation over the concatenation of its states; else one per state), each separable
-    conv as it was, one 1x1 conv over the raw states a matrix maps, and the states an
-    identity op passes, all summed; the bias rides on the first conv.
+    dilation over the concatenation of its states, smaller kernels centred in the largest;
+    else one per state), each separable conv as it was, each opaque op (attention) on its
+    state, one 1x1 conv over the raw states and opaque outputs a matrix maps, and those an
+    identity passes, all summed; the bias rides on the first conv.
 
     ``concat`` suits eager torch (one big conv beats several and their adds); ONNX Runtime
     is faster without it: it adds a conv's output into the next conv's for free, while a
@@ -54,20 +55,27 @@ class LinearMix(nn.Module):
                   if concat else [[k] for k in keys])
         for group in groups:
             states, dilation = [s for s, _ in group], group[0][1]
-            conv = nn.Conv2d(len(states) * channels, out, 3, padding=dilation,
+            size = max(terms.convs[k].shape[-1] for k in group)
+            conv = nn.Conv2d(len(states) * channels, out, size, padding=dilation * (size // 2),
                              dilation=dilation, bias=False)
-            conv.weight.copy_(torch.cat([terms.convs[(s, dilation)] for s in states], dim=1))
+            conv.weight.copy_(torch.cat([padded(terms.convs[k], size) for k in group], dim=1))
             self.conv_inputs.append(states)
             self.convs.append(conv)
         self.sep_inputs = [s for s in sorted(terms.seps) for _ in terms.seps[s]]
         self.seps = nn.ModuleList(_separable(d, p) for s in sorted(terms.seps)
                                   for d, p in terms.seps[s])
+        opaque = [(s, op, m) for s in sorted(terms.opaque) for op, m in terms.opaque[s]]
+        self.op_inputs = [s for s, _, _ in opaque]
+        self.ops = nn.ModuleList(copy.deepcopy(op) for _, op, _ in opaque)
+        # what a matrix maps: ("state", s) is a state itself, ("op", i) the i-th op's output
+        sources = ([(("state", s), m) for s, m in sorted(terms.raw.items())]
+                   + [(("op", i), m) for i, (_, _, m) in enumerate(opaque)])
         eye = torch.eye(channels, device=terms.bias.device)
-        self.added = [s for s in sorted(terms.raw) if torch.equal(terms.raw[s], eye)]
-        self.raw_inputs = [s for s in sorted(terms.raw) if s not in self.added]
+        self.added = [src for src, m in sources if torch.equal(m, eye)]
+        self.mapped_sources = [src for src, m in sources if not torch.equal(m, eye)]
         self.raw = None
-        if self.raw_inputs:
-            w = torch.cat([terms.raw[s] for s in self.raw_inputs], dim=1)
+        if self.mapped_sources:
+            w = torch.cat([m for src, m in sources if src in self.mapped_sources], dim=1)
             self.raw = nn.Conv2d(w.shape[1], out, 1, bias=False)
             self.raw.weight.copy_(w[:, :, None, None])
         convs = [*self.convs, *(sep[1] for sep in self.seps), *([self.raw] if self.raw else [])]
@@ -80,9 +88,12 @@ class LinearMix(nn.Module):
         outs = [conv(_cat([relus[s] for s in ins]))
                 for conv, ins in zip(self.convs, self.conv_inputs, strict=True)]
         outs += [sep(relus[s]) for sep, s in zip(self.seps, self.sep_inputs, strict=True)]
+        values = {("state", s): states[s] for s in range(len(states))}
+        values |= {("op", i): op(states[s])
+                   for i, (op, s) in enumerate(zip(self.ops, self.op_inputs, strict=True))}
         if self.raw is not None:
-            outs.append(self.raw(_cat([states[s] for s in self.raw_inputs])))
-        outs += [states[s] for s in self.added]
+            outs.append(self.raw(_cat([values[src] for src in self.mapped_sources])))
+        outs += [values[src] for src in self.added]
         total = outs[0]
         for o in outs[1:]:
             total = total + o
@@ -90,9 +101,9 @@ class LinearMix(nn.Module):
 
 
 def _separable(depthwise: Tensor, pointwise: Tensor) -> nn.Sequential:
-    """A depthwise 3x3 (C, 3, 3) then a pointwise (out, C) conv, without biases."""
-    c, out = depthwise.shape[0], pointwise.shape[0]
-    dw = nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False)
+    """A depthwise k x k (C, k, k) then a pointwise (out, C) conv, without biases."""
+    c, out, k = depthwise.shape[0], pointwise.shape[0], depthwise.shape[-1]
+    dw = nn.Conv2d(c, c, k, padding=k // 2, groups=c, bias=False)
     dw.weight.copy_(depthwise[:, None])
     pw = nn.Conv2d(c, out, 1, bias=False)
     pw.weight.copy_(pointwise[:, :, None, None])

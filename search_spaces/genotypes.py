@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from search_spaces.operations import OP_NAMES
+from search_spaces.operations import OP_NAMES, REGISTRY
 
 NUM_CELL_INPUTS = 2  # h(k-2) and h(k-1)
 
@@ -52,8 +52,9 @@ class Genotype:
                         f"{',' if j else ' or'} 1 (h(k-1)){earlier}"
                     )
             for op in (node.op1, node.op2):
-                if op not in OP_NAMES:
-                    raise GenotypeError(f"node {j}: unknown op {op!r}; known ops: {OP_NAMES}")
+                if op not in REGISTRY:
+                    raise GenotypeError(f"node {j}: unknown op {op!r}; known ops: "
+                                        f"{tuple(REGISTRY)}")
 
     @property
     def num_nodes(self) -> int:
@@ -69,6 +70,10 @@ class Genotype:
 
     # --- the controller's view: 4 integer decisions per node -------------------
     def to_decisions(self) -> list[int]:
+        """The controller's decisions; only for a cell of the default space's ops."""
+        outside = sorted(set(self.ops()) - set(OP_NAMES))
+        if outside:
+            raise GenotypeError(f"ops {outside} are not among the controller's {OP_NAMES}")
         return [
             d for n in self.nodes
             for d in (n.in1, OP_NAMES.index(n.op1), n.in2, OP_NAMES.index(n.op2))

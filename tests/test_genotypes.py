@@ -59,7 +59,7 @@ def test_json_round_trip(tmp_path):
     ("not json", "not valid JSON"),
     ('{"nodes": [[0, "conv_3x3", 1]]}', "expected [input, op, input, op]"),
     ('{"nodes": [[0, "conv_3x3", 2, "identity"]]}', "input 2 out of range"),
-    ('{"nodes": [[0, "conv_5x5", 1, "identity"]]}', "unknown op 'conv_5x5'"),
+    ('{"nodes": [[0, "conv_9x9", 1, "identity"]]}', "unknown op 'conv_9x9'"),
     ('{"nodes": [[-1, "conv_3x3", 1, "identity"]]}', "input -1 out of range"),
     ('[1, 2]', "expected a JSON object"),
     ("[" * 100_000 + "]" * 100_000, "nested too deep"),
