@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -23,6 +24,42 @@ from nas_sr.errors import ConfigError
 TEMP_SUFFIX = ".nas-sr.tmp"
 
 
+class WriteFailed(ConfigError):
+    """A file or folder that cannot be written (read-only, full, no permission, a file
+    where a folder should be); the CLI prints it in one line."""
+
+
+# why a file cannot be written that the user, not nas-sr, has to fix, and what they can do
+# about it beside writing somewhere else
+REMEDIES = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space",
+            errno.EFBIG: "free some space", errno.EACCES: "fix its permissions",
+            errno.EPERM: "fix its permissions", errno.ENOTDIR: "a file stands in its path",
+            errno.EEXIST: "a file stands in its path", errno.EROFS: "the disk is read-only"}
+
+
+def unwritable(path: str | Path, e: OSError) -> WriteFailed:
+    """The user's error for an ``OSError`` met writing ``path``; an earlier file stays."""
+    kept = "; the earlier file is kept" if Path(path).is_file() else ""
+    remedy = REMEDIES.get(e.errno, "check the disk")
+    return WriteFailed(f"cannot write {path}: {e.strerror or e}{kept} ({remedy}; or write "
+                       "somewhere else)")
+
+
+def check_writable(folder: str | Path) -> None:
+    """Raise :class:`WriteFailed` where nothing could be written in ``folder`` (made if
+    missing), before a job spends its time; leaves nothing behind."""
+    folder = base = Path(folder).expanduser().absolute()
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    try:
+        if not base.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(base))
+        with tempfile.TemporaryFile(dir=base):
+            pass
+    except OSError as e:
+        raise unwritable(folder, e) from None
+
+
 @functools.cache
 def umask() -> int:
     """The process's umask (read once: reading it means setting it)."""
@@ -36,22 +73,29 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """A fresh temp file beside ``path``, renamed over it when the block ends cleanly.
 
     A run killed mid-write leaves the previous file intact, and the unique name keeps two
-    processes writing the same file (parallel sweeps) from mixing their bytes.
+    processes writing the same file (parallel sweeps) from mixing their bytes. A disk that
+    is full or read-only raises :class:`WriteFailed`, the previous file still intact.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # mkstemp makes the file private (0600); the result gets the mode an open() would give
-    # it (a file it replaces keeps its own), so a shared model or upscaled photo stays
-    # readable. Set once written: a read-only mode would stop the block writing it.
-    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~umask()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # mkstemp makes the file private (0600); the result gets the mode an open() would
+        # give it (a file it replaces keeps its own), so a shared model or upscaled photo
+        # stays readable. Set once written: a read-only mode would stop the block writing it.
+        mode = path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~umask()
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                   suffix=TEMP_SUFFIX)
+        os.close(fd)
+    except OSError as e:
+        raise unwritable(path, e) from None
     try:
         yield Path(tmp)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in REMEDIES:
+            raise unwritable(path, e) from None
         raise
 
 

@@ -193,6 +193,20 @@ def unknown_key_error(job: str, overrides: list[str]) -> str | None:
             "every option)")
 
 
+def unwritable_run_dir(job: str, overrides: list[str]) -> str | None:
+    """Why the run folder Hydra would make (``hydra.run.dir=``, else one under
+    ``runs/JOB``) cannot be written, if it cannot: Hydra's own failure is a traceback."""
+    if any(o.startswith("-") for o in overrides):  # --cfg, --help, -m: no run folder
+        return None
+    run_dir = next((o.partition("=")[2] for o in overrides if o.startswith("hydra.run.dir=")),
+                   f"runs/{job}")
+    try:
+        checkpoint.check_writable(run_dir)
+    except checkpoint.WriteFailed as e:
+        return f"hydra.run.dir: {e}"
+    return None
+
+
 def _base_config(job: str, overrides: list[str]) -> DictConfig | None:
     """The config ``overrides`` compose without their ``++`` ones (None: none to drop);
     Hydra is initialised (inside the running app, or by :func:`print_resumed_config`)."""
@@ -333,6 +347,8 @@ def main(argv: list[str] | None = None) -> None:
         except FileNotFoundError as e:
             sys.exit(f"nas-sr {job}: error: {e}")
         overrides = _before_flags(overrides, f"hydra.run.dir={resume}")
+    if error := unwritable_run_dir(job, overrides):
+        sys.exit(f"nas-sr {job}: error: {error}")
 
     @hydra.main(version_base="1.3", config_path="pkg://experiments", config_name=job)
     def app(cfg: DictConfig) -> None:

@@ -1,6 +1,7 @@
 """Bad options and damaged files: one line naming the option or file and the fix, before any
 data is read; and inputs that used to go silently wrong."""
 
+import errno
 import os
 import re
 import signal
@@ -12,7 +13,7 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from conftest import make_cfg, write_image
+from conftest import make_cfg, srcnn_checkpoint, write_image
 from nas_sr import checkpoint
 from nas_sr.checkpoint import TEMP_SUFFIX, save_atomic, write_json
 from nas_sr.cli import run_job
@@ -204,7 +205,7 @@ def test_a_json_write_cut_short_leaves_the_previous_file_whole(tmp_path, monkeyp
             f.write(text[: len(text) // 2])
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(Path, "write_text", disk_full)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(checkpoint.WriteFailed, match="No space left on device; the earlier"):
         write_json(tmp_path / "genotype.json", {"nodes": "after, and longer than before"})
     monkeypatch.undo()
     assert (tmp_path / "genotype.json").read_text() == '{\n  "nodes": "before"\n}\n'
@@ -311,11 +312,10 @@ def test_a_damaged_h5_cache_is_rebuilt_or_named(image_folder, tmp_path):
     import h5py
 
     sources = [ImageSource(p) for p in sorted(image_folder.glob("*.png"))]
-    path = tmp_path / "train.h5"
-    open_store(sources, 2, 16, path, progress=False)
+    path = open_store(sources, 2, 16, tmp_path / "train.h5", progress=False).path
     with h5py.File(path, "a") as f:  # an image's dataset lost, the fingerprint intact
         del f["lr/1"]
-    store = open_store(sources, 2, 16, path, progress=False)  # stale: rebuilt
+    store = open_store(sources, 2, 16, tmp_path / "train.h5", progress=False)  # rebuilt
     assert store.crop(1, 0, 0, 8, 2)[1].shape == (8, 8, 3)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 3])  # damaged after the check, while in use
@@ -422,3 +422,58 @@ def test_every_switch_takes_only_a_real_bool(job, override, message):
         check_options(job, make_cfg(job, override, *needed))
     for ok in ("true", "false", "TRUE") + (("auto",) if "amp" in override else ()):
         check_options(job, make_cfg(job, override.split("=")[0] + f"={ok}", *needed))
+
+
+# --- folders that cannot be written ------------------------------------------------------
+
+
+def full_disk_at(monkeypatch, suffix: str) -> None:
+    """A disk that fills up as a file ending in ``suffix`` is put in place."""
+    real = os.replace
+
+    def replace(src, dst):
+        if str(dst).endswith(suffix):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(src, dst)
+    monkeypatch.setattr(checkpoint.os, "replace", replace)
+
+
+def test_a_full_disk_keeps_the_earlier_checkpoint_and_says_so(tmp_path, monkeypatch):
+    save_atomic({"epoch": 1}, tmp_path / "last.pt")
+    full_disk_at(monkeypatch, "last.pt")
+    with pytest.raises(checkpoint.WriteFailed, match=re.escape(
+            f"cannot write {tmp_path / 'last.pt'}: No space left on device; the earlier file "
+            "is kept (free some space; or write somewhere else)")):
+        save_atomic({"epoch": 2}, tmp_path / "last.pt")
+    assert checkpoint.load(tmp_path / "last.pt") == {"epoch": 1}
+    assert not list(tmp_path.glob(f"*{TEMP_SUFFIX}"))
+
+
+def test_a_full_disk_during_upscale_is_one_line_and_the_earlier_output_survives(
+        tmp_path, cli, monkeypatch):
+    write_image(tmp_path / "in.png", (16, 16))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "in.png").write_bytes(b"an earlier result")
+    full_disk_at(monkeypatch, "in.png")
+    error = cli("upscale", "model=bicubic", "scale=2", f"input={tmp_path / 'in.png'}",
+                f"output={tmp_path / 'out'}", "overwrite=true", "logger.progress=false",
+                f"hydra.run.dir={tmp_path / 'run'}")
+    assert error == (f"nas-sr upscale: error: cannot write {tmp_path / 'out' / 'in.png'}: No "
+                     "space left on device; the earlier file is kept (free some space; or "
+                     "write somewhere else)")
+    assert (tmp_path / "out" / "in.png").read_bytes() == b"an earlier result"
+
+
+@pytest.mark.parametrize("job, option", [
+    ("upscale", "output"), ("export", "output"), ("search", "hydra.run.dir")])
+def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path, cli, no_data, job, option):
+    (tmp_path / "a_file").write_text("in the way")
+    blocked = tmp_path / "a_file" / "out"
+    args = {"upscale": ["model=bicubic", "scale=2", f"input={write_image(tmp_path / 'i.png')}"],
+            "export": [f"checkpoint={srcnn_checkpoint(tmp_path / 'm.pt', 2)}"],
+            "search": ["preset=smoke"]}[job]
+    run_dir = [] if option == "hydra.run.dir" else [f"hydra.run.dir={tmp_path / 'run'}"]
+    error = cli(job, *args, f"{option}={blocked}", *run_dir)
+    where = "hydra.run.dir: " if option == "hydra.run.dir" else ""
+    assert error == (f"nas-sr {job}: error: {where}cannot write {blocked}: Not a directory (a "
+                     "file stands in its path; or write somewhere else)")

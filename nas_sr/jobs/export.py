@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from nas_sr.archs.complexity import complexity, mult_adds
 from nas_sr.archs.lighten import fold_masks
-from nas_sr.checkpoint import atomic_path, write_json
+from nas_sr.checkpoint import atomic_path, check_writable, write_json
 from nas_sr.data.images import downscale, load_image, mod_crop, to_tensor
 from nas_sr.data.sources import builtin_dir
 from nas_sr.deploy.card import model_card, read_notes
@@ -37,12 +37,13 @@ MODEL_FILE = "model.pt2"
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     set_threads(cfg.threads)
     source = Path(cfg.checkpoint).expanduser()
-    # read before the slow export, so a wrong path costs nothing
+    # read and checked before the slow export, so a wrong path costs nothing
     notes = read_notes(Path(cfg.card_notes).expanduser()) if cfg.card_notes else ""
+    out = Path(cfg.output).expanduser() if cfg.output else run_dir
+    check_writable(out)
     predictor = load_predictor(str(source), channels_last=False,  # trace plain NCHW
                                option="checkpoint")
     fold_masks(predictor.model)  # a pruned model ships plain weights, its zeros in them
-    out = Path(cfg.output).expanduser() if cfg.output else run_dir
     out.mkdir(parents=True, exist_ok=True)
 
     formats = export_formats(cfg)

@@ -7,6 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from nas_sr.checkpoint import check_writable
 from nas_sr.data.images import PIL_EXTENSIONS, ImageError, list_images
 from nas_sr.data.video import VIDEO_EXTENSIONS, VideoError
 from nas_sr.deploy.media import Settings, is_video, upscale_image, upscale_video
@@ -54,6 +55,7 @@ def output_paths(root: Path, files: list[Path], out_dir: Path, settings: Setting
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"output={out_dir} is a file; output= takes a folder (made if "
                           "missing) for the upscaled files")
+    check_writable(out_dir)  # before the model is read
     dests = [out_dir / f.relative_to(root).with_name(settings.output_name(f)) for f in files]
     inputs = {f.resolve() for f in files}
     seen: dict[Path, Path] = {}
