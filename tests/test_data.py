@@ -1,4 +1,5 @@
 import os
+import pickle
 import subprocess
 import sys
 
@@ -212,13 +213,12 @@ def test_h5_cache_equals_memory_and_detects_stale(image_folder, tmp_path):
     for i in range(len(src)):
         for a, b in zip(store.crop(i, 3, 5, 16, 2), mem.crop(i, 3, 5, 16, 2), strict=True):
             np.testing.assert_array_equal(a, b)
-    mtime = path.stat().st_mtime_ns
-    open_store(src, 2, 16, path)
-    assert path.stat().st_mtime_ns == mtime  # fresh: reused, not rebuilt
-    write_image(src[0].gt, seed=99)  # an image changes -> stale -> rebuilt
+    mtime = store.path.stat().st_mtime_ns
+    assert open_store(src, 2, 16, path).path.stat().st_mtime_ns == mtime  # fresh: reused
+    write_image(src[0].gt, seed=99)  # an image changes -> another file
     os.utime(src[0].gt, ns=(mtime + 10**9, mtime + 10**9))
-    store = open_store(src, 2, 16, path)
-    assert path.stat().st_mtime_ns != mtime
+    old, store = store.path, open_store(src, 2, 16, path)
+    assert store.path != old and store.path.parent == path.parent
     np.testing.assert_array_equal(store.crop(0, 0, 0, 16, 2)[1],
                                   open_store(src[:1], 2, 16, None).crop(0, 0, 0, 16, 2)[1])
     # a crop larger than a cached image is still refused with the file's name
@@ -293,6 +293,41 @@ def test_data_rescale_reaches_the_training_images_of_retrain_and_search_only():
     for job in ("retrain", "search"):  # refused up front, before any image is read
         with pytest.raises(ConfigError, match="data.rescale"):
             check_options(job, make_cfg(job, "data.rescale=[2]"))
+
+
+def test_two_data_folders_of_one_name_never_share_a_cache(tmp_path):
+    """``data=folder`` runs on other folders each train on their own images."""
+    cache, runs = tmp_path / "cache", []
+    for place, seed in (("a", 0), ("b", 50)):
+        for i in range(4):
+            write_image(tmp_path / place / "photos" / f"img{i}.png", seed=seed + i)
+        cfg = make_cfg("retrain", "data=folder", f"data.train_dir={tmp_path / place / 'photos'}",
+                       "data.cache=h5", f"data.cache_dir={cache}", "genotype=searched_x2")
+        runs.append((load_data(cfg, Dist())[0].store, resolve_sources(cfg.data, 2).train))
+    for store, own in runs:  # side by side: the first still reads its own images
+        assert [store.pair(i)[0].tobytes() for i in range(len(own))] == [
+            gt.tobytes() for gt, _ in load_pairs(own, 2, 1, progress=False)]
+    stores = [store for store, _ in runs]
+    assert stores[0].path != stores[1].path
+    assert stores[0].path.name.startswith("folder_x2_train_")
+    assert len(list(cache.glob("*.h5"))) == 2
+
+
+def test_a_cache_replaced_under_its_reader_is_refused_not_read(tmp_path):
+    one = [ImageSource(write_image(tmp_path / "one" / f"{i}.png", seed=i)) for i in range(3)]
+    two = [ImageSource(write_image(tmp_path / "two" / f"{i}.png", seed=9 + i)) for i in range(3)]
+    store = open_store(one, 2, 16, tmp_path / "c.h5", progress=False)
+    worker = pickle.loads(pickle.dumps(store))  # as a DataLoader worker gets it
+    store.crop(0, 0, 0, 8, 2)  # the main process has it open
+    other = open_store(two, 2, 16, tmp_path / "d.h5", progress=False)
+    os.replace(other.path, store.path)  # another run's rebuild, renamed over it
+    with pytest.raises(ImageError, match=rf"{store.path}: the HDF5 cache was replaced by one "
+                                         r"of other images while this run used it; run again"):
+        worker.crop(0, 0, 0, 8, 2)
+    with pytest.raises(ImageError, match="was replaced by one of other images"):
+        H5Store(store.path, store.key)
+    np.testing.assert_array_equal(store.crop(0, 0, 0, 8, 2)[0],  # its open file: its images
+                                  load_pairs(one[:1], 2, 1, progress=False)[0][0][:16, :16])
 
 
 def test_h5_store_in_dataloader_workers(image_folder, tmp_path):

@@ -3,8 +3,10 @@
 The file holds one uint8 dataset per image under ``hr/`` (the GT) and ``lr/`` (the LQ
 image; the file's names predate the code's, and caches already built stay valid), chunked
 in 64x64 tiles so a crop reads only the tiles it touches. Its ``attrs`` carry a
-fingerprint of the source files (path, size, mtime) and the settings; a
-mismatch means stale, and the cache is rebuilt (written aside, then renamed).
+fingerprint of the source files (resolved path, size, mtime) and the settings, and its
+name carries the fingerprint too, so two data folders (of one name or not) never share a
+file. A mismatch means stale, and the cache is rebuilt (written aside, then renamed); a
+reader that finds another fingerprint in the file it reopens refuses to read on.
 """
 
 from __future__ import annotations
@@ -46,21 +48,35 @@ def fingerprint(sources: Sequence[ImageSource], scale: int, rescale: Sequence[fl
 
 
 class H5Store:
-    """Same interface as ``PairStore``; the file opens lazily, once per process."""
+    """Same interface as ``PairStore``; the file opens lazily, once per process, and must
+    hold the fingerprint it held when the store was made (``key``, if given)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, key: str | None = None):
         self.path = path
         self._file: h5py.File | None = None
         with h5py.File(path, "r") as f:
+            self.key = f.attrs.get("fingerprint")
+            if key is not None and self.key != key:
+                raise self._replaced()
             self.shapes = [tuple(s) for s in f["lr_shapes"][()]]
             self.factors = f["factors"][()].tolist()
+
+    def _replaced(self) -> ImageError:
+        """Another run rebuilt the file for other images since this store was made."""
+        return ImageError(f"{self.path}: the HDF5 cache was replaced by one of other images "
+                          "while this run used it; run again (it is rebuilt for this run's "
+                          "images)")
 
     def __getstate__(self) -> dict:  # DataLoader workers each open their own handle
         return {**self.__dict__, "_file": None}
 
     def _open(self) -> h5py.File:
         if self._file is None:
-            self._file = h5py.File(self.path, "r")
+            f = h5py.File(self.path, "r")
+            if f.attrs.get("fingerprint") != self.key:  # never mix two sets of images
+                f.close()
+                raise self._replaced()
+            self._file = f
         return self._file
 
     def __len__(self) -> int:
@@ -106,7 +122,8 @@ def is_fresh(path: Path, key: str) -> bool:
 
 
 def cache_path(data: Any, scale: int, split: str) -> Path | None:
-    """Where ``data.cache=h5`` keeps a split's pairs; None when caching is off."""
+    """Where ``data.cache=h5`` keeps a split's pairs, less the fingerprint that
+    :func:`open_store` adds to the name; None when caching is off."""
     if data.cache != "h5":
         return None
     return Path(data.cache_dir).expanduser() / f"{data.name}_x{scale}_{split}.h5"
@@ -148,9 +165,10 @@ def open_store(sources: Sequence[ImageSource], scale: int, min_lq_size: int,
         pairs = load_pairs(sources, scale, min_lq_size, desc=desc, progress=progress)
         return PairStore(*with_rescaled_copies(pairs, scale, rescale, progress))
     key = fingerprint(sources, scale, rescale)
+    path = path.with_name(f"{path.stem}_{key[:16]}{path.suffix}")  # one file per data
     if not is_fresh(path, key):
         build_cache(path, sources, scale, min_lq_size, key, progress, rescale)
-    store = H5Store(path)
+    store = H5Store(path, key)
     # the fingerprint covers the files, not the crop size: check it on every open (a
     # downscaled copy smaller than a crop is no error: RandomCrops leaves it out)
     originals = [s for s, f in zip(store.shapes, store.factors, strict=True) if f == 1]
