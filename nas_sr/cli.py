@@ -37,6 +37,7 @@ JOBS = {
     "plot": "reward curves and the best cell of search runs (RUN_DIR ...)",
     "rank": "Kendall tau of a search's reward vs retrained PSNR (run=DIR)",
     "serve": "a local web page to upscale photos and videos (FastAPI)",
+    "profile": "this CPU's ONNX Runtime latency table of the cell's ops (profile.validate=K)",
 }
 RESUMABLE = ("search", "retrain")
 # jobs whose bare (non key=value) arguments become a list override

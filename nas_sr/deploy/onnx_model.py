@@ -48,6 +48,14 @@ def export_onnx(model: nn.Module, arch: dict[str, Any]) -> bytes:
     example = torch.rand(2, 3, 48, 40)  # unequal sides and batch > 1, so none is specialised
     dims = {0: Dim("batch", min=1, max=1024), 2: Dim("height", min=1, max=16384),
             3: Dim("width", min=1, max=16384)}
+    graph = trace_onnx(model, (example,), [INPUT], (dims,))
+    return with_metadata(graph, {EXPORT_METADATA: arch})
+
+
+def trace_onnx(model: nn.Module, examples: tuple[torch.Tensor, ...], input_names: list[str],
+               dynamic_shapes: Any) -> bytes:
+    """``model`` traced by the dynamo exporter into a serialised ONNX graph (opset ``OPSET``,
+    one output named ``OUTPUT``), quietly; ``nas_sr.search.latency`` times its pieces so."""
     # the exporter narrates each pass on stdout and through the logging of onnx_ir, warns
     # that torchvision's ops (which no model here uses) cannot be registered, and trips
     # a deprecation inside torch's own pytree code: none of it is the user's to act on
@@ -56,10 +64,10 @@ def export_onnx(model: nn.Module, arch: dict[str, Any]) -> bytes:
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)
-        program = torch.onnx.export(model, (example,), input_names=[INPUT],
-                                    output_names=[OUTPUT], dynamic_shapes=(dims,),
+        program = torch.onnx.export(model, examples, input_names=input_names,
+                                    output_names=[OUTPUT], dynamic_shapes=dynamic_shapes,
                                     dynamo=True, opset_version=OPSET, verbose=False)
-    return with_metadata(program.model_proto.SerializeToString(), {EXPORT_METADATA: arch})
+    return program.model_proto.SerializeToString()
 
 
 def with_metadata(serialized: bytes, facts: dict[str, Any]) -> bytes:

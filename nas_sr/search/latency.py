@@ -1,0 +1,382 @@
+"""A measured latency table: what each part of a cell network costs in ONNX Runtime on this
+machine's CPU, so a search can price a cell in milliseconds instead of parameters.
+
+Method (:func:`profile`). Every part is a tiny ``nn.Module`` exported as serving exports a
+model (``nas_sr.deploy.onnx_model.trace_onnx``: the dynamo exporter, opset 18, batch 1,
+dynamic height and width) and timed in an ``OnnxModel``'s session (the CPU provider,
+``intra_op_num_threads`` = the thread count, one inter-op thread) on random float32 inputs
+of the reference LR size: ``warmup`` untimed runs, then the median wall time of
+``repeats`` runs of ``session.run``. Nothing is subtracted: an entry is the whole call,
+its fixed overhead (feeding the inputs, ONNX Runtime's layout reorders around a conv)
+included. The parts, per width C:
+
+- ``op:NAME``: every op of ``search_spaces.operations.REGISTRY`` as ``build(C)`` makes it
+  (ops registered later are profiled too; one that does not map C channels to C fails
+  loudly, naming it);
+- ``add``: the sum of two C-channel tensors, one per node (a node adds its two op outputs);
+- ``combine:L``: a cell's output, ``h(k-1) + conv1x1(concat(L loose ends))``, for L = 1 to
+  ``nodes``;
+- ``head``: ``conv3x3(x - mean)``, 3 to C channels; ``tail:S``: ``conv3x3(h + feat)``,
+  C to 3 S^2 channels, ``PixelShuffle(S)`` and ``+ mean``, for each scale S.
+
+:func:`predict_latency` sums them, ``head + cells x (ops + nodes x add + combine:L) +
+tail:S`` (:func:`network_parts`), scaled linearly from the reference LR size to the asked
+one by pixel count: pure arithmetic. :func:`measure_latency` times a whole network the same
+way, exported as serving runs it (``export_onnx``: the cell re-parameterised,
+``search_spaces.fused``); :func:`validate` compares the two on random networks.
+
+A table is valid on the CPU model and ONNX Runtime version that made it: :func:`load_table`
+refuses another's, and a malformed one, naming the command that remakes it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+import time
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.export import Dim
+
+from controllers.uniform import RandomController
+from nas_sr.archs.build import build_model
+from nas_sr.checkpoint import write_json
+from nas_sr.deploy.onnx_model import OnnxModel, export_onnx, trace_onnx
+from nas_sr.errors import ConfigError
+from nas_sr.progress import progress_bar
+from nas_sr.search.stats import rank_correlation
+from search_spaces.genotypes import Genotype
+from search_spaces.network import CellSRNet
+from search_spaces.operations import REGISTRY
+
+REMAKE = "nas-sr profile"  # the command that (re)makes this machine's table
+EXPORTER = "torch.onnx.export(dynamo=True)"
+TABLE_KEYS = ("machine", "reference_lr", "threads", "widths", "scales", "nodes", "entries")
+MACHINE_KEYS = ("cpu", "cores", "onnxruntime", "torch")
+TRACE_SIZE = (48, 40)  # unequal sides, so the exporter specialises neither dimension
+
+
+# --- the parts ----------------------------------------------------------------------------
+
+class Head(nn.Module):
+    """The network's start, as ``CellSRNet.forward`` runs it: ``head(x - mean)``."""
+
+    def __init__(self, net: CellSRNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.head(x - self.net.mean)
+
+
+class Tail(nn.Module):
+    """The network's end: the global residual, ``tail`` (conv, PixelShuffle), ``+ mean``."""
+
+    def __init__(self, net: CellSRNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, h: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
+        return self.net.tail(h + feat) + self.net.mean
+
+
+class Combine(nn.Module):
+    """A cell's output, as ``Cell`` makes it: ``h(k-1) + conv1x1(concat(loose ends))``."""
+
+    def __init__(self, channels: int, loose: int):
+        super().__init__()
+        self.combine = nn.Conv2d(loose * channels, channels, 1)
+
+    def forward(self, h: torch.Tensor, *ends: torch.Tensor) -> torch.Tensor:
+        return h + self.combine(torch.cat(ends, dim=1))
+
+
+class Add(nn.Module):
+    """A node's sum of its two op outputs."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a + b
+
+
+def parts(c: int, scales: Sequence[int], nodes: int) -> dict[str, tuple[nn.Module, list[int]]]:
+    """Every part the table prices at width ``c``: name -> (module, its inputs' channels)."""
+    out: dict[str, tuple[nn.Module, list[int]]] = {}
+    for name, op in REGISTRY.items():
+        out[f"op:{name}"] = (op.build(c), [c])
+    out["add"] = (Add(), [c, c])
+    for loose in range(1, nodes + 1):
+        out[f"combine:{loose}"] = (Combine(c, loose), [c] * (loose + 1))
+    out["head"] = (Head(CellSRNet(2, c, num_cells=0)), [3])
+    for s in scales:
+        out[f"tail:{s}"] = (Tail(CellSRNet(s, c, num_cells=0)), [c, c])
+    return out
+
+
+def network_parts(genotype: Genotype, cells: int, scale: int) -> Counter[str]:
+    """How many of each table part ``CellSRNet(scale, C, cells, genotype=genotype)`` runs."""
+    cell = Counter(f"op:{op}" for op in genotype.ops())
+    cell["add"] += genotype.num_nodes
+    cell[f"combine:{len(genotype.loose_ends())}"] += 1
+    total = Counter({name: n * cells for name, n in cell.items()})
+    total["head"] += 1
+    total[f"tail:{scale}"] += 1
+    return total
+
+
+# --- timing -------------------------------------------------------------------------------
+
+def export_part(module: nn.Module, channels: list[int]) -> bytes:
+    """``module`` as ONNX, batch 1, its inputs' height and width dynamic (one pair for all)."""
+    height, width = Dim("height", min=1, max=16384), Dim("width", min=1, max=16384)
+    examples = tuple(torch.rand(1, c, *TRACE_SIZE) for c in channels)
+    dims = torch.export.ShapesCollection()  # fits any signature, ``*ends`` included
+    for x in examples:
+        dims[x] = {2: height, 3: width}
+    names = [f"x{i}" for i in range(len(channels))]
+    with torch.no_grad(), warnings.catch_warnings():
+        # inputs share one height and width, so the exporter names each once: as meant
+        warnings.filterwarnings("ignore", message="# The axis name")
+        return trace_onnx(module.eval(), examples, names,
+                          dims.dynamic_shapes(module, examples))
+
+
+def time_onnx(graph: bytes, shapes: list[tuple[int, ...]], threads: int, warmup: int,
+              repeats: int) -> float:
+    """Median milliseconds of one ``session.run`` of ``graph`` on random inputs of ``shapes``,
+    after ``warmup`` untimed runs."""
+    session = OnnxModel(graph, threads).session
+    rng = np.random.default_rng(0)
+    feeds = {i.name: rng.random(shape, dtype=np.float32)
+             for i, shape in zip(session.get_inputs(), shapes, strict=True)}
+    for _ in range(warmup):
+        session.run(None, feeds)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def _checked_part(name: str, module: nn.Module, channels: list[int]) -> bytes:
+    """The part exported, after a check that an op maps C channels to C at stride 1."""
+    x = [torch.rand(1, c, *TRACE_SIZE) for c in channels]
+    try:
+        with torch.no_grad():
+            shape = tuple(module.eval()(*x).shape)
+        if name.startswith("op:") and shape != tuple(x[0].shape):
+            raise ValueError(f"maps {tuple(x[0].shape)} to {shape}, not to the same shape")
+        return export_part(module, channels)
+    except Exception as e:  # an op this table does not know how to run: say which
+        raise RuntimeError(f"latency table: cannot profile {name} at width {channels[0]}: "
+                           f"{type(e).__name__}: {e}") from e
+
+
+# --- the table ----------------------------------------------------------------------------
+
+def machine() -> dict[str, Any]:
+    """What a table is valid for: the CPU model and ONNX Runtime (and, for the record, the
+    core count and torch)."""
+    import onnxruntime as ort  # noqa: PLC0415  (only ONNX work needs it)
+
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:  # not Linux: platform's word for it
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count() or 1, "onnxruntime": ort.__version__,
+            "torch": torch.__version__}
+
+
+def default_table_path() -> Path:
+    """``~/.cache/nas-sr/latency/<cpu>-ort<version>.json`` (``$XDG_CACHE_HOME`` if set)."""
+    m = machine()
+    slug = re.sub(r"[^a-z0-9]+", "-", m["cpu"].lower()).strip("-") or "cpu"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "nas-sr" / "latency" / f"{slug}-ort{m['onnxruntime']}.json"
+
+
+def profile(widths: Sequence[int], lr_size: Sequence[int] = (128, 128),
+            threads: Sequence[int] = (1, 2), scales: Sequence[int] = (2, 3, 4), nodes: int = 5,
+            warmup: int = 3, repeats: int = 10, progress: bool = True) -> dict[str, Any]:
+    """The latency table of this machine (the method: the module's docstring)."""
+    h, w = lr_size
+    entries: dict[str, dict[str, dict[str, float]]] = {str(t): {} for t in threads}
+    todo = [(c, name, part) for c in widths for name, part in parts(c, scales, nodes).items()]
+    for c, name, (module, channels) in progress_bar(todo, desc="profiling parts",
+                                                    disable=not progress):
+        graph = _checked_part(name, module, channels)
+        for t in threads:
+            ms = time_onnx(graph, [(1, ch, h, w) for ch in channels], t, warmup, repeats)
+            entries[str(t)].setdefault(name, {})[str(c)] = ms
+    return {"machine": machine(), "reference_lr": [h, w], "threads": list(threads),
+            "widths": list(widths), "scales": list(scales), "nodes": nodes,
+            "warmup": warmup, "repeats": repeats, "exporter": EXPORTER,
+            "entries": entries}
+
+
+def save_table(table: dict[str, Any], path: Path) -> None:
+    """Written atomically: a reader never meets half a table."""
+    write_json(path, table)
+
+
+def load_table(path: str | Path) -> dict[str, Any]:
+    """The table at ``path``, refused (``ConfigError``, one line) when it was made on another
+    CPU model or ONNX Runtime, is malformed, or lacks an op the registry has now."""
+    path = Path(path)
+    remake = f"remake it with `{REMAKE} profile.table={path}`"
+    try:
+        table = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no latency table here; make it with `{REMAKE}`") from None
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: not a latency table ({e}); {remake}") from None
+    problem = _malformed(table)
+    if problem:
+        raise ConfigError(f"{path}: malformed latency table ({problem}); {remake}")
+    here, there = machine(), table["machine"]
+    for key in ("cpu", "onnxruntime"):
+        if there[key] != here[key]:
+            raise ConfigError(f"{path}: stale or foreign latency table (made with {key} "
+                              f"{there[key]!r}, this machine has {here[key]!r}); {remake}")
+    return table
+
+
+def _malformed(table: Any) -> str | None:
+    """What is wrong with a table's structure, or None."""
+    if not isinstance(table, dict):
+        return "not a JSON object"
+    missing = [k for k in TABLE_KEYS if k not in table]
+    if missing:
+        return f"no {', '.join(missing)}"
+    m = table["machine"]
+    if not isinstance(m, dict) or any(not isinstance(m.get(k), str) for k in
+                                      ("cpu", "onnxruntime", "torch")):
+        return "machine needs cpu, onnxruntime and torch as strings"
+    for key, length in (("reference_lr", 2), ("threads", None), ("widths", None),
+                        ("scales", None)):
+        v = table[key]
+        if (not isinstance(v, list) or not v or (length and len(v) != length)
+                or any(isinstance(x, bool) or not isinstance(x, int) or x < 1 for x in v)):
+            return f"{key} must be a list of positive whole numbers, got {v!r}"
+    if isinstance(table["nodes"], bool) or not isinstance(table["nodes"], int):
+        return f"nodes must be a whole number, got {table['nodes']!r}"
+    return _bad_entries(table)
+
+
+def _bad_entries(table: dict[str, Any]) -> str | None:
+    """The first missing or unusable entry: every part at every width and thread count."""
+    if not isinstance(table["entries"], dict):
+        return "entries must be an object"
+    names = [*(f"op:{op}" for op in REGISTRY), "add", "head",
+             *(f"combine:{n}" for n in range(1, table["nodes"] + 1)),
+             *(f"tail:{s}" for s in table["scales"])]
+    for t in table["threads"]:
+        rows = table["entries"].get(str(t))
+        if not isinstance(rows, dict):
+            return f"no entries for {t} thread(s)"
+        for name in names:
+            for c in table["widths"]:
+                ms = rows.get(name, {}).get(str(c)) if isinstance(rows.get(name), dict) else None
+                if ms is None:
+                    return f"no entry {name} at width {c}, {t} thread(s)"
+                if (isinstance(ms, bool) or not isinstance(ms, (int, float))
+                        or not math.isfinite(ms) or ms < 0):
+                    return f"entry {name} at width {c}, {t} thread(s) is {ms!r}, not a time"
+    return None
+
+
+# --- prediction and measurement -----------------------------------------------------------
+
+def predict_latency(genotype: Genotype, channels: int, cells: int, scale: int,
+                    table: dict[str, Any], threads: int, lr_size: Sequence[int]) -> float:
+    """Milliseconds the network should take on an ``lr_size`` input: the sum of the table's
+    entries for its parts, scaled from the reference LR size by pixel count."""
+    rows = table["entries"].get(str(threads))
+    if rows is None:
+        raise ConfigError(f"the latency table has no entries for {threads} thread(s) (it has "
+                          f"{table['threads']}); profile them with `{REMAKE}`")
+    total = 0.0
+    for name, count in network_parts(genotype, cells, scale).items():
+        ms = rows.get(name, {}).get(str(channels))
+        if ms is None:
+            raise ConfigError(f"the latency table has no {name} at width {channels} "
+                              f"(widths {table['widths']}, scales {table['scales']}, up to "
+                              f"{table['nodes']} loose ends); profile it with `{REMAKE}`")
+        total += count * ms
+    return total * math.prod(lr_size) / math.prod(table["reference_lr"])
+
+
+def cell_arch(genotype: Genotype, channels: int, cells: int, scale: int) -> dict[str, Any]:
+    """The arch spec of a plain standalone cell network."""
+    return {"name": "cell", "scale": scale, "channels": channels, "cells": cells,
+            "genotype": genotype.to_dict()}
+
+
+def measure_latency(model: nn.Module, lr_size: Sequence[int], threads: int,
+                    arch: dict[str, Any] | None = None, warmup: int = 3,
+                    repeats: int = 10) -> float:
+    """Median milliseconds of ``model`` on an ``lr_size`` input in ONNX Runtime, exported as
+    serving exports it (``arch``, if given, decides the inference form as ``export_onnx``
+    does; a plain standalone cell network is re-parameterised without one)."""
+    graph = export_onnx(model, arch or {"name": "cell"})
+    return time_onnx(graph, [(1, 3, *lr_size)], threads, warmup, repeats)
+
+
+def random_networks(count: int, table: dict[str, Any], cells: Sequence[int], seed: int
+                    ) -> list[dict[str, Any]]:
+    """``count`` arch specs: uniform genotypes (``RandomController``) of the table's nodes,
+    widths and scales drawn among the table's, cells uniform in ``cells`` = [low, high]."""
+    generator = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    controller = RandomController(table["nodes"])
+    return [cell_arch(controller.sample(generator).genotype, int(rng.choice(table["widths"])),
+                      int(rng.integers(cells[0], cells[1] + 1)),
+                      int(rng.choice(table["scales"]))) for _ in range(count)]
+
+
+def validate(table: dict[str, Any], count: int, cells: Sequence[int] = (1, 8), seed: int = 0,
+             warmup: int = 3, repeats: int = 10, progress: bool = True) -> dict[str, Any]:
+    """Predicted against measured latency of ``count`` random networks at the reference LR
+    size, per thread count: mean absolute percentage error and Kendall tau."""
+    lr = table["reference_lr"]
+    rows = []
+    for arch in progress_bar(random_networks(count, table, cells, seed), desc="validating",
+                             disable=not progress):
+        graph = export_onnx(build_model(arch).eval(), arch)
+        g = Genotype.from_dict(arch["genotype"])
+        for t in table["threads"]:
+            rows.append({**{k: arch[k] for k in ("channels", "cells", "scale")},
+                         "genotype": arch["genotype"]["nodes"], "threads": t,
+                         "predicted_ms": predict_latency(g, arch["channels"], arch["cells"],
+                                                         arch["scale"], table, t, lr),
+                         "measured_ms": time_onnx(graph, [(1, 3, *lr)], t, warmup, repeats)})
+    return {"networks": count, "lr_size": lr,
+            "per_threads": {str(t): agreement([r for r in rows if r["threads"] == t])
+                            for t in table["threads"]},
+            "rows": rows}
+
+
+def agreement(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """MAPE (%) and Kendall tau of ``predicted_ms`` against ``measured_ms``."""
+    predicted = np.array([r["predicted_ms"] for r in rows])
+    measured = np.array([r["measured_ms"] for r in rows])
+    out: dict[str, Any] = {"mape": float(np.mean(np.abs(predicted - measured) / measured) * 100),
+                           "mean_ratio": float(np.mean(predicted / measured))}
+    if len(rows) >= 3:
+        corr = rank_correlation(predicted, measured, resamples=1000)
+        out |= {"kendall_tau": corr["kendall_tau"], "kendall_tau_ci": corr["kendall_tau_ci"]}
+    return out
