@@ -353,15 +353,7 @@ def main(argv: list[str] | None = None) -> None:
 
     @hydra.main(version_base="1.3", config_path="pkg://experiments", config_name=job)
     def app(cfg: DictConfig) -> None:
-        try:
-            run_job(job, cfg)
-        except USER_ERRORS as e:  # a message that says what to fix, not a traceback
-            sys.exit(f"nas-sr {job}: error: {e}")
-        except KeyboardInterrupt as e:  # every cleanup has run on the way up
-            if runfolder.is_main_process():  # one line, not one per torchrun worker
-                print(stopped_message(job, e), file=sys.stderr)
-            # the shell's own status for a process a signal ended: 128 + its number
-            sys.exit(128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT))
+        run_or_exit(job, cfg)
 
     sys.argv = [f"nas-sr {job}", *overrides]
     previous = signal.signal(signal.SIGTERM, _terminate)
@@ -369,6 +361,24 @@ def main(argv: list[str] | None = None) -> None:
         app()
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def run_or_exit(job: str, cfg: DictConfig) -> None:
+    """:func:`run_job`, its user's errors and interruptions as one line and an exit."""
+    try:
+        run_job(job, cfg)
+    except USER_ERRORS as e:  # a message that says what to fix, not a traceback
+        sys.exit(f"nas-sr {job}: error: {e}")
+    except OSError as e:  # a write outside the atomic helpers (a log's append) on a full disk
+        if e.errno not in checkpoint.REMEDIES:
+            raise
+        sys.exit(f"nas-sr {job}: error: {e.filename or 'a file'}: {e.strerror} "
+                 f"({checkpoint.REMEDIES[e.errno]})")
+    except KeyboardInterrupt as e:  # every cleanup has run on the way up
+        if runfolder.is_main_process():  # one line, not one per torchrun worker
+            print(stopped_message(job, e), file=sys.stderr)
+        # the shell's own status for a process a signal ended: 128 + its number
+        sys.exit(128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT))
 
 
 class Terminated(KeyboardInterrupt):

@@ -477,3 +477,14 @@ def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path, cli, no_data
     where = "hydra.run.dir: " if option == "hydra.run.dir" else ""
     assert error == (f"nas-sr {job}: error: {where}cannot write {blocked}: Not a directory (a "
                      "file stands in its path; or write somewhere else)")
+
+
+def test_a_full_disk_at_a_log_s_append_is_one_line(tmp_path, cli, monkeypatch):
+    history = tmp_path / "run" / "history.jsonl"
+
+    def append(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(history))
+    monkeypatch.setattr("nas_sr.cli.runfolder.append_history", append)
+    error = cli("export", f"checkpoint={srcnn_checkpoint(tmp_path / 'm.pt', 2)}",
+                f"hydra.run.dir={tmp_path / 'run'}")
+    assert error == f"nas-sr export: error: {history}: No space left on device (free some space)"
