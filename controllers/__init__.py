@@ -6,7 +6,8 @@ from controllers.uniform import RandomController
 
 
 def build_controller(name: str, num_nodes: int, **kwargs) -> Controller:
-    """Build a controller by config name (``enas`` or ``random``)."""
+    """Build a controller by config name (``enas`` or ``random``); ``ops=`` names the
+    space's ops (the default space's if not given)."""
     kinds = {"enas": LSTMController, "random": RandomController}
     if name not in kinds:
         raise ValueError(f"unknown controller {name!r}; choose one of {sorted(kinds)}")

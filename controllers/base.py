@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from search_spaces.genotypes import Genotype, choices_per_decision
+from search_spaces.operations import OP_NAMES
 
 
 @dataclass
@@ -34,10 +35,10 @@ class Controller(nn.Module):
     """
 
     def __init__(self, num_nodes: int, baseline_decay: float = 0.95,
-                 normalize_advantage: bool = True):
+                 normalize_advantage: bool = True, ops: tuple[str, ...] = OP_NAMES):
         super().__init__()
-        self.num_nodes = num_nodes
-        self.choices = choices_per_decision(num_nodes)
+        self.num_nodes, self.ops = num_nodes, tuple(ops)
+        self.choices = choices_per_decision(num_nodes, self.ops)
         self.baseline_decay = baseline_decay
         self.normalize_advantage = normalize_advantage
         self.register_buffer("baseline", torch.tensor(float("nan"), dtype=torch.float64))

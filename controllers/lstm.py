@@ -36,8 +36,9 @@ class LSTMController(Controller):
         lr: float = 3.5e-3,
         baseline_decay: float = 0.95,
         normalize_advantage: bool = True,
+        ops: tuple[str, ...] = OP_NAMES,
     ):
-        super().__init__(num_nodes, baseline_decay, normalize_advantage)
+        super().__init__(num_nodes, baseline_decay, normalize_advantage, ops)
         self.temperature, self.tanh_constant = temperature, tanh_constant
         self.op_tanh_reduce = op_tanh_reduce
         self.entropy_weight = entropy_weight
@@ -46,9 +47,9 @@ class LSTMController(Controller):
         self.lstm = nn.ModuleList(nn.LSTMCell(hidden, hidden) for _ in range(layers))
         self.start = nn.Parameter(torch.empty(1, hidden))
         self.input_emb = nn.Embedding(self.max_inputs, hidden)
-        self.op_emb = nn.Embedding(len(OP_NAMES), hidden)
+        self.op_emb = nn.Embedding(len(self.ops), hidden)
         self.input_head = nn.Linear(hidden, self.max_inputs)
-        self.op_head = nn.Linear(hidden, len(OP_NAMES))
+        self.op_head = nn.Linear(hidden, len(self.ops))
         for p in self.parameters():  # ENAS initialises the controller uniformly in +-0.1
             nn.init.uniform_(p, -0.1, 0.1)
         invalid = torch.arange(self.max_inputs)[None] >= torch.tensor(self.choices)[:, None]
@@ -101,7 +102,7 @@ class LSTMController(Controller):
             log_prob = log_prob + logp[a]
             p = logp.exp()
             entropy = entropy - (p * logp.masked_fill(p == 0, 0.0)).sum()
-        return Sample(Genotype.from_decisions(decisions), log_prob, entropy)
+        return Sample(Genotype.from_decisions(decisions, self.ops), log_prob, entropy)
 
     def policy_step(self, samples: list[Sample], advantages: list[float]) -> None:
         loss = sum(-a * s.log_prob - self.entropy_weight * s.entropy

@@ -22,6 +22,7 @@ from nas_sr.errors import ConfigError
 from nas_sr.train.recipe import CLOCKS, LOSSES
 from search_spaces.cost import BUDGET_MODES, cheapest_cost
 from search_spaces.genotypes import GENOTYPES
+from search_spaces.operations import OP_NAMES, REGISTRY
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,18 @@ def _compress(cfg: DictConfig) -> None:
                           "excluded")
 
 
+def _space(cfg: DictConfig) -> None:
+    """``space.ops``: registered ops, each once (the controller draws op indices into it)."""
+    ops = cfg.space.ops
+    if isinstance(ops, str) or not ops or len(set(ops)) != len(ops):
+        raise ConfigError(f"space.ops={ops}: give a list of distinct ops, e.g. "
+                          f"[{', '.join(OP_NAMES)}]")
+    unknown = [op for op in ops if op not in REGISTRY]
+    if unknown:
+        raise ConfigError(f"space.ops: unknown op(s) {unknown}; the registered ones are "
+                          f"{', '.join(REGISTRY)}")
+
+
 def _budget_reachable(cfg: DictConfig) -> None:
     """A budget below every cell the space holds would train the whole search, then find
     no cell to choose."""
@@ -285,6 +298,7 @@ def check_options(job: str, cfg: DictConfig) -> None:
             _share(cfg, key)
         if cfg.search.sampler not in ("fair", "uniform"):
             raise ConfigError(f"search.sampler={cfg.search.sampler!r}: use fair or uniform")
+        _space(cfg)
         for key in ("params", "mult_adds", "channels", "cells"):
             _at_least(cfg, f"search.budget.{key}", 1, optional=True)
         _positive(cfg, "search.budget.beta")

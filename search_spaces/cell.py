@@ -19,8 +19,8 @@ class Cell(nn.Module):
     """One cell: ``num_nodes`` nodes over inputs h(k-2), h(k-1).
 
     ``node_ops[j][slot][op]`` is the module of ``op`` on input ``slot`` (0 or 1) of node
-    ``j``. With ``genotype=None`` every (node, input slot, op) owns a module and any
-    genotype can be run through it: these are the shared weights of the supernet.
+    ``j``. With ``genotype=None`` every (node, input slot, op of ``ops``) owns a module and
+    any genotype of those ops can be run through it: the shared weights of the supernet.
     With a genotype only the chosen ops are built, from the same op ``REGISTRY``.
     Only the ops a genotype names are ever computed, so a supernet step costs the
     same as a standalone step.
@@ -31,7 +31,8 @@ class Cell(nn.Module):
     skip from h(k-1) keeps a deep stack of BN-free cells trainable (EDSR habit).
     """
 
-    def __init__(self, channels: int, num_nodes: int, genotype: Genotype | None = None):
+    def __init__(self, channels: int, num_nodes: int, genotype: Genotype | None = None,
+                 ops: tuple[str, ...] = OP_NAMES):
         super().__init__()
         if genotype is not None and genotype.num_nodes != num_nodes:
             raise ValueError(f"genotype has {genotype.num_nodes} nodes, cell has {num_nodes}")
@@ -40,7 +41,7 @@ class Cell(nn.Module):
         for j in range(num_nodes):
             slots = nn.ModuleList()
             for slot in range(2):
-                names = OP_NAMES if genotype is None else (genotype.nodes[j][2 * slot + 1],)
+                names = ops if genotype is None else (genotype.nodes[j][2 * slot + 1],)
                 slots.append(nn.ModuleDict({n: REGISTRY[n].build(channels) for n in names}))
             self.node_ops.append(slots)
         combined = num_nodes if genotype is None else len(genotype.loose_ends())

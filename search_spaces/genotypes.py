@@ -69,29 +69,25 @@ class Genotype:
         return [op for n in self.nodes for op in (n.op1, n.op2)]
 
     # --- the controller's view: 4 integer decisions per node -------------------
-    def to_decisions(self) -> list[int]:
-        """The controller's decisions; only for a cell of the default space's ops."""
-        outside = sorted(set(self.ops()) - set(OP_NAMES))
+    def to_decisions(self, ops: tuple[str, ...] = OP_NAMES) -> list[int]:
+        """The controller's decisions, op indices into the space's ``ops``."""
+        outside = sorted(set(self.ops()) - set(ops))
         if outside:
-            raise GenotypeError(f"ops {outside} are not among the controller's {OP_NAMES}")
-        return [
-            d for n in self.nodes
-            for d in (n.in1, OP_NAMES.index(n.op1), n.in2, OP_NAMES.index(n.op2))
-        ]
+            raise GenotypeError(f"ops {outside} are not among the space's {ops}")
+        return [d for n in self.nodes
+                for d in (n.in1, ops.index(n.op1), n.in2, ops.index(n.op2))]
 
     @classmethod
-    def from_decisions(cls, decisions: list[int]) -> Genotype:
+    def from_decisions(cls, decisions: list[int], ops: tuple[str, ...] = OP_NAMES) -> Genotype:
         if len(decisions) % 4:
             raise GenotypeError(f"decisions come in fours per node, got {len(decisions)}")
         d = [int(x) for x in decisions]
         for k in (1, 3):
             for x in d[k::4]:
-                if not 0 <= x < len(OP_NAMES):
-                    raise GenotypeError(f"op index {x} out of range 0..{len(OP_NAMES) - 1}")
-        return cls(tuple(
-            Node(d[i], OP_NAMES[d[i + 1]], d[i + 2], OP_NAMES[d[i + 3]])
-            for i in range(0, len(d), 4)
-        ))
+                if not 0 <= x < len(ops):
+                    raise GenotypeError(f"op index {x} out of range 0..{len(ops) - 1}")
+        return cls(tuple(Node(d[i], ops[d[i + 1]], d[i + 2], ops[d[i + 3]])
+                         for i in range(0, len(d), 4)))
 
     # --- serialisation ------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -170,15 +166,15 @@ def find_genotype(spec: str | Path) -> Genotype:
                         f"{', '.join(GENOTYPES)}")
 
 
-def choices_per_decision(num_nodes: int) -> list[int]:
+def choices_per_decision(num_nodes: int, ops: tuple[str, ...] = OP_NAMES) -> list[int]:
     """Number of valid choices for each of the 4 * num_nodes decisions."""
-    return [c for j in range(num_nodes) for c in (j + 2, len(OP_NAMES), j + 2, len(OP_NAMES))]
+    return [c for j in range(num_nodes) for c in (j + 2, len(ops), j + 2, len(ops))]
 
 
-def space_size(num_nodes: int = 5) -> dict[str, int]:
+def space_size(num_nodes: int = 5, ops: tuple[str, ...] = OP_NAMES) -> dict[str, int]:
     """Exact size of the cell space, counted three ways (see docs/search_space.md)."""
-    n_ops = len(OP_NAMES)
-    sequences = math.prod(choices_per_decision(num_nodes))
+    n_ops = len(ops)
+    sequences = math.prod(choices_per_decision(num_nodes, ops))
     # swapping a node's two (input, op) slots gives the same cell: unordered pairs
     distinct = math.prod(
         m * (m + 1) // 2 for m in (n_ops * (j + 2) for j in range(num_nodes))

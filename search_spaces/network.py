@@ -7,6 +7,7 @@ from torch import nn
 
 from search_spaces.cell import Cell
 from search_spaces.genotypes import Genotype
+from search_spaces.operations import OP_NAMES
 
 # DIV2K's RGB mean: centring the input is the EDSR habit; it is added back at the end.
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
@@ -31,8 +32,9 @@ class Upsampler(nn.Sequential):
 class CellSRNet(nn.Module):
     """LR image in [0, 1] -> HR image in [0, 1] (unclamped).
 
-    ``genotype=None`` builds the weight-shared supernet (``forward`` then needs a
-    genotype); a genotype builds the standalone network with only its ops.
+    ``genotype=None`` builds the weight-shared supernet over the space's ``ops``
+    (``forward`` then needs a genotype); a genotype builds the standalone network with
+    only its ops.
 
     ``recursions=R > 1`` runs each cell R times, each later pass on the last one's output
     with the same weights (DRCN's and DRRN's recursion: depth at no cost in weights), and
@@ -48,12 +50,14 @@ class CellSRNet(nn.Module):
         num_nodes: int = 5,
         genotype: Genotype | None = None,
         recursions: int = 1,
+        ops: tuple[str, ...] = OP_NAMES,
     ):
         super().__init__()
         self.scale, self.genotype = scale, genotype
         self.register_buffer("mean", rgb_mean(), persistent=False)
         self.head = nn.Conv2d(3, channels, 3, padding=1)
-        self.cells = nn.ModuleList(Cell(channels, num_nodes, genotype) for _ in range(num_cells))
+        self.cells = nn.ModuleList(Cell(channels, num_nodes, genotype, ops)
+                                   for _ in range(num_cells))
         self.tail = Upsampler(channels, scale)
         # C gates per cell and later pass; not 4-D, so channels_last leaves them alone
         self.gates = (nn.Parameter(torch.zeros(num_cells, recursions - 1, channels))

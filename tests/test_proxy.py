@@ -98,6 +98,12 @@ def test_each_cell_and_seed_trains_once_and_the_scores_survive_a_checkpoint(data
     restored = ProxyReward(TINY, crops, reward, 2, torch.device("cpu"), torch.contiguous_format)
     restored.load_state_dict(json.loads(json.dumps(proxy.state_dict())))  # plain values
     assert restored.psnr(g, [1, 0], "reward") == both and len(calls) == 3
+    # a checkpoint from before spaces were a choice keyed its cells by their decisions
+    old = proxy.state_dict()
+    old["scores"] = [[Genotype.from_dict({"nodes": k}).to_decisions(), v]
+                     for k, v in old["scores"]]
+    restored.load_state_dict(old)
+    assert restored.psnr(h, [0], "reward") == proxy.psnr(h, [0], "reward") and len(calls) == 3
     # scores of another setting measured something else: a changed proxy trains again
     other = ProxyReward(ProxySetting(**{**vars(TINY), "steps": 5}), crops, reward, 2,
                         torch.device("cpu"), torch.contiguous_format)
@@ -122,8 +128,7 @@ def test_a_proxy_search_trains_no_supernet_and_chooses_by_the_proxy(tmp_path, mo
     finals = [c for c in pareto if "final_psnr" in c]
     assert len(finals) == 3
     for c in finals:  # the final candidates ran seed 1 too; their final PSNR is the mean
-        decisions = Genotype.from_dict({"nodes": c["genotype"]}).to_decisions()
-        runs = next(v for k, v in scores if k == decisions)
+        runs = next(v for k, v in scores if k == c["genotype"])
         assert set(runs) == {"0", "1"}  # the final candidates ran seed 1 too, on the final crops
         assert c["final_psnr"] == pytest.approx((runs["0"]["final"] + runs["1"]["final"]) / 2)
         assert c["psnr"] == runs["0"]["reward"]
@@ -142,7 +147,7 @@ def test_a_killed_proxy_search_resumes_to_the_same_cells_without_training_any_ag
     def recorded(genotype, *args):
         if run == "killed" and len(trained["killed"]) == 24:  # in epoch 3
             raise KeyboardInterrupt
-        trained[run].append((tuple(genotype.to_decisions()), args[4]))  # (cell, seed)
+        trained[run].append((genotype, args[4]))  # (cell, seed)
         return real(genotype, *args)
 
     monkeypatch.setattr(proxy_mod, "proxy_score", recorded)
@@ -151,8 +156,8 @@ def test_a_killed_proxy_search_resumes_to_the_same_cells_without_training_any_ag
     with pytest.raises(KeyboardInterrupt):
         run_job("search", cfg, tmp_path / "killed")
     saved = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
-    kept = {(tuple(cell), int(seed)) for cell, runs in saved["proxy_scores"]["scores"]
-            for seed in runs}
+    kept = {(Genotype.from_dict({"nodes": cell}), int(seed))
+            for cell, runs in saved["proxy_scores"]["scores"] for seed in runs}
     run = "resumed"
     resumed = run_job("search", make_cfg("search", f"resume={tmp_path / 'killed'}"))
     assert kept and not kept & set(trained["resumed"])  # nothing the checkpoint held is rerun
@@ -180,10 +185,9 @@ def test_a_finished_search_reselects_its_final_candidates_by_proxy_training(smok
     assert len(scores) == 3  # only the final candidates were trained, once each (seed 0)
     finals = [c for c in json.loads((tmp_path / "run" / "pareto.json").read_text())["cells"]
               if "final_psnr" in c]
-    by_cell = {tuple(k): v["0"]["final"] for k, v in scores}
+    by_cell = {json.dumps(k): v["0"]["final"] for k, v in scores}
     for c in finals:
-        decisions = tuple(Genotype.from_dict({"nodes": c["genotype"]}).to_decisions())
-        assert c["final_psnr"] == by_cell[decisions]
+        assert c["final_psnr"] == by_cell[json.dumps(c["genotype"])]
     chosen = max(finals, key=lambda c: c["final_psnr"] - c["penalty"])
     assert summary["genotype"]["nodes"] == chosen["genotype"]
 

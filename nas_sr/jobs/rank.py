@@ -67,7 +67,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                **genotype_cost(g, a.channels, a.cells, run_cfg.scale),
                "shared_psnr": search.score(g)}
         rows.append(row)
-        known = earlier.get(tuple(g.to_decisions()))
+        known = earlier.get(g)
         if known is not None:  # retrained by an earlier rank job: its figures stand
             row |= {k: known[k] for k in ("folders", "retrained_psnrs", "retrained_psnr")}
         else:

@@ -23,7 +23,7 @@ from controllers import RandomController
 from nas_sr.errors import ConfigError
 from nas_sr.plots.search import controller_type
 from nas_sr.runs.log import read_metrics
-from nas_sr.search.supernet import load_search_run
+from nas_sr.search.supernet import load_search_run, space_ops
 
 COLUMNS = ("first10", "last10", "last_epoch", "search_val", "params", "retrain_val", "Set5",
            "Set14")
@@ -136,7 +136,7 @@ def policy_vs_uniform(search_dir: Path, samples: int) -> dict[str, float]:
     vs as many uniform draws, all through the same final shared weights: the controller's
     contribution with the supernet held fixed."""
     search = load_search_run(search_dir)
-    uniform = RandomController(search.cfg.archs.cell.nodes)
+    uniform = RandomController(search.cfg.archs.cell.nodes, ops=space_ops(search.cfg))
     rng = torch.Generator().manual_seed(12345)
     out = {}
     for name, ctrl in (("policy", search.controller), ("uniform", uniform)):

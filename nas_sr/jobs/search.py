@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from nas_sr import checkpoint
 from nas_sr.search.loop import Search
-from nas_sr.search.supernet import CHECKPOINT
+from nas_sr.search.supernet import CHECKPOINT, space_ops
 from search_spaces.genotypes import space_size
 from search_spaces.network import count_params
 
@@ -30,7 +30,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         search.load_state_dict(state)
         print(f"resuming {run_dir} after epoch {search.epoch}, "
               f"controller step {search.controller_step}")
-    sizes = space_size(cfg.archs.cell.nodes)
+    sizes = space_size(cfg.archs.cell.nodes, space_ops(cfg))
     print(f"search space: {sizes['decision_sequences']:,} decision sequences per cell "
           f"({sizes['distinct_cells']:,} distinct cells; the paper's formula gives "
           f"{sizes['paper_formula']:.3g})")

@@ -50,6 +50,7 @@ class SearchLog:
     controller: str  # controller type (enas, random, ...): the overlay's grouping
     steps: list[dict[str, Any]]  # controller records, in step order
     epochs: list[dict[str, Any]]
+    ops: tuple[str, ...] = OP_NAMES  # the space's, in the controller's order
 
     @property
     def name(self) -> str:
@@ -76,6 +77,13 @@ def controller_type(run_dir: Path) -> str:
     return "unknown"
 
 
+def space_of(run_dir: Path) -> tuple[str, ...]:
+    """The ops of the run's space (a run from before spaces were a choice: the default)."""
+    config = run_dir / "config.yaml"
+    ops = OmegaConf.select(OmegaConf.load(config), "space.ops") if config.is_file() else None
+    return tuple(ops) if ops else OP_NAMES
+
+
 def load_run(run_dir: str | Path) -> SearchLog:
     run_dir = Path(run_dir).expanduser().resolve()
     records = read_metrics(run_dir)
@@ -84,6 +92,7 @@ def load_run(run_dir: str | Path) -> SearchLog:
         sorted((r for r in records if r["kind"] == "controller"),
                key=lambda r: r["controller_step"]),
         [r for r in records if r["kind"] == "epoch"],
+        space_of(run_dir),
     )
 
 
@@ -134,7 +143,7 @@ def entropy_figure(run: SearchLog) -> Figure:
     ax.plot(run.column("controller_step"), run.column("entropy"), lw=1.2, color="tab:purple",
             label="entropy of the sampled decisions")
     nodes = len(run.steps[0]["genotype"])
-    ax.axhline(sum(np.log(choices_per_decision(nodes))), color="gray", ls="--", lw=1,
+    ax.axhline(sum(np.log(choices_per_decision(nodes, run.ops))), color="gray", ls="--", lw=1,
                label="uniform policy (maximum)")
     ax.set_ylim(bottom=0)
     ax.legend(loc="lower left")
@@ -168,7 +177,7 @@ def op_shares(run: SearchLog, window: int) -> tuple[np.ndarray, np.ndarray]:
     ops = [[op for node in r["genotype"] for op in node[1::2]] for r in run.steps]
     edges = np.append(np.arange(0, len(ops), window), len(ops))
     shares = np.array([
-        [c[op] / sum(c.values()) for op in OP_NAMES]
+        [c[op] / sum(c.values()) for op in run.ops]
         for c in (Counter(o for cell in ops[a:b] for o in cell)
                   for a, b in zip(edges[:-1], edges[1:], strict=True))
     ])
@@ -181,9 +190,9 @@ def op_frequency_figure(run: SearchLog, window: int) -> Figure:
     edges, shares = op_shares(run, window)
     # piecewise-constant areas: each window's shares hold over its whole span of steps
     x = np.repeat(edges, 2)[1:-1]
-    ax.stackplot(x, 100 * np.repeat(shares, 2, axis=0).T, labels=OP_NAMES,
-                 colors=[REGISTRY[o].color for o in OP_NAMES], alpha=0.85)
-    for level in (25, 50, 75):  # where the boundaries sit under a uniform choice
+    ax.stackplot(x, 100 * np.repeat(shares, 2, axis=0).T, labels=run.ops,
+                 colors=[REGISTRY[o].color for o in run.ops], alpha=0.85)
+    for level in 100 * np.arange(1, len(run.ops)) / len(run.ops):  # a uniform choice's
         ax.axhline(level, color="white", ls=":", lw=1)
     ax.set(xlim=(edges[0], edges[-1]), ylim=(0, 100))
     ax.set_title(f"{ax.get_title()}\nshare per window of {window} steps; "
@@ -302,7 +311,8 @@ def cell_figure(genotype: Genotype, title: str) -> Figure:
                     va="center", fontsize=7.5, color=color, zorder=5,
                     bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))
 
-    handles = [Line2D([], [], color=REGISTRY[o].color, lw=2, label=o) for o in OP_NAMES]
+    handles = [Line2D([], [], color=REGISTRY[o].color, lw=2, label=o)
+               for o in REGISTRY if o in genotype.ops()]
     handles.append(Line2D([], [], color="black", ls="--", lw=1.5,
                           label="loose end: h(k) = h(k-1) + 1x1 conv(concat)"))
     fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8, frameon=False)

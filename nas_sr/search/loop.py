@@ -44,6 +44,7 @@ from nas_sr.search.supernet import (
     build_supernet,
     reward_crops,
     score,
+    space_ops,
     train_store,
 )
 from nas_sr.train.recipe import BlowUpGuard, cosine_lr, not_finite
@@ -71,8 +72,9 @@ class Search(RunState):
         self.amp = use_amp(cfg.search.amp, self.device)
         self.controller = build_search_controller(cfg)
         self.learns = self.controller.optimizer is not None
-        self.uniform = RandomController(cfg.archs.cell.nodes)
-        self.fair = FairSampler(cfg.archs.cell.nodes)
+        self.ops = space_ops(cfg)
+        self.uniform = RandomController(cfg.archs.cell.nodes, ops=self.ops)
+        self.fair = FairSampler(cfg.archs.cell.nodes, self.ops)
         s = cfg.search
         self.warmup_epochs = int(s.warmup * s.epochs) if self.learns else 0
         b = s.budget
@@ -226,7 +228,7 @@ class Search(RunState):
                 stats = self.controller.update(batch, batch_rewards)
             for s, psnr, cost, st in zip(batch, psnrs, costs, stats, strict=True):
                 self.controller_step += 1
-                self.pool[tuple(s.genotype.to_decisions())] = None
+                self.pool[tuple(s.genotype.to_decisions(self.ops))] = None
                 log.log("controller", controller_step=self.controller_step,
                         epoch=self.epoch + 1, warmup=warmup,
                         genotype=s.genotype.to_dict()["nodes"], psnr=psnr,
@@ -259,7 +261,7 @@ class Search(RunState):
             extra = [self.controller.sample(rng).genotype for _ in range(draws)]
             if self.learns:
                 extra.append(self.controller.sample(greedy=True).genotype)
-        cells = list(dict.fromkeys([Genotype.from_decisions(list(k)) for k in self.pool]
+        cells = list(dict.fromkeys([Genotype.from_decisions(list(k), self.ops) for k in self.pool]
                                    + extra))
         quiet = not self.cfg.logger.progress
         scored = []

@@ -105,7 +105,7 @@ class ProxyReward:
                  scale: int, device: torch.device, fmt: torch.memory_format):
         self.setting, self.batches, self.crops = setting, batches, crops
         self.scale, self.device, self.fmt = scale, device, fmt
-        self.scores: dict[tuple[int, ...], dict[int, dict[str, float]]] = {}
+        self.scores: dict[Genotype, dict[int, dict[str, float]]] = {}
 
     @classmethod
     def for_search(cls, cfg: DictConfig, store: Any, crops: dict[str, Pairs],
@@ -119,7 +119,7 @@ class ProxyReward:
     def psnr(self, genotype: Genotype, seeds: Iterable[int], on: str) -> float:
         """The mean proxy PSNR of ``genotype`` over ``seeds`` (training those not yet run)
         on the crops named ``on``."""
-        runs = self.scores.setdefault(tuple(genotype.to_decisions()), {})
+        runs = self.scores.setdefault(genotype, {})
         seeds = list(seeds)
         for seed in seeds:
             if seed not in runs:
@@ -129,12 +129,20 @@ class ProxyReward:
 
     def state_dict(self) -> dict[str, Any]:
         return {"setting": vars(self.setting),
-                "scores": [[list(k), {str(s): p for s, p in v.items()}]
-                           for k, v in self.scores.items()]}
+                "scores": [[g.to_dict()["nodes"], {str(s): p for s, p in v.items()}]
+                           for g, v in self.scores.items()]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Scores of the same setting; those of another (a re-selection with a changed
         ``search.proxy``) measured something else and are dropped."""
         same = state.get("setting") == vars(self.setting)
-        self.scores = {tuple(k): {int(s): p for s, p in v.items()}
+        self.scores = {_cell(k): {int(s): p for s, p in v.items()}
                        for k, v in state.get("scores", [])} if same else {}
+
+
+def _cell(key: list[Any]) -> Genotype:
+    """A checkpointed score's cell: its nodes, or (written before other spaces) the
+    default space's decisions."""
+    if all(isinstance(x, int) for x in key):
+        return Genotype.from_decisions(key)
+    return Genotype.from_dict({"nodes": key})

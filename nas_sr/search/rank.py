@@ -24,17 +24,20 @@ from nas_sr.errors import ConfigError
 from nas_sr.progress import progress_bar
 from nas_sr.search.proxy import ProxyReward, ProxySetting
 from nas_sr.search.stats import rank_correlation, variance_components
-from nas_sr.search.supernet import SearchRun, train_store
+from nas_sr.search.supernet import SearchRun, space_ops, train_store
 from search_spaces.cost import genotype_cost
 from search_spaces.genotypes import Genotype
+from search_spaces.operations import OP_NAMES
 
 
 def spread_draws(nodes: int, count: int, pool: int, seed: int, cost: Any,
-                 params_range: Sequence[float] | None = None) -> list[Genotype]:
-    """``count`` distinct uniform cells at evenly spaced params quantiles of ``pool`` draws,
-    of those within ``params_range`` (``[low, high]``) when it is given."""
+                 params_range: Sequence[float] | None = None,
+                 ops: tuple[str, ...] = OP_NAMES) -> list[Genotype]:
+    """``count`` distinct uniform cells of the space of ``ops`` at evenly spaced params
+    quantiles of ``pool`` draws, of those within ``params_range`` (``[low, high]``) when it
+    is given."""
     rng = torch.Generator().manual_seed(seed)
-    uniform = RandomController(nodes)
+    uniform = RandomController(nodes, ops=ops)
     drawn = list(dict.fromkeys(uniform.sample(rng).genotype for _ in range(pool)))
     if params_range is not None:
         low, high = params_range
@@ -43,7 +46,7 @@ def spread_draws(nodes: int, count: int, pool: int, seed: int, cost: Any,
             raise ConfigError(f"only {len(drawn)} of {pool} uniform draws have "
                               f"{low:,.0f}-{high:,.0f} params; widen rank.params_range "
                               "or raise rank.pool")
-    drawn.sort(key=lambda g: (cost(g)["params"], g.to_decisions()))
+    drawn.sort(key=lambda g: (cost(g)["params"], g.to_decisions(ops)))
     picks = np.unique(np.linspace(0, len(drawn) - 1, count).round().astype(int))
     return [drawn[i] for i in picks]
 
@@ -66,7 +69,11 @@ def retrain_command(genotype_file: Path, run_dir: Path, run_cfg: DictConfig,
 
 
 def cell_dir(root: Path, genotype: Genotype, command_key: list[str]) -> Path:
-    key = json.dumps([genotype.to_decisions(), command_key])
+    # a cell of the default space is keyed by its decisions, as rank jobs always have, so
+    # their retrains are found again; any other by its nodes
+    cell = (genotype.to_decisions() if set(genotype.ops()) <= set(OP_NAMES)
+            else genotype.to_dict()["nodes"])
+    key = json.dumps([cell, command_key])
     return root / hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
@@ -115,8 +122,8 @@ def early_stop_agreement(done: list[dict[str, Any]], resamples: int, seed: int
 
 
 def earlier_retrains(path: str | None, recipe: list[str], seeds: list[int]
-                     ) -> dict[tuple[int, ...], dict[str, Any]]:
-    """The retrained cells of an earlier rank.json, by decisions; it must have used the same
+                     ) -> dict[Genotype, dict[str, Any]]:
+    """The retrained cells of an earlier rank.json, by genotype; it must have used the same
     recipe and seeds, or its PSNRs would not be comparable."""
     if not path:
         return {}
@@ -125,7 +132,7 @@ def earlier_retrains(path: str | None, recipe: list[str], seeds: list[int]
         raise ConfigError(f"rank.retrained_from={path}: its recipe {earlier.get('recipe')} "
                           f"and seeds {earlier.get('retrain_seeds')} are not this job's "
                           f"{recipe} and {seeds}")
-    return {tuple(Genotype.from_dict({"nodes": c["genotype"]}).to_decisions()): c
+    return {Genotype.from_dict({"nodes": c["genotype"]}): c
             for c in earlier["cells"] if "retrained_psnrs" in c}
 
 
@@ -165,7 +172,7 @@ def draw_cells(search: SearchRun, r: DictConfig) -> list[tuple[Genotype, str]]:
         return genotype_cost(g, a.channels, a.cells, run_cfg.scale)
 
     cells = [(g, "uniform") for g in spread_draws(a.nodes, r.cells, r.pool, r.seed, cost,
-                                                  r.params_range)]
+                                                  r.params_range, space_ops(run_cfg))]
     rng = torch.Generator().manual_seed(r.seed + 1)
     with torch.no_grad():
         policy = [search.controller.sample(rng).genotype for _ in range(r.policy_cells)]

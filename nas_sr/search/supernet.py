@@ -30,6 +30,7 @@ from nas_sr.errors import ConfigError
 from nas_sr.metrics import Pairs, crop_psnrs
 from search_spaces.genotypes import Genotype
 from search_spaces.network import CellSRNet
+from search_spaces.operations import OP_NAMES
 
 CHECKPOINT = "checkpoint.pt"  # a search run's whole state, written after every epoch
 # controller.* keys the search reads itself; the rest configure the controller
@@ -37,18 +38,25 @@ SEARCH_KEYS = ("name", "steps_per_epoch", "samples_per_update", "rebase")
 SCORE_BATCH = 64  # crops per forward pass when a cell is scored
 
 
+def space_ops(cfg: DictConfig) -> tuple[str, ...]:
+    """The ops of the search's space (``space=``); a run saved before spaces were a choice
+    searched the default one."""
+    space = cfg.get("space")
+    return tuple(space.ops) if space is not None else OP_NAMES
+
+
 def build_supernet(cfg: DictConfig) -> CellSRNet:
-    """The weight-shared supernet, sized by ``archs.cell``."""
+    """The weight-shared supernet over the space's ops, sized by ``archs.cell``."""
     check_scale(cfg.scale)
     a = cfg.archs.cell
-    return CellSRNet(cfg.scale, a.channels, a.cells, a.nodes)
+    return CellSRNet(cfg.scale, a.channels, a.cells, a.nodes, ops=space_ops(cfg))
 
 
 def build_search_controller(cfg: DictConfig) -> Controller:
     """The controller ``cfg.controller`` names, with its own settings."""
     ctrl = OmegaConf.to_container(cfg.controller)
     kwargs = {k: v for k, v in ctrl.items() if k not in SEARCH_KEYS}
-    return build_controller(ctrl["name"], cfg.archs.cell.nodes, **kwargs)
+    return build_controller(ctrl["name"], cfg.archs.cell.nodes, ops=space_ops(cfg), **kwargs)
 
 
 def train_store(cfg: DictConfig) -> Any:
