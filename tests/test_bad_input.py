@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -23,7 +24,7 @@ from nas_sr.data.crops import RandomCrops
 from nas_sr.data.images import ImageError, list_images, load_image
 from nas_sr.data.pairs import ImageSource
 from nas_sr.errors import ConfigError
-from nas_sr.options import check_options
+from nas_sr.options import AUTO_SWITCHES, SWITCHES, check_options
 from nas_sr.runs.folder import LOCK
 from search_spaces.cost import cheapest_cost
 from search_spaces.genotypes import GenotypeError, load_genotype
@@ -488,3 +489,18 @@ def test_a_full_disk_at_a_log_s_append_is_one_line(tmp_path, cli, monkeypatch):
     error = cli("export", f"checkpoint={srcnn_checkpoint(tmp_path / 'm.pt', 2)}",
                 f"hydra.run.dir={tmp_path / 'run'}")
     assert error == f"nas-sr export: error: {history}: No space left on device (free some space)"
+
+
+@pytest.mark.parametrize("job", ["search", "retrain", "evaluate", "upscale", "export",
+                                 "compress", "plot", "rank", "serve"])
+def test_every_on_off_option_of_every_job_is_checked_as_one(job):
+    """An on/off option added to a config without a check would take ``no`` as true."""
+    def bools(node, prefix=""):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                yield from bools(value, f"{prefix}{key}.")
+            elif isinstance(value, bool):
+                yield f"{prefix}{key}"
+    with initialize_config_module(config_module="experiments", version_base="1.3"):
+        cfg = OmegaConf.to_container(compose(job))
+    assert set(bools(cfg)) <= set(SWITCHES + AUTO_SWITCHES)
