@@ -19,6 +19,7 @@ from nas_sr.data.video import CONTAINERS
 from nas_sr.deploy.predictor import RUNTIMES
 from nas_sr.device import resolve_device
 from nas_sr.errors import ConfigError
+from nas_sr.search.rank import JUDGES
 from nas_sr.train.recipe import CLOCKS, LOSSES
 from search_spaces.cost import BUDGET_MODES, cheapest_cost
 from search_spaces.genotypes import GENOTYPES
@@ -357,12 +358,19 @@ def check_options(job: str, cfg: DictConfig) -> None:
         for key in ("rank.cells", "rank.pool", "rank.jobs", "rank.bootstrap", "rank.oracle_pool"):
             _at_least(cfg, key, 1)
         _at_least(cfg, "rank.policy_cells", 0)
+        if cfg.rank.judge not in JUDGES:
+            raise ConfigError(f"rank.judge={cfg.rank.judge!r}: use {' or '.join(JUDGES)}")
         _at_least(cfg, "rank.seed", 0)
         _seeds(cfg, "rank.proxy_seeds")
-        band = cfg.rank.params_range
-        if band is not None and (len(band) != 2 or not 0 <= band[0] <= band[1]):
-            raise ConfigError(f"rank.params_range={list(band)}: give [low, high] params, "
-                              "0 <= low <= high")
+        for key, unit in (("rank.params_range", "params"), ("rank.latency_range", "ms")):
+            band = OmegaConf.select(cfg, key)
+            if band is not None and (len(band) != 2 or not 0 <= band[0] <= band[1]):
+                raise ConfigError(f"{key}={list(band)}: give [low, high] {unit}, "
+                                  "0 <= low <= high")
+        _at_least(cfg, "rank.latency_threads", 1)
+        lr = cfg.rank.latency_lr
+        if len(lr) != 2 or min(lr) < 1:
+            raise ConfigError(f"rank.latency_lr={list(lr)}: give [height, width] in pixels")
     if job in ("evaluate", "upscale", "serve"):
         _tile(cfg)
         if cfg.runtime not in RUNTIMES:

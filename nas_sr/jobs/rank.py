@@ -36,6 +36,7 @@ from nas_sr.plots.tradeoff import rank_figure
 from nas_sr.progress import progress_bar
 from nas_sr.search.rank import (
     agreements,
+    cell_cost,
     collect_retrains,
     draw_cells,
     earlier_retrains,
@@ -44,7 +45,6 @@ from nas_sr.search.rank import (
     retrain_all,
 )
 from nas_sr.search.supernet import load_search_run
-from search_spaces.cost import genotype_cost
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -58,14 +58,13 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"rank.retrain_seeds must be distinct seeds, got {seeds}")
     recipe = list(r.recipe)
-    earlier = earlier_retrains(r.retrained_from, recipe, seeds)
-    a = run_cfg.archs.cell
+    earlier = earlier_retrains(r.retrained_from, recipe, seeds, r.judge)
+    cost = cell_cost(run_cfg, r)
     jobs, rows = [], []
-    for g, source in progress_bar(draw_cells(search, r), desc="scoring on shared weights",
+    for g, source in progress_bar(draw_cells(search, r, cost), desc="scoring on shared weights",
                                   disable=not cfg.logger.progress):
         row = {"genotype": g.to_dict()["nodes"], "genotype_str": str(g), "source": source,
-               **genotype_cost(g, a.channels, a.cells, run_cfg.scale),
-               "shared_psnr": search.score(g)}
+               **cost(g), "shared_psnr": search.score(g)}
         rows.append(row)
         known = earlier.get(g)
         if known is not None:  # retrained by an earlier rank job: its figures stand
@@ -74,14 +73,14 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             jobs += plan_retrains(row, g, run_cfg, Path(r.cells_dir).expanduser(), recipe,
                                   seeds)
     failed = retrain_all(jobs, r.jobs, cfg.logger.progress)
-    collect_retrains(rows)
+    collect_retrains(rows, r.judge)
     done = [row for row in rows if "retrained_psnr" in row]
     if len(done) < 3:
         raise ConfigError(f"only {len(done)} of {len(rows)} cells retrained; "
                           f"failures: {list(failed.values())[:3]}")
     result = {
         "run": str(search_dir), "controller": run_cfg.controller.name, "recipe": recipe,
-        "retrain_seeds": seeds, **agreements(done, r, seeds),
+        "retrain_seeds": seeds, "judge": r.judge, **agreements(done, r, seeds),
         "proxy": proxy_ranking(search, rows, list(r.proxy_seeds), r.bootstrap, r.seed,
                                cfg.logger.progress) if r.proxy_seeds else None,
         "failed": {str(k): v for k, v in failed.items()},

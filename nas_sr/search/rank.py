@@ -4,12 +4,13 @@ trains, so a rerun skips finished ones), and the rank agreements of the scores."
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from controllers import RandomController
 from nas_sr.checkpoint import write_json
 from nas_sr.errors import ConfigError
 from nas_sr.progress import progress_bar
+from nas_sr.search.latency import default_table_path, load_table, predict_latency
 from nas_sr.search.proxy import ProxyReward, ProxySetting
 from nas_sr.search.stats import rank_correlation, variance_components
 from nas_sr.search.supernet import SearchRun, space_ops, train_store
@@ -31,21 +33,20 @@ from search_spaces.operations import OP_NAMES
 
 
 def spread_draws(nodes: int, count: int, pool: int, seed: int, cost: Any,
-                 params_range: Sequence[float] | None = None,
+                 bands: dict[str, Sequence[float]] | None = None,
                  ops: tuple[str, ...] = OP_NAMES) -> list[Genotype]:
     """``count`` distinct uniform cells of the space of ``ops`` at evenly spaced params
-    quantiles of ``pool`` draws, of those within ``params_range`` (``[low, high]``) when it
-    is given."""
+    quantiles of ``pool`` draws, of those whose ``cost(g)[key]`` lies in each band
+    (``{key: [low, high]}``, e.g. params or latency_ms) when bands are given."""
     rng = torch.Generator().manual_seed(seed)
     uniform = RandomController(nodes, ops=ops)
     drawn = list(dict.fromkeys(uniform.sample(rng).genotype for _ in range(pool)))
-    if params_range is not None:
-        low, high = params_range
-        drawn = [g for g in drawn if low <= cost(g)["params"] <= high]
+    for key, (low, high) in (bands or {}).items():
+        drawn = [g for g in drawn if low <= cost(g)[key] <= high]
         if len(drawn) < count:
-            raise ConfigError(f"only {len(drawn)} of {pool} uniform draws have "
-                              f"{low:,.0f}-{high:,.0f} params; widen rank.params_range "
-                              "or raise rank.pool")
+            option = "latency_range" if key == "latency_ms" else f"{key}_range"
+            raise ConfigError(f"only {len(drawn)} of {pool} uniform draws have {key} "
+                              f"{low:,.6g}-{high:,.6g}; widen rank.{option} or raise rank.pool")
     drawn.sort(key=lambda g: (cost(g)["params"], g.to_decisions(ops)))
     picks = np.unique(np.linspace(0, len(drawn) - 1, count).round().astype(int))
     return [drawn[i] for i in picks]
@@ -121,17 +122,17 @@ def early_stop_agreement(done: list[dict[str, Any]], resamples: int, seed: int
             for k in range(epochs)]
 
 
-def earlier_retrains(path: str | None, recipe: list[str], seeds: list[int]
+def earlier_retrains(path: str | None, recipe: list[str], seeds: list[int], judge: str
                      ) -> dict[Genotype, dict[str, Any]]:
     """The retrained cells of an earlier rank.json, by genotype; it must have used the same
-    recipe and seeds, or its PSNRs would not be comparable."""
+    recipe, seeds and judge, or its PSNRs would not be comparable."""
     if not path:
         return {}
     earlier = json.loads(Path(path).expanduser().read_text())
-    if earlier.get("recipe") != recipe or earlier.get("retrain_seeds") != seeds:
-        raise ConfigError(f"rank.retrained_from={path}: its recipe {earlier.get('recipe')} "
-                          f"and seeds {earlier.get('retrain_seeds')} are not this job's "
-                          f"{recipe} and {seeds}")
+    theirs = (earlier.get("recipe"), earlier.get("retrain_seeds"), earlier.get("judge", "best"))
+    if theirs != (recipe, seeds, judge):
+        raise ConfigError(f"rank.retrained_from={path}: its recipe, seeds and judge {theirs} "
+                          f"are not this job's {(recipe, seeds, judge)}")
     return {Genotype.from_dict({"nodes": c["genotype"]}): c
             for c in earlier["cells"] if "retrained_psnrs" in c}
 
@@ -162,17 +163,35 @@ def proxy_ranking(search: SearchRun, rows: list[dict[str, Any]], seeds: list[int
     }
 
 
-def draw_cells(search: SearchRun, r: DictConfig) -> list[tuple[Genotype, str]]:
-    """The cells to rank: ``r.cells`` uniform draws spread over the params range, then the
+def cell_cost(run_cfg: DictConfig, r: DictConfig) -> Callable[[Genotype], dict[str, Any]]:
+    """A cell's params and Mult-Adds at the run's width, and with ``rank.latency_range`` its
+    latency predicted by the machine's latency table (``nas-sr profile``)."""
+    a = run_cfg.archs.cell
+    table = None
+    if r.latency_range is not None:
+        table = load_table(r.latency_table or default_table_path())
+
+    def cost(g: Genotype) -> dict[str, Any]:
+        out: dict[str, Any] = genotype_cost(g, a.channels, a.cells, run_cfg.scale)
+        if table is not None:
+            out["latency_ms"] = predict_latency(g, a.channels, a.cells, run_cfg.scale, table,
+                                                r.latency_threads, r.latency_lr)
+        return out
+
+    return functools.cache(cost)
+
+
+def draw_cells(search: SearchRun, r: DictConfig, cost: Callable[[Genotype], dict[str, Any]]
+               ) -> list[tuple[Genotype, str]]:
+    """The cells to rank: ``r.cells`` uniform draws spread over the params range (within the
+    bands of ``rank.params_range`` and ``rank.latency_range``, priced by ``cost``), then the
     distinct draws of the run's final policy that are not among them."""
     run_cfg = search.cfg
     a = run_cfg.archs.cell
-
-    def cost(g: Genotype) -> dict[str, int]:
-        return genotype_cost(g, a.channels, a.cells, run_cfg.scale)
-
+    bands = {key: band for key, band in (("params", r.params_range),
+                                         ("latency_ms", r.latency_range)) if band is not None}
     cells = [(g, "uniform") for g in spread_draws(a.nodes, r.cells, r.pool, r.seed, cost,
-                                                  r.params_range, space_ops(run_cfg))]
+                                                  bands, space_ops(run_cfg))]
     rng = torch.Generator().manual_seed(r.seed + 1)
     with torch.no_grad():
         policy = [search.controller.sample(rng).genotype for _ in range(r.policy_cells)]
@@ -197,16 +216,29 @@ def plan_retrains(row: dict[str, Any], genotype: Genotype, run_cfg: DictConfig, 
     return jobs
 
 
-def collect_retrains(rows: list[dict[str, Any]]) -> None:
-    """Each row's retrained PSNRs (mean over seeds), once every seed's retrain is in."""
+JUDGES = {"last": "last_val_psnr", "best": "best_val_psnr"}
+
+
+def collect_retrains(rows: list[dict[str, Any]], judge: str = "last") -> None:
+    """Each row's retrained PSNRs (mean over seeds), once every seed's retrain is in:
+    its last epoch's validation (``judge=last``: one measurement, no pick among epochs'
+    noise) or its best (``best``, biased upward by the pick)."""
     for row in rows:
         if "retrained_psnr" in row:
             continue
         summaries = [Path(f) / "summary.json" for f in row["folders"]]
         if all(f.is_file() for f in summaries):
-            row["retrained_psnrs"] = [json.loads(f.read_text())["best_val_psnr"]
+            row["retrained_psnrs"] = [_judged(json.loads(f.read_text()), judge, f)
                                       for f in summaries]
             row["retrained_psnr"] = float(np.mean(row["retrained_psnrs"]))
+
+
+def _judged(summary: dict[str, Any], judge: str, path: Path) -> float:
+    key = JUDGES[judge]
+    if key not in summary:  # a retrain from before summaries held the last epoch's
+        raise ConfigError(f"{path}: no {key}; retrain the cell again (delete its folder) or "
+                          f"pass rank.judge=best")
+    return summary[key]
 
 
 def agreements(done: list[dict[str, Any]], r: DictConfig, seeds: list[int]) -> dict[str, Any]:

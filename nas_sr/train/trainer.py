@@ -411,7 +411,7 @@ def _train(cfg: DictConfig, run_dir: Path, d: Dist, device: torch.device,
         summary = {
             "model": name, "scale": cfg.scale, "params": params, "arch": trainer.arch,
             "best_val_psnr": trainer.best_psnr, "best_epoch": trainer.best_epoch,
-            "epochs": trainer.epoch, "steps": trainer.steps,
+            "last_val_psnr": trainer.val_psnr, "epochs": trainer.epoch, "steps": trainer.steps,
             "train_time_s": trainer.elapsed, "train_only_s": trainer.train_s,
             "world_size": d.world_size,
             "validation": f"{t.val_crops} crops" if t.val_crops else "whole images",
