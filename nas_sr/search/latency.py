@@ -3,12 +3,16 @@ machine's CPU, so a search can price a cell in milliseconds instead of parameter
 
 Method (:func:`profile`). Every part is a tiny ``nn.Module`` exported as serving exports a
 model (``nas_sr.deploy.onnx_model.trace_onnx``: the dynamo exporter, opset 18, batch 1,
-dynamic height and width) and timed in an ``OnnxModel``'s session (the CPU provider,
+dynamic height and width; the legacy TorchScript exporter is 100x faster on a tiny module
+but writes other graphs for some ops, e.g. GlobalAveragePool where serving has ReduceMean,
+and is deprecated) and run in an ``OnnxModel``'s session (the CPU provider,
 ``intra_op_num_threads`` = the thread count, one inter-op thread) on random float32 inputs
-of the reference LR size: ``warmup`` untimed runs, then the median wall time of
-``repeats`` runs of ``session.run``. Nothing is subtracted: an entry is the whole call,
-its fixed overhead (feeding the inputs, ONNX Runtime's layout reorders around a conv)
-included. The parts, per width C:
+of the reference LR size: ``warmup`` untimed runs, then the median wall time of ``repeats``
+runs of ``session.run``, in ms. One session at a time, as serving runs one model: timed in
+alternation, each session's thread pool spins on after its run into the next session's
+(ONNX Runtime's workers spin-wait), which on a 2-core machine tripled some entries.
+Nothing is subtracted: an entry is the whole call, its fixed overhead (feeding the
+inputs, ONNX Runtime's layout reorders around a conv) included. The parts, per width C:
 
 - ``op:NAME``: every op of ``search_spaces.operations.REGISTRY`` as ``build(C)`` makes it
   (ops registered later are profiled too; one that does not map C channels to C fails
@@ -19,11 +23,15 @@ included. The parts, per width C:
 - ``head``: ``conv3x3(x - mean)``, 3 to C channels; ``tail:S``: ``conv3x3(h + feat)``,
   C to 3 S^2 channels, ``PixelShuffle(S)`` and ``+ mean``, for each scale S.
 
-:func:`predict_latency` sums them, ``head + cells x (ops + nodes x add + combine:L) +
-tail:S`` (:func:`network_parts`), scaled linearly from the reference LR size to the asked
-one by pixel count: pure arithmetic. :func:`measure_latency` times a whole network the same
-way, exported as serving runs it (``export_onnx``: the cell re-parameterised,
-``search_spaces.fused``); :func:`validate` compares the two on random networks.
+:func:`predict_latency` is arithmetic on the table: ``head + cells x share x (ops + nodes x
+add + combine:L) + tail:S``, scaled linearly from the reference LR size to the asked one
+by pixel count. ``share`` (:func:`served_share`) is the part of the cell's conv
+multiply-adds that its served form keeps: serving runs the cell re-parameterised
+(``search_spaces.fused``: convs on one state summed, the combine folded into the loose
+ends' ops), which the searched form's parts do not see: by genotype the searched cell
+takes 2-50% longer, so the plain sum ranks networks worse (docs/search.md, "Latency
+table"). :func:`measure_latency` times a whole network the same way, exported as serving
+exports it (``export_onnx``); :func:`validate` compares the two on random networks.
 
 A table is valid on the CPU model and ONNX Runtime version that made it: :func:`load_table`
 refuses another's, and a malformed one, naming the command that remakes it.
@@ -31,6 +39,7 @@ refuses another's, and a malformed one, naming the command that remakes it.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -55,6 +64,8 @@ from nas_sr.deploy.onnx_model import OnnxModel, export_onnx, trace_onnx
 from nas_sr.errors import ConfigError
 from nas_sr.progress import progress_bar
 from nas_sr.search.stats import rank_correlation
+from search_spaces.cell import Cell
+from search_spaces.fused import FusedCell
 from search_spaces.genotypes import Genotype
 from search_spaces.network import CellSRNet
 from search_spaces.operations import REGISTRY
@@ -64,6 +75,7 @@ EXPORTER = "torch.onnx.export(dynamo=True)"
 TABLE_KEYS = ("machine", "reference_lr", "threads", "widths", "scales", "nodes", "entries")
 MACHINE_KEYS = ("cpu", "cores", "onnxruntime", "torch")
 TRACE_SIZE = (48, 40)  # unequal sides, so the exporter specialises neither dimension
+Run = tuple[Any, dict[str, np.ndarray]]  # an ONNX Runtime session and its inputs
 
 
 # --- the parts ----------------------------------------------------------------------------
@@ -122,15 +134,29 @@ def parts(c: int, scales: Sequence[int], nodes: int) -> dict[str, tuple[nn.Modul
     return out
 
 
-def network_parts(genotype: Genotype, cells: int, scale: int) -> Counter[str]:
-    """How many of each table part ``CellSRNet(scale, C, cells, genotype=genotype)`` runs."""
+def cell_parts(genotype: Genotype) -> Counter[str]:
+    """How many of each table part one cell of ``genotype`` runs in its searched form."""
     cell = Counter(f"op:{op}" for op in genotype.ops())
     cell["add"] += genotype.num_nodes
     cell[f"combine:{len(genotype.loose_ends())}"] += 1
-    total = Counter({name: n * cells for name, n in cell.items()})
-    total["head"] += 1
-    total[f"tail:{scale}"] += 1
-    return total
+    return cell
+
+
+def conv_macs(module: nn.Module) -> int:
+    """Multiply-adds per pixel of every conv in ``module``."""
+    return sum(m.out_channels * m.in_channels // m.groups * math.prod(m.kernel_size)
+               for m in module.modules() if isinstance(m, nn.Conv2d))
+
+
+@functools.lru_cache(maxsize=4096)
+def served_share(genotype: Genotype, channels: int) -> float:
+    """The share of a cell's conv multiply-adds that its served form keeps: inference runs
+    the cell re-parameterised (``search_spaces.fused``: full convs on one state summed into
+    one, the 1x1 combine folded into the loose ends' ops), which the searched form's parts
+    do not see. Read off the fused cell itself, so it follows whatever fused.py folds."""
+    with torch.random.fork_rng(devices=[]):  # a cell's random init leaves the caller's RNG
+        cell = Cell(channels, genotype.num_nodes, genotype)
+        return conv_macs(FusedCell(cell, concat=False)) / conv_macs(cell)
 
 
 # --- timing -------------------------------------------------------------------------------
@@ -150,20 +176,24 @@ def export_part(module: nn.Module, channels: list[int]) -> bytes:
                           dims.dynamic_shapes(module, examples))
 
 
-def time_onnx(graph: bytes, shapes: list[tuple[int, ...]], threads: int, warmup: int,
-              repeats: int) -> float:
-    """Median milliseconds of one ``session.run`` of ``graph`` on random inputs of ``shapes``,
-    after ``warmup`` untimed runs."""
-    session = OnnxModel(graph, threads).session
+def session(graph: bytes, shapes: list[tuple[int, ...]], threads: int) -> Run:
+    """An ``OnnxModel``'s session of ``graph`` and random float32 inputs of ``shapes``."""
+    onnx_session = OnnxModel(graph, threads).session
     rng = np.random.default_rng(0)
     feeds = {i.name: rng.random(shape, dtype=np.float32)
-             for i, shape in zip(session.get_inputs(), shapes, strict=True)}
+             for i, shape in zip(onnx_session.get_inputs(), shapes, strict=True)}
+    return onnx_session, feeds
+
+
+def median_ms(run: Run, warmup: int, repeats: int) -> float:
+    """Median milliseconds of one ``session.run`` after ``warmup`` untimed ones."""
+    onnx_session, feeds = run
     for _ in range(warmup):
-        session.run(None, feeds)
+        onnx_session.run(None, feeds)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        session.run(None, feeds)
+        onnx_session.run(None, feeds)
         times.append(time.perf_counter() - start)
     return 1000 * float(np.median(times))
 
@@ -220,8 +250,8 @@ def profile(widths: Sequence[int], lr_size: Sequence[int] = (128, 128),
                                                     disable=not progress):
         graph = _checked_part(name, module, channels)
         for t in threads:
-            ms = time_onnx(graph, [(1, ch, h, w) for ch in channels], t, warmup, repeats)
-            entries[str(t)].setdefault(name, {})[str(c)] = ms
+            run = session(graph, [(1, ch, h, w) for ch in channels], t)
+            entries[str(t)].setdefault(name, {})[str(c)] = median_ms(run, warmup, repeats)
     return {"machine": machine(), "reference_lr": [h, w], "threads": list(threads),
             "widths": list(widths), "scales": list(scales), "nodes": nodes,
             "warmup": warmup, "repeats": repeats, "exporter": EXPORTER,
@@ -303,20 +333,24 @@ def _bad_entries(table: dict[str, Any]) -> str | None:
 
 def predict_latency(genotype: Genotype, channels: int, cells: int, scale: int,
                     table: dict[str, Any], threads: int, lr_size: Sequence[int]) -> float:
-    """Milliseconds the network should take on an ``lr_size`` input: the sum of the table's
-    entries for its parts, scaled from the reference LR size by pixel count."""
+    """Milliseconds the network should take on an ``lr_size`` input: the head, the tail and
+    ``cells`` times the sum of the table's entries for a cell's parts, that sum scaled by
+    the share of its conv multiply-adds the served (fused) cell keeps; all scaled from the
+    reference LR size by pixel count."""
     rows = table["entries"].get(str(threads))
     if rows is None:
         raise ConfigError(f"the latency table has no entries for {threads} thread(s) (it has "
                           f"{table['threads']}); profile them with `{REMAKE}`")
-    total = 0.0
-    for name, count in network_parts(genotype, cells, scale).items():
-        ms = rows.get(name, {}).get(str(channels))
-        if ms is None:
+    def ms(name: str) -> float:
+        value = rows.get(name, {}).get(str(channels))
+        if value is None:
             raise ConfigError(f"the latency table has no {name} at width {channels} "
                               f"(widths {table['widths']}, scales {table['scales']}, up to "
                               f"{table['nodes']} loose ends); profile it with `{REMAKE}`")
-        total += count * ms
+        return value
+
+    cell = sum(n * ms(name) for name, n in cell_parts(genotype).items())
+    total = ms("head") + cells * cell * served_share(genotype, channels) + ms(f"tail:{scale}")
     return total * math.prod(lr_size) / math.prod(table["reference_lr"])
 
 
@@ -333,7 +367,7 @@ def measure_latency(model: nn.Module, lr_size: Sequence[int], threads: int,
     serving exports it (``arch``, if given, decides the inference form as ``export_onnx``
     does; a plain standalone cell network is re-parameterised without one)."""
     graph = export_onnx(model, arch or {"name": "cell"})
-    return time_onnx(graph, [(1, 3, *lr_size)], threads, warmup, repeats)
+    return median_ms(session(graph, [(1, 3, *lr_size)], threads), warmup, repeats)
 
 
 def random_networks(count: int, table: dict[str, Any], cells: Sequence[int], seed: int
@@ -353,17 +387,19 @@ def validate(table: dict[str, Any], count: int, cells: Sequence[int] = (1, 8), s
     """Predicted against measured latency of ``count`` random networks at the reference LR
     size, per thread count: mean absolute percentage error and Kendall tau."""
     lr = table["reference_lr"]
-    rows = []
-    for arch in progress_bar(random_networks(count, table, cells, seed), desc="validating",
-                             disable=not progress):
+    archs = random_networks(count, table, cells, seed)
+    measured = {}
+    for i, arch in enumerate(progress_bar(archs, desc="validating", disable=not progress)):
         graph = export_onnx(build_model(arch).eval(), arch)
-        g = Genotype.from_dict(arch["genotype"])
         for t in table["threads"]:
-            rows.append({**{k: arch[k] for k in ("channels", "cells", "scale")},
-                         "genotype": arch["genotype"]["nodes"], "threads": t,
-                         "predicted_ms": predict_latency(g, arch["channels"], arch["cells"],
-                                                         arch["scale"], table, t, lr),
-                         "measured_ms": time_onnx(graph, [(1, 3, *lr)], t, warmup, repeats)})
+            measured[i, t] = median_ms(session(graph, [(1, 3, *lr)], t), warmup, repeats)
+    rows = [{**{k: arch[k] for k in ("channels", "cells", "scale")},
+             "genotype": arch["genotype"]["nodes"], "threads": t,
+             "predicted_ms": predict_latency(Genotype.from_dict(arch["genotype"]),
+                                             arch["channels"], arch["cells"], arch["scale"],
+                                             table, t, lr),
+             "measured_ms": measured[i, t]}
+            for i, arch in enumerate(archs) for t in table["threads"]]
     return {"networks": count, "lr_size": lr,
             "per_threads": {str(t): agreement([r for r in rows if r["threads"] == t])
                             for t in table["threads"]},
