@@ -180,6 +180,8 @@ def unknown_key_error(job: str, overrides: list[str]) -> str | None:
             if not isinstance(e.__cause__, (ConfigAttributeError, ConfigKeyError)):
                 return None  # Hydra's own message names what else is wrong
             key = e.__cause__.full_key
+        except HydraException:  # a malformed override: Hydra's own message says where
+            return None
         item = next((o for o in overrides if o.partition("=")[0] == key), key)
         try:  # the options this command has (data=folder brings data.train_dir)
             cfg = compose(job, overrides=[o for o in overrides if o != item])

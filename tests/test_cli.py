@@ -86,6 +86,13 @@ def test_an_unknown_key_names_the_nearest_real_option_not_a_plus(tmp_path, cli, 
     assert not (tmp_path / "run").exists()
 
 
+def test_a_malformed_override_gets_hydras_message_not_a_traceback(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "nas_sr.cli", "rank", "rank.recipe=[a.b=1]",
+                           f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True)
+    assert done.returncode != 0 and "no viable alternative at input" in done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+
+
 def test_resume_refuses_a_plus_key_and_takes_plus_plus_over_an_existing_one(run_dir, cli):
     before = (run_dir / "config.yaml").read_text()
     error = cli("retrain", f"resume={run_dir}", "+train.foo=1")
