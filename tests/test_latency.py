@@ -42,6 +42,8 @@ def test_the_prediction_is_the_sum_of_the_tables_entries_scaled_by_pixels():
     expected = ms["head"] + 3 * cell * latency.served_share(CELL, 8) + ms["tail:2"]
     assert latency.predict_latency(CELL, 8, 3, 2, table, 1, (16, 16)) == expected
     assert latency.predict_latency(CELL, 8, 3, 2, table, 1, (32, 48)) == expected * 6
+    calibrated = {**table, "calibration": {"1": 0.75}}
+    assert latency.predict_latency(CELL, 8, 3, 2, calibrated, 1, (16, 16)) == 0.75 * expected
     with pytest.raises(ConfigError, match="no op:conv_3x3 at width 16"):
         latency.predict_latency(CELL, 16, 3, 2, table, 1, (16, 16))
     with pytest.raises(ConfigError, match="no entries for 2 thread"):
@@ -83,6 +85,7 @@ def _set_entry(value: object):
     (lambda t: t.pop("entries"), "no entries"),
     (lambda t: t["machine"].pop("cpu"), "machine needs cpu"),
     (lambda t: t.update(reference_lr=[16]), "reference_lr must be"),
+    (lambda t: t.update(calibration={"1": -0.5}), "calibration must map"),
 ])
 def test_a_malformed_table_is_refused_naming_what_is_wrong(tmp_path, change, says):
     table = copy.deepcopy(hand_made())
@@ -128,6 +131,7 @@ def test_a_tiny_profile_writes_a_table_that_loads_and_a_validation(tmp_path, mon
     written = json.loads((tmp_path / "run" / "summary.json").read_text())
     agree = written["validation"]["per_threads"]["1"]
     assert agree["mape"] >= 0 and -1 <= agree["kendall_tau"] <= 1
+    assert latency.load_table(path)["calibration"] == {"1": agree["calibration"]}
     assert summary["table"] == str(path)
     arch = latency.cell_arch(CELL, 4, 1, 2)
     assert latency.measure_latency(build_model(arch).eval(), (16, 16), 1, arch, 1, 3) > 0

@@ -16,6 +16,8 @@ from nas_sr.checkpoint import write_json
 from nas_sr.errors import ConfigError
 from nas_sr.search.latency import default_table_path, load_table, profile, save_table, validate
 
+BUSY_LOAD = 1.0  # a load average from which another process likely holds a core being timed
+
 
 def checked(p: DictConfig) -> dict[str, Any]:
     """The job's options as plain values; ConfigError for the first that cannot work."""
@@ -50,6 +52,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     o = checked(cfg.profile)
     path = Path(cfg.profile.table).expanduser() if cfg.profile.table else default_table_path()
     summary: dict[str, Any] = {"table": str(path), "load_before": os.getloadavg()}
+    if summary["load_before"][0] >= BUSY_LOAD:  # other work shares the cores being timed
+        print(f"profile: the machine is busy (load average {summary['load_before'][0]:.1f} "
+              f"on {os.cpu_count()} cores): timings will read high and uneven")
     if cfg.profile.reuse:
         table = load_table(path)
     else:
@@ -65,9 +70,14 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         summary["validation"] = validate(table, o["validate"], o["validate_cells"], cfg.seed,
                                          o["warmup"], o["repeats"], cfg.logger.progress)
         summary["validate_s"] = time.perf_counter() - start
-        for t, agree in summary["validation"]["per_threads"].items():
+        agreements = summary["validation"]["per_threads"]
+        for t, agree in agreements.items():
             print(f"{t} thread(s), {o['validate']} random networks: MAPE {agree['mape']:.1f}%, "
-                  f"Kendall tau {agree.get('kendall_tau', float('nan')):.3f}")
+                  f"Kendall tau {agree.get('kendall_tau', float('nan')):.3f}; calibrated "
+                  f"x{agree['calibration']:.3f}: MAPE {agree['calibrated_mape']:.1f}% "
+                  f"(leave-one-out)")
+        table["calibration"] = {t: agree["calibration"] for t, agree in agreements.items()}
+        save_table(table, path)
     summary["load_after"] = os.getloadavg()
     write_json(run_dir / "summary.json", summary)
     print(f"summary: {run_dir / 'summary.json'}")

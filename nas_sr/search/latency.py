@@ -304,6 +304,10 @@ def _malformed(table: Any) -> str | None:
             return f"{key} must be a list of positive whole numbers, got {v!r}"
     if isinstance(table["nodes"], bool) or not isinstance(table["nodes"], int):
         return f"nodes must be a whole number, got {table['nodes']!r}"
+    calibration = table.get("calibration", {})
+    if not isinstance(calibration, dict) or not all(_is_time(f) and f > 0
+                                                    for f in calibration.values()):
+        return f"calibration must map thread counts to positive factors, got {calibration!r}"
     return _bad_entries(table)
 
 
@@ -323,10 +327,15 @@ def _bad_entries(table: dict[str, Any]) -> str | None:
                 ms = rows.get(name, {}).get(str(c)) if isinstance(rows.get(name), dict) else None
                 if ms is None:
                     return f"no entry {name} at width {c}, {t} thread(s)"
-                if (isinstance(ms, bool) or not isinstance(ms, (int, float))
-                        or not math.isfinite(ms) or ms < 0):
+                if not _is_time(ms):
                     return f"entry {name} at width {c}, {t} thread(s) is {ms!r}, not a time"
     return None
+
+
+def _is_time(value: Any) -> bool:
+    """A finite number >= 0 (JSON's ``true`` is no number)."""
+    return (not isinstance(value, bool) and isinstance(value, (int, float))
+            and math.isfinite(value) and value >= 0)
 
 
 # --- prediction and measurement -----------------------------------------------------------
@@ -336,7 +345,8 @@ def predict_latency(genotype: Genotype, channels: int, cells: int, scale: int,
     """Milliseconds the network should take on an ``lr_size`` input: the head, the tail and
     ``cells`` times the sum of the table's entries for a cell's parts, that sum scaled by
     the share of its conv multiply-adds the served (fused) cell keeps; all scaled from the
-    reference LR size by pixel count."""
+    reference LR size by pixel count; times the table's ``calibration`` factor for
+    ``threads``, if it has one (:func:`validate` measures it)."""
     rows = table["entries"].get(str(threads))
     if rows is None:
         raise ConfigError(f"the latency table has no entries for {threads} thread(s) (it has "
@@ -351,7 +361,8 @@ def predict_latency(genotype: Genotype, channels: int, cells: int, scale: int,
 
     cell = sum(n * ms(name) for name, n in cell_parts(genotype).items())
     total = ms("head") + cells * cell * served_share(genotype, channels) + ms(f"tail:{scale}")
-    return total * math.prod(lr_size) / math.prod(table["reference_lr"])
+    factor = table.get("calibration", {}).get(str(threads), 1.0)
+    return factor * total * math.prod(lr_size) / math.prod(table["reference_lr"])
 
 
 def cell_arch(genotype: Genotype, channels: int, cells: int, scale: int) -> dict[str, Any]:
@@ -384,9 +395,9 @@ def random_networks(count: int, table: dict[str, Any], cells: Sequence[int], see
 
 def validate(table: dict[str, Any], count: int, cells: Sequence[int] = (1, 8), seed: int = 0,
              warmup: int = 3, repeats: int = 10, progress: bool = True) -> dict[str, Any]:
-    """Predicted against measured latency of ``count`` random networks at the reference LR
-    size, per thread count: mean absolute percentage error and Kendall tau."""
-    lr = table["reference_lr"]
+    """Predicted (uncalibrated) against measured latency of ``count`` random networks at the
+    reference LR size, per thread count: :func:`agreement`."""
+    lr, table = table["reference_lr"], {**table, "calibration": {}}  # the plain sums
     archs = random_networks(count, table, cells, seed)
     measured = {}
     for i, arch in enumerate(progress_bar(archs, desc="validating", disable=not progress)):
@@ -407,12 +418,21 @@ def validate(table: dict[str, Any], count: int, cells: Sequence[int] = (1, 8), s
 
 
 def agreement(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """MAPE (%) and Kendall tau of ``predicted_ms`` against ``measured_ms``."""
+    """MAPE (%) and Kendall tau of ``predicted_ms`` against ``measured_ms``; the factor that
+    calibrates the predictions (the median of measured / predicted) and the MAPE it leaves,
+    each network's error taken with the factor of the others (leave-one-out)."""
     predicted = np.array([r["predicted_ms"] for r in rows])
     measured = np.array([r["measured_ms"] for r in rows])
-    out: dict[str, Any] = {"mape": float(np.mean(np.abs(predicted - measured) / measured) * 100),
-                           "mean_ratio": float(np.mean(predicted / measured))}
+    ratio = measured / predicted
+    others = np.array([np.median(np.delete(ratio, i)) for i in range(len(ratio))])
+    out: dict[str, Any] = {"mape": _mape(predicted, measured),
+                           "calibration": float(np.median(ratio)),
+                           "calibrated_mape": _mape(predicted * others, measured)}
     if len(rows) >= 3:
         corr = rank_correlation(predicted, measured, resamples=1000)
         out |= {"kendall_tau": corr["kendall_tau"], "kendall_tau_ci": corr["kendall_tau_ci"]}
     return out
+
+
+def _mape(predicted: np.ndarray, measured: np.ndarray) -> float:
+    return float(np.mean(np.abs(predicted - measured) / measured) * 100)
