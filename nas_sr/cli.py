@@ -15,7 +15,7 @@ from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
-from nas_sr import checkpoint
+from nas_sr import __version__, checkpoint
 from nas_sr.data.images import ImageError
 from nas_sr.data.video import VideoError
 from nas_sr.errors import ConfigError, TrainingDiverged
@@ -44,6 +44,7 @@ RESUMABLE = ("search", "retrain")
 POSITIONAL = {"plot": "runs"}
 
 USAGE = """usage: nas-sr <job> [key=value ...] [--help] [--cfg job]
+       nas-sr --version
 
 jobs:
 {jobs}
@@ -318,6 +319,9 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE.format(jobs="\n".join(f"  {k:<8} {v}" for k, v in JOBS.items())))
+        return
+    if argv[0] in ("-V", "--version"):
+        print(f"nas-sr {__version__}")
         return
     job, overrides = argv[0], argv[1:]
     if job not in JOBS:

@@ -1,5 +1,6 @@
 """Run folders: what a resume may change, and runs that must not mix."""
 
+import importlib.metadata
 import os
 import signal
 import subprocess
@@ -9,8 +10,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+import nas_sr
 from conftest import QUIET, make_cfg
-from nas_sr.cli import check_added_keys, check_run_folder, resumed_config, run_job
+from nas_sr.cli import check_added_keys, check_run_folder, main, resumed_config, run_job
 from nas_sr.errors import ConfigError
 from nas_sr.runs import folder as runfolder
 from nas_sr.runs.folder import RunFolderBusy
@@ -84,6 +86,12 @@ def test_an_unknown_key_names_the_nearest_real_option_not_a_plus(tmp_path, cli, 
     assert error == (f"nas-sr search: error: {typo!r}: search's config has no {key}; did you "
                      f"mean {meant}? (`nas-sr search --cfg job` lists every option)"), error
     assert not (tmp_path / "run").exists()
+
+
+def test_version_prints_the_package_version(capsys):
+    main(["--version"])
+    assert capsys.readouterr().out == f"nas-sr {nas_sr.__version__}\n"
+    assert importlib.metadata.version("nas-sr") == nas_sr.__version__  # one place for both
 
 
 def test_a_malformed_override_gets_hydras_message_not_a_traceback(tmp_path):

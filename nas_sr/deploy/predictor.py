@@ -89,21 +89,31 @@ def amp_and_runtime(amp: bool | str, runtime: str, device: torch.device) -> tupl
 
 
 MODEL_FILES = "a retrain checkpoint (best.pt) or an exported model.pt2"
+# the shipped models, models/NAME/model.pt2 beside the package: model=NAME loads one
+SHIPPED = Path(__file__).resolve().parents[2] / "models"
+
+
+def shipped_models() -> list[str]:
+    return sorted(p.parent.name for p in SHIPPED.glob("*/model.pt2"))
 
 
 def model_file(spec: str, option: str = "model") -> Path:
-    """``option=spec`` as a model file; a folder (a run's, say) or a missing path is named,
-    with what to pass instead."""
+    """``option=spec`` as a model file, or a shipped model's name (``searched_x2``); a
+    folder (a run's, say) or a missing path is named, with what to pass instead."""
     path = Path(spec).expanduser()
     if path.is_file():
         return path
+    if not path.exists() and path.name == spec and (SHIPPED / spec / "model.pt2").is_file():
+        return SHIPPED / spec / "model.pt2"
     if path.is_dir():
         inside = next((path / n for n in ("best.pt", "model.pt2") if (path / n).is_file()), None)
         raise ConfigError(f"{option}={spec} is a folder; " + (
             f"pass the model in it: {option}={inside}" if inside else
             f"{option}= takes a file: {MODEL_FILES}"))
+    names = ", ".join(shipped_models())
     raise FileNotFoundError(f"{option}={spec}: no such model file; {option}= takes "
-                            f"{MODEL_FILES}" + (", or bicubic" if option == "model" else ""))
+                            f"{MODEL_FILES}, a shipped model's name ({names})"
+                            + (", or bicubic" if option == "model" else ""))
 
 
 def load_predictor(spec: str, scale: int | None = None, device: torch.device | str = "cpu",
