@@ -39,13 +39,14 @@ def checked(p: DictConfig) -> dict[str, Any]:
     if any(s > 4 for s in scales):
         raise ConfigError(f"profile.scales={scales}: the network's scales are 2, 3 and 4")
     cells = numbers("validate_cells", 1, 2)
+    validate_lr = numbers("validate_lr", 1, 2) if p.validate_lr else None
     if cells[0] > cells[1]:
         raise ConfigError(f"profile.validate_cells={cells}: [low, high] with low <= high")
     return {"widths": sorted(set(numbers("widths", 1))), "lr_size": numbers("lr_size", 1, 2),
             "threads": threads, "scales": sorted(set(scales)),
             "nodes": whole("nodes", p.nodes, 1), "warmup": whole("warmup", p.warmup, 0),
             "repeats": whole("repeats", p.repeats, 1), "validate": whole("validate", p.validate, 0),
-            "validate_cells": cells}
+            "validate_cells": cells, "validate_lr": validate_lr}
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -68,7 +69,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if o["validate"]:
         start = time.perf_counter()
         summary["validation"] = validate(table, o["validate"], o["validate_cells"], cfg.seed,
-                                         o["warmup"], o["repeats"], cfg.logger.progress)
+                                         o["warmup"], o["repeats"], cfg.logger.progress,
+                                         o["validate_lr"])
         summary["validate_s"] = time.perf_counter() - start
         agreements = summary["validation"]["per_threads"]
         for t, agree in agreements.items():
@@ -76,8 +78,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                   f"Kendall tau {agree.get('kendall_tau', float('nan')):.3f}; calibrated "
                   f"x{agree['calibration']:.3f}: MAPE {agree['calibrated_mape']:.1f}% "
                   f"(leave-one-out)")
-        table["calibration"] = {t: agree["calibration"] for t, agree in agreements.items()}
-        save_table(table, path)
+        if not o["validate_lr"]:  # calibrated at the size the table was timed at
+            table["calibration"] = {t: agree["calibration"] for t, agree in agreements.items()}
+            save_table(table, path)
     summary["load_after"] = os.getloadavg()
     write_json(run_dir / "summary.json", summary)
     print(f"summary: {run_dir / 'summary.json'}")

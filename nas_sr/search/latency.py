@@ -394,10 +394,12 @@ def random_networks(count: int, table: dict[str, Any], cells: Sequence[int], see
 
 
 def validate(table: dict[str, Any], count: int, cells: Sequence[int] = (1, 8), seed: int = 0,
-             warmup: int = 3, repeats: int = 10, progress: bool = True) -> dict[str, Any]:
-    """Predicted (uncalibrated) against measured latency of ``count`` random networks at the
-    reference LR size, per thread count: :func:`agreement`."""
-    lr, table = table["reference_lr"], {**table, "calibration": {}}  # the plain sums
+             warmup: int = 3, repeats: int = 10, progress: bool = True,
+             lr_size: Sequence[int] | None = None) -> dict[str, Any]:
+    """Predicted (uncalibrated) against measured latency of ``count`` random networks on an
+    ``lr_size`` input (default: the reference), per thread count: :func:`agreement`."""
+    lr = list(lr_size or table["reference_lr"])
+    table = {**table, "calibration": {}}  # the plain sums
     archs = random_networks(count, table, cells, seed)
     measured = {}
     for i, arch in enumerate(progress_bar(archs, desc="validating", disable=not progress)):
