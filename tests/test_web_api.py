@@ -86,6 +86,11 @@ def small_photo(tmp_path: Path, size=(40, 56)) -> bytes:
     return write_image(tmp_path / "p.png", size).read_bytes()
 
 
+def job_folders(store: Path) -> list[Path]:
+    """The job folders of a store (beside them: the records' jobs.sqlite)."""
+    return [p for p in store.iterdir() if p.is_dir()]
+
+
 def submit(client, name: str, data: bytes, model: str | None = "cell_x2"):
     return client.post("/api/jobs", files={"file": (name, data)},
                        data={"model": model} if model else {})
@@ -224,7 +229,7 @@ def test_uploads_beyond_the_queue_limit_are_turned_away_until_one_leaves(catalog
     r = submit(client, "c.png", photo)
     assert r.status_code == 503 and "2 jobs are waiting already" in r.json()["detail"]
     assert len(client.get("/api/jobs").json()) == 2  # nothing stored for it
-    assert len(list((tmp_path / "serve" / "jobs").iterdir())) == 2
+    assert len(job_folders(tmp_path / "serve")) == 2
     client.delete(f"/api/jobs/{first['id']}")  # cancelled: no longer waiting
     assert submit(client, "c.png", photo).status_code == 202
 
@@ -239,7 +244,7 @@ def test_uploads_beyond_the_storage_limit_are_turned_away_until_jobs_go(catalog,
     r = submit(client, "c.png", photo)
     assert r.status_code == 507 and "the server's store is full" in r.json()["detail"]
     assert "/serve" not in r.json()["detail"]  # no server path in a message
-    assert len(list((tmp_path / "serve" / "jobs").iterdir())) == 2  # nothing stored for it
+    assert len(job_folders(tmp_path / "serve")) == 2  # nothing stored for it
     client.delete(f"/api/jobs/{first['id']}")  # cancelled: its files are kept a while
     assert submit(client, "c.png", photo).status_code == 507
     client.delete(f"/api/jobs/{first['id']}")  # ended: forgotten, its files deleted
@@ -287,12 +292,14 @@ def test_the_names_served_follow_the_bound_address_and_the_config(tmp_path):
     assert served_hosts("127.0.0.1", 8000, ["MyBox.lan", "proxy:443"]) == \
         local | {"mybox.lan:8000", "proxy:443"}
     assert "localhost" in served_hosts("127.0.0.1", 80)  # port 80 goes unnamed
-    app = build(make_cfg("serve", "port=8123", "allowed_hosts=[mybox.lan]"), tmp_path)
+    app = build(make_cfg("serve", "port=8123", "allowed_hosts=[mybox.lan]",
+                         f"store={tmp_path / 'a'}"))
     with TestClient(app, base_url="http://mybox.lan:8123") as c:
         assert c.get("/api/config").status_code == 200
         assert c.get("/api/config", headers={"host": "localhost:8123"}).status_code == 200
         assert c.get("/api/config", headers={"host": "other.lan:8123"}).status_code == 400
-    one = build(make_cfg("serve", "port=8123", "allowed_hosts=mybox.lan"), tmp_path)  # a name
+    one = build(make_cfg("serve", "port=8123", "allowed_hosts=mybox.lan",  # a name
+                         f"store={tmp_path / 'b'}"))
     with TestClient(one, base_url="http://mybox.lan:8123") as c:
         assert c.get("/api/config").status_code == 200
 
@@ -346,7 +353,7 @@ def test_concurrent_uploads_never_pass_the_queue_limit(catalog, tmp_path):
         codes = upload_all_at_once(url, noisy_photo(), 50)
         queued = [j for j in httpx.get(f"{url}/api/jobs").json() if j["status"] == "queued"]
     assert sorted(set(codes)) == [202, 503] and codes.count(202) == 20
-    assert len(queued) == 20 == len(list((tmp_path / "serve" / "jobs").iterdir()))
+    assert len(queued) == 20 == len(job_folders(tmp_path / "serve"))
 
 
 def test_concurrent_uploads_never_pass_the_store_limit(catalog, tmp_path):
@@ -354,7 +361,7 @@ def test_concurrent_uploads_never_pass_the_store_limit(catalog, tmp_path):
     limit = 3 * len(photo) + len(photo) // 2  # room for three
     with live_server(catalog, tmp_path / "serve", Limits(stored_bytes=limit)) as url:
         codes = upload_all_at_once(url, photo, 30)
-    stored = sum(p.stat().st_size for p in (tmp_path / "serve").rglob("*") if p.is_file())
+    stored = sum(p.stat().st_size for d in job_folders(tmp_path / "serve") for p in d.rglob("*"))
     assert sorted(set(codes)) == [202, 507] and codes.count(202) == 3
     assert stored == 3 * len(photo) <= limit
 
@@ -413,7 +420,8 @@ def test_an_uploaded_name_never_becomes_a_path(client, tmp_path, catalog):
 
 
 def test_serve_config_builds_the_app_and_refuses_nonsense(tmp_path):
-    app = build(make_cfg("serve", "limits.upload_mb=1", "keep_minutes=5"), tmp_path)
+    app = build(make_cfg("serve", "limits.upload_mb=1", "keep_minutes=5",
+                       f"store={tmp_path / 'store'}"))
     with local_client(app) as c:
         config = c.get("/api/config").json()
     assert config["keep_minutes"] == 5

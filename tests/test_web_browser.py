@@ -44,8 +44,8 @@ def free_port() -> int:
 def server(tmp_path):
     """`nas-sr serve`'s app with the shipped models and 1 MB uploads, on a free port."""
     port = free_port()
-    app = build(make_cfg("serve", "threads=1", "limits.upload_mb=1", f"port={port}"),
-                tmp_path / "run")
+    app = build(make_cfg("serve", "threads=1", "limits.upload_mb=1", f"port={port}",
+                         f"store={tmp_path / 'store'}"))
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)

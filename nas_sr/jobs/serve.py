@@ -21,8 +21,13 @@ from nas_sr.web.uploads import Limits
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def build(cfg: DictConfig, run_dir: Path) -> Any:
-    """The ASGI app of ``cfg`` with its jobs under ``run_dir`` (tests serve it themselves).
+def store_folder(cfg: DictConfig) -> Path:
+    """``store=``, the folder of the jobs and their records, from where serve started."""
+    return Path(to_absolute_path(str(Path(str(cfg.store)).expanduser())))
+
+
+def build(cfg: DictConfig) -> Any:
+    """The ASGI app of ``cfg`` with its jobs in ``store=`` (tests serve it themselves).
 
     ``cfg``'s options are checked before this by ``nas_sr.options`` (``cli.run_job``).
     """
@@ -39,8 +44,8 @@ def build(cfg: DictConfig, run_dir: Path) -> Any:
     extra = cfg.allowed_hosts or []
     extra = [extra] if isinstance(extra, str) else [str(h) for h in extra]  # one name or a list
     hosts = served_hosts(str(cfg.host), int(cfg.port), extra)
-    return create_app(catalog, run_dir, settings, limits, cfg.keep_minutes * 60, cfg.workers,
-                      hosts=hosts)
+    return create_app(catalog, store_folder(cfg), settings, limits, cfg.keep_minutes * 60,
+                      cfg.workers, hosts=hosts)
 
 
 def check_port(host: str, port: int) -> None:
@@ -66,14 +71,14 @@ def page_url(host: str, port: int) -> str:
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     set_threads(cfg.threads)
     check_port(cfg.host, cfg.port)
-    app = build(cfg, run_dir)
+    app = build(cfg)
     if cfg.host not in LOOPBACK:
         print(f"warning: host={cfg.host} makes the page reachable from the network: anyone "
               "who can reach this machine can upload files and download the results "
               "(host=127.0.0.1 keeps it to this one)")
     url = page_url(cfg.host, cfg.port)
-    print(f"nas-sr serve: open {url} in a browser (jobs in {run_dir / 'jobs'}; Ctrl+C stops)",
-          flush=True)
+    print(f"nas-sr serve: open {url} in a browser (jobs in {store_folder(cfg)}; Ctrl+C "
+          "stops, keeping the queue for the next start)", flush=True)
     uvicorn.run(app, host=cfg.host, port=cfg.port, access_log=cfg.access_log,
                 log_level="info" if cfg.logger.progress else "warning")
     return {"url": url}

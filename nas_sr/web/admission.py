@@ -33,8 +33,8 @@ def folder_bytes(folder: Path) -> int:
 class Admission:
     """Queue places and store bytes, reserved atomically for uploads being received."""
 
-    def __init__(self, jobs: JobQueue, store: Path, limits: Limits, keep_s: float):
-        self.jobs, self.store, self.limits, self.keep_s = jobs, store, limits, keep_s
+    def __init__(self, jobs: JobQueue, limits: Limits, keep_s: float):
+        self.jobs, self.limits, self.keep_s = jobs, limits, keep_s
         self._lock = threading.Lock()
         self._pending: dict[str, int] = {}  # job id -> bytes held for its upload
 
@@ -59,10 +59,10 @@ class Admission:
                 self._pending.pop(job_id, None)
 
     def held(self) -> int:
-        """Bytes in the store; a folder still being written counts as its reservation."""
-        folders = self.store.iterdir() if self.store.is_dir() else []
+        """Bytes the jobs' records own in the store, plus the uploads being received (their
+        reservations); anything else in the folder is no job's and is swept at start."""
         return sum(self._pending.values()) + sum(
-            folder_bytes(f) for f in folders if f.name not in self._pending)
+            folder_bytes(j.folder) for j in self.jobs.jobs())
 
     def _check(self, size: int) -> None:
         waiting = sum(j.status == "queued" for j in self.jobs.jobs()) + len(self._pending)

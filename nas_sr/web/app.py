@@ -8,6 +8,7 @@ and ``/result`` serve the files; ``DELETE /api/jobs/{id}`` cancels or removes a 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 from collections.abc import AsyncIterator, Callable
@@ -27,9 +28,11 @@ from nas_sr.web.admission import Admission
 from nas_sr.web.catalog import Entry
 from nas_sr.web.guard import RequestGuard
 from nas_sr.web.jobs import Job, JobQueue, new_id
+from nas_sr.web.store import DB_NAME, JobStore, check_folder
 from nas_sr.web.uploads import Limits, UploadError, inspect
 
 STATIC = Path(__file__).parent / "static"
+log = logging.getLogger(__name__)
 
 
 class BodyLimit:
@@ -104,6 +107,8 @@ def worker(catalog: dict[str, Entry], settings: Settings,
                                                max_pixels=limits.pixels))
 
     def work(job: Job) -> None:
+        if job.model not in catalog:  # queued before a restart that offers other models
+            raise ValueError(f"model {job.model!r} is no longer offered; upload it again")
         predictor = catalog[job.model].predictor
         if job.kind == "image":
             upscale_image(predictor, job.input, job.output, settings, job.progress)
@@ -136,19 +141,34 @@ def store_upload(file: UploadFile, folder: Path, model: str, scale: int, contain
                media.size, media.frames, media.notes, id=folder.name)
 
 
-def create_app(catalog: dict[str, Entry], root: Path, settings: Settings,
+def restore(jobs: JobQueue, store: Path) -> None:
+    """The store's jobs taken up again (``JobQueue.restore``), said in the log."""
+    swept = jobs.restore(store)
+    waiting = sum(j.status == "queued" for j in jobs.jobs())
+    if jobs.jobs() or swept:
+        log.warning("job store %s: %d jobs queued again, %d finished kept, %d orphaned "
+                    "entries swept", store, waiting, len(jobs.jobs()) - waiting, len(swept))
+
+
+def create_app(catalog: dict[str, Entry], store: Path, settings: Settings,
                limits: Limits, keep_s: float = 3600, workers: int = 1, *,
                hosts: frozenset[str]) -> FastAPI:
-    """The app; jobs live under ``root/jobs/<id>/`` until ``keep_s`` after they end. It
+    """The app; jobs live in ``store/<id>/``, recorded in ``store/jobs.sqlite``, until
+    ``keep_s`` after they end, and a restart on the same ``store`` takes them up again. It
     answers requests whose Host header is one of ``hosts`` (``guard.served_hosts``)."""
-    jobs = JobQueue(worker(catalog, settings, limits), keep_s, workers)
-    admission = Admission(jobs, root / "jobs", limits, keep_s)
+    check_folder(store)
+    store.mkdir(parents=True, exist_ok=True)
+    jobs = JobQueue(worker(catalog, settings, limits), keep_s, workers,
+                    JobStore(store / DB_NAME))
+    restore(jobs, store)
+    admission = Admission(jobs, limits, keep_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         jobs.start()
         yield
-        jobs.stop()
+        jobs.stop()  # a running job goes back to the queue, for the next start
+        jobs.store.close()
 
     app = FastAPI(title="nas-sr", lifespan=lifespan)
     app.add_exception_handler(RequestValidationError, one_sentence)
@@ -192,7 +212,7 @@ def create_app(catalog: dict[str, Entry], root: Path, settings: Settings,
                                      f"{', '.join(catalog)}")
         job_id = new_id()
         with admission.reserve(job_id, upload_size(file)) as enqueue:
-            job = store_upload(file, root / "jobs" / job_id, model, catalog[model].scale,
+            job = store_upload(file, store / job_id, model, catalog[model].scale,
                                settings.container, limits)
             enqueue(job)
         return public(job)
