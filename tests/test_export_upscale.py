@@ -242,3 +242,23 @@ def test_upscale_takes_a_shipped_model_by_name(tmp_path):
     with pytest.raises(FileNotFoundError, match="a shipped model's name .*searched_x2"):
         upscale.run(make_cfg("upscale", "model=searched_x9", f"input={photo}",
                              f"output={tmp_path / 'none'}"), tmp_path / "run_none")
+
+
+def test_export_writes_safetensors_that_build_model_turns_into_the_pt2_model(exported):
+    """The builder of docs/evaluation.md: load_file + the JSON in the metadata + build_model
+    gives exactly the network model.pt2 holds, on a real photograph's crop."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    _, out = exported
+    with safe_open(out / "model.safetensors", framework="pt") as f:
+        arch = json.loads(f.metadata()["nas_sr.arch"])
+    model = build_model(arch)
+    model.load_state_dict(load_file(out / "model.safetensors"))
+    lq = to_tensor(real_lq())[None, :, :48, :64]
+    with torch.no_grad():  # our own file: torch.export.load is fine on it
+        assert torch.equal(model.eval()(lq), torch.export.load(out / "model.pt2").module()(lq))
+    card = (out / "MODEL_CARD.md").read_text()
+    assert card.startswith("---\nlicense: mit\n") and "datasets:\n- unknown\n" in card

@@ -15,7 +15,8 @@ from nas_sr.checkpoint import save_atomic
 from nas_sr.deploy.predictor import ModelError, load_predictor
 from nas_sr.errors import ConfigError
 
-SHIPPED = Path(__file__).resolve().parents[1] / "models" / "cell_x2" / "model.pt2"
+ROOT_DIR = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT_DIR / "models" / "cell_x2" / "model.pt2"
 PREFIX = "model/"
 
 
@@ -185,3 +186,128 @@ def test_a_size_mismatch_is_named_with_the_overrides_that_make_init_from_fit():
     assert shape_mismatch(source, fixed) == ""
     assert init_from(build_model(fixed), SHIPPED) == ["tail.0.bias", "tail.0.weight"]
     assert shape_mismatch(source, {**small, "name": "vdsr"}).endswith("pass model=cell")
+
+
+# --- model.safetensors and the model cards -------------------------------------------------
+MODELS = sorted((SHIPPED.parents[1]).glob("*/model.pt2"))
+CARDS = [p.with_name("MODEL_CARD.md") for p in MODELS]
+REQUIRED = ("license", "library_name", "tags", "datasets", "metrics", "params", "mult_adds",
+            "model-index")
+
+
+@pytest.mark.parametrize("pt2", MODELS, ids=lambda p: p.parent.name)
+def test_every_shipped_safetensors_equals_its_pt2_weights(pt2):
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from nas_sr.archs.lighten import folded
+    from nas_sr.deploy.pt2 import load_exported
+    from nas_sr.deploy.weights import ARCH_KEY
+
+    model, arch = load_exported(pt2)
+    stored = load_file(pt2.with_name("model.safetensors"))
+    with safe_open(pt2.with_name("model.safetensors"), "pt") as f:
+        assert json.loads(f.metadata()[ARCH_KEY]) == folded(arch)
+    state = model.state_dict()
+    assert stored.keys() == state.keys()
+    assert all(torch.equal(stored[k], v) for k, v in state.items())
+
+
+def lying_safetensors(tmp_path: Path, edit) -> Path:
+    """The shipped x2 weights under a metadata ``edit(metadata)`` returns."""
+    from safetensors.torch import load_file, save_file
+
+    from nas_sr.deploy.weights import ARCH_KEY
+
+    source = SHIPPED.with_name("model.safetensors")
+    arch = json.loads(json.dumps(load_predictor(str(SHIPPED)).arch))
+    path = tmp_path / "model.safetensors"
+    save_file(load_file(source), path, metadata=edit({ARCH_KEY: json.dumps(arch)}, arch))
+    return path
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m, a: {**m, "nas_sr.arch": json.dumps({**a, "scale": 3})},
+     r"weight 'tail.0.weight' is F32 \(12, 32, 3, 3\), not the float32 \(27, 32, 3, 3\)"),
+    (lambda m, a: {**m, "nas_sr.arch": json.dumps({**a, "channels": 16})},
+     r"weight '.*' is F32 \(.*\), not the float32 .* tensor the arch spec"),
+    (lambda m, a: {**m, "nas_sr.arch": json.dumps({"name": "srcnn", "scale": 2})},
+     r"weights do not match the 'srcnn' model its nas_sr.arch describes"),
+    (lambda m, a: {**m, "nas_sr.arch": json.dumps({**a, "cells": 10**6})},
+     r"nas_sr.arch is not a valid nas-sr arch spec \(arch cells=1000000"),
+    (lambda m, a: {**m, "nas_sr.arch": "[1, 2"}, r"nas_sr.arch is not a JSON arch spec"),
+    (lambda m, a: {}, r"has no nas_sr.arch in its metadata"),
+])
+def test_a_safetensors_whose_metadata_lies_is_refused(tmp_path, edit, message):
+    from nas_sr.deploy.weights import load_safetensors
+
+    with pytest.raises(ModelError, match=message):
+        load_safetensors(lying_safetensors(tmp_path, edit))
+
+
+def test_a_damaged_safetensors_is_named(tmp_path):
+    from nas_sr.deploy.weights import load_safetensors
+
+    (tmp_path / "model.safetensors").write_bytes(b"\xff" * 64)
+    with pytest.raises(ModelError, match="not a readable safetensors file"):
+        load_safetensors(tmp_path / "model.safetensors")
+
+
+def front_matter_of(card: Path) -> dict:
+    import yaml
+
+    text = card.read_text()
+    assert text.startswith("---\n"), f"{card}: no front matter"
+    return yaml.safe_load(text[4:].partition("\n---\n")[0])
+
+
+@pytest.mark.parametrize("card", CARDS, ids=lambda p: p.parent.name)
+def test_every_card_has_hub_front_matter_and_ends_with_its_notes(card):
+    from nas_sr.deploy.card import split_notes
+
+    meta = front_matter_of(card)
+    assert [k for k in REQUIRED if k not in meta] == []
+    assert meta["license"] == "mit" and meta["library_name"] == "nas-sr"
+    assert {"super-resolution", "neural-architecture-search"} <= set(meta["tags"])
+    assert meta["datasets"] == ["T91", "BSD200"] and meta["metrics"] == ["psnr", "ssim"]
+    assert isinstance(meta["params"], int) and isinstance(meta["mult_adds"], int)
+    results = meta["model-index"][0]["results"]
+    assert [r["dataset"]["name"] for r in results] == ["Set5", "Set14", "validation images"]
+    scale = int(card.parent.name[-1])
+    for metric in (m for r in results for m in r["metrics"]):
+        assert metric["name"].endswith(f"on Y of YCbCr, {scale} px shaved, 8-bit outputs")
+    text = card.read_text()
+    assert "## How to use" in text and "## Limitations" in text and "model.safetensors" in text
+    assert ('{"lq": lq}' in text) == card.with_name("model.onnx").is_file()
+    # the card's tail is its notes (docs/cards), their front matter merged into the card's
+    notes = (ROOT_DIR / "docs" / "cards" / f"{card.parent.name}.md").read_text()
+    meta_notes, body = split_notes(notes)
+    assert text.endswith(body) and meta_notes["datasets"] == meta["datasets"]
+
+
+def test_a_card_merges_its_notes_front_matter_and_says_unknown_without():
+    from nas_sr.deploy.card import front_matter, split_notes
+
+    sizes = {"params": 1000, "mult_adds": 5000}
+    meta, body = split_notes("---\ndatasets: [DIV2K]\nresults: {Set5: {psnr: 30.5}}\n---\n\n"
+                             "## How it was made\n")
+    assert body == "## How it was made\n"
+    import yaml
+
+    merged = yaml.safe_load(front_matter("cell", 3, sizes, {"val_psnr": 29.0}, meta)[4:-3])
+    assert merged["datasets"] == ["DIV2K"] and merged["metrics"] == ["psnr"]
+    results = merged["model-index"][0]["results"]
+    assert [(r["dataset"]["name"], r["metrics"][0]["value"]) for r in results] == [
+        ("Set5", 30.5), ("validation images", 29.0)]
+    bare = yaml.safe_load(front_matter("srcnn", 2, sizes, {}, {})[4:-3])
+    assert bare["datasets"] == ["unknown"] and bare["metrics"] == [] and "model-index" not in bare
+
+
+@pytest.mark.parametrize("notes", ["---\n[1, 2\n---\n", "---\n- a list\n---\n",
+                                   "---\nresults: {Set5: 37}\n---\n"])
+def test_card_notes_with_a_malformed_front_matter_are_refused_before_export(tmp_path, notes):
+    from nas_sr.deploy.card import read_notes
+
+    (tmp_path / "notes.md").write_text(notes)
+    with pytest.raises(ConfigError, match=r"card_notes=.*notes.md: (its )?front matter"):
+        read_notes(tmp_path / "notes.md")

@@ -5,7 +5,8 @@ dynamic batch, height and width, so one file serves any image size. Loading it
 needs neither this package nor the search space code (the tests prove it in a
 subprocess that never imports them); but ``torch.export.load`` can run code from the
 file, so that is for files one trusts, and nas-sr itself reads a ``.pt2`` with
-``nas_sr.deploy.pt2``. Beside it: ``genotype.json`` for cell models and ``MODEL_CARD.md``
+``nas_sr.deploy.pt2``. Beside it: ``model.safetensors`` (the same weights and the arch spec,
+for other frameworks), ``genotype.json`` for cell models and ``MODEL_CARD.md``
 (facts read off the model and checkpoint, then ``card_notes``: how it was made, which
 only the user knows).
 """
@@ -27,6 +28,7 @@ from nas_sr.deploy.card import model_card, read_notes
 from nas_sr.deploy.onnx_model import ONNX_FILE, OnnxModel, export_onnx, levels_apart, with_metadata
 from nas_sr.deploy.predictor import Predictor, load_predictor
 from nas_sr.deploy.pt2 import export_model, max_abs_diff, save_exported
+from nas_sr.deploy.weights import SAFETENSORS_FILE, save_safetensors
 from nas_sr.device import set_threads
 from nas_sr.options import export_formats
 from search_spaces.genotypes import Genotype
@@ -54,7 +56,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         (out / ONNX_FILE).unlink()
         print(f"removed {out / ONNX_FILE} of an earlier export (add format=onnx to renew it)")
     save_exported(program, predictor.arch, out / MODEL_FILE)
-    result: dict[str, Any] = {"model": str(out / MODEL_FILE), "max_abs_diff": diff}
+    save_safetensors(predictor.model, predictor.arch, out / SAFETENSORS_FILE)
+    result: dict[str, Any] = {"model": str(out / MODEL_FILE), "max_abs_diff": diff,
+                              "safetensors": str(out / SAFETENSORS_FILE)}
     if "onnx" in formats:
         result["onnx"] = save_onnx(predictor, out / ONNX_FILE)
     if "genotype" in predictor.arch:
