@@ -19,6 +19,7 @@ from nas_sr.data.video import CONTAINERS
 from nas_sr.deploy.predictor import RUNTIMES
 from nas_sr.device import resolve_device
 from nas_sr.errors import ConfigError
+from nas_sr.runs.log import summary_writer
 from nas_sr.search.rank import JUDGES
 from nas_sr.train.recipe import CLOCKS, LOSSES
 from search_spaces.cost import BUDGET_MODES, cheapest_cost
@@ -65,7 +66,8 @@ def _positive(cfg: DictConfig, key: str, optional: bool = False) -> None:
 SWITCHES = ("overwrite", "self_ensemble", "channels_last", "access_log", "logger.progress",
             "logger.plots", "logger.wandb.enabled", "search.final_proxy", "separable.fit",
             "separable.keep_ends", "controller.rebase", "controller.normalize_advantage",
-            "train.adjustable_clip", "train.compile", "train.reward_images")
+            "train.adjustable_clip", "train.compile", "train.reward_images",
+            "logger.tensorboard")
 # switches that also take auto (bf16 where the device has it)
 AUTO_SWITCHES = ("amp", "train.amp", "search.amp")
 
@@ -278,6 +280,8 @@ def export_formats(cfg: DictConfig) -> list[str]:
 def check_options(job: str, cfg: DictConfig) -> None:
     """Raise ConfigError for the first option of ``job`` that cannot work."""
     check_switches(cfg)
+    if OmegaConf.select(cfg, "logger.tensorboard"):
+        summary_writer()  # the optional extra, named before any data is read
     if "seed" in cfg:  # numpy takes no negative seed, and a fraction would be cut
         _at_least(cfg, "seed", 0)
     if job in ("search", "retrain", "compress"):

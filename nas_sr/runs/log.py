@@ -1,4 +1,8 @@
-"""The run's metrics log: JSON lines on disk, mirrored to wandb when enabled."""
+"""The run's metrics log: JSON lines on disk, mirrored to wandb and TensorBoard when enabled.
+
+Every record of every job passes through :meth:`RunLog.log`, so the mirrors are fed here
+and nowhere else: a job that logs a new number gets it plotted without a line of its own.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,39 @@ from typing import Any
 
 from nas_sr.errors import ConfigError
 
+TENSORBOARD_DIR = "tensorboard"
+
+
+def step_key(kind: str) -> str:
+    """The field a record of ``kind`` is counted by: controller steps, else epochs."""
+    return "controller_step" if kind == "controller" else "epoch"
+
+
+def scalars(kind: str, fields: dict[str, Any]) -> dict[str, float]:
+    """A record's numbers as ``KIND/NAME`` scalars, its step and flags (bools) left out."""
+    return {f"{kind}/{k}": v for k, v in fields.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+            and k not in ("controller_step", "epoch")}
+
+
+def summary_writer() -> type:
+    """torch's ``SummaryWriter``; tensorboard is an optional extra, named when missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415
+    except ImportError:
+        raise ConfigError("logger.tensorboard=true needs tensorboard: "
+                          "pip install nas-sr[tensorboard]") from None
+    return SummaryWriter
+
 
 class RunLog:
     """Appends one JSON object per event to ``metrics.jsonl``.
 
     ``offset`` is the file size after the last checkpointed event; a resumed run
-    truncates back to it so no event of a killed epoch is kept twice.
+    truncates back to it so no event of a killed epoch is kept twice. With
+    ``logger.tensorboard`` on in ``config``, each record's numbers also go to
+    ``RUN_DIR/tensorboard`` at their step (records without one, start and final, are
+    summaries and stay in the log only).
     """
 
     def __init__(self, run_dir: Path, resume_offset: int | None = None,
@@ -23,6 +54,10 @@ class RunLog:
         if resume_offset is not None and self.path.exists():
             with open(self.path, "r+b") as f:
                 f.truncate(resume_offset)
+        logger = (config or {}).get("logger") or {}
+        # before the log is opened: a missing extra costs nothing
+        self.tensorboard = (summary_writer()(log_dir=str(run_dir / TENSORBOARD_DIR))
+                            if logger.get("tensorboard") else None)
         self._file = open(self.path, "a")
         self.wandb = None
         if wandb_cfg is not None and wandb_cfg.enabled:
@@ -41,21 +76,29 @@ class RunLog:
     def log(self, kind: str, **fields: Any) -> None:
         record = {"kind": kind, **fields}
         self._file.write(json.dumps(record) + "\n")
+        key = step_key(kind)
         if self.wandb is not None:
-            step_key = "controller_step" if kind == "controller" else "epoch"
             numbers = {f"{kind}/{k}": v for k, v in fields.items()
-                       if isinstance(v, (int, float)) and k != step_key}
-            numbers[step_key] = fields.get(step_key)
+                       if isinstance(v, (int, float)) and k != key}
+            numbers[key] = fields.get(key)
             self.wandb.log(numbers)
+        step = fields.get(key)
+        if self.tensorboard is not None and isinstance(step, int):
+            for tag, value in scalars(kind, fields).items():
+                self.tensorboard.add_scalar(tag, value, step)
 
     def flush(self) -> None:
         self._file.flush()
         os.fsync(self._file.fileno())
+        if self.tensorboard is not None:
+            self.tensorboard.flush()
 
     def close(self) -> None:
         self._file.close()
         if self.wandb is not None:
             self.wandb.finish()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
 
 
 def _wandb_id(run_dir: Path) -> str:
