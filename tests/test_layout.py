@@ -30,9 +30,10 @@ LAYERS = [
     ["nas_sr.options"],
     ["nas_sr.jobs"],
     ["nas_sr.cli"],
+    ["nas_sr.api"],
 ]
 MAX_BASE_MODULES = 8  # nas_sr/*.py besides __init__: the rest lives in wings
-MAX_LEVELS = 8  # the longest import chain between rooms (10 with nas_sr/ flat, 7 in wings)
+MAX_LEVELS = 9  # the longest import chain between rooms (10 with nas_sr/ flat)
 
 
 def module_name(path: Path) -> str:
