@@ -299,6 +299,8 @@ def test_a_card_merges_its_notes_front_matter_and_says_unknown_without():
     results = merged["model-index"][0]["results"]
     assert [(r["dataset"]["name"], r["metrics"][0]["value"]) for r in results] == [
         ("Set5", 30.5), ("validation images", 29.0)]
+    single = yaml.safe_load(front_matter("cell", 3, sizes, {}, {"datasets": "DIV2K"})[4:-3])
+    assert single["datasets"] == ["DIV2K"]
     bare = yaml.safe_load(front_matter("srcnn", 2, sizes, {}, {})[4:-3])
     assert bare["datasets"] == ["unknown"] and bare["metrics"] == [] and "model-index" not in bare
 

@@ -115,6 +115,13 @@ def results(scale: int, extras: dict[str, Any], meta: dict[str, Any]) -> list[di
             for name, figures_of in sets.items()]
 
 
+def as_list(value: Any) -> list[Any]:
+    """A front-matter entry as a list: ``DIV2K`` and ``[DIV2K]`` alike; none: ``[]``."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def front_matter(name: str, scale: int, sizes: dict[str, int], extras: dict[str, Any],
                  meta: dict[str, Any]) -> str:
     """The card's YAML front matter, as the Hugging Face Hub reads it."""
@@ -123,8 +130,8 @@ def front_matter(name: str, scale: int, sizes: dict[str, int], extras: dict[str,
     fields = {
         "license": "mit", "library_name": "nas-sr", "pipeline_tag": "image-to-image",
         "tags": ["super-resolution", "neural-architecture-search", f"x{scale}",
-                 *meta.get("tags", [])],
-        "datasets": list(meta.get("datasets") or ["unknown"]),
+                 *as_list(meta.get("tags"))],
+        "datasets": as_list(meta.get("datasets")) or ["unknown"],
         "metrics": kinds,
         "params": sizes["params"],
         "mult_adds": sizes["mult_adds"],
