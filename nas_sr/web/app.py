@@ -169,6 +169,8 @@ def create_app(catalog: dict[str, Entry], store: Path, settings: Settings,
         yield
         jobs.stop()  # a running job goes back to the queue, for the next start
         jobs.store.close()
+        if waiting := sum(j.status == "queued" for j in jobs.jobs()):
+            log.warning("stopped: %d jobs stay queued in %s for the next start", waiting, store)
 
     app = FastAPI(title="nas-sr", lifespan=lifespan)
     app.add_exception_handler(RequestValidationError, one_sentence)

@@ -119,8 +119,8 @@ def _open(path: Path | None) -> sqlite3.Connection:
     except sqlite3.OperationalError as e:
         db.close()
         if "locked" in str(e):
-            raise ConfigError(f"{path}: in use by another nas-sr serve; stop it, or give "
-                              f"this one another store=") from None
+            raise ConfigError(f"{path}: in use by another process (a nas-sr serve of the "
+                              f"same store?); stop it, or give this one another store=") from None
         raise ConfigError(f"{path}: cannot open the job store ({e})") from None
     except sqlite3.DatabaseError as e:
         db.close()
