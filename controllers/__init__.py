@@ -1,17 +1,23 @@
-"""Search controllers: the ENAS LSTM policy and the random-search baseline."""
+"""Search controllers: the ENAS LSTM policy, regularized evolution, a predictor-guided
+search and the random-search baseline."""
 
 from controllers.base import Controller, Sample
+from controllers.evolution import EvolutionController
 from controllers.lstm import LSTMController
+from controllers.predictor import PredictorController
 from controllers.uniform import RandomController
+
+KINDS = {"enas": LSTMController, "random": RandomController, "evolution": EvolutionController,
+         "predictor": PredictorController}
 
 
 def build_controller(name: str, num_nodes: int, **kwargs) -> Controller:
-    """Build a controller by config name (``enas`` or ``random``); ``ops=`` names the
-    space's ops (the default space's if not given)."""
-    kinds = {"enas": LSTMController, "random": RandomController}
-    if name not in kinds:
-        raise ValueError(f"unknown controller {name!r}; choose one of {sorted(kinds)}")
-    return kinds[name](num_nodes=num_nodes, **kwargs)
+    """Build a controller by config name (:data:`KINDS`); ``ops=`` names the space's ops
+    (the default space's if not given)."""
+    if name not in KINDS:
+        raise ValueError(f"unknown controller {name!r}; choose one of {sorted(KINDS)}")
+    return KINDS[name](num_nodes=num_nodes, **kwargs)
 
 
-__all__ = ["Controller", "LSTMController", "RandomController", "Sample", "build_controller"]
+__all__ = ["KINDS", "Controller", "EvolutionController", "LSTMController",
+           "PredictorController", "RandomController", "Sample", "build_controller"]

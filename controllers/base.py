@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,11 +35,16 @@ class Controller(nn.Module):
     once normalised.
     """
 
+    learns = False  # whether its proposals depend on the rewards it was told
+    MAX_TRIES = 10_000  # draws before a band no proposal falls in is called unreachable
+
     def __init__(self, num_nodes: int, baseline_decay: float = 0.95,
                  normalize_advantage: bool = True, ops: tuple[str, ...] = OP_NAMES):
         super().__init__()
         self.num_nodes, self.ops = num_nodes, tuple(ops)
         self.choices = choices_per_decision(num_nodes, self.ops)
+        # the search's cost band: a proposal outside it is redrawn before any score is paid
+        self.accept: Callable[[Genotype], bool] | None = None
         self.baseline_decay = baseline_decay
         self.normalize_advantage = normalize_advantage
         self.register_buffer("baseline", torch.tensor(float("nan"), dtype=torch.float64))
@@ -47,6 +53,15 @@ class Controller(nn.Module):
 
     def sample(self, generator: torch.Generator | None = None, greedy: bool = False) -> Sample:
         raise NotImplementedError
+
+    def propose(self, generator: torch.Generator | None = None) -> Sample:
+        """A sample within the cost band (``accept``), drawn again until it is."""
+        for _ in range(self.MAX_TRIES):
+            s = self.sample(generator)
+            if self.accept is None or self.accept(s.genotype):
+                return s
+        raise ValueError(f"no cell in {self.MAX_TRIES} draws is within the search's budget "
+                         "band; raise the budget or lower its floor")
 
     def policy_step(self, samples: list[Sample], advantages: list[float]) -> None:
         """Move the policy; a controller that does not learn leaves this empty."""

@@ -24,6 +24,8 @@ class LSTMController(Controller):
     keeps every op between p = 0.04 and 0.71 (when one is at 0.71 the others are at 0.10).
     """
 
+    learns = True
+
     def __init__(
         self,
         num_nodes: int,

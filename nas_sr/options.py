@@ -12,6 +12,7 @@ from typing import Any
 import av
 from omegaconf import DictConfig, OmegaConf
 
+from controllers.predictor import ACQUISITIONS
 from nas_sr.archs.build import BASELINES, check_scale
 from nas_sr.archs.lighten import CRITERIA, METHODS
 from nas_sr.data.pairs import rescale_factors
@@ -64,9 +65,10 @@ def _positive(cfg: DictConfig, key: str, optional: bool = False) -> None:
 # on/off options: Hydra parses true/false (any case) to a bool, but no, off, 'no' or N stay
 # strings, which are truthy, so overwrite=no would replace files; every job's are checked
 SWITCHES = ("overwrite", "self_ensemble", "channels_last", "access_log", "logger.progress",
-            "logger.plots", "logger.wandb.enabled", "search.final_proxy", "separable.fit",
-            "separable.keep_ends", "controller.rebase", "controller.normalize_advantage",
-            "train.adjustable_clip", "train.compile", "train.reward_images",
+            "logger.plots", "logger.wandb.enabled", "search.final_proxy", "search.budget.reject",
+            "separable.fit", "separable.keep_ends", "controller.rebase",
+            "controller.normalize_advantage", "train.adjustable_clip", "train.compile",
+            "train.reward_images",
             "logger.tensorboard")
 # switches that also take auto (bf16 where the device has it)
 AUTO_SWITCHES = ("amp", "train.amp", "search.amp")
@@ -157,6 +159,20 @@ def _controller(cfg: DictConfig) -> None:
         _positive(cfg, "controller.op_tanh_reduce")
     if "entropy_weight" in has:
         _at_least(cfg, "controller.entropy_weight", 0, whole=False)
+    for key in ("population", "tournament", "candidates", "trees"):
+        if key in has:
+            _at_least(cfg, f"controller.{key}", 1)
+    for key in ("warmup", "seed"):
+        if key in has:
+            _at_least(cfg, f"controller.{key}", 0)
+    if "tournament" in has and cfg.controller.tournament > cfg.controller.population:
+        raise ConfigError(f"controller.tournament={cfg.controller.tournament}: at most "
+                          f"controller.population={cfg.controller.population}")
+    if "acquisition" in has and cfg.controller.acquisition not in ACQUISITIONS:
+        raise ConfigError(f"controller.acquisition={cfg.controller.acquisition!r}: use "
+                          f"{' or '.join(ACQUISITIONS)}")
+    if "kappa" in has:
+        _at_least(cfg, "controller.kappa", 0, whole=False)
     decay = _number(cfg, "controller.baseline_decay")
     if decay is None or not 0 <= decay < 1:
         raise ConfigError(f"controller.baseline_decay={decay}: a decay in [0, 1) (0.95 is "
@@ -307,6 +323,7 @@ def check_options(job: str, cfg: DictConfig) -> None:
         for key in ("params", "mult_adds", "channels", "cells"):
             _at_least(cfg, f"search.budget.{key}", 1, optional=True)
         _positive(cfg, "search.budget.beta")
+        _share(cfg, "search.budget.floor")
         if cfg.search.budget.mode not in BUDGET_MODES:
             raise ConfigError(f"search.budget.mode={cfg.search.budget.mode!r}: use max or target")
         _budget_reachable(cfg)

@@ -71,7 +71,7 @@ class Search(RunState):
         self.optimizer = torch.optim.Adam(self.supernet.parameters(), lr=cfg.search.lr)
         self.amp = use_amp(cfg.search.amp, self.device)
         self.controller = build_search_controller(cfg)
-        self.learns = self.controller.optimizer is not None
+        self.learns = self.controller.learns
         self.ops = space_ops(cfg)
         self.uniform = RandomController(cfg.archs.cell.nodes, ops=self.ops)
         self.fair = FairSampler(cfg.archs.cell.nodes, self.ops)
@@ -80,6 +80,8 @@ class Search(RunState):
         b = s.budget
         self.budget = {"params": b.params, "mult_adds": b.mult_adds}
         self.cost_width = (b.channels or cfg.archs.cell.channels, b.cells or cfg.archs.cell.cells)
+        if b.get("reject", False) and any(self.budget.values()):
+            self.controller.accept = self.uniform.accept = self.in_band
         # every cell scored in a controller phase (decisions), in the order first scored
         self.pool: dict[tuple[int, ...], None] = {}
         # one generator draws every architecture (training children and controller steps)
@@ -178,6 +180,12 @@ class Search(RunState):
         """Params and Mult-Adds of the standalone network at the retrain width."""
         return genotype_cost(genotype, *self.cost_width, self.cfg.scale)
 
+    def in_band(self, genotype: Genotype) -> bool:
+        """Within every budget, and not under ``budget.floor`` of any (closed-form cost)."""
+        cost, floor = self.cost(genotype), self.cfg.search.budget.get("floor", 0.0)
+        return all(not limit or floor * limit <= cost[key] <= limit
+                   for key, limit in self.budget.items())
+
     def penalty(self, cost: dict[str, int]) -> float:
         b = self.cfg.search.budget
         return budget_penalty(cost, self.budget, b.beta, b.mode)
@@ -214,7 +222,7 @@ class Search(RunState):
         bar = progress_bar(total=c.steps_per_epoch, desc=f"epoch {self.epoch + 1} controller",
                            leave=False, disable=not self.cfg.logger.progress)
         for start in range(0, c.steps_per_epoch, c.samples_per_update):
-            batch = [ctrl.sample(self.arch_rng)
+            batch = [ctrl.propose(self.arch_rng)
                      for _ in range(min(c.samples_per_update, c.steps_per_epoch - start))]
             psnrs = [self.psnr(s.genotype) for s in batch]
             for psnr in psnrs:
@@ -258,7 +266,7 @@ class Search(RunState):
             # as many candidates for every controller: a learning one's greedy cell is
             # matched by one more draw of a policy that has none (random)
             draws = s.final_samples + (0 if self.learns else 1)
-            extra = [self.controller.sample(rng).genotype for _ in range(draws)]
+            extra = [self.controller.propose(rng).genotype for _ in range(draws)]
             if self.learns:
                 extra.append(self.controller.sample(greedy=True).genotype)
         cells = list(dict.fromkeys([Genotype.from_decisions(list(k), self.ops) for k in self.pool]

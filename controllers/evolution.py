@@ -1,0 +1,95 @@
+"""Regularized evolution (Real et al., "Regularized Evolution for Image Classifier
+Architecture Search"): a population of the last ``population`` scored cells; each
+proposal mutates the best of ``tournament`` members drawn at random, and the oldest
+member, not the worst, leaves. Ageing keeps the population fresh as shared weights train
+and every reward drifts; a mutation changes one thing, so a child keeps most of its
+parent's cost and stays in the search's band (``accept``) where one exists.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import torch
+
+from controllers.base import Controller, Sample
+from controllers.uniform import RandomController
+from search_spaces.genotypes import Genotype, Node
+from search_spaces.operations import OP_NAMES
+
+MUTATIONS = ("op", "input", "swap")
+
+
+def _pick(n: int, generator: torch.Generator | None) -> int:
+    return int(torch.randint(n, (1,), generator=generator))
+
+
+def mutate(genotype: Genotype, ops: tuple[str, ...], generator: torch.Generator | None
+           ) -> Genotype:
+    """One change: an op replaced by another of ``ops``, an input rewired to another state
+    the node may read, or the ops of two slots swapped (the same ops, rewired)."""
+    nodes = [list(n) for n in genotype.nodes]
+    kind = MUTATIONS[_pick(len(MUTATIONS), generator)]
+    j, slot = _pick(len(nodes), generator), _pick(2, generator)
+    if kind == "op" and len(ops) > 1:
+        others = [op for op in ops if op != nodes[j][2 * slot + 1]]
+        nodes[j][2 * slot + 1] = others[_pick(len(others), generator)]
+    elif kind == "input":  # node j reads one of j + 2 states: there is always another
+        others = [i for i in range(j + 2) if i != nodes[j][2 * slot]]
+        nodes[j][2 * slot] = others[_pick(len(others), generator)]
+    else:  # swap: two random slots of the cell exchange their ops
+        k, other = _pick(len(nodes), generator), _pick(2, generator)
+        a, b = 2 * slot + 1, 2 * other + 1
+        nodes[j][a], nodes[k][b] = nodes[k][b], nodes[j][a]
+    return Genotype(tuple(Node(*n) for n in nodes))
+
+
+class EvolutionController(Controller):
+    learns = True
+
+    def __init__(self, num_nodes: int, population: int = 20, tournament: int = 5,
+                 baseline_decay: float = 0.95, normalize_advantage: bool = True,
+                 ops: tuple[str, ...] = OP_NAMES):
+        super().__init__(num_nodes, baseline_decay, normalize_advantage, ops)
+        if not 1 <= tournament <= population:
+            raise ValueError(f"tournament={tournament}: must be in 1..population={population}")
+        self.size, self.tournament = population, tournament
+        self.population: deque[tuple[Genotype, float]] = deque(maxlen=population)
+        self.uniform = RandomController(num_nodes, ops=ops)
+
+    def sample(self, generator: torch.Generator | None = None, greedy: bool = False) -> Sample:
+        """A uniform cell until the population is full, then a tournament winner's child;
+        ``greedy``: the best member itself."""
+        if greedy and self.population:
+            return self._sample(max(self.population, key=lambda m: m[1])[0])
+        if len(self.population) < self.size:
+            return self.uniform.sample(generator)
+        members = [self.population[_pick(len(self.population), generator)]
+                   for _ in range(self.tournament)]
+        parent = max(members, key=lambda m: m[1])[0]
+        for _ in range(self.MAX_TRIES):  # a child that differs, within the band
+            child = mutate(parent, self.ops, generator)
+            if child != parent and (self.accept is None or self.accept(child)):
+                return self._sample(child)
+        return self._sample(parent)  # no in-band mutation: the parent again
+
+    @staticmethod
+    def _sample(genotype: Genotype) -> Sample:
+        zero = torch.zeros(())
+        return Sample(genotype, zero, zero)
+
+    def update(self, samples: list[Sample], rewards: list[float]) -> list[dict[str, float]]:
+        stats = super().update(samples, rewards)  # the baseline, for the plots
+        self.population.extend((s.genotype, r) for s, r in zip(samples, rewards, strict=True))
+        return stats
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {**super().checkpoint_state(),
+                "population": [[g.to_dict()["nodes"], r] for g, r in self.population]}
+
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        super().load_checkpoint_state(state)
+        self.population.clear()
+        self.population.extend((Genotype.from_dict({"nodes": g}), r)
+                               for g, r in state.get("population", []))
