@@ -23,6 +23,7 @@ from nas_sr.errors import ConfigError
 from nas_sr.runs.log import summary_writer
 from nas_sr.search.rank import JUDGES
 from nas_sr.train.recipe import CLOCKS, LOSSES
+from search_spaces.cell import SHARING
 from search_spaces.cost import BUDGET_MODES, cheapest_cost
 from search_spaces.genotypes import GENOTYPES
 from search_spaces.operations import OP_NAMES, REGISTRY
@@ -65,11 +66,10 @@ def _positive(cfg: DictConfig, key: str, optional: bool = False) -> None:
 # on/off options: Hydra parses true/false (any case) to a bool, but no, off, 'no' or N stay
 # strings, which are truthy, so overwrite=no would replace files; every job's are checked
 SWITCHES = ("overwrite", "self_ensemble", "channels_last", "access_log", "logger.progress",
-            "logger.plots", "logger.wandb.enabled", "search.final_proxy", "search.budget.reject",
-            "separable.fit", "separable.keep_ends", "controller.rebase",
-            "controller.normalize_advantage", "train.adjustable_clip", "train.compile",
-            "train.reward_images",
-            "logger.tensorboard")
+            "logger.plots", "logger.wandb.enabled", "logger.tensorboard", "search.final_proxy",
+            "search.budget.reject", "search.supernet.norm", "separable.fit",
+            "separable.keep_ends", "controller.rebase", "controller.normalize_advantage",
+            "train.adjustable_clip", "train.compile", "train.reward_images")
 # switches that also take auto (bf16 where the device has it)
 AUTO_SWITCHES = ("amp", "train.amp", "search.amp")
 
@@ -324,6 +324,9 @@ def check_options(job: str, cfg: DictConfig) -> None:
             _at_least(cfg, f"search.budget.{key}", 1, optional=True)
         _positive(cfg, "search.budget.beta")
         _share(cfg, "search.budget.floor")
+        if cfg.search.supernet.share not in SHARING:
+            raise ConfigError(f"search.supernet.share={cfg.search.supernet.share!r}: use "
+                              f"{' or '.join(SHARING)}")
         if cfg.search.budget.mode not in BUDGET_MODES:
             raise ConfigError(f"search.budget.mode={cfg.search.budget.mode!r}: use max or target")
         _budget_reachable(cfg)

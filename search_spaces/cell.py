@@ -13,6 +13,9 @@ from search_spaces.genotypes import NUM_CELL_INPUTS, Genotype
 from search_spaces.operations import OP_NAMES, REGISTRY
 
 T = TypeVar("T")
+# what one set of shared weights serves: a (node, input slot), as before, or a (node, input
+# state), as ENAS and HNAS-SR index them (the same op on the same input shares weights)
+SHARING = ("slot", "input")
 
 
 class Cell(nn.Module):
@@ -21,7 +24,10 @@ class Cell(nn.Module):
     ``node_ops[j][slot][op]`` is the module of ``op`` on input ``slot`` (0 or 1) of node
     ``j``. With ``genotype=None`` every (node, input slot, op of ``ops``) owns a module and
     any genotype of those ops can be run through it: the shared weights of the supernet.
-    With a genotype only the chosen ops are built, from the same op ``REGISTRY``.
+    ``share="input"`` keys them by (node, input state, op) instead, so ``node_ops[j][i]``
+    serves input state ``i``; ``norm=True`` follows each op of the supernet with a batch
+    norm in batch statistics and no affine, so a node's scale does not depend on the path
+    drawn. With a genotype only the chosen ops are built, from the same op ``REGISTRY``.
     Only the ops a genotype names are ever computed, so a supernet step costs the
     same as a standalone step.
 
@@ -32,18 +38,30 @@ class Cell(nn.Module):
     """
 
     def __init__(self, channels: int, num_nodes: int, genotype: Genotype | None = None,
-                 ops: tuple[str, ...] = OP_NAMES):
+                 ops: tuple[str, ...] = OP_NAMES, share: str = "slot", norm: bool = False):
         super().__init__()
         if genotype is not None and genotype.num_nodes != num_nodes:
             raise ValueError(f"genotype has {genotype.num_nodes} nodes, cell has {num_nodes}")
+        if share not in SHARING:
+            raise ValueError(f"share={share!r}: use one of {SHARING}")
+        if genotype is not None and (share != "slot" or norm):
+            raise ValueError("share and norm shape the supernet; a standalone cell has neither")
         self.channels, self.num_nodes, self.genotype = channels, num_nodes, genotype
+        self.by_input = share == "input"
         self.node_ops = nn.ModuleList()
+        # the supernet's norms: each op's output in batch statistics, no affine (HNAS-SR)
+        self.norms = nn.ModuleList() if norm else None
         for j in range(num_nodes):
+            keys = range(j + NUM_CELL_INPUTS) if self.by_input else range(2)
             slots = nn.ModuleList()
-            for slot in range(2):
-                names = ops if genotype is None else (genotype.nodes[j][2 * slot + 1],)
+            for key in keys:
+                names = ops if genotype is None else (genotype.nodes[j][2 * key + 1],)
                 slots.append(nn.ModuleDict({n: REGISTRY[n].build(channels) for n in names}))
             self.node_ops.append(slots)
+            if self.norms is not None:
+                self.norms.append(nn.ModuleList(nn.ModuleDict({n: nn.BatchNorm2d(
+                    channels, affine=False, track_running_stats=False) for n in ops})
+                    for _ in keys))
         combined = num_nodes if genotype is None else len(genotype.loose_ends())
         self.combine = nn.Conv2d(combined * channels, channels, 1)
         self.register_load_state_dict_pre_hook(_upgrade_names)
@@ -55,8 +73,9 @@ class Cell(nn.Module):
         """What the cell adds to h(k-1): the combine of its loose ends."""
         states = [s0, s1]
         for j, (in1, op1, in2, op2) in enumerate(genotype.nodes):
-            slot1, slot2 = self.node_ops[j]
-            states.append(slot1[op1](states[in1]) + slot2[op2](states[in2]))
+            key1, key2 = (in1, in2) if self.by_input else (0, 1)
+            states.append(self._op(j, key1, op1, states[in1])
+                          + self._op(j, key2, op2, states[in2]))
         loose = genotype.loose_ends()
         out = torch.cat([states[NUM_CELL_INPUTS + j] for j in loose], dim=1)
         if self.genotype is not None:  # called as a module, so weight masks apply (compress)
@@ -64,6 +83,11 @@ class Cell(nn.Module):
         c = self.channels  # shared weights: take the loose ends' columns
         weight = torch.cat([self.combine.weight[:, j * c:(j + 1) * c] for j in loose], dim=1)
         return F.conv2d(out, weight, self.combine.bias)
+
+
+    def _op(self, node: int, key: int, op: str, x: torch.Tensor) -> torch.Tensor:
+        y = self.node_ops[node][key][op](x)
+        return y if self.norms is None else self.norms[node][key][op](y)
 
 
 def current_name(name: str) -> str:

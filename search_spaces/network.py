@@ -51,12 +51,14 @@ class CellSRNet(nn.Module):
         genotype: Genotype | None = None,
         recursions: int = 1,
         ops: tuple[str, ...] = OP_NAMES,
+        share: str = "slot",
+        norm: bool = False,
     ):
         super().__init__()
         self.scale, self.genotype = scale, genotype
         self.register_buffer("mean", rgb_mean(), persistent=False)
         self.head = nn.Conv2d(3, channels, 3, padding=1)
-        self.cells = nn.ModuleList(Cell(channels, num_nodes, genotype, ops)
+        self.cells = nn.ModuleList(Cell(channels, num_nodes, genotype, ops, share, norm)
                                    for _ in range(num_cells))
         self.tail = Upsampler(channels, scale)
         # C gates per cell and later pass; not 4-D, so channels_last leaves them alone

@@ -108,3 +108,33 @@ def test_recursion_reruns_each_cell_on_its_output_with_the_same_weights_gated():
         want = once.tail(s1 + feat) + once.mean
         torch.testing.assert_close(thrice(x), want)
         assert (thrice(x) - once(x)).abs().max() > 1e-3
+
+
+def test_a_supernet_shared_by_input_gives_one_module_to_the_same_op_on_the_same_state():
+    net = CellSRNet(2, 8, 1, 3, share="input")
+    cell = net.cells[0]
+    assert [len(keys) for keys in cell.node_ops] == [2, 3, 4]  # node j reads j + 2 states
+    g = Genotype((Node(1, "conv_3x3", 1, "conv_3x3"), Node(0, "sep_conv_3x3", 2, "identity"),
+                  Node(3, "conv_3x3", 1, "conv_3x3")))
+    x = torch.rand(1, 3, 12, 10)
+    net(x, g).mean().backward()
+    # both slots of node 0 read h(k-1) through conv_3x3: one module, its weight trained once
+    conv = cell.node_ops[0][1]["conv_3x3"].conv.weight
+    assert conv.grad is not None and cell.node_ops[0][0]["conv_3x3"].conv.weight.grad is None
+
+
+def test_a_normed_supernet_gives_each_op_unit_batch_statistics():
+    torch.manual_seed(0)
+    net = CellSRNet(2, 8, 1, 2, norm=True)
+    g = Genotype((Node(0, "conv_3x3", 1, "dil_conv_3x3"), Node(2, "sep_conv_3x3", 1, "conv_3x3")))
+    seen = []
+    for node in net.cells[0].norms:
+        for norms in node:
+            for bn in norms.values():
+                bn.register_forward_hook(lambda m, a, out: seen.append(out))
+    with torch.no_grad():  # eval too: batch statistics, nothing tracked
+        net.eval()(torch.rand(4, 3, 16, 16) * 5, g)
+    assert len(seen) == 4 and all(abs(float(o.mean())) < 1e-4 for o in seen)
+    assert all(abs(float(o.var(unbiased=False)) - 1) < 1e-2 for o in seen)
+    with pytest.raises(ValueError, match="a standalone cell has neither"):
+        CellSRNet(2, 8, 1, 2, g, norm=True)

@@ -11,7 +11,7 @@ from controllers import build_controller
 from nas_sr.cli import run_job
 from nas_sr.errors import ConfigError
 from nas_sr.options import check_options
-from nas_sr.search.supernet import space_ops
+from nas_sr.search.supernet import build_supernet, space_ops
 from search_spaces.genotypes import Genotype, space_size
 from search_spaces.operations import OP_NAMES, REGISTRY
 
@@ -64,3 +64,13 @@ def test_a_smoke_search_in_the_wide_space_runs_end_to_end(tmp_path, controller):
     assert set(best.ops()) <= set(REGISTRY)
     assert summary["space_size"] == space_size(cfg.archs.cell.nodes, space_ops(cfg))
     assert (tmp_path / "plots" / "op_frequencies.png").is_file()
+
+
+def test_the_supernet_options_shape_the_shared_weights_and_a_bad_one_is_refused():
+    cell = build_supernet(make_cfg("search", "search.supernet.share=input",
+                                   "search.supernet.norm=true")).cells[0]
+    assert cell.by_input and cell.norms is not None
+    plain = build_supernet(make_cfg("search")).cells[0]  # the defaults: as before
+    assert not plain.by_input and plain.norms is None
+    with pytest.raises(ConfigError, match="search.supernet.share='edge': use slot or input"):
+        check_options("search", make_cfg("search", "search.supernet.share=edge"))

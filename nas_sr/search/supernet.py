@@ -49,7 +49,9 @@ def build_supernet(cfg: DictConfig) -> CellSRNet:
     """The weight-shared supernet over the space's ops, sized by ``archs.cell``."""
     check_scale(cfg.scale)
     a = cfg.archs.cell
-    return CellSRNet(cfg.scale, a.channels, a.cells, a.nodes, ops=space_ops(cfg))
+    sup = cfg.search.get("supernet") or {}  # a run from before the options: as it ran
+    return CellSRNet(cfg.scale, a.channels, a.cells, a.nodes, ops=space_ops(cfg),
+                     share=sup.get("share", "slot"), norm=sup.get("norm", False))
 
 
 def build_search_controller(cfg: DictConfig) -> Controller:
