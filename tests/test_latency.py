@@ -111,6 +111,8 @@ def test_a_table_without_an_op_registered_since_is_refused(tmp_path):
     ("profile.scales=[5]", "scales are 2, 3 and 4"),
     ("profile.widths=[]", "widths"),
     ("profile.repeats=0", "profile.repeats=0"),
+    ("profile.clock=cpu", "clock=cpu times 1 thread only"),
+    ("profile.clock=sundial", "use wall or cpu"),
 ])
 def test_bad_options_are_refused(tmp_path, override, says):
     with pytest.raises(ConfigError, match=says):

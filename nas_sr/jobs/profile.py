@@ -14,7 +14,14 @@ from omegaconf import DictConfig
 
 from nas_sr.checkpoint import write_json
 from nas_sr.errors import ConfigError
-from nas_sr.search.latency import default_table_path, load_table, profile, save_table, validate
+from nas_sr.search.latency import (
+    check_clock,
+    default_table_path,
+    load_table,
+    profile,
+    save_table,
+    validate,
+)
 
 BUSY_LOAD = 1.0  # a load average from which another process likely holds a core being timed
 
@@ -51,6 +58,7 @@ def checked(p: DictConfig) -> dict[str, Any]:
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     o = checked(cfg.profile)
+    check_clock(cfg.profile.clock, o["threads"])
     path = Path(cfg.profile.table).expanduser() if cfg.profile.table else default_table_path()
     summary: dict[str, Any] = {"table": str(path), "load_before": os.getloadavg()}
     if summary["load_before"][0] >= BUSY_LOAD:  # other work shares the cores being timed
@@ -61,7 +69,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     else:
         start = time.perf_counter()
         table = profile(o["widths"], o["lr_size"], o["threads"], o["scales"], o["nodes"],
-                        o["warmup"], o["repeats"], cfg.logger.progress)
+                        o["warmup"], o["repeats"], cfg.logger.progress, cfg.profile.clock)
         summary["profile_s"] = time.perf_counter() - start
         save_table(table, path)
         print(f"latency table ({summary['profile_s']:.0f} s): {path}")

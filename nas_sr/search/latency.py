@@ -8,7 +8,8 @@ but writes other graphs for some ops, e.g. GlobalAveragePool where serving has R
 and is deprecated) and run in an ``OnnxModel``'s session (the CPU provider,
 ``intra_op_num_threads`` = the thread count, one inter-op thread) on random float32 inputs
 of the reference LR size: ``warmup`` untimed runs, then the median wall time of ``repeats``
-runs of ``session.run``, in ms. One session at a time, as serving runs one model: timed in
+runs of ``session.run``, in ms (``clock=cpu``: the calling thread's CPU time instead, for
+one thread on a shared machine). One session at a time, as serving runs one model: timed in
 alternation, each session's thread pool spins on after its run into the next session's
 (ONNX Runtime's workers spin-wait), which on a 2-core machine tripled some entries.
 Nothing is subtracted: an entry is the whole call, its fixed overhead (feeding the
@@ -74,6 +75,10 @@ REMAKE = "nas-sr profile"  # the command that (re)makes this machine's table
 EXPORTER = "torch.onnx.export(dynamo=True)"
 TABLE_KEYS = ("machine", "reference_lr", "threads", "widths", "scales", "nodes", "entries")
 MACHINE_KEYS = ("cpu", "cores", "onnxruntime", "torch")
+# wall: what a user waits; cpu: the calling thread's CPU time, which is the same on a quiet
+# machine for one thread (ONNX Runtime then runs in the caller) and leaves out the time
+# other processes hold the core: for one thread on a shared machine
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 TRACE_SIZE = (48, 40)  # unequal sides, so the exporter specialises neither dimension
 Run = tuple[Any, dict[str, np.ndarray]]  # an ONNX Runtime session and its inputs
 
@@ -185,16 +190,18 @@ def session(graph: bytes, shapes: list[tuple[int, ...]], threads: int) -> Run:
     return onnx_session, feeds
 
 
-def median_ms(run: Run, warmup: int, repeats: int) -> float:
-    """Median milliseconds of one ``session.run`` after ``warmup`` untimed ones."""
+def median_ms(run: Run, warmup: int, repeats: int, clock: str = "wall") -> float:
+    """Median milliseconds of one ``session.run`` after ``warmup`` untimed ones, on the
+    ``clock`` of ``CLOCKS``."""
     onnx_session, feeds = run
+    now = CLOCKS[clock]
     for _ in range(warmup):
         onnx_session.run(None, feeds)
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = now()
         onnx_session.run(None, feeds)
-        times.append(time.perf_counter() - start)
+        times.append(now() - start)
     return 1000 * float(np.median(times))
 
 
@@ -241,8 +248,10 @@ def default_table_path() -> Path:
 
 def profile(widths: Sequence[int], lr_size: Sequence[int] = (128, 128),
             threads: Sequence[int] = (1, 2), scales: Sequence[int] = (2, 3, 4), nodes: int = 5,
-            warmup: int = 3, repeats: int = 10, progress: bool = True) -> dict[str, Any]:
+            warmup: int = 3, repeats: int = 10, progress: bool = True, clock: str = "wall"
+            ) -> dict[str, Any]:
     """The latency table of this machine (the method: the module's docstring)."""
+    check_clock(clock, threads)
     h, w = lr_size
     entries: dict[str, dict[str, dict[str, float]]] = {str(t): {} for t in threads}
     todo = [(c, name, part) for c in widths for name, part in parts(c, scales, nodes).items()]
@@ -251,11 +260,22 @@ def profile(widths: Sequence[int], lr_size: Sequence[int] = (128, 128),
         graph = _checked_part(name, module, channels)
         for t in threads:
             run = session(graph, [(1, ch, h, w) for ch in channels], t)
-            entries[str(t)].setdefault(name, {})[str(c)] = median_ms(run, warmup, repeats)
+            entries[str(t)].setdefault(name, {})[str(c)] = median_ms(run, warmup, repeats,
+                                                                     clock)
     return {"machine": machine(), "reference_lr": [h, w], "threads": list(threads),
             "widths": list(widths), "scales": list(scales), "nodes": nodes,
-            "warmup": warmup, "repeats": repeats, "exporter": EXPORTER,
+            "warmup": warmup, "repeats": repeats, "clock": clock, "exporter": EXPORTER,
             "entries": entries}
+
+
+def check_clock(clock: str, threads: Sequence[int]) -> None:
+    """``clock`` is one of ``CLOCKS``, and ``cpu`` times one thread only (more threads'
+    CPU time is summed and spun, not waited)."""
+    if clock not in CLOCKS:
+        raise ConfigError(f"clock={clock!r}: use {' or '.join(CLOCKS)}")
+    if clock == "cpu" and any(t != 1 for t in threads):
+        raise ConfigError(f"clock=cpu times 1 thread only, not threads={list(threads)}; "
+                          "use clock=wall for more")
 
 
 def save_table(table: dict[str, Any], path: Path) -> None:
@@ -304,6 +324,8 @@ def _malformed(table: Any) -> str | None:
             return f"{key} must be a list of positive whole numbers, got {v!r}"
     if isinstance(table["nodes"], bool) or not isinstance(table["nodes"], int):
         return f"nodes must be a whole number, got {table['nodes']!r}"
+    if table.get("clock", "wall") not in CLOCKS:
+        return f"clock must be one of {list(CLOCKS)}, got {table['clock']!r}"
     calibration = table.get("calibration", {})
     if not isinstance(calibration, dict) or not all(_is_time(f) and f > 0
                                                     for f in calibration.values()):
@@ -373,12 +395,13 @@ def cell_arch(genotype: Genotype, channels: int, cells: int, scale: int) -> dict
 
 def measure_latency(model: nn.Module, lr_size: Sequence[int], threads: int,
                     arch: dict[str, Any] | None = None, warmup: int = 3,
-                    repeats: int = 10) -> float:
+                    repeats: int = 10, clock: str = "wall") -> float:
     """Median milliseconds of ``model`` on an ``lr_size`` input in ONNX Runtime, exported as
     serving exports it (``arch``, if given, decides the inference form as ``export_onnx``
     does; a plain standalone cell network is re-parameterised without one)."""
     graph = export_onnx(model, arch or {"name": "cell"})
-    return median_ms(session(graph, [(1, 3, *lr_size)], threads), warmup, repeats)
+    check_clock(clock, [threads])
+    return median_ms(session(graph, [(1, 3, *lr_size)], threads), warmup, repeats, clock)
 
 
 def random_networks(count: int, table: dict[str, Any], cells: Sequence[int], seed: int
@@ -405,7 +428,8 @@ def validate(table: dict[str, Any], count: int, cells: Sequence[int] = (1, 8), s
     for i, arch in enumerate(progress_bar(archs, desc="validating", disable=not progress)):
         graph = export_onnx(build_model(arch).eval(), arch)
         for t in table["threads"]:
-            measured[i, t] = median_ms(session(graph, [(1, 3, *lr)], t), warmup, repeats)
+            measured[i, t] = median_ms(session(graph, [(1, 3, *lr)], t), warmup, repeats,
+                                       table.get("clock", "wall"))
     rows = [{**{k: arch[k] for k in ("channels", "cells", "scale")},
              "genotype": arch["genotype"]["nodes"], "threads": t,
              "predicted_ms": predict_latency(Genotype.from_dict(arch["genotype"]),
