@@ -17,10 +17,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import write_clip, write_image
+from conftest import make_cfg, write_clip, write_image
 from nas_sr.data.video import probe
 from nas_sr.deploy.media import Settings
 from nas_sr.errors import ConfigError
+from nas_sr.jobs import serve
 from nas_sr.web.app import create_app
 from nas_sr.web.catalog import load_catalog
 from nas_sr.web.guard import served_hosts
@@ -233,6 +234,8 @@ def test_a_folder_that_is_no_store_or_one_in_use_is_refused(catalog, tmp_path):
                                           rf"{DB_NAME}, so it is not a serve job store"):
         app_for(catalog, folder)
     assert (folder / "holiday.jpg").exists()  # nothing swept
+    with pytest.raises(ConfigError, match=r"^store= names the folder of the jobs"):
+        serve.run(make_cfg("serve", "store=null", f"port={free_port()}"), tmp_path)
     first = app_for(catalog, tmp_path / "store")
     with pytest.raises(ConfigError, match=r"jobs.sqlite: in use by another process"):
         app_for(catalog, tmp_path / "store")

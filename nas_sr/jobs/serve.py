@@ -16,6 +16,7 @@ from nas_sr.errors import ConfigError
 from nas_sr.web.app import create_app
 from nas_sr.web.catalog import is_model_name, load_catalog
 from nas_sr.web.guard import ANY_ADDRESS, bracketed, served_hosts
+from nas_sr.web.store import check_folder
 from nas_sr.web.uploads import Limits
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -23,6 +24,9 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 def store_folder(cfg: DictConfig) -> Path:
     """``store=``, the folder of the jobs and their records, from where serve started."""
+    if not cfg.store:
+        raise ConfigError("store= names the folder of the jobs and their records, e.g. "
+                          "store=runs/serve/jobs")
     return Path(to_absolute_path(str(Path(str(cfg.store)).expanduser())))
 
 
@@ -71,6 +75,7 @@ def page_url(host: str, port: int) -> str:
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     set_threads(cfg.threads)
     check_port(cfg.host, cfg.port)
+    check_folder(store_folder(cfg))  # before the models load, as the port
     app = build(cfg)
     if cfg.host not in LOOPBACK:
         print(f"warning: host={cfg.host} makes the page reachable from the network: anyone "

@@ -23,7 +23,6 @@ from nas_sr.data.video import encoded_size
 from nas_sr.web.store import JobStore, Record, sweep_orphans
 
 log = logging.getLogger(__name__)
-FINISHED = ("done", "failed", "cancelled")
 MAX_RUNS = 2  # a job cut off by a crash this often is failed, not run again: it may be the cause
 INTERRUPTED = ("interrupted by a restart of the server while it ran, {runs} times; upload "
                "it again to retry")
@@ -34,7 +33,7 @@ def new_id() -> str:
 
 
 class Cancelled(Exception):
-    """Raised inside a running job whose user asked to stop it."""
+    """Raised inside a running job whose user asked to stop it, or whose server stops."""
 
 
 @dataclass
@@ -93,8 +92,12 @@ class Job:
         a partial result or a temporary file left by a crash."""
         keep = {self.input.name} | ({self.output.name} if self.status == "done" else set())
         for path in self.folder.iterdir() if self.folder.is_dir() else []:
-            if path.name not in keep:
-                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+            if path.name in keep:
+                continue
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
     def eta_s(self) -> float | None:
         if self.status != "running" or not self.done or not self.started:
