@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from controllers.predictor import ACQUISITIONS
 from nas_sr.archs.build import BASELINES, check_scale
 from nas_sr.archs.lighten import CRITERIA, METHODS
+from nas_sr.data.degradations import training_settings
 from nas_sr.data.pairs import rescale_factors
 from nas_sr.data.video import CONTAINERS
 from nas_sr.deploy.predictor import RUNTIMES
@@ -288,8 +289,11 @@ def _seeds(cfg: DictConfig, key: str, least: int = 0) -> list[int]:
 def export_formats(cfg: DictConfig) -> list[str]:
     """``format=`` as a list (``onnx`` and ``[pt2, onnx]`` both work); pt2 is always written."""
     chosen = [cfg.format] if isinstance(cfg.format, str) else list(cfg.format)
-    if unknown := set(chosen) - {"pt2", "onnx"}:
-        raise ConfigError(f"format={cfg.format}: unknown {sorted(unknown)}; use pt2 and/or onnx")
+    if unknown := set(chosen) - {"pt2", "onnx", "int8"}:
+        raise ConfigError(f"format={cfg.format}: unknown {sorted(unknown)}; use pt2, onnx "
+                          "and/or int8")
+    if "int8" in chosen and "onnx" not in chosen:
+        raise ConfigError(f"format={cfg.format}: int8 quantizes model.onnx; add onnx")
     return chosen
 
 
@@ -376,6 +380,7 @@ def check_options(job: str, cfg: DictConfig) -> None:
             raise ConfigError(f"data.cache={cfg.data.cache!r}: use none or h5")
         _share(cfg, "data.val_fraction")
         rescale_factors(cfg.data)  # before any image is read
+        _degradation(cfg, job)
     if job == "compress":
         _compress(cfg)
     if job == "rank":
@@ -423,3 +428,15 @@ def check_options(job: str, cfg: DictConfig) -> None:
         if cfg.checkpoint == "bicubic":
             raise ConfigError(f"checkpoint=bicubic: bicubic has no weights to {job}; pass "
                               "checkpoint=runs/retrain/.../best.pt or a model.pt2")
+
+
+def _degradation(cfg: DictConfig, job: str) -> None:
+    """``data.degradation`` and ``data.realistic``: trained on by retrain and compress only."""
+    if training_settings(cfg.data) is None:
+        return
+    if job == "search":
+        raise ConfigError("data.degradation=realistic: the search scores cells on bicubic "
+                          "pairs; retrain the cell it finds with data.degradation=realistic")
+    if OmegaConf.select(cfg, "train.teacher"):
+        raise ConfigError("train.teacher with data.degradation=realistic: the teacher's "
+                          "targets come from bicubic LR images; use one or the other")

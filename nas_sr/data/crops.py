@@ -74,8 +74,12 @@ class RandomCrops(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = np.random.default_rng((self.seed, self.epoch, index))
+    def rng(self, index: int) -> np.random.Generator:
+        """The generator of crop ``index`` of this epoch."""
+        return np.random.default_rng((self.seed, self.epoch, index))
+
+    def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """An aligned (GT, LQ) crop, flipped and turned, drawn from ``rng``."""
         i = self.images[int(rng.integers(len(self.images)))]
         h, w = self.store.lq_shape(i)
         y, x = int(rng.integers(h - self.size + 1)), int(rng.integers(w - self.size + 1))
@@ -83,6 +87,10 @@ class RandomCrops(torch.utils.data.Dataset):
         if self.augment:
             k = int(rng.integers(8))
             gt, lq = _augment(gt, k), _augment(lq, k)
+        return gt, lq
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        gt, lq = self.draw(self.rng(index))
         return to_tensor(lq), to_tensor(gt)
 
 

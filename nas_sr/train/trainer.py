@@ -35,6 +35,7 @@ from nas_sr import checkpoint
 from nas_sr.archs.build import build_model, shape_mismatch
 from nas_sr.data.cache import cache_path, open_store
 from nas_sr.data.crops import RandomCrops, fixed_crops, min_image_size
+from nas_sr.data.degradations import training_crops, validation_pairs
 from nas_sr.data.images import to_tensor
 from nas_sr.data.pairs import ImageSource, PairStore, load_pairs, rescale_factors
 from nas_sr.data.sources import resolve_sources
@@ -130,7 +131,8 @@ def load_data(cfg: DictConfig, d: Dist, device: torch.device | str = "cpu"
             taught = teacher_store(store, train, rescale, t.teacher, scale, data.cache_dir,
                                    device, progress)
             store = BlendedTargets(store, taught, t.teacher_weight)
-    crops = RandomCrops(store, scale, t.patch_size, t.iters_per_epoch * t.batch_size, cfg.seed)
+    crops = training_crops(store, data, scale, t.patch_size, t.iters_per_epoch * t.batch_size,
+                           cfg.seed)
     return crops, validation_sets(cfg, d, src.holdout)
 
 
@@ -146,9 +148,11 @@ def validation_sets(cfg: DictConfig, d: Dist,
     if t.val_crops:
         pairs = load_pairs(holdout, scale, min_image_size(cfg.data, t.patch_size, scale),
                            "validation images", progress)
+        pairs = validation_pairs(pairs, cfg.data, scale)  # degraded as training is
         lq, gt = fixed_crops(PairStore(pairs), scale, t.patch_size, t.val_crops, seed=1)
         return [(lq[d.rank::d.world_size], gt[d.rank::d.world_size])]
     pairs = load_pairs(holdout[d.rank::d.world_size], scale, 1, "validation images", progress)
+    pairs = validation_pairs(pairs, cfg.data, scale, range(len(holdout))[d.rank::d.world_size])
     return [(to_tensor(lq)[None], to_tensor(gt)[None]) for gt, lq in pairs]
 
 
