@@ -38,6 +38,7 @@ JOBS = {
     "rank": "Kendall tau of a search's reward vs retrained PSNR (run=DIR)",
     "serve": "a local web page to upscale photos and videos (FastAPI)",
     "profile": "this CPU's ONNX Runtime latency table of the cell's ops (profile.validate=K)",
+    "degrade": "a blurred, noisy, JPEG-compressed copy of benchmark sets (output=DIR)",
 }
 RESUMABLE = ("search", "retrain")
 # jobs whose bare (non key=value) arguments become a list override
