@@ -260,6 +260,15 @@ def test_realistic_crops_are_degraded_afresh_per_sample_and_fixed_by_epoch_and_i
     assert not torch.equal(val[0][0], clean_val[0][0])
 
 
+def test_each_processs_share_of_the_hold_out_is_degraded_as_the_whole_list_is():
+    data = make_cfg("retrain", "data.degradation=realistic").data
+    pairs = [(mod_crop(photo(side), 2), None) for side in (64, 80, 96)]
+    whole = dg.validation_pairs(pairs, data, 2)
+    share = dg.validation_pairs(pairs[1::2], data, 2, range(3)[1::2])  # rank 1 of 2
+    assert np.array_equal(share[0][1], whole[1][1]) and share[0][0] is pairs[1][0]
+    assert not np.array_equal(whole[0][1][:32, :32], whole[1][1][:32, :32])
+
+
 def test_a_realistic_retrain_exports_and_upscales_like_any_other(image_folder, genotype_file,
                                                                   tmp_path):
     cfg = folder_cfg(image_folder, genotype_file, "data.degradation=realistic",

@@ -226,9 +226,8 @@ def _noise(img: np.ndarray, stage: Stage, rng: np.random.Generator) -> np.ndarra
 
 def _pass(img: np.ndarray, stage: Stage, rng: np.random.Generator,
           resize: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
-    """One pass: blur, ``resize`` (the first pass's downscaling), noise, JPEG, each taken
-    with its probability (every probability is drawn, so one pass's choices never move
-    the next pass's draws)."""
+    """One pass: blur, ``resize`` (the first pass's downscaling), noise, JPEG, each step
+    taken with its probability."""
     takes = {step: rng.random() < getattr(stage, step) for step in ("blur", "noise", "jpeg")}
     if takes["blur"]:
         img = blur(img, random_kernel(stage, rng))
@@ -274,8 +273,8 @@ class DegradedCrops(RandomCrops):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = self.rng(index)
         gt, _ = self.draw(rng)  # the store's bicubic LR is not used
-        return to_tensor(degrade(np.ascontiguousarray(gt), self.scale, self.config, rng)), \
-            to_tensor(gt)
+        lq = degrade(np.ascontiguousarray(gt), self.scale, self.config, rng)
+        return to_tensor(lq), to_tensor(gt)
 
 
 def training_crops(store: Any, data: Any, scale: int, patch_size: int, length: int,
