@@ -30,7 +30,7 @@ by pixel count. ``share`` (:func:`served_share`) is the part of the cell's conv
 multiply-adds that its served form keeps: serving runs the cell re-parameterised
 (``search_spaces.fused``: convs on one state summed, the combine folded into the loose
 ends' ops), which the searched form's parts do not see: by genotype the searched cell
-takes 2-50% longer, so the plain sum ranks networks worse (docs/search.md, "Latency
+takes 2-52% longer, so the plain sum ranks networks worse (docs/search.md, "Latency
 table"). :func:`measure_latency` times a whole network the same way, exported as serving
 exports it (``export_onnx``); :func:`validate` compares the two on random networks.
 
