@@ -23,6 +23,7 @@ from nas_sr.archs.build import load_model
 from nas_sr.deploy.form import for_inference
 from nas_sr.deploy.onnx_model import ONNX_FILE, OnnxModel, export_onnx, read_onnx
 from nas_sr.deploy.pt2 import ModelError, load_exported
+from nas_sr.deploy.quantize import INT8_FILE
 from nas_sr.device import memory_format, use_amp
 from nas_sr.errors import ConfigError
 from nas_sr.metrics import quantize
@@ -58,13 +59,14 @@ class Predictor:
     extras: dict[str, Any] = field(default_factory=dict)
     channels_last: bool = False  # feed NHWC inputs (faster convs, exported models too)
     session: OnnxModel | None = None  # runs in place of ``model`` when set (runtime=onnx)
+    int8: bool = False  # the session is model.int8.onnx (runtime=int8)
     # runs in place of ``model`` in eager torch: a cell network re-parameterised
     # (search_spaces.fused), the same function with fewer convs; None: ``model`` itself
     eager: nn.Module | None = None
 
     @property
     def runtime(self) -> str:
-        return "onnx" if self.session is not None else "eager"
+        return "eager" if self.session is None else "int8" if self.int8 else "onnx"
 
     @property
     def net(self) -> Model:
@@ -74,7 +76,7 @@ class Predictor:
         return self.eager if self.eager is not None else self.model
 
 
-RUNTIMES = ("auto", "eager", "onnx")
+RUNTIMES = ("auto", "eager", "onnx", "int8")
 
 
 def amp_and_runtime(amp: bool | str, runtime: str, device: torch.device) -> tuple[bool, str]:
@@ -160,6 +162,9 @@ def attach_runtime(predictor: Predictor, path: Path, device: torch.device, runti
     """
     if runtime not in RUNTIMES:
         raise ConfigError(f"runtime={runtime!r}: use one of {', '.join(RUNTIMES)}")
+    int8 = attach_int8(predictor, path, device, runtime)
+    if int8 is not None:
+        return int8
     beside = path.with_name(ONNX_FILE)
     if runtime == "eager" or (runtime == "auto" and (device.type != "cpu"
                                                      or not beside.is_file())):
@@ -194,6 +199,27 @@ def attach_runtime(predictor: Predictor, path: Path, device: torch.device, runti
         print(f"note: {stale}; running eager torch")
         return predictor
     raise ModelError(f"{stale}: re-export with format=onnx, or use runtime=eager")
+
+
+def attach_int8(predictor: Predictor, path: Path, device: torch.device, runtime: str
+                ) -> Predictor | None:
+    """The predictor on ``model.int8.onnx`` beside ``path``: always with ``runtime=int8``,
+    with ``auto`` only where its check found it within ``MAX_PSNR_LOSS`` dB of fp32; None
+    where it is not to run."""
+    beside = path.with_name(INT8_FILE)
+    if runtime not in ("int8", "auto") or (runtime == "auto" and (
+            device.type != "cpu" or not beside.is_file())):
+        return None
+    if device.type != "cpu" or not beside.is_file():
+        raise ConfigError(f"runtime=int8 runs {beside} on the CPU; " + (
+            "use device=cpu" if beside.is_file() else
+            "there is none: export it with nas-sr export checkpoint=... format=[pt2,onnx,int8]"))
+    data, arch, facts = read_onnx(beside)
+    if arch != predictor.arch:
+        raise ModelError(f"{beside} was exported from another model than {path}; re-export it")
+    if runtime == "auto" and not facts.get("int8_check", {}).get("verified"):
+        return None  # within the loss it may cost unverified: fp32 it is
+    return replace(predictor, session=OnnxModel(data), channels_last=False, int8=True)
 
 
 def self_ensemble(model: Model, lq: torch.Tensor) -> torch.Tensor:

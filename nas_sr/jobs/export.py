@@ -28,6 +28,7 @@ from nas_sr.deploy.card import model_card, read_notes
 from nas_sr.deploy.onnx_model import ONNX_FILE, OnnxModel, export_onnx, levels_apart, with_metadata
 from nas_sr.deploy.predictor import Predictor, load_predictor
 from nas_sr.deploy.pt2 import export_model, max_abs_diff, save_exported
+from nas_sr.deploy.quantize import INT8_FILE, int8_model
 from nas_sr.deploy.weights import SAFETENSORS_FILE, save_safetensors
 from nas_sr.device import set_threads
 from nas_sr.options import export_formats
@@ -51,16 +52,19 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     formats = export_formats(cfg)
     program = export_model(predictor.model)
     diff = max_abs_diff(predictor.model, program)
-    if "onnx" not in formats and (out / ONNX_FILE).is_file():
-        # an earlier export's: left beside new weights it would no longer match them
-        (out / ONNX_FILE).unlink()
-        print(f"removed {out / ONNX_FILE} of an earlier export (add format=onnx to renew it)")
+    for name, fmt in ((ONNX_FILE, "onnx"), (INT8_FILE, "int8")):
+        if fmt not in formats and (out / name).is_file():
+            # an earlier export's: left beside new weights it would no longer match them
+            (out / name).unlink()
+            print(f"removed {out / name} of an earlier export (add {fmt} to format= to renew it)")
     save_exported(program, predictor.arch, out / MODEL_FILE)
     save_safetensors(predictor.model, predictor.arch, out / SAFETENSORS_FILE)
     result: dict[str, Any] = {"model": str(out / MODEL_FILE), "max_abs_diff": diff,
                               "safetensors": str(out / SAFETENSORS_FILE)}
     if "onnx" in formats:
         result["onnx"] = save_onnx(predictor, out / ONNX_FILE)
+    if "int8" in formats:
+        result["int8"] = save_int8(out / ONNX_FILE, predictor.arch, out / INT8_FILE)
     if "genotype" in predictor.arch:
         write_json(out / "genotype.json", Genotype.from_dict(predictor.arch["genotype"]).to_dict())
     sizes = complexity(predictor.model, predictor.scale)
@@ -89,4 +93,15 @@ def save_onnx(predictor: Predictor, path: Path) -> dict[str, Any]:
         tmp.write_bytes(with_metadata(data, {"export_check": check}))
     print(f"exported {path}: {check['differ']} of {check['values']:,} 8-bit values differ "
           f"from eager torch (at most {check['max_levels']} level)")
+    return check
+
+
+def save_int8(fp32: Path, arch: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``model.int8.onnx``: ``fp32`` quantized, with its check (``nas_sr.deploy.quantize``)."""
+    data, check = int8_model(fp32.read_bytes(), arch)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    use = "runtime=auto runs it" if check["verified"] else "only runtime=int8 runs it"
+    print(f"exported {path}: Y-PSNR {check['psnr_int8']:.2f} dB against fp32's "
+          f"{check['psnr_fp32']:.2f} on the check photograph; {use}")
     return check
