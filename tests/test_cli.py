@@ -1,6 +1,7 @@
 """Run folders: what a resume may change, and runs that must not mix."""
 
 import importlib.metadata
+import json
 import os
 import signal
 import subprocess
@@ -255,3 +256,16 @@ def test_sigterm_mid_video_removes_the_partial_file_and_says_so_in_one_line(tmp_
     assert err.strip().splitlines()[-1] == "nas-sr upscale: stopped by SIGTERM"
     assert "Traceback" not in err
     assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_two_job_joblib_sweep_runs_each_seed_in_its_own_folder(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "nas_sr.cli", "search", "-m", "preset=smoke", "seed=0,1",
+         "logger.progress=false", "logger.plots=false", "hydra/launcher=joblib",
+         "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path}", "hydra.sweep.subdir=s${seed}"],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seeds = [json.loads((tmp_path / f"s{s}" / "summary.json").read_text()) for s in (0, 1)]
+    assert [OmegaConf.load(tmp_path / f"s{s}" / "config.yaml").seed for s in (0, 1)] == [0, 1]
+    assert seeds[0]["genotype"] != seeds[1]["genotype"]  # two searches, not one twice

@@ -56,7 +56,7 @@ def test_a_space_of_unknown_or_repeated_ops_is_refused(ops, message):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("controller", ["enas", "random"])
-def test_a_smoke_search_in_the_wide_space_runs_end_to_end(tmp_path, controller):
+def test_a_smoke_search_in_the_wide_space_runs_end_to_end(tmp_path, capsys, controller):
     cfg = make_cfg("search", "space=wide", f"controller={controller}", "logger.plots=true")
     check_options("search", cfg)
     summary = run_job("search", cfg, tmp_path)
@@ -64,6 +64,8 @@ def test_a_smoke_search_in_the_wide_space_runs_end_to_end(tmp_path, controller):
     assert set(best.ops()) <= set(REGISTRY)
     assert summary["space_size"] == space_size(cfg.archs.cell.nodes, space_ops(cfg))
     assert (tmp_path / "plots" / "op_frequencies.png").is_file()
+    assert f"retrain it with: nas-sr retrain genotype={tmp_path / 'genotype.json'}" in \
+        capsys.readouterr().out
 
 
 def test_the_supernet_options_shape_the_shared_weights_and_a_bad_one_is_refused():

@@ -96,7 +96,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             failed.append(str(e))
             continue
         written.append(str(dest))
-    print(f"wrote {len(written)} file(s) x{predictor.scale} to {out_dir}")
+    print(f"wrote {len(written)} file(s) x{predictor.scale} to {out_dir} "
+          f"(runtime: {predictor.runtime})")
     if failed:
         raise ImageError(f"{len(failed)} of {len(files)} file(s) failed (the others are "
                          f"written):\n  " + "\n  ".join(failed))

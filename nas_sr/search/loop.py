@@ -342,7 +342,9 @@ class Search(RunState):
         how = "proxy training" if self.proxy else "shared weights"
         # measured on the crops that chose it: a selection score, not a held-out one
         print(f"best cell: {best}\n  selection PSNR {best_psnr:.2f} dB ({how}, final crops), "
-              f"{summary['params']:,} params standalone; written to {run_dir}")
+              f"{summary['params']:,} params standalone; written to {run_dir}\n"
+              f"retrain it with: nas-sr retrain genotype={run_dir / 'genotype.json'} "
+              f"scale={cfg.scale}")
         return summary
 
 
