@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -109,3 +110,35 @@ class Controller(nn.Module):
         self.load_state_dict(model)
         if self.optimizer is not None:
             self.optimizer.load_state_dict(state["optimizer"])
+
+
+class MemoryController(Controller):
+    """A controller that learns by remembering what it was told: (cell, reward) pairs, all
+    of them or the last ``keep``; its checkpoint holds them, so a resume proposes exactly
+    what the run would have."""
+
+    learns = True
+
+    def __init__(self, num_nodes: int, keep: int | None = None, baseline_decay: float = 0.95,
+                 normalize_advantage: bool = True, ops: tuple[str, ...] = OP_NAMES):
+        super().__init__(num_nodes, baseline_decay, normalize_advantage, ops)
+        self.memory: deque[tuple[Genotype, float]] = deque(maxlen=keep)
+
+    def remembered(self) -> None:
+        """Called after the memory changed (a model fitted to it is now stale)."""
+
+    def update(self, samples: list[Sample], rewards: list[float]) -> list[dict[str, float]]:
+        stats = super().update(samples, rewards)  # the baseline, for the plots
+        self.memory.extend((s.genotype, r) for s, r in zip(samples, rewards, strict=True))
+        self.remembered()
+        return stats
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {**super().checkpoint_state(),
+                "memory": [[g.to_dict()["nodes"], r] for g, r in self.memory]}
+
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        super().load_checkpoint_state(state)
+        self.memory.clear()
+        self.memory.extend((Genotype.from_dict({"nodes": g}), r) for g, r in state["memory"])
+        self.remembered()

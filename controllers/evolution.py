@@ -8,12 +8,9 @@ parent's cost and stays in the search's band (``accept``) where one exists.
 
 from __future__ import annotations
 
-from collections import deque
-from typing import Any
-
 import torch
 
-from controllers.base import Controller, Sample
+from controllers.base import MemoryController, Sample
 from controllers.uniform import RandomController
 from search_spaces.genotypes import Genotype, Node
 from search_spaces.operations import OP_NAMES
@@ -45,27 +42,25 @@ def mutate(genotype: Genotype, ops: tuple[str, ...], generator: torch.Generator 
     return Genotype(tuple(Node(*n) for n in nodes))
 
 
-class EvolutionController(Controller):
-    learns = True
-
+class EvolutionController(MemoryController):
     def __init__(self, num_nodes: int, population: int = 20, tournament: int = 5,
                  baseline_decay: float = 0.95, normalize_advantage: bool = True,
                  ops: tuple[str, ...] = OP_NAMES):
-        super().__init__(num_nodes, baseline_decay, normalize_advantage, ops)
+        # the population is the memory of the last ``population`` scored cells
+        super().__init__(num_nodes, population, baseline_decay, normalize_advantage, ops)
         if not 1 <= tournament <= population:
             raise ValueError(f"tournament={tournament}: must be in 1..population={population}")
         self.size, self.tournament = population, tournament
-        self.population: deque[tuple[Genotype, float]] = deque(maxlen=population)
         self.uniform = RandomController(num_nodes, ops=ops)
 
     def sample(self, generator: torch.Generator | None = None, greedy: bool = False) -> Sample:
         """A uniform cell until the population is full, then a tournament winner's child;
         ``greedy``: the best member itself."""
-        if greedy and self.population:
-            return self._sample(max(self.population, key=lambda m: m[1])[0])
-        if len(self.population) < self.size:
+        if greedy and self.memory:
+            return self._sample(max(self.memory, key=lambda m: m[1])[0])
+        if len(self.memory) < self.size:
             return self.uniform.sample(generator)
-        members = [self.population[_pick(len(self.population), generator)]
+        members = [self.memory[_pick(len(self.memory), generator)]
                    for _ in range(self.tournament)]
         parent = max(members, key=lambda m: m[1])[0]
         for _ in range(self.MAX_TRIES):  # a child that differs, within the band
@@ -78,18 +73,3 @@ class EvolutionController(Controller):
     def _sample(genotype: Genotype) -> Sample:
         zero = torch.zeros(())
         return Sample(genotype, zero, zero)
-
-    def update(self, samples: list[Sample], rewards: list[float]) -> list[dict[str, float]]:
-        stats = super().update(samples, rewards)  # the baseline, for the plots
-        self.population.extend((s.genotype, r) for s, r in zip(samples, rewards, strict=True))
-        return stats
-
-    def checkpoint_state(self) -> dict[str, Any]:
-        return {**super().checkpoint_state(),
-                "population": [[g.to_dict()["nodes"], r] for g, r in self.population]}
-
-    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
-        super().load_checkpoint_state(state)
-        self.population.clear()
-        self.population.extend((Genotype.from_dict({"nodes": g}), r)
-                               for g, r in state.get("population", []))

@@ -13,13 +13,11 @@ cells. The model is refitted from the kept observations, so a checkpoint holds o
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from sklearn.ensemble import RandomForestRegressor
 
-from controllers.base import Controller, Sample
+from controllers.base import MemoryController, Sample
 from controllers.uniform import RandomController
 from search_spaces.genotypes import NUM_CELL_INPUTS, Genotype
 from search_spaces.operations import OP_NAMES
@@ -43,26 +41,23 @@ def features(genotype: Genotype, ops: tuple[str, ...]) -> np.ndarray:
                            [max(depth), len(genotype.loose_ends()), direct]])
 
 
-class PredictorController(Controller):
-    learns = True
-
+class PredictorController(MemoryController):
     def __init__(self, num_nodes: int, candidates: int = 256, warmup: int = 10,
                  acquisition: str = "thompson", kappa: float = 1.0, trees: int = 32,
                  seed: int = 0, baseline_decay: float = 0.95, normalize_advantage: bool = True,
                  ops: tuple[str, ...] = OP_NAMES):
-        super().__init__(num_nodes, baseline_decay, normalize_advantage, ops)
+        super().__init__(num_nodes, None, baseline_decay, normalize_advantage, ops)
         if acquisition not in ACQUISITIONS:
             raise ValueError(f"acquisition={acquisition!r}: use one of {ACQUISITIONS}")
         self.candidates, self.warmup, self.acquisition = candidates, warmup, acquisition
         self.kappa, self.trees, self.seed = kappa, trees, seed
-        self.observed: list[tuple[Genotype, float]] = []
         self.model: RandomForestRegressor | None = None  # refitted when observations change
         self.uniform = RandomController(num_nodes, ops=ops)
 
     def _fit(self) -> RandomForestRegressor:
         if self.model is None:
-            x = np.stack([features(g, self.ops) for g, _ in self.observed])
-            y = np.array([r for _, r in self.observed])
+            x = np.stack([features(g, self.ops) for g, _ in self.memory])
+            y = np.array([r for _, r in self.memory])
             self.model = RandomForestRegressor(self.trees, min_samples_leaf=2,
                                                random_state=self.seed).fit(x, y)
         return self.model
@@ -78,7 +73,7 @@ class PredictorController(Controller):
     def sample(self, generator: torch.Generator | None = None, greedy: bool = False) -> Sample:
         """Uniform until ``warmup`` cells are scored; then the acquisition's best candidate
         (``greedy``: the best predicted mean)."""
-        if len(self.observed) < max(2, self.warmup):
+        if len(self.memory) < max(2, self.warmup):
             return self.uniform.sample(generator)
         pool = self._candidates(generator)
         if not pool:  # no candidate in the band: propose() draws again
@@ -94,18 +89,5 @@ class PredictorController(Controller):
         zero = torch.zeros(())
         return Sample(pool[int(np.argmax(score))], zero, zero)
 
-    def update(self, samples: list[Sample], rewards: list[float]) -> list[dict[str, float]]:
-        stats = super().update(samples, rewards)  # the baseline, for the plots
-        self.observed += [(s.genotype, r) for s, r in zip(samples, rewards, strict=True)]
-        self.model = None
-        return stats
-
-    def checkpoint_state(self) -> dict[str, Any]:
-        return {**super().checkpoint_state(),
-                "observed": [[g.to_dict()["nodes"], r] for g, r in self.observed]}
-
-    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
-        super().load_checkpoint_state(state)
-        self.observed = [(Genotype.from_dict({"nodes": g}), r)
-                         for g, r in state.get("observed", [])]
-        self.model = None
+    def remembered(self) -> None:
+        self.model = None  # refitted on the next proposal
