@@ -143,3 +143,19 @@ def test_two_retrain_seeds_average_each_cell_and_report_their_agreement(smoke_se
     early = two["early_stop_agreement"]  # TINY trains one epoch: seed 0's final vs seed 1's
     assert [e["epoch"] for e in early] == [1] and early[0]["steps"] == 2
     assert early[0]["kendall_tau"] == pytest.approx(agree["kendall_tau"])
+
+
+def test_rank_takes_the_cells_of_a_file_instead_of_drawing_them(smoke_search, tmp_path):
+    cost = lambda g: genotype_cost(g, 8, 2, 2)  # noqa: E731
+    cells = spread_draws(5, 3, 50, 7, cost)
+    (tmp_path / "cells.json").write_text(json.dumps([g.to_dict()["nodes"] for g in cells]))
+    result = run_job("rank", make_cfg(
+        "rank", f"run={smoke_search}", f"rank.cells_file={tmp_path / 'cells.json'}",
+        "rank.policy_cells=0", f"rank.cells_dir={tmp_path / 'cells'}", f"rank.recipe={TINY}",
+        "rank.bootstrap=50"), tmp_path / "a")
+    assert [c["genotype"] for c in result["cells"]] == [g.to_dict()["nodes"] for g in cells]
+    assert {c["source"] for c in result["cells"]} == {"given"}
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ConfigError, match="not a JSON list of cells"):
+        run_job("rank", make_cfg("rank", f"run={smoke_search}",
+                                 f"rank.cells_file={tmp_path / 'bad.json'}"), tmp_path / "b")

@@ -9,7 +9,8 @@ from matplotlib.figure import Figure
 
 from nas_sr.plots.search import new_axes
 
-SOURCE_STYLE = {"uniform": ("tab:blue", "o"), "policy": ("tab:red", "^")}
+SOURCE_STYLE = {"uniform": ("tab:blue", "o"), "policy": ("tab:red", "^"),
+                "given": ("tab:green", "s")}  # given: rank.cells_file's
 
 
 def rank_figure(cells: list[dict[str, Any]], result: dict[str, Any], title: str,
@@ -26,7 +27,7 @@ def rank_figure(cells: list[dict[str, Any]], result: dict[str, Any], title: str,
         if rows:
             ax.scatter([c[score] for c in rows], [c["retrained_psnr"] for c in rows],
                        s=[12 + c["params"] / 5e3 for c in rows], c=color, marker=marker,
-                       alpha=0.75, label=f"{source} draws (size ~ params)")
+                       alpha=0.75, label=f"{source} cells (size ~ params)")
     ax.legend(loc="lower right")
     return fig
 

@@ -181,11 +181,21 @@ def cell_cost(run_cfg: DictConfig, r: DictConfig) -> Callable[[Genotype], dict[s
     return functools.cache(cost)
 
 
+def load_cells(path: Path) -> list[Genotype]:
+    """A JSON list of cells, each a genotype's nodes (what ``save_cells`` writes)."""
+    try:
+        return [Genotype.from_dict({"nodes": nodes}) for nodes in json.loads(path.read_text())]
+    except (OSError, ValueError, TypeError) as e:
+        raise ConfigError(f"rank.cells_file={path}: not a JSON list of cells ({e})") from None
+
+
 def draw_cells(search: SearchRun, r: DictConfig, cost: Callable[[Genotype], dict[str, Any]]
                ) -> list[tuple[Genotype, str]]:
     """The cells to rank: ``r.cells`` uniform draws spread over the params range (within the
     bands of ``rank.params_range`` and ``rank.latency_range``, priced by ``cost``), then the
     distinct draws of the run's final policy that are not among them."""
+    if r.get("cells_file"):  # the cells of an earlier draw, carried on elsewhere
+        return [(g, "given") for g in load_cells(Path(r.cells_file).expanduser())]
     run_cfg = search.cfg
     a = run_cfg.archs.cell
     bands = {key: band for key, band in (("params", r.params_range),
