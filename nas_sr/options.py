@@ -327,6 +327,8 @@ def check_options(job: str, cfg: DictConfig) -> None:
         for key in ("params", "mult_adds", "channels", "cells"):
             _at_least(cfg, f"search.budget.{key}", 1, optional=True)
         _positive(cfg, "search.budget.beta")
+        _positive(cfg, "search.budget.latency_ms", optional=True)
+        _at_least(cfg, "search.budget.latency_threads", 1)
         _share(cfg, "search.budget.floor")
         if cfg.search.supernet.share not in SHARING:
             raise ConfigError(f"search.supernet.share={cfg.search.supernet.share!r}: use "

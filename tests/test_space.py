@@ -3,6 +3,7 @@ the wide space searches end to end."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,6 +12,7 @@ from controllers import build_controller
 from nas_sr.cli import run_job
 from nas_sr.errors import ConfigError
 from nas_sr.options import check_options
+from nas_sr.search import latency
 from nas_sr.search.supernet import build_supernet, space_ops
 from search_spaces.genotypes import Genotype, space_size
 from search_spaces.operations import OP_NAMES, REGISTRY
@@ -76,3 +78,24 @@ def test_the_supernet_options_shape_the_shared_weights_and_a_bad_one_is_refused(
     assert not plain.by_input and plain.norms is None
     with pytest.raises(ConfigError, match="search.supernet.share='edge': use slot or input"):
         check_options("search", make_cfg("search", "search.supernet.share=edge"))
+
+
+def test_a_wide_search_under_a_latency_budget_writes_latency_into_pareto(tmp_path):
+    names = [*(f"op:{op}" for op in REGISTRY), "add", *(f"combine:{k}" for k in range(1, 6)),
+             "head", "tail:2"]
+    table = {"machine": latency.machine(), "reference_lr": [16, 16], "threads": [2],
+             "widths": [8], "scales": [2], "nodes": 5,
+             "entries": {"2": {n: {"8": 1.0 + i % 7} for i, n in enumerate(names)}}}
+    (tmp_path / "table.json").write_text(json.dumps(table))
+    cfg = make_cfg("search", "space=wide", f"search.budget.latency_table={tmp_path / 'table.json'}")
+    ops, rng = space_ops(cfg), torch.Generator().manual_seed(0)
+    draws = [build_controller("random", 5, ops=ops).sample(rng).genotype for _ in range(50)]
+    predicted = [latency.predict_latency(g, 8, 2, 2, table, 2, [360, 640]) for g in draws]
+    budget = float(np.percentile(predicted, 70))
+    cfg = make_cfg("search", "space=wide", f"search.budget.latency_table={tmp_path / 'table.json'}",
+                   f"search.budget.latency_ms={budget}")
+    check_options("search", cfg)
+    run_job("search", cfg, tmp_path / "run")
+    pareto = json.loads((tmp_path / "run" / "pareto.json").read_text())
+    assert pareto["budget"]["latency_ms"] == budget and "latency_ms" in pareto["front"]
+    assert all(c["latency_ms"] <= budget for c in pareto["cells"])  # proposals kept the band

@@ -34,11 +34,12 @@ def rank_figure(cells: list[dict[str, Any]], result: dict[str, Any], title: str,
 
 def pareto_figure(cells: list[dict[str, Any]], fronts: dict[str, list[int]],
                   budget: dict[str, int | None], title: str) -> Figure:
-    """Every scored cell's PSNR against params and Mult-Adds, the front and the budget."""
-    fig = Figure(figsize=(11, 4.4), dpi=120, layout="constrained")
+    """Every scored cell's PSNR against each cost of ``fronts`` (params, Mult-Adds, and
+    latency where the search had a latency budget), the front and the budget."""
+    fig = Figure(figsize=(5.5 * len(fronts), 4.4), dpi=120, layout="constrained")
     psnr = np.array([c["psnr"] for c in cells])
-    for k, key in enumerate(("params", "mult_adds")):
-        ax = fig.add_subplot(1, 2, k + 1)
+    for k, key in enumerate(fronts):
+        ax = fig.add_subplot(1, len(fronts), k + 1)
         cost = np.array([c[key] for c in cells], dtype=float)
         ax.scatter(cost, psnr, s=8, c="0.6", label="scored cells")
         front = sorted(fronts[key], key=lambda i: cost[i])

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from controllers import RandomController
+from controllers import Controller, RandomController, Sample
 from controllers.fair import FairSampler
 from nas_sr import checkpoint
 from nas_sr.data.crops import RandomCrops
@@ -37,6 +37,7 @@ from nas_sr.plots.search import log_to_wandb, plot_run
 from nas_sr.plots.tradeoff import pareto_figure
 from nas_sr.progress import progress_bar
 from nas_sr.runs.log import RunLog
+from nas_sr.search.latency import default_table_path, load_table, predict_latency
 from nas_sr.search.proxy import ProxyReward
 from nas_sr.search.supernet import (
     CHECKPOINT,
@@ -50,7 +51,7 @@ from nas_sr.search.supernet import (
 from nas_sr.train.recipe import BlowUpGuard, cosine_lr, not_finite
 from nas_sr.train.state import RunState
 from search_spaces.cost import budget_penalty, genotype_cost, pareto_front, within_budget
-from search_spaces.genotypes import Genotype
+from search_spaces.genotypes import Genotype, Node
 from search_spaces.network import CellSRNet, count_params
 
 
@@ -79,7 +80,14 @@ class Search(RunState):
         self.warmup_epochs = int(s.warmup * s.epochs) if self.learns else 0
         b = s.budget
         self.budget = {"params": b.params, "mult_adds": b.mult_adds}
+        # a latency budget prices cells by this machine's measured table (nas-sr profile)
+        self.latency = None
+        if b.get("latency_ms"):
+            self.budget["latency_ms"] = b.latency_ms
+            self.latency = load_table(b.latency_table or default_table_path())
+        self.costs: dict[Genotype, dict[str, Any]] = {}
         self.cost_width = (b.channels or cfg.archs.cell.channels, b.cells or cfg.archs.cell.cells)
+        self.cost(Genotype((Node(1, "identity", 1, "identity"),)))  # a width the table lacks
         if b.get("reject", False) and any(self.budget.values()):
             self.controller.accept = self.uniform.accept = self.in_band
         # every cell scored in a controller phase (decisions), in the order first scored
@@ -176,15 +184,33 @@ class Search(RunState):
             return self.fair.sample(self.arch_rng)
         return self.uniform.sample(self.arch_rng).genotype
 
-    def cost(self, genotype: Genotype) -> dict[str, int]:
-        """Params and Mult-Adds of the standalone network at the retrain width."""
-        return genotype_cost(genotype, *self.cost_width, self.cfg.scale)
+    def cost(self, genotype: Genotype) -> dict[str, Any]:
+        """Params and Mult-Adds of the standalone network at the retrain width, and with a
+        latency budget its predicted latency (ms)."""
+        if genotype not in self.costs:
+            cost: dict[str, Any] = genotype_cost(genotype, *self.cost_width, self.cfg.scale)
+            if self.latency is not None:
+                b = self.cfg.search.budget
+                cost["latency_ms"] = predict_latency(genotype, *self.cost_width, self.cfg.scale,
+                                                     self.latency, b.latency_threads,
+                                                     b.latency_lr)
+            self.costs[genotype] = cost
+        return self.costs[genotype]
 
     def in_band(self, genotype: Genotype) -> bool:
         """Within every budget, and not under ``budget.floor`` of any (closed-form cost)."""
         cost, floor = self.cost(genotype), self.cfg.search.budget.get("floor", 0.0)
         return all(not limit or floor * limit <= cost[key] <= limit
                    for key, limit in self.budget.items())
+
+    def propose(self, ctrl: Controller, rng: torch.Generator) -> Sample:
+        """``ctrl``'s next in-band proposal; a band no draw reaches is the user's to widen."""
+        try:
+            return ctrl.propose(rng)
+        except ValueError as e:
+            uniform = self.cost(self.uniform.sample(rng).genotype)
+            raise ConfigError(f"{e}: search.budget {self.budget} (a uniform cell costs e.g. "
+                              f"{ {k: round(uniform[k], 1) for k in self.budget} })") from None
 
     def penalty(self, cost: dict[str, int]) -> float:
         b = self.cfg.search.budget
@@ -222,7 +248,7 @@ class Search(RunState):
         bar = progress_bar(total=c.steps_per_epoch, desc=f"epoch {self.epoch + 1} controller",
                            leave=False, disable=not self.cfg.logger.progress)
         for start in range(0, c.steps_per_epoch, c.samples_per_update):
-            batch = [ctrl.propose(self.arch_rng)
+            batch = [self.propose(ctrl, self.arch_rng)
                      for _ in range(min(c.samples_per_update, c.steps_per_epoch - start))]
             psnrs = [self.psnr(s.genotype) for s in batch]
             for psnr in psnrs:
@@ -266,7 +292,7 @@ class Search(RunState):
             # as many candidates for every controller: a learning one's greedy cell is
             # matched by one more draw of a policy that has none (random)
             draws = s.final_samples + (0 if self.learns else 1)
-            extra = [self.controller.propose(rng).genotype for _ in range(draws)]
+            extra = [self.propose(self.controller, rng).genotype for _ in range(draws)]
             if self.learns:
                 extra.append(self.controller.sample(greedy=True).genotype)
         cells = list(dict.fromkeys([Genotype.from_decisions(list(k), self.ops) for k in self.pool]
@@ -356,7 +382,7 @@ def write_pareto(scored: list[dict[str, Any]], budget: dict[str, int | None],
                  run_dir: Path, plot: bool = True, proxy: bool = False) -> dict[str, list[int]]:
     """``pareto.json`` (every scored cell, and the indices of each cost's front) and its plot."""
     fronts = {key: pareto_front([(c[key], c["psnr"]) for c in scored])
-              for key in ("params", "mult_adds")}
+              for key in ("params", "mult_adds", "latency_ms") if key in scored[0]}
     how = "after proxy training" if proxy else "with the final shared weights"
     out = {"psnr": f"Y-PSNR on the reward crops {how}", "budget": budget,
            "front": fronts, "cells": scored}
