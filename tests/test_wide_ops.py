@@ -70,5 +70,5 @@ def test_a_wide_genotype_round_trips_through_json_and_exports_to_onnx_as_it_runs
 
 def test_the_controller_refuses_a_cell_of_ops_outside_its_space():
     assert set(OP_NAMES) < set(REGISTRY)
-    with pytest.raises(GenotypeError, match="not among the controller's"):
+    with pytest.raises(GenotypeError, match="not among the space's"):
         every_op_cell("esa").to_decisions()
