@@ -1,6 +1,7 @@
 """The web page's HTTP API (FastAPI's TestClient): uploads, the queue, limits and every bad
 input the page must explain while the server keeps serving."""
 
+import errno
 import io
 import os
 import shutil
@@ -573,3 +574,25 @@ def test_a_running_job_can_be_cancelled_and_failures_are_reported(tmp_path):
     assert second.error == "internal error: RuntimeError: boom"
     assert third.error == "2.png -> the result: Invalid data"  # no server path shown
     q.stop()
+
+
+def test_a_full_disk_during_an_upload_is_a_json_507_and_keeps_nothing(catalog, tmp_path,
+                                                                       monkeypatch):
+    store = tmp_path / "store"
+    app = create_app(catalog, store, SETTINGS, Limits(), hosts=HOSTS)
+
+    def full(src, dst, length=0):
+        dst.write(b"the first bytes")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("nas_sr.web.app.shutil.copyfileobj", full)
+    with local_client(app) as c:
+        r = submit(c, "a.png", png_bytes(np.zeros((8, 8, 3), np.uint8)))
+    assert r.status_code == 507, r.text
+    assert "No space left on device" in r.json()["detail"]
+    assert not job_folders(store)  # the partial upload went with its folder
+
+
+def test_the_api_pages_need_no_cdn_and_the_schema_stays(client):
+    assert client.get("/docs").status_code == 404 and client.get("/redoc").status_code == 404
+    assert client.get("/openapi.json").json()["info"]["title"] == "nas-sr"

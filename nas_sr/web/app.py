@@ -7,6 +7,7 @@ and ``/result`` serve the files; ``DELETE /api/jobs/{id}`` cancels or removes a 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import re
@@ -119,6 +120,10 @@ def worker(catalog: dict[str, Entry], settings: Settings,
     return work
 
 
+# a full, read-only or forbidden store: the user's upload was fine, the server's disk not
+NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
 def store_upload(file: UploadFile, folder: Path, model: str, scale: int, container: str,
                  limits: Limits) -> Job:
     """The upload stored and checked in ``folder`` (named by the job's id) as a job; a
@@ -134,6 +139,10 @@ def store_upload(file: UploadFile, folder: Path, model: str, scale: int, contain
         shutil.rmtree(folder, ignore_errors=True)
         if isinstance(e, UploadError):
             raise HTTPException(e.status, str(e)) from None
+        if isinstance(e, OSError) and e.errno in NO_ROOM:
+            raise HTTPException(507, f"the server could not store the upload ({e.strerror}); "
+                                "nothing of it was kept: free space in its store, then "
+                                "upload again") from None
         raise
     source = upload.rename(folder / f"input{media.suffix}")
     suffix = ".png" if media.kind == "image" else f".{container}"
@@ -172,7 +181,9 @@ def create_app(catalog: dict[str, Entry], store: Path, settings: Settings,
         if waiting := sum(j.status == "queued" for j in jobs.jobs()):
             log.warning("stopped: %d jobs stay queued in %s for the next start", waiting, store)
 
-    app = FastAPI(title="nas-sr", lifespan=lifespan)
+    # no /docs or /redoc: their pages load scripts from a CDN, blank offline and trusting
+    # another origin; the schema stays at /openapi.json
+    app = FastAPI(title="nas-sr", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_exception_handler(RequestValidationError, one_sentence)
     app.state.jobs = jobs
     app.add_middleware(BodyLimit, limits=limits)
