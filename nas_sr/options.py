@@ -124,6 +124,23 @@ def encoder_options(codec: str) -> tuple[list[str], list[str]] | None:
     return [o.name for o in options.private], [o.name for o in options.generic]
 
 
+# x264's and x265's speed presets (the one option FFmpeg takes as free text and fails on late)
+X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                "slower", "veryslow", "placebo")
+
+
+def _video_format(cfg: DictConfig, codec: str) -> None:
+    """``video.pix_fmt`` the encoder takes and ``video.preset`` one x264/x265 knows: else the
+    encoder fails at its first frame with one error for either."""
+    formats = [f.name for f in av.codec.Codec(codec, "w").video_formats or ()]
+    if formats and cfg.video.pix_fmt not in formats:
+        raise ConfigError(f"video.pix_fmt={cfg.video.pix_fmt!r}: {codec} takes "
+                          f"{', '.join(formats[:8])}{', ...' if len(formats) > 8 else ''}")
+    preset = cfg.video.get("preset")
+    if codec in ("libx264", "libx265") and preset is not None and preset not in X26X_PRESETS:
+        raise ConfigError(f"video.preset={preset!r}: {codec} takes {', '.join(X26X_PRESETS)}")
+
+
 def _video(cfg: DictConfig) -> None:
     """``video.*`` of upscale and serve: FFmpeg ignores an option its encoder lacks, so a
     typo in ``+video.options.KEY`` would encode as if never given."""
@@ -140,6 +157,7 @@ def _video(cfg: DictConfig) -> None:
     known = encoder_options(str(codec))
     if known is None:
         return
+    _video_format(cfg, str(codec))
     for key in cfg.video.options:
         if key not in known[0] + known[1]:
             raise ConfigError(f"video.options.{key}: {codec} has no such option; its own are "

@@ -504,3 +504,12 @@ def test_every_on_off_option_of_every_job_is_checked_as_one(job):
     with initialize_config_module(config_module="experiments", version_base="1.3"):
         cfg = OmegaConf.to_container(compose(job))
     assert set(bools(cfg)) <= set(SWITCHES + AUTO_SWITCHES)
+
+
+@pytest.mark.parametrize("override, says", [
+    ("video.preset=ultrafastt", "video.preset='ultrafastt': libx264 takes ultrafast, "),
+    ("video.pix_fmt=yuv420", "video.pix_fmt='yuv420': libx264 takes yuv420p, "),
+])
+def test_a_bad_video_preset_or_pixel_format_is_named_before_any_frame(override, says):
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        check_options("upscale", make_cfg("upscale", override))

@@ -168,7 +168,7 @@ def test_the_size_reported_for_a_video_is_the_written_files(client, tmp_path):
     ("float tiff", 422, "upload.bin: floating-point images are not supported"),
     ("transparent", 422, "has transparent pixels; the models upscale RGB only"),
     ("animation", 422, "upload.bin: holds 3 frames (an animation or a multi-page file)"),
-    ("audio only", 422, "upload.bin: has no video stream (audio only?)"),
+    ("audio only", 422, "upload.bin: holds only audio"),
     ("unknown model", 422, "unknown model 'nope'; choose one of cell_x2, searched_x2"),
 ])
 def test_each_bad_upload_gets_a_clear_message_and_the_server_keeps_serving(

@@ -102,8 +102,11 @@ def probe(path: str | Path) -> VideoInfo:
                 raise NotAVideo(f"{path}: not a video container (FFmpeg reads it as "
                                  f"{container.format.name!r}); use MP4, MOV, MKV, AVI or WebM")
             if not container.streams.video:
-                raise VideoError(f"{path}: has no video stream (audio only?); "
-                                 "upload a file with pictures in it")
+                raise VideoError(
+                    f"{path}: holds only audio; upload a file with pictures in it"
+                    if container.streams.audio else
+                    f"{path}: holds no stream FFmpeg can read; the file is truncated or "
+                    "damaged")
             stream = container.streams.video[0]
             first = next(container.decode(stream), None)
             if first is None:
