@@ -103,7 +103,9 @@ def _identity_terms(op: nn.Module, state: int, eye: Tensor) -> Terms:
     return Terms(torch.zeros_like(eye[0]), raw={state: eye})
 
 
-def _opaque_terms(op: nn.Module, state: int, eye: Tensor) -> Terms:
+def opaque_terms(op: nn.Module, state: int, eye: Tensor) -> Terms:
+    """The fused form of a nonlinear op (attention): run as it is, only the maps after it
+    folded."""
     return Terms(torch.zeros_like(eye[0]), opaque={state: [(op, eye)]})
 
 
@@ -137,11 +139,11 @@ for _op in (
     Op("sep_conv_5x5", lambda c: SepConv(c, 5), _sep_cost(5), _sep_terms, "tab:brown",
        "sep 5x5"),
     Op("dil_conv_3x3_r2", _conv(3, 2), _conv_cost(3), _conv_terms, "tab:olive", "dil 3x3 r2"),
-    Op("channel_attention", ChannelAttention, channel_attention_cost, _opaque_terms,
+    Op("channel_attention", ChannelAttention, channel_attention_cost, opaque_terms,
        "tab:red", "CA"),
-    Op("pixel_attention", PixelAttention, pixel_attention_cost, _opaque_terms, "tab:pink",
+    Op("pixel_attention", PixelAttention, pixel_attention_cost, opaque_terms, "tab:pink",
        "PA"),
-    Op("esa", ESA, esa_cost, _opaque_terms, "darkred", "ESA"),
+    Op("esa", ESA, esa_cost, opaque_terms, "darkred", "ESA"),
 ):
     register(_op)
 

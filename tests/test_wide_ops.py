@@ -72,3 +72,40 @@ def test_the_controller_refuses_a_cell_of_ops_outside_its_space():
     assert set(OP_NAMES) < set(REGISTRY)
     with pytest.raises(GenotypeError, match="not among the space's"):
         every_op_cell("esa").to_decisions()
+
+
+class ToyGate(torch.nn.Module):
+    """A made-up op: the input gated by a 1x1 conv of itself."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.conv(x))
+
+
+@pytest.mark.slow
+def test_an_op_registered_in_one_place_runs_through_search_retrain_export_and_plot(
+        tmp_path, monkeypatch):
+    from conftest import make_cfg
+    from nas_sr.cli import run_job
+    from nas_sr.jobs import export
+    from search_spaces.operations import Op, opaque_terms
+
+    toy = Op("toy_gate", ToyGate, lambda c, h, w: (c * c + c, c * c * h * w), opaque_terms,
+             "tab:cyan", "toy")
+    monkeypatch.setitem(REGISTRY, "toy_gate", toy)
+    search = run_job("search", make_cfg("search", "space.ops=[conv_3x3,toy_gate]",
+                                        "logger.plots=true"), tmp_path / "search")
+    assert (tmp_path / "search" / "plots" / "best_cell.png").is_file()
+    scored = json.loads((tmp_path / "search" / "pareto.json").read_text())["cells"]
+    assert any("toy_gate" in json.dumps(c["genotype"]) for c in scored) and search["params"]
+    cell = Genotype((Node(0, "toy_gate", 1, "conv_3x3"), Node(2, "toy_gate", 1, "identity")))
+    (tmp_path / "cell.json").write_text(json.dumps(cell.to_dict()))
+    trained = run_job("retrain", make_cfg("retrain", f"genotype={tmp_path / 'cell.json'}"),
+                      tmp_path / "retrain")
+    assert trained["params"] == genotype_cost(cell, 8, 2, 2)["params"]
+    result = export.run(make_cfg("export", f"checkpoint={tmp_path / 'retrain' / 'best.pt'}",
+                                 f"output={tmp_path / 'model'}"), tmp_path / "export")
+    assert result["onnx"]["agrees"]  # ONNX Runtime (fused, the toy run as it is) = eager
