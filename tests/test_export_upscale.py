@@ -263,3 +263,17 @@ def test_export_writes_safetensors_that_build_model_turns_into_the_pt2_model(exp
         assert torch.equal(model.eval()(lq), torch.export.load(out / "model.pt2").module()(lq))
     card = (out / "MODEL_CARD.md").read_text()
     assert card.startswith("---\nlicense: mit\n") and "datasets:\n- unknown\n" in card
+
+
+def test_output_naming_a_file_writes_that_file_for_one_input(tmp_path):
+    photo = write_image(tmp_path / "in" / "photo.jpg", (40, 52))
+    upscale.run(make_cfg("upscale", "model=bicubic", "scale=2", f"input={photo}",
+                         f"output={tmp_path / 'out' / 'big.png'}"), tmp_path / "run")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["big.png"]
+    assert Image.open(tmp_path / "out" / "big.png").size == (104, 80)
+    with pytest.raises(ConfigError, match=r"written as a \.png file"):
+        upscale.run(make_cfg("upscale", "model=bicubic", "scale=2", f"input={photo}",
+                             f"output={tmp_path / 'out' / 'big.jpg'}"), tmp_path / "run2")
+    with pytest.raises(ConfigError, match="already holds"):  # and never replaced unasked
+        upscale.run(make_cfg("upscale", "model=bicubic", "scale=2", f"input={photo}",
+                             f"output={tmp_path / 'out' / 'big.png'}"), tmp_path / "run3")

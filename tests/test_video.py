@@ -178,7 +178,7 @@ def test_what_is_not_a_usable_video_is_named(tmp_path):
         (tmp_path / name).write_text("just some text\n" * 50)
         with pytest.raises(VideoError, match=f"{name}: {reason}"):
             probe(tmp_path / name)
-    with pytest.raises(VideoError, match="has no video stream"):
+    with pytest.raises(VideoError, match="holds only audio"):
         probe(write_clip(tmp_path / "song.m4a", video=False))
     good = write_clip(tmp_path / "good.mp4", frames=4).read_bytes()
     (tmp_path / "cut.mp4").write_bytes(good[: len(good) // 3])

@@ -48,15 +48,28 @@ def input_files(path: Path) -> tuple[Path, list[Path]]:
     return path, files
 
 
+def one_output(files: list[Path], output: Path, settings: Settings) -> Path | None:
+    """``output`` as the output file itself: one input, and ``output`` named with the suffix
+    that input's output takes (``.png`` for an image, the container's for a video)."""
+    if len(files) != 1 or output.is_dir() or not output.suffix:
+        return None
+    wanted = Path(settings.output_name(files[0])).suffix
+    if output.suffix.lower() != wanted:
+        raise ConfigError(f"output={output}: {files[0].name} is written as a {wanted} file; "
+                          f"name the output ...{wanted}, or give a folder")
+    return output
+
+
 def output_paths(root: Path, files: list[Path], out_dir: Path, settings: Settings,
-                 overwrite: bool = False) -> list[Path]:
-    """One output per input under ``out_dir``; checked before any work, so no input is lost,
-    and no file already there unless ``overwrite``."""
+                 overwrite: bool = False, named: Path | None = None) -> list[Path]:
+    """One output per input under ``out_dir`` (or the one ``named``); checked before any
+    work, so no input is lost, and no file already there unless ``overwrite``."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"output={out_dir} is a file; output= takes a folder (made if "
                           "missing) for the upscaled files")
     check_writable(out_dir)  # before the model is read
-    dests = [out_dir / f.relative_to(root).with_name(settings.output_name(f)) for f in files]
+    dests = [named] if named else [out_dir / f.relative_to(root).with_name(
+        settings.output_name(f)) for f in files]
     inputs = {f.resolve() for f in files}
     seen: dict[Path, Path] = {}
     for src, dest in zip(files, dests, strict=True):
@@ -83,7 +96,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     settings = Settings.from_cfg(cfg)
     root, files = input_files(Path(cfg.input).expanduser())
     out_dir = Path(cfg.output).expanduser() if cfg.output else run_dir / "images"
-    dests = output_paths(root, files, out_dir, settings, cfg.overwrite)
+    named = one_output(files, out_dir, settings)  # output=photo_x2.png: that file
+    dests = output_paths(root, files, named.parent if named else out_dir, settings,
+                         cfg.overwrite, named)
     predictor = load_predictor(str(cfg.model), cfg.scale, settings.device, cfg.channels_last,
                                settings.runtime)
     written, failed = [], []
