@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import hydra
@@ -44,6 +46,8 @@ RESUMABLE = ("search", "retrain")
 # jobs whose bare (non key=value) arguments become a list override
 POSITIONAL = {"plot": "runs"}
 
+# jobs that write only where output= says: run in a scratch folder when it is given
+NAMED_OUTPUT = ("upscale",)
 USAGE = """usage: nas-sr <job> [key=value ...] [--help] [--cfg job]
        nas-sr --version
 
@@ -355,6 +359,13 @@ def main(argv: list[str] | None = None) -> None:
         except FileNotFoundError as e:
             sys.exit(f"nas-sr {job}: error: {e}")
         overrides = _before_flags(overrides, f"hydra.run.dir={resume}")
+    scratch = None
+    if (job in NAMED_OUTPUT and any(o.startswith("output=") and o != "output=null"
+                                    for o in settings)
+            and not any(o.startswith("hydra.run.dir=") for o in overrides)):
+        # its files go where output= names: no dated run folder left behind for nothing
+        scratch = Path(tempfile.mkdtemp(prefix=f"nas-sr-{job}-"))
+        overrides = _before_flags(overrides, f"hydra.run.dir={scratch}")
     if error := unwritable_run_dir(job, overrides):
         sys.exit(f"nas-sr {job}: error: {error}")
 
@@ -368,6 +379,8 @@ def main(argv: list[str] | None = None) -> None:
         app()
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def run_or_exit(job: str, cfg: DictConfig) -> None:

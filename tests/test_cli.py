@@ -269,3 +269,18 @@ def test_a_two_job_joblib_sweep_runs_each_seed_in_its_own_folder(tmp_path):
     seeds = [json.loads((tmp_path / f"s{s}" / "summary.json").read_text()) for s in (0, 1)]
     assert [OmegaConf.load(tmp_path / f"s{s}" / "config.yaml").seed for s in (0, 1)] == [0, 1]
     assert seeds[0]["genotype"] != seeds[1]["genotype"]  # two searches, not one twice
+
+
+def test_upscale_with_output_leaves_no_run_folder_behind(tmp_path):
+    from conftest import write_image
+
+    photo = write_image(tmp_path / "photo.png", (24, 32))
+    done = subprocess.run([sys.executable, "-m", "nas_sr.cli", "upscale", "model=bicubic",
+                           "scale=2", f"input={photo}", f"output={tmp_path / 'out'}"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "photo.png").is_file() and not (tmp_path / "runs").exists()
+    done = subprocess.run([sys.executable, "-m", "nas_sr.cli", "upscale", "model=bicubic",
+                           "scale=2", f"input={photo}"], cwd=tmp_path, capture_output=True,
+                          text=True)  # no output=: the run folder holds the images
+    assert done.returncode == 0 and list((tmp_path / "runs" / "upscale").glob("*/images"))
