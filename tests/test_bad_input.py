@@ -324,12 +324,12 @@ def test_a_damaged_h5_cache_is_rebuilt_or_named(image_folder, tmp_path):
         RandomCrops(store, 2, 16, 4, seed=0)[0]
 
 
-def test_upscale_output_naming_a_file_is_refused(tmp_path, no_data):
+def test_upscale_output_naming_an_existing_file_is_never_replaced_unasked(tmp_path, no_data):
     (tmp_path / "out.png").write_bytes(b"an earlier result")
     cfg = make_cfg("upscale", "model=bicubic", "scale=2", f"input={tmp_path / 'in.png'}",
                    f"output={tmp_path / 'out.png'}")
     write_image(tmp_path / "in.png", (16, 16))
-    with pytest.raises(ConfigError, match=r"output=.*out.png is a file; output= takes a folder"):
+    with pytest.raises(ConfigError, match=r"output=.* already holds 1 of the 1 output file"):
         run_job("upscale", cfg, tmp_path / "run")
     assert (tmp_path / "out.png").read_bytes() == b"an earlier result"
 
