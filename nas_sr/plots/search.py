@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from nas_sr.errors import ConfigError
 from nas_sr.runs.log import read_metrics
@@ -66,33 +66,38 @@ class SearchLog:
                             f"every controller record") from None
 
 
-def controller_type(run_dir: Path) -> str:
-    config, summary = run_dir / "config.yaml", run_dir / "summary.json"
-    if config.is_file():
-        name = OmegaConf.select(OmegaConf.load(config), "controller.name")
-        if name:
-            return str(name)
+def run_config(run_dir: Path) -> DictConfig:
+    """The run's ``config.yaml`` (empty where the run has none)."""
+    config = run_dir / "config.yaml"
+    return OmegaConf.load(config) if config.is_file() else OmegaConf.create()
+
+
+def controller_type(run_dir: Path, config: DictConfig | None = None) -> str:
+    config = run_config(run_dir) if config is None else config
+    name = OmegaConf.select(config, "controller.name")
+    if name:
+        return str(name)
+    summary = run_dir / "summary.json"
     if summary.is_file():
         return str(json.loads(summary.read_text()).get("controller", "unknown"))
     return "unknown"
 
 
-def space_of(run_dir: Path) -> tuple[str, ...]:
+def space_of(config: DictConfig) -> tuple[str, ...]:
     """The ops of the run's space (a run from before spaces were a choice: the default)."""
-    config = run_dir / "config.yaml"
-    ops = OmegaConf.select(OmegaConf.load(config), "space.ops") if config.is_file() else None
+    ops = OmegaConf.select(config, "space.ops")
     return tuple(ops) if ops else OP_NAMES
 
 
 def load_run(run_dir: str | Path) -> SearchLog:
     run_dir = Path(run_dir).expanduser().resolve()
-    records = read_metrics(run_dir)
+    records, config = read_metrics(run_dir), run_config(run_dir)  # config.yaml read once
     return SearchLog(
-        run_dir, controller_type(run_dir),
+        run_dir, controller_type(run_dir, config),
         sorted((r for r in records if r["kind"] == "controller"),
                key=lambda r: r["controller_step"]),
         [r for r in records if r["kind"] == "epoch"],
-        space_of(run_dir),
+        space_of(config),
     )
 
 
