@@ -80,9 +80,12 @@ def quantize_onnx(data: bytes, crops: list[np.ndarray]) -> bytes:
         quant_pre_process(str(fp32), str(prepared), skip_optimization=True,
                           skip_symbolic_shape=True)
         convs = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Conv"]
+        # reduce_range: 7-bit weights, so a CPU without VNNI (AVX2's u8*s8 pairs summed in
+        # int16) cannot saturate; on an AVX2 EPYC it cut pixels off by >3 levels 1.27%->0.82%
         with contextlib.redirect_stdout(io.StringIO()):  # the calibrator narrates each pass
             quantize_static(str(prepared), str(int8), Crops(), quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QUInt8,
+                            per_channel=True, reduce_range=True,
+                            activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, nodes_to_exclude=kept_fp32(convs),
                             calibrate_method=CalibrationMethod.Percentile)
         proto = onnx.load(str(int8))
