@@ -18,6 +18,11 @@ from search_spaces.genotypes import Genotype, choices_per_decision
 
 os.environ.setdefault("WANDB_MODE", "offline")  # never reach the network from a test
 os.environ.setdefault("WANDB_SILENT", "true")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one worker per core: a torch thread each, since two 2-thread jobs on 2 cores run far
+    # slower than two 1-thread ones (subprocesses inherit the variable)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 needs_datasets = pytest.mark.skipif(
