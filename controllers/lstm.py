@@ -34,7 +34,7 @@ class LSTMController(Controller):
         temperature: float = 5.0,
         tanh_constant: float = 2.5,
         op_tanh_reduce: float = 2.5,
-        entropy_weight: float = 1e-4,
+        entropy_weight: float = 5e-3,
         lr: float = 3.5e-3,
         baseline_decay: float = 0.95,
         normalize_advantage: bool = True,

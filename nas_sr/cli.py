@@ -12,10 +12,11 @@ from pathlib import Path
 
 import hydra
 from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
 from nas_sr import __version__, checkpoint
 from nas_sr.data.images import ImageError
@@ -23,6 +24,8 @@ from nas_sr.data.video import VideoError
 from nas_sr.errors import ConfigError, TrainingDiverged
 from nas_sr.options import check_options
 from nas_sr.runs import folder as runfolder
+from nas_sr.schema import describe
+from nas_sr.schema.jobs import SCHEMAS, Sized
 from search_spaces.genotypes import GenotypeError
 
 USER_ERRORS = (ConfigError, ImageError, VideoError, GenotypeError, TrainingDiverged,
@@ -55,7 +58,8 @@ jobs:
 {jobs}
 
 Each job is a Hydra app: `nas-sr <job> --help` lists its config groups and
-options, `nas-sr <job> --cfg job` prints the composed config. Examples:
+every option with a line on what it does, `nas-sr <job> --cfg job` prints the
+composed config. Examples:
   nas-sr search preset=smoke
   nas-sr search data=folder data.train_dir=../shared/datasets/train preset=cpu
   nas-sr search resume=runs/search/2026-01-01_12-00-00
@@ -177,12 +181,17 @@ def check_added_keys(job: str, cfg: DictConfig, overrides: list[str],
 
 def unknown_key_error(job: str, overrides: list[str]) -> str | None:
     """A ``key=value`` whose key ``job``'s config lacks, with the nearest real option
-    (Hydra's own hint, ``+key=``, adds a key no job reads); None where every key exists."""
+    (Hydra's own hint, ``+key=``, adds a key no job reads), or whose value is not of the
+    option's type; None where every override fits."""
     with initialize_config_module(config_module="experiments", version_base="1.3"):
         try:
             compose(job, overrides=overrides)
             return None
         except ConfigCompositionException as e:
+            if isinstance(e.__cause__, ValidationError) and e.__cause__.full_key:
+                key = e.__cause__.full_key
+                item = next((o for o in overrides if o.partition("=")[0] == key), key)
+                return f"{item}: {str(e.__cause__.msg).splitlines()[0]}"
             if not isinstance(e.__cause__, (ConfigAttributeError, ConfigKeyError)):
                 return None  # Hydra's own message names what else is wrong
             key = e.__cause__.full_key
@@ -198,8 +207,24 @@ def unknown_key_error(job: str, overrides: list[str]) -> str | None:
     near = (difflib.get_close_matches(key, known, n=1)
             or [k for k in known if k.rpartition(".")[2] == leaf][:1])
     hint = f"; did you mean {near[0]}?" if near else ""
-    return (f"{item!r}: {job}'s config has no {key}{hint} (`nas-sr {job} --cfg job` lists "
+    return (f"{item!r}: {job}'s config has no {key}{hint} (`nas-sr {job} --help` lists "
             "every option)")
+
+
+def job_help(job: str, overrides: list[str]) -> str:
+    """``nas-sr JOB --help``: the job, its config groups, and every option with its value in
+    this command's config and its one-line description."""
+    with initialize_config_module(config_module="experiments", version_base="1.3"):
+        cfg = compose(job, overrides=overrides)
+        loader = GlobalHydra.instance().config_loader()
+        names = ["preset"] * issubclass(SCHEMAS[job], Sized) + [
+            g for g in ("data", "space", "controller") if g in cfg]
+        groups = [f"  {g}={'|'.join(loader.get_group_options(g))}" for g in names]
+    return "\n".join([f"usage: nas-sr {job} [group=option ...] [key=value ...]",
+                      f"{JOBS[job]}", "", "config groups:", *groups, "",
+                      "options (key=value in this command, then what it does):",
+                      *describe(cfg), "",
+                      f"`nas-sr {job} --cfg job` prints the whole config as YAML."])
 
 
 def unwritable_run_dir(job: str, overrides: list[str]) -> str | None:
@@ -345,6 +370,9 @@ def main(argv: list[str] | None = None) -> None:
     settings = _without_flags(overrides)
     if error := unknown_key_error(job, settings):
         sys.exit(f"nas-sr {job}: error: {error}")
+    if any(o in ("--help", "-h") for o in overrides):
+        print(job_help(job, settings))
+        return
     # a resumed run writes into its own folder, not a new dated one
     resume = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
     if resume and any(overrides[i:i + 2] in (["--cfg", "job"], ["-c", "job"]) for i in flags):

@@ -22,6 +22,7 @@ from nas_sr.deploy.predictor import RUNTIMES
 from nas_sr.device import resolve_device
 from nas_sr.errors import ConfigError
 from nas_sr.runs.log import summary_writer
+from nas_sr.schema import check_fields
 from nas_sr.search.rank import JUDGES
 from nas_sr.train.recipe import CLOCKS, LOSSES
 from search_spaces.cell import SHARING
@@ -42,7 +43,8 @@ def _number(cfg: DictConfig, key: str) -> Any:
         value = value[part]
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
         raise ConfigError(f"{key}={value!r}: must be a number")
-    return value
+    # a float option holds the 1 it was given as 1.0: named as given
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _at_least(cfg: DictConfig, key: str, low: int, whole: bool = True, optional: bool = False,
@@ -64,29 +66,18 @@ def _positive(cfg: DictConfig, key: str, optional: bool = False) -> None:
         raise ConfigError(f"{key}={value}: must be > 0" + (" (or null)" if optional else ""))
 
 
-# on/off options: Hydra parses true/false (any case) to a bool, but no, off, 'no' or N stay
-# strings, which are truthy, so overwrite=no would replace files; every job's are checked
-SWITCHES = ("overwrite", "self_ensemble", "channels_last", "access_log", "logger.progress",
-            "logger.plots", "logger.wandb.enabled", "logger.tensorboard", "search.final_proxy",
-            "search.budget.reject", "search.supernet.norm", "separable.fit",
-            "separable.keep_ends", "controller.rebase", "controller.normalize_advantage",
-            "train.adjustable_clip", "train.compile", "train.reward_images")
-# switches that also take auto (bf16 where the device has it)
+# options that take true, false or auto (bf16 where the device has it): typed Any, so a
+# value such as no stays a string and is refused here (true/false options are typed bool)
 AUTO_SWITCHES = ("amp", "train.amp", "search.amp")
 
 
 def check_switches(cfg: DictConfig) -> None:
-    """Every on/off option ``cfg`` has is a real bool (or auto, where that is a value)."""
+    """Every true/false/auto option ``cfg`` has is one of those."""
     absent = object()
-    for key in SWITCHES + AUTO_SWITCHES:
+    for key in AUTO_SWITCHES:
         value = OmegaConf.select(cfg, key, default=absent)
-        if value is absent or isinstance(value, bool):
-            continue
-        if key in AUTO_SWITCHES:
-            if value != "auto":
-                raise ConfigError(f"{key}={value!r}: use true, false or auto")
-        else:
-            raise ConfigError(f"{key}={value!r}: use true or false")
+        if value is not absent and not isinstance(value, bool) and value != "auto":
+            raise ConfigError(f"{key}={value!r}: use true, false or auto")
 
 
 def _share(cfg: DictConfig, key: str) -> None:
@@ -317,6 +308,7 @@ def export_formats(cfg: DictConfig) -> list[str]:
 
 def check_options(job: str, cfg: DictConfig) -> None:
     """Raise ConfigError for the first option of ``job`` that cannot work."""
+    check_fields(cfg)  # each field's own bounds, declared beside it
     check_switches(cfg)
     if OmegaConf.select(cfg, "logger.tensorboard"):
         summary_writer()  # the optional extra, named before any data is read

@@ -14,6 +14,7 @@ from nas_sr.archs.baselines import SRCNN
 from nas_sr.checkpoint import save_atomic
 from nas_sr.cli import main, run_job
 from nas_sr.data.images import downscale, load_image
+from nas_sr.schema.jobs import SCHEMAS, Sized
 from search_spaces.genotypes import Genotype, choices_per_decision
 
 os.environ.setdefault("WANDB_MODE", "offline")  # never reach the network from a test
@@ -33,10 +34,15 @@ needs_datasets = pytest.mark.skipif(
 QUIET = ["preset=smoke", "logger.progress=false", "logger.plots=false", "device=cpu"]
 
 
+def quiet(job: str) -> list[str]:
+    """QUIET, less the preset for a job that no preset sizes."""
+    return QUIET if issubclass(SCHEMAS[job], Sized) else QUIET[1:]
+
+
 def make_cfg(job: str = "search", *overrides: str) -> DictConfig:
     """A composed job config, tiny by default (the smoke preset, no progress bars, no plots)."""
     with initialize_config_module(config_module="experiments", version_base="1.3"):
-        return compose(job, overrides=[*QUIET, *overrides])
+        return compose(job, overrides=[*quiet(job), *overrides])
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
+from omegaconf.nodes import BooleanNode
 from PIL import Image
 
 from conftest import make_cfg, srcnn_checkpoint, write_image
@@ -24,8 +24,10 @@ from nas_sr.data.crops import RandomCrops
 from nas_sr.data.images import ImageError, list_images, load_image
 from nas_sr.data.pairs import ImageSource
 from nas_sr.errors import ConfigError
-from nas_sr.options import AUTO_SWITCHES, SWITCHES, check_options
+from nas_sr.options import AUTO_SWITCHES, check_options
 from nas_sr.runs.folder import LOCK
+from nas_sr.schema.fields import fields
+from nas_sr.schema.jobs import SCHEMAS
 from search_spaces.cost import cheapest_cost
 from search_spaces.genotypes import GenotypeError, load_genotype
 
@@ -81,7 +83,6 @@ def no_data(monkeypatch):
      "prune.amount=1: must be a share between 0 and 1, both excluded"),
     ("compress", ["train.epochs=-1"], "train.epochs=-1: must be a whole number >= 0"),
     ("compress", ["train.lr=0"], "train.lr=0: must be > 0"),
-    ("retrain", ["data.val_fraction=abc"], "data.val_fraction='abc': must be a number"),
     ("search", ["data.val_fraction=-3"], "data.val_fraction=-3: must be a share between 0"),
     ("retrain", ["data.cache=foo"], "data.cache='foo': use none or h5"),
     ("search", ["controller.hidden=0"], "controller.hidden=0: must be a whole number >= 1"),
@@ -93,15 +94,14 @@ def no_data(monkeypatch):
     ("search", ["controller.entropy_weight=-100"],
      "controller.entropy_weight=-100: must be a number >= 0"),
     ("search", ["controller.baseline_decay=5"],
-     r"controller.baseline_decay=5: a decay in \[0, 1\)"),
+     r"controller.baseline_decay=5: must be a number in \[0, 1\)"),
     ("search", ["controller=random", "controller.baseline_decay=1"],
-     r"controller.baseline_decay=1: a decay in \[0, 1\)"),
+     r"controller.baseline_decay=1: must be a number in \[0, 1\)"),
     ("search", ["archs.cell.cells=0"], "archs.cell.cells=0: must be a whole number >= 1"),
     ("search", ["archs.cell.channels=0"], "archs.cell.channels=0: must be a whole number >= 1"),
     ("retrain", ["genotype=searched_x2", "archs.cell.channels=0"], "archs.cell.channels=0: must"),
     ("retrain", ["genotype=searched_x2", "train.cell.cells=0"], "train.cell.cells=0: must be a"),
     ("search", ["seed=-1"], "seed=-1: must be a whole number >= 0"),
-    ("retrain", ["seed=1.5"], "seed=1.5: must be a whole number >= 0"),
     ("upscale", ["video.crf=99"], r"video.crf=99: libx264 takes 0-51 \(lower = better"),
     ("upscale", ["video.codec=libvpx-vp9", "video.container=webm", "video.crf=64"],
      "video.crf=64: libvpx-vp9 takes 0-63"),
@@ -112,6 +112,18 @@ def test_bad_options_are_refused_before_any_data_is_read(tmp_path, no_data, job,
                                                          message):
     with pytest.raises(ConfigError, match=message):
         run_job(job, make_cfg(job, *overrides), tmp_path)
+
+
+@pytest.mark.parametrize("job, override, kind", [
+    ("retrain", "data.val_fraction=abc", "Float"), ("retrain", "seed=1.5", "Integer"),
+    ("search", "search.epochs=ten", "Integer"), ("serve", "limits.frames=[1]", "Integer"),
+])
+def test_a_value_of_the_wrong_type_is_one_line_from_the_cli(tmp_path, no_data, cli, job,
+                                                           override, kind):
+    error = cli(job, override, f"hydra.run.dir={tmp_path}")
+    assert error is not None and "\n" not in error
+    assert error.startswith(f"nas-sr {job}: error: {override}: ") and kind in error, error
+    assert not any(tmp_path.iterdir())  # refused before the run folder was written
 
 
 @pytest.mark.parametrize("override", ["seed=-1", "controller.hidden=0", "archs.cell.cells=0",
@@ -394,8 +406,9 @@ def test_32_bit_integer_tiffs_are_scaled_by_their_depth(tmp_path):
 
 
 @pytest.mark.parametrize("value", ["no", "off", "'no'", "N", "yes_please"])
-def test_overwrite_that_is_not_true_or_false_is_refused_and_the_output_kept(tmp_path, cli,
-                                                                            value):
+def test_overwrite_that_is_not_true_is_refused_and_the_output_kept(tmp_path, cli, value):
+    """A bool option takes no, off or N as false (never as a truthy string), and any other
+    word is refused in one line."""
     write_image(tmp_path / "in.png", (16, 16))
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "in.png").write_bytes(b"an earlier result")
@@ -403,25 +416,34 @@ def test_overwrite_that_is_not_true_or_false_is_refused_and_the_output_kept(tmp_
                 f"output={tmp_path / 'out'}", f"overwrite={value}", "logger.progress=false",
                 f"hydra.run.dir={tmp_path / 'run'}")
     assert error is not None and "\n" not in error
-    assert re.search(r"overwrite='?\w+'?: use true or false", error)
+    assert (("is not a valid bool" in error) if value == "yes_please"
+            else "overwrite=true" in error), error
     assert (tmp_path / "out" / "in.png").read_bytes() == b"an earlier result"
 
 
+@pytest.mark.parametrize("job, override", [
+    ("evaluate", "self_ensemble=yes_please"), ("retrain", "train.compile=sometimes"),
+    ("search", "controller.rebase=maybe"), ("search", "logger.plots=nope"),
+    ("compress", "separable.keep_ends=both"), ("serve", "access_log=always"),
+])
+def test_every_switch_takes_only_a_bool(cli, job, override):
+    needed = {"retrain": ["genotype=searched_x2"], "compress": ["checkpoint=x.pt"]}.get(job, [])
+    key = override.split("=")[0]
+    error = cli(job, override, *needed)
+    assert error.startswith(f"nas-sr {job}: error: {override}: ") and "bool" in error, error
+    for given, meant in (("true", True), ("false", False), ("no", False), ("on", True)):
+        assert OmegaConf.select(make_cfg(job, f"{key}={given}", *needed), key) is meant
+
+
 @pytest.mark.parametrize("job, override, message", [
-    ("evaluate", "self_ensemble=yes_please", "self_ensemble='yes_please': use true or false"),
-    ("retrain", "train.compile=off", "train.compile='off': use true or false"),
-    ("search", "controller.rebase=N", "controller.rebase='N': use true or false"),
-    ("search", "logger.plots=no", "logger.plots='no': use true or false"),
-    ("compress", "separable.keep_ends=0", "separable.keep_ends=0: use true or false"),
-    ("serve", "access_log=yes", "access_log='yes': use true or false"),
     ("upscale", "amp=no", "amp='no': use true, false or auto"),
     ("retrain", "train.amp=1", "train.amp=1: use true, false or auto"),
 ])
-def test_every_switch_takes_only_a_real_bool(job, override, message):
-    needed = {"retrain": ["genotype=searched_x2"], "compress": ["checkpoint=x.pt"]}.get(job, [])
+def test_an_auto_switch_takes_true_false_or_auto(job, override, message):
+    needed = {"retrain": ["genotype=searched_x2"]}.get(job, [])
     with pytest.raises(ConfigError, match=re.escape(message)):
         check_options(job, make_cfg(job, override, *needed))
-    for ok in ("true", "false", "TRUE") + (("auto",) if "amp" in override else ()):
+    for ok in ("true", "false", "TRUE", "auto"):
         check_options(job, make_cfg(job, override.split("=")[0] + f"={ok}", *needed))
 
 
@@ -491,19 +513,13 @@ def test_a_full_disk_at_a_log_s_append_is_one_line(tmp_path, cli, monkeypatch):
     assert error == f"nas-sr export: error: {history}: No space left on device (free some space)"
 
 
-@pytest.mark.parametrize("job", ["search", "retrain", "evaluate", "upscale", "export",
-                                 "compress", "plot", "rank", "serve"])
-def test_every_on_off_option_of_every_job_is_checked_as_one(job):
-    """An on/off option added to a config without a check would take ``no`` as true."""
-    def bools(node, prefix=""):
-        for key, value in node.items():
-            if isinstance(value, dict):
-                yield from bools(value, f"{prefix}{key}.")
-            elif isinstance(value, bool):
-                yield f"{prefix}{key}"
-    with initialize_config_module(config_module="experiments", version_base="1.3"):
-        cfg = OmegaConf.to_container(compose(job))
-    assert set(bools(cfg)) <= set(SWITCHES + AUTO_SWITCHES)
+@pytest.mark.parametrize("job", SCHEMAS)
+def test_every_on_off_option_of_every_job_is_typed_as_one(job):
+    """An on/off option left untyped would take ``no`` as a truthy string."""
+    cfg = make_cfg(job)
+    for key, node, _ in fields(cfg):
+        if isinstance(node._value(), bool):
+            assert isinstance(node, BooleanNode) or key in AUTO_SWITCHES, key
 
 
 @pytest.mark.parametrize("override, says", [

@@ -46,8 +46,7 @@ def test_an_option_added_since_the_run_started_takes_the_commands_value(run_dir)
 
 def test_a_section_added_since_the_run_started_is_taken_whole_and_takes_list_overrides(
         tmp_path):
-    old = make_cfg("search")
-    OmegaConf.set_struct(old, False)
+    old = OmegaConf.create(OmegaConf.to_container(make_cfg("search")))  # as saved: untyped
     del old.search["proxy"]  # as a search saved before the proxy reward existed
     OmegaConf.save(old, tmp_path / "config.yaml")
     overrides = ["search.proxy.steps=7", "search.proxy.seeds=[3,4]"]
@@ -85,7 +84,7 @@ def test_an_unknown_key_names_the_nearest_real_option_not_a_plus(tmp_path, cli, 
     error = cli("search", *QUIET, "data=folder", typo, f"hydra.run.dir={tmp_path / 'run'}")
     key = typo.partition("=")[0]
     assert error == (f"nas-sr search: error: {typo!r}: search's config has no {key}; did you "
-                     f"mean {meant}? (`nas-sr search --cfg job` lists every option)"), error
+                     f"mean {meant}? (`nas-sr search --help` lists every option)"), error
     assert not (tmp_path / "run").exists()
 
 

@@ -11,11 +11,11 @@ from skimage.metrics import structural_similarity
 from torch import nn
 
 from conftest import (
-    QUIET,
     SHARED,
     make_cfg,
     make_set,
     needs_datasets,
+    quiet,
     srcnn_checkpoint,
     write_image,
 )
@@ -194,13 +194,13 @@ def test_a_damaged_image_in_a_later_set_fails_before_any_set_is_scored(tmp_path,
     monkeypatch.setattr(scoring, "super_resolve", scored)
     with pytest.raises(ImageError, match=str(damaged)):
         evaluate.run(make_cfg("evaluate", f"benchmark_root={root}", "sets=[Tiny,Later]",
-                              *QUIET), tmp_path)
+                              *quiet("evaluate")), tmp_path)
     assert not (tmp_path / "results.json").exists()
 
 
 def test_cli_prints_table_and_exits_cleanly_on_user_errors(tmp_path, cli, capsys):
     root = make_set(tmp_path / "bench")
-    args = ["evaluate", "model=bicubic", f"benchmark_root={root}", *QUIET]
+    args = ["evaluate", "model=bicubic", f"benchmark_root={root}", *quiet("evaluate")]
     # a bare set name (no brackets) is one set, not the letters T, i, n, y
     assert cli(*args, "sets=Tiny", f"hydra.run.dir={tmp_path / 'run'}") is None
     assert "| Tiny | x2 |" in capsys.readouterr().out

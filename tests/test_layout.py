@@ -18,7 +18,7 @@ LAYERS = [
     ["search_spaces"],
     ["controllers"],
     ["nas_sr.errors", "nas_sr.progress", "nas_sr.metrics", "nas_sr.device",
-     "nas_sr.checkpoint"],
+     "nas_sr.checkpoint", "nas_sr.schema"],
     ["nas_sr.runs"],
     ["nas_sr.plots"],
     ["nas_sr.data"],
