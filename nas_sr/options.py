@@ -22,7 +22,7 @@ from nas_sr.deploy.predictor import RUNTIMES
 from nas_sr.device import resolve_device
 from nas_sr.errors import ConfigError
 from nas_sr.runs.log import summary_writer
-from nas_sr.schema import check_fields
+from nas_sr.schema import SCHEMAS, check_fields
 from nas_sr.search.rank import JUDGES
 from nas_sr.train.recipe import CLOCKS, LOSSES
 from search_spaces.cell import SHARING
@@ -58,14 +58,6 @@ def _at_least(cfg: DictConfig, key: str, low: int, whole: bool = True, optional:
                           + (" (or null)" if optional else ""))
 
 
-def _positive(cfg: DictConfig, key: str, optional: bool = False) -> None:
-    value = _number(cfg, key)
-    if value is None and optional:
-        return
-    if value is None or value <= 0:
-        raise ConfigError(f"{key}={value}: must be > 0" + (" (or null)" if optional else ""))
-
-
 # options that take true, false or auto (bf16 where the device has it): typed Any, so a
 # value such as no stays a string and is refused here (true/false options are typed bool)
 AUTO_SWITCHES = ("amp", "train.amp", "search.amp")
@@ -80,12 +72,6 @@ def check_switches(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={value!r}: use true, false or auto")
 
 
-def _share(cfg: DictConfig, key: str) -> None:
-    value = _number(cfg, key)
-    if value is None or not 0 <= value <= 1:
-        raise ConfigError(f"{key}={value}: must be a share between 0 and 1")
-
-
 def check_patch(cfg: DictConfig, key: str, scale: int) -> None:
     """An HR crop side ``key`` that a x``scale`` model can train and validate on."""
     _at_least(cfg, key, 3 * scale, why=f" (3 x scale, so a crop outlives PSNR's shave of "
@@ -97,7 +83,6 @@ def _tile(cfg: DictConfig) -> None:
     if tile not in (None, 0) and (tile < MIN_TILE or tile != int(tile)):
         raise ConfigError(f"tile={tile}: use a tile of at least {MIN_TILE} LR pixels, or "
                           "tile=null for whole images")
-    _at_least(cfg, "overlap", 0)
 
 
 # the CRF scale of encoders that have one: FFmpeg clamps a value past it without a word
@@ -139,8 +124,6 @@ def _video(cfg: DictConfig) -> None:
     if not isinstance(container, str) or f".{container.lstrip('.')}" not in CONTAINERS:
         raise ConfigError(f"video.container={container!r}: use one of "
                           f"{', '.join(c.lstrip('.') for c in CONTAINERS)}")
-    _at_least(cfg, "video.batch", 1)
-    _at_least(cfg, "video.crf", 0, optional=True)
     codec, crf = cfg.video.codec, cfg.video.crf
     if crf is not None and crf > CRF_MAX.get(codec, crf):
         raise ConfigError(f"video.crf={crf}: {codec} takes 0-{CRF_MAX[codec]} (lower = better "
@@ -158,57 +141,18 @@ def _video(cfg: DictConfig) -> None:
 
 def _controller(cfg: DictConfig) -> None:
     """``controller.*`` of a search: values the policy would run with that mean nothing."""
-    has = cfg.controller.keys()
-    for key in ("hidden", "layers"):
-        if key in has:
-            _at_least(cfg, f"controller.{key}", 1)
-    for key in ("temperature", "tanh_constant"):  # null turns each off
-        if key in has:
-            _positive(cfg, f"controller.{key}", optional=True)
-    if "op_tanh_reduce" in has:
-        _positive(cfg, "controller.op_tanh_reduce")
-    if "entropy_weight" in has:
-        _at_least(cfg, "controller.entropy_weight", 0, whole=False)
-    for key in ("population", "tournament", "candidates", "trees"):
-        if key in has:
-            _at_least(cfg, f"controller.{key}", 1)
-    for key in ("warmup", "seed"):
-        if key in has:
-            _at_least(cfg, f"controller.{key}", 0)
+    has = cfg.controller.keys()  # each value's own bounds: nas_sr/schema/search.py
     if "tournament" in has and cfg.controller.tournament > cfg.controller.population:
         raise ConfigError(f"controller.tournament={cfg.controller.tournament}: at most "
                           f"controller.population={cfg.controller.population}")
     if "acquisition" in has and cfg.controller.acquisition not in ACQUISITIONS:
         raise ConfigError(f"controller.acquisition={cfg.controller.acquisition!r}: use "
                           f"{' or '.join(ACQUISITIONS)}")
-    if "kappa" in has:
-        _at_least(cfg, "controller.kappa", 0, whole=False)
-    decay = _number(cfg, "controller.baseline_decay")
-    if decay is None or not 0 <= decay < 1:
-        raise ConfigError(f"controller.baseline_decay={decay}: a decay in [0, 1) (0.95 is "
-                          "usual)")
-
-
-def _cell_size(cfg: DictConfig, job: str) -> None:
-    """``archs.cell`` (and retraining's ``train.cell``): a network of no cell or channel
-    would build, then train nothing."""
-    for key in ("channels", "cells", "nodes"):
-        _at_least(cfg, f"archs.cell.{key}", 1)
-    if job != "search":
-        for key in ("channels", "cells", "recursions"):
-            _at_least(cfg, f"train.cell.{key}", 1, optional=True)
-
-
-def _port(cfg: DictConfig) -> None:
-    port = _number(cfg, "port")
-    if port is None or port != int(port) or not 1 <= port <= 65535:
-        raise ConfigError(f"port={port}: must be a whole number in 1..65535")
 
 
 def _compress(cfg: DictConfig) -> None:
     if cfg.method not in METHODS:
         raise ConfigError(f"method={cfg.method!r}: use one of {', '.join(METHODS)}")
-    _at_least(cfg, "rounds", 1)
     if cfg.method == "separable":
         if cfg.rounds != 1:
             raise ConfigError(f"rounds={cfg.rounds}: method=separable converts once; rounds=1")
@@ -217,7 +161,6 @@ def _compress(cfg: DictConfig) -> None:
         raise ConfigError(f"prune.criterion={cfg.prune.criterion!r}: use one of "
                           f"{', '.join(CRITERIA)}")
     if cfg.prune.criterion == "std":
-        _positive(cfg, "prune.k")
         return
     amount = _number(cfg, "prune.amount")
     if amount is None or not 0 < amount < 1:
@@ -272,9 +215,6 @@ def _proxy(cfg: DictConfig) -> None:
         raise ConfigError(f"search.reward={reward!r}: use shared or proxy")
     if reward == "shared" and not cfg.search.get("final_proxy", False):
         return
-    for key in ("channels", "cells", "steps", "batch_size"):
-        _at_least(cfg, f"search.proxy.{key}", 1)
-    _positive(cfg, "search.proxy.lr")
     check_patch(cfg, "search.proxy.patch_size", cfg.scale)
     seeds = _seeds(cfg, "search.proxy.seeds", least=1)
     final = _seeds(cfg, "search.proxy.final_seeds")
@@ -308,68 +248,36 @@ def export_formats(cfg: DictConfig) -> list[str]:
 
 def check_options(job: str, cfg: DictConfig) -> None:
     """Raise ConfigError for the first option of ``job`` that cannot work."""
-    check_fields(cfg)  # each field's own bounds, declared beside it
+    check_fields(cfg, SCHEMAS[job])  # each field's own bounds, declared beside it
     check_switches(cfg)
     if OmegaConf.select(cfg, "logger.tensorboard"):
         summary_writer()  # the optional extra, named before any data is read
-    if "seed" in cfg:  # numpy takes no negative seed, and a fraction would be cut
-        _at_least(cfg, "seed", 0)
-    if job in ("search", "retrain", "compress"):
-        _cell_size(cfg, job)
     if job in ("search", "retrain", "evaluate", "upscale", "export", "serve", "compress"):
         resolve_device(cfg.device)
-        _at_least(cfg, "threads", 1, optional=True)
     if job in ("search", "retrain") or (job in ("evaluate", "upscale")
                                         and cfg.scale is not None):
         check_scale(cfg.scale)
     if job == "search":
-        for key in ("search.epochs", "search.batches_per_epoch", "search.batch_size",
-                    "controller.steps_per_epoch", "data.val_crops", "data.final_crops"):
-            _at_least(cfg, key, 1)
-        _at_least(cfg, "search.final_samples", 0)
-        _at_least(cfg, "search.final_top", 1)
-        _at_least(cfg, "controller.samples_per_update", 1)
-        for key in ("search.warmup", "search.policy_mix"):
-            _share(cfg, key)
         if cfg.search.sampler not in ("fair", "uniform"):
             raise ConfigError(f"search.sampler={cfg.search.sampler!r}: use fair or uniform")
         _space(cfg)
-        for key in ("params", "mult_adds", "channels", "cells"):
-            _at_least(cfg, f"search.budget.{key}", 1, optional=True)
-        _positive(cfg, "search.budget.beta")
-        _positive(cfg, "search.budget.latency_ms", optional=True)
-        _at_least(cfg, "search.budget.latency_threads", 1)
-        _share(cfg, "search.budget.floor")
         if cfg.search.supernet.share not in SHARING:
             raise ConfigError(f"search.supernet.share={cfg.search.supernet.share!r}: use "
                               f"{' or '.join(SHARING)}")
         if cfg.search.budget.mode not in BUDGET_MODES:
             raise ConfigError(f"search.budget.mode={cfg.search.budget.mode!r}: use max or target")
         _budget_reachable(cfg)
-        _positive(cfg, "search.lr")
         _proxy(cfg)
-        _positive(cfg, "search.grad_clip", optional=True)
-        _at_least(cfg, "search.lr_min", 0, whole=False)
-        if "lr" in cfg.controller:
-            _positive(cfg, "controller.lr")
         _controller(cfg)
         check_patch(cfg, "data.patch_size", cfg.scale)
     if job in ("retrain", "compress"):  # compress fine-tunes each round with retrain's recipe
-        _at_least(cfg, "train.epochs", 1 if job == "retrain" else 0)  # compress: 0 = no tuning
-        for key in ("train.iters_per_epoch", "train.batch_size", "train.step_epochs"):
-            _at_least(cfg, key, 1)
-        _at_least(cfg, "train.val_crops", 1, optional=True)
-        _positive(cfg, "train.lr")
-        _positive(cfg, "train.gamma")
-        _positive(cfg, "train.minutes", optional=True)
+        if job == "retrain":  # compress: 0 = no fine-tuning
+            _at_least(cfg, "train.epochs", 1)
         if cfg.train.clock not in CLOCKS:
             raise ConfigError(f"train.clock={cfg.train.clock!r}: use wall or cpu")
         if cfg.train.minutes and cfg.train.schedule != "cosine":
             raise ConfigError(f"train.minutes works with train.schedule=cosine (it follows "
                               f"the time spent), not {cfg.train.schedule}")
-        _positive(cfg, "train.grad_clip", optional=True)
-        _at_least(cfg, "train.lr_min", 0, whole=False)
-        _at_least(cfg, "train.warmup_steps", 0)
         ema = _number(cfg, "train.ema")
         if ema is None or not 0 <= ema < 1:
             raise ConfigError(f"train.ema={ema}: a decay in [0, 1) (0.999 is usual; 0 = off)")
@@ -385,30 +293,23 @@ def check_options(job: str, cfg: DictConfig) -> None:
     if job == "retrain":  # compress: against its model's scale, once the model is read
         check_patch(cfg, "train.patch_size", cfg.scale)
     if job in ("search", "retrain", "compress"):
-        _at_least(cfg, "data.num_workers", 0)
         if cfg.data.small_images not in ("error", "skip"):
             raise ConfigError(f"data.small_images={cfg.data.small_images!r}: use error or skip")
         if cfg.data.cache not in ("none", "h5"):
             raise ConfigError(f"data.cache={cfg.data.cache!r}: use none or h5")
-        _share(cfg, "data.val_fraction")
         rescale_factors(cfg.data)  # before any image is read
         _degradation(cfg, job)
     if job == "compress":
         _compress(cfg)
     if job == "rank":
-        for key in ("rank.cells", "rank.pool", "rank.jobs", "rank.bootstrap", "rank.oracle_pool"):
-            _at_least(cfg, key, 1)
-        _at_least(cfg, "rank.policy_cells", 0)
         if cfg.rank.judge not in JUDGES:
             raise ConfigError(f"rank.judge={cfg.rank.judge!r}: use {' or '.join(JUDGES)}")
-        _at_least(cfg, "rank.seed", 0)
         _seeds(cfg, "rank.proxy_seeds")
         for key, unit in (("rank.params_range", "params"), ("rank.latency_range", "ms")):
             band = OmegaConf.select(cfg, key)
             if band is not None and (len(band) != 2 or not 0 <= band[0] <= band[1]):
                 raise ConfigError(f"{key}={list(band)}: give [low, high] {unit}, "
                                   "0 <= low <= high")
-        _at_least(cfg, "rank.latency_threads", 1)
         lr = cfg.rank.latency_lr
         if len(lr) != 2 or min(lr) < 1:
             raise ConfigError(f"rank.latency_lr={list(lr)}: give [height, width] in pixels")
@@ -423,14 +324,6 @@ def check_options(job: str, cfg: DictConfig) -> None:
         export_formats(cfg)
     if job in ("upscale", "serve"):
         _video(cfg)
-    if job == "serve":
-        _port(cfg)
-        _at_least(cfg, "workers", 1)
-        _positive(cfg, "keep_minutes")
-        for key in ("limits.upload_mb", "limits.stored_gb"):
-            _positive(cfg, key)
-        for key in ("limits.pixels", "limits.frames", "limits.queued"):
-            _at_least(cfg, key, 1)
     if job == "retrain" and not cfg.resume:  # a resumed run trains what it began with
         _retrain_model(cfg)
     if job in ("export", "compress"):

@@ -85,3 +85,19 @@ def test_a_bound_is_refused_where_the_field_declares_it():
     with pytest.raises(ConfigError, match=r"^search.budget.floor=1.5: must be a share between "):
         check_fields(make_cfg("search", "search.budget.floor=1.5"))
     check_fields(make_cfg("search", "search.budget.params=null"))  # optional: null is fine
+
+
+def test_a_resumed_run_s_plain_config_is_held_to_the_same_bounds():
+    """resume= reads config.yaml untyped: the schema still gives each value's bounds."""
+    saved = OmegaConf.create(OmegaConf.to_container(make_cfg("retrain")))
+    check_fields(saved, SCHEMAS["retrain"])
+    for override, says in (("train.batch_size=0", "must be a whole number >= 1"),
+                           ("train.lr=abc", "must be a number"),
+                           ("data.val_fraction=2", "must be a share between 0 and 1")):
+        bad = saved.copy()
+        key, value = override.split("=")
+        OmegaConf.update(bad, key, OmegaConf.from_dotlist([f"v={value}"]).v)
+        with pytest.raises(ConfigError, match=f"^{key}="):
+            check_fields(bad, SCHEMAS["retrain"])
+        with pytest.raises(ConfigError, match=says):
+            check_fields(bad, SCHEMAS["retrain"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import textwrap
+import typing
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,34 +51,54 @@ def fields(cfg: DictConfig, prefix: str = "") -> Iterator[tuple[str, Any, dict[s
             yield f"{prefix}{key}", node, declared.get(key, {})
 
 
-def check_fields(cfg: DictConfig) -> None:
+def check_fields(cfg: DictConfig, kind: type | None = None, prefix: str = "") -> None:
     """Each field's value within the bounds its declaration gives, else a one-line
-    ConfigError naming the option, its value and what would work."""
-    for key, node, meta in fields(cfg):
-        if isinstance(node, (DictConfig, ListConfig)) or not meta:
-            continue
-        value = node._value()
-        if value is None or isinstance(value, (bool, str)):  # null: its type allows it
-            continue
-        low, high, above = meta.get("low"), meta.get("high"), meta.get("above")
-        null = " (or null)" if node._is_optional() else ""
-        if meta.get("below") is not None:
-            ok = low <= value < meta["below"]
-            want = f"a number in [{low}, {meta['below']})"
-        elif low == 0 and high == 1 and not meta.get("whole"):
-            ok, want = 0 <= value <= 1, "a share between 0 and 1"
-        elif above is not None:
-            ok, want = value > above and (high is None or value <= high), f"> {above}" + (
-                f" and <= {high}" if high is not None else "")
-        else:
-            kind = "a whole number" if meta.get("whole") else "a number"
-            ok = ((low is None or value >= low) and (high is None or value <= high)
-                  and (not meta.get("whole") or value == int(value)))
-            want = (f"{kind} >= {low}" if high is None else f"{kind} in {low}..{high}"
-                    if low is not None else f"{kind} <= {high}")
-        if not ok:  # 1.0 as the 1 it was given: a float field holds an int as a float
-            shown = f"{value:g}" if isinstance(value, float) else value
-            raise ConfigError(f"{key}={shown}: must be {want}{null}")
+    ConfigError naming the option, its value and what would work. ``kind``: the schema of
+    an untyped ``cfg`` (a resumed run's saved config.yaml); a composed one knows its own."""
+    typed = OmegaConf.get_type(cfg)
+    kind = typed if dataclasses.is_dataclass(typed) else kind
+    if kind is None:
+        return
+    hints = typing.get_type_hints(kind)
+    for field in dataclasses.fields(kind):
+        node = cfg._get_node(field.name) if field.name in cfg else None
+        if isinstance(node, DictConfig):
+            inner = hints[field.name]
+            check_fields(node, inner if dataclasses.is_dataclass(inner) else None,
+                         f"{prefix}{field.name}.")
+        elif node is not None and not isinstance(node, ListConfig):
+            _check_bounds(f"{prefix}{field.name}", node._value(), field.metadata,
+                          node._is_optional() or _optional(hints[field.name]))
+
+
+def _optional(hint: Any) -> bool:
+    return type(None) in typing.get_args(hint)
+
+
+def _check_bounds(key: str, value: Any, meta: Any, optional: bool) -> None:
+    low, high, above = meta.get("low"), meta.get("high"), meta.get("above")
+    if value is None or all(meta.get(k) is None for k in ("low", "high", "above", "below")):
+        return  # null: its type allows it (a composed config has checked the type)
+    if isinstance(value, (bool, str)):  # a resumed run's override, read as plain YAML
+        raise ConfigError(f"{key}={value!r}: must be a number")
+    null = " (or null)" if optional else ""
+    if meta.get("below") is not None:
+        ok = low <= value < meta["below"]
+        want = f"a number in [{low}, {meta['below']})"
+    elif low == 0 and high == 1 and not meta.get("whole"):
+        ok, want = 0 <= value <= 1, "a share between 0 and 1"
+    elif above is not None:
+        ok, want = value > above and (high is None or value <= high), f"> {above}" + (
+            f" and <= {high}" if high is not None else "")
+    else:
+        kind = "a whole number" if meta.get("whole") else "a number"
+        ok = ((low is None or value >= low) and (high is None or value <= high)
+              and (not meta.get("whole") or value == int(value)))
+        want = (f"{kind} >= {low}" if high is None else f"{kind} in {low}..{high}"
+                if low is not None else f"{kind} <= {high}")
+    if not ok:  # 1.0 as the 1 it was given: a float field holds an int as a float
+        shown = f"{value:g}" if isinstance(value, float) else value
+        raise ConfigError(f"{key}={shown}: must be {want}{null}")
 
 
 def _shown(value: Any) -> str:

@@ -52,7 +52,7 @@ class Budget:
     channels: int | None = opt(None, "the retrain width; null = archs.cell's", low=1)
     cells: int | None = opt(None, "the retrain depth; null = archs.cell's", low=1)
     beta: float = opt(1.0, "over budget, the reward loses 10*beta*log10(cost/budget) dB",
-                      low=0)
+                      above=0)
     mode: str = opt("max", "max: only cells over budget pay; target: TuNAS's absolute "
                     "reward, so cells under budget pay too")
     reject: bool = opt(True, "a proposal over budget (or under floor x budget) is drawn again "
