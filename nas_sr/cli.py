@@ -179,6 +179,11 @@ def check_added_keys(job: str, cfg: DictConfig, overrides: list[str],
                           f"{', '.join(OPEN_SECTIONS)}")
 
 
+# options merged into another: a command written for the old one is told where it went
+MERGED = {"search.budget.channels": "train.cell.channels",
+          "search.budget.cells": "train.cell.cells"}
+
+
 def unknown_key_error(job: str, overrides: list[str]) -> str | None:
     """A ``key=value`` whose key ``job``'s config lacks, with the nearest real option
     (Hydra's own hint, ``+key=``, adds a key no job reads), or whose value is not of the
@@ -198,6 +203,9 @@ def unknown_key_error(job: str, overrides: list[str]) -> str | None:
         except HydraException:  # a malformed override: Hydra's own message says where
             return None
         item = next((o for o in overrides if o.partition("=")[0] == key), key)
+        if key in MERGED:
+            return (f"{item!r}: {key} is now {MERGED[key]}, the one retrain width that the "
+                    f"budget prices, the proxy trains and retrain builds")
         try:  # the options this command has (data=folder brings data.train_dir)
             cfg = compose(job, overrides=[o for o in overrides if o != item])
         except HydraException:

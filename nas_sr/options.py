@@ -23,6 +23,7 @@ from nas_sr.device import resolve_device
 from nas_sr.errors import ConfigError
 from nas_sr.runs.log import summary_writer
 from nas_sr.schema import SCHEMAS, check_fields
+from nas_sr.schema.train import retrain_width
 from nas_sr.search.rank import JUDGES
 from nas_sr.train.recipe import CLOCKS, LOSSES
 from search_spaces.cell import SHARING
@@ -184,7 +185,7 @@ def _budget_reachable(cfg: DictConfig) -> None:
     """A budget below every cell the space holds would train the whole search, then find
     no cell to choose."""
     b, cell = cfg.search.budget, cfg.archs.cell
-    width = (b.channels or cell.channels, b.cells or cell.cells)
+    width = retrain_width(cfg)
     least = cheapest_cost(cell.nodes, *width, cfg.scale)
     for key in ("params", "mult_adds"):
         if b[key] and b[key] < least[key]:
@@ -192,7 +193,7 @@ def _budget_reachable(cfg: DictConfig) -> None:
                 f"search.budget.{key}={b[key]}: below the cheapest network the space builds, "
                 f"{least[key]:,} at {width[0]} channels x {width[1]} cells, x{cfg.scale} (head, "
                 f"tail and upsampler around cells of identities); raise it or lower "
-                f"search.budget.channels/cells")
+                f"the retrain width train.cell.channels/cells")
 
 
 def _retrain_model(cfg: DictConfig) -> None:

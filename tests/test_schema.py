@@ -17,6 +17,8 @@ from nas_sr.schema import check_fields
 from nas_sr.schema.fields import fields
 from nas_sr.schema.jobs import SCHEMAS, Sized
 from nas_sr.schema.search import STRATEGIES
+from nas_sr.schema.train import retrain_width
+from nas_sr.search.proxy import ProxySetting
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -101,3 +103,19 @@ def test_a_resumed_run_s_plain_config_is_held_to_the_same_bounds():
             check_fields(bad, SCHEMAS["retrain"])
         with pytest.raises(ConfigError, match=says):
             check_fields(bad, SCHEMAS["retrain"])
+
+
+def test_the_retrain_width_is_one_option_for_the_budget_the_proxy_and_retrain(cli):
+    cfg = make_cfg("search", "archs.cell.channels=16", "train.cell.cells=6")
+    assert retrain_width(cfg) == (16, 6)
+    assert ProxySetting.from_config(cfg).channels == 16
+    assert ProxySetting.from_config(cfg).cells == 6
+    narrow = make_cfg("search", "train.cell.cells=6", "search.proxy.cells=2")
+    assert ProxySetting.from_config(narrow).cells == 2  # a proxy may still be its own size
+    old = OmegaConf.create(OmegaConf.to_container(cfg))  # a search saved with its own width
+    old.search.budget.channels, old.search.budget.cells = 48, None
+    assert retrain_width(old) == (48, cfg.archs.cell.cells)  # as it ran: archs.cell
+    error = cli("search", "search.budget.channels=48")
+    assert error == ("nas-sr search: error: 'search.budget.channels=48': search.budget.channels "
+                     "is now train.cell.channels, the one retrain width that the budget prices, "
+                     "the proxy trains and retrain builds")

@@ -14,8 +14,10 @@ class Proxy:
     """The proxy's training setting (nas_sr/search/proxy.py): half the compare's retrain
     recipe, Kendall tau 0.60 a seed against retraining; ~80 s a cell on one core."""
 
-    channels: int = opt(32, "the proxy network's cell width", low=1, whole=True)
-    cells: int = opt(4, "the proxy network's cells", low=1, whole=True)
+    channels: int | None = opt(None, "the proxy network's width; null = the retrain width "
+                               "(train.cell, else archs.cell)", low=1, whole=True)
+    cells: int | None = opt(None, "the proxy network's cells; null = the retrain depth",
+                            low=1, whole=True)
     steps: int = opt(400, "training steps of each cell", low=1, whole=True)
     batch_size: int = opt(16, "crops per step", low=1, whole=True)
     patch_size: int = opt(64, "HR crop side", whole=True)
@@ -36,7 +38,7 @@ class Supernet:
 
 @dataclass
 class Budget:
-    """Costs of the standalone network at the retrain width."""
+    """Costs of the standalone network at the retrain width (train.cell, else archs.cell)."""
 
     params: int | None = opt(None, "e.g. 400000; null = no limit", above=0)
     mult_adds: int | None = opt(None, "for one 1280x720 output; null = no limit", above=0)
@@ -49,8 +51,6 @@ class Budget:
                                 "640x360, 1280x720 at x2")
     latency_table: str | None = opt(None, "a table file; null = the one nas-sr profile "
                                     "caches for this machine")
-    channels: int | None = opt(None, "the retrain width; null = archs.cell's", low=1)
-    cells: int | None = opt(None, "the retrain depth; null = archs.cell's", low=1)
     beta: float = opt(1.0, "over budget, the reward loses 10*beta*log10(cost/budget) dB",
                       above=0)
     mode: str = opt("max", "max: only cells over budget pay; target: TuNAS's absolute "

@@ -5,7 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
+
 from nas_sr.schema.fields import opt, section
+
+
+def retrain_width(cfg: DictConfig) -> tuple[int, int]:
+    """(channels, cells) of the network a retrain of ``cfg`` builds: train.cell's, else
+    archs.cell's. The width a search prices its budget at and its proxy trains."""
+    budget = OmegaConf.select(cfg, "search.budget", default=None)
+    cell = cfg.archs.cell
+    if budget is not None and "channels" in budget:  # a search saved with its own width
+        return budget.channels or cell.channels, budget.cells or cell.cells
+    own = OmegaConf.select(cfg, "train.cell", default=None) or {}
+    return own.get("channels") or cell.channels, own.get("cells") or cell.cells
 
 
 @dataclass

@@ -37,6 +37,7 @@ from nas_sr.plots.search import log_to_wandb, plot_run
 from nas_sr.plots.tradeoff import pareto_figure
 from nas_sr.progress import progress_bar
 from nas_sr.runs.log import RunLog
+from nas_sr.schema.train import retrain_width
 from nas_sr.search.latency import default_table_path, load_table, predict_latency
 from nas_sr.search.proxy import ProxyReward
 from nas_sr.search.supernet import (
@@ -86,7 +87,7 @@ class Search(RunState):
             self.budget["latency_ms"] = b.latency_ms
             self.latency = load_table(b.latency_table or default_table_path())
         self.costs: dict[Genotype, dict[str, Any]] = {}
-        self.cost_width = (b.channels or cfg.archs.cell.channels, b.cells or cfg.archs.cell.cells)
+        self.cost_width = retrain_width(cfg)
         self.cost(Genotype((Node(1, "identity", 1, "identity"),)))  # a width the table lacks
         if b.get("reject", False) and any(self.budget.values()):
             self.controller.accept = self.uniform.accept = self.in_band
@@ -311,7 +312,7 @@ class Search(RunState):
             raise ConfigError(f"no scored cell is within search.budget {self.budget}; "
                               f"re-select with a higher one without training again: nas-sr "
                               f"search resume={self.run_dir} search.budget.params=N (or "
-                              f"mult_adds=N), or lower search.budget.channels/cells")
+                              f"mult_adds=N), or lower the retrain width train.cell.channels/cells")
         top = sorted(eligible, key=lambda i: scored[i]["penalty"] - scored[i]["psnr"]
                      )[:s.final_top]
         for i in progress_bar(top, desc="scoring final candidates", leave=False, disable=quiet):

@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 
 from nas_sr.data.crops import RandomCrops
 from nas_sr.metrics import Pairs, crop_psnrs
+from nas_sr.schema.train import retrain_width
 from nas_sr.train.recipe import cosine_lr, not_finite
 from search_spaces.genotypes import Genotype
 from search_spaces.network import CellSRNet
@@ -45,8 +46,11 @@ class ProxySetting:
     lr: float
 
     @classmethod
-    def from_config(cls, proxy: DictConfig) -> ProxySetting:
-        return cls(**{k: proxy[k] for k in cls.__dataclass_fields__})
+    def from_config(cls, cfg: DictConfig) -> ProxySetting:
+        """``cfg.search.proxy``, its null width the retrain's (train.cell, else archs.cell)."""
+        proxy, (channels, cells) = cfg.search.proxy, retrain_width(cfg)
+        return cls(channels=proxy.channels or channels, cells=proxy.cells or cells,
+                   **{k: proxy[k] for k in ("steps", "batch_size", "patch_size", "lr")})
 
 
 def proxy_batches(store: Any, scale: int, setting: ProxySetting, seed: int) -> Pairs:
@@ -112,7 +116,7 @@ class ProxyReward:
                    device: torch.device, fmt: torch.memory_format) -> ProxyReward:
         """The proxy of search config ``cfg`` (``search.proxy``), its crops drawn from
         ``store`` with the search's seed, scoring on ``crops``."""
-        setting = ProxySetting.from_config(cfg.search.proxy)
+        setting = ProxySetting.from_config(cfg)
         return cls(setting, proxy_batches(store, cfg.scale, setting, cfg.seed), crops,
                    cfg.scale, device, fmt)
 

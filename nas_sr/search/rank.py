@@ -152,7 +152,7 @@ def proxy_ranking(search: SearchRun, rows: list[dict[str, Any]], seeds: list[int
     done = [row for row in rows if "retrained_psnr" in row]
     scores = [row["proxy_psnrs"] for row in done]
     return {
-        "setting": vars(ProxySetting.from_config(c.search.proxy)), "seeds": seeds,
+        "setting": vars(ProxySetting.from_config(c)), "seeds": seeds,
         "seconds_per_run": (time.perf_counter() - started) / (len(rows) * len(seeds)),
         **rank_correlation([row["proxy_psnr"] for row in done],
                            [row["retrained_psnr"] for row in done], resamples, seed),
