@@ -179,9 +179,13 @@ def check_added_keys(job: str, cfg: DictConfig, overrides: list[str],
                           f"{', '.join(OPEN_SECTIONS)}")
 
 
-# options merged into another: a command written for the old one is told where it went
-MERGED = {"search.budget.channels": "train.cell.channels",
-          "search.budget.cells": "train.cell.cells"}
+# options merged into another or moved: a command written for the old one is told where
+WIDTH = "the one retrain width that the budget prices, the proxy trains and retrain builds"
+MOVED = {"search.budget.channels": ("train.cell.channels", WIDTH),
+         "search.budget.cells": ("train.cell.cells", WIDTH),
+         "data.val_crops": ("search.reward_crops", "the search's reward crops (train.val_crops "
+                            "is retrain's validation)"),
+         "data.final_crops": ("search.final_crops", "the search's final-choice crops")}
 
 
 def unknown_key_error(job: str, overrides: list[str]) -> str | None:
@@ -203,9 +207,8 @@ def unknown_key_error(job: str, overrides: list[str]) -> str | None:
         except HydraException:  # a malformed override: Hydra's own message says where
             return None
         item = next((o for o in overrides if o.partition("=")[0] == key), key)
-        if key in MERGED:
-            return (f"{item!r}: {key} is now {MERGED[key]}, the one retrain width that the "
-                    f"budget prices, the proxy trains and retrain builds")
+        if key in MOVED:
+            return f"{item!r}: {key} is now {MOVED[key][0]}, {MOVED[key][1]}"
         try:  # the options this command has (data=folder brings data.train_dir)
             cfg = compose(job, overrides=[o for o in overrides if o != item])
         except HydraException:

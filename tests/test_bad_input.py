@@ -46,7 +46,7 @@ def no_data(monkeypatch):
     ("search", ["search.batch_size=0"], "search.batch_size=0: must be a whole number >= 1"),
     ("search", ["data.patch_size=1"], r"data.patch_size=1: must be a whole number >= 6 \(3 x "),
     ("retrain", ["train.patch_size=0"], "train.patch_size=0: must be a whole number >= 6"),
-    ("search", ["data.val_crops=0"], "data.val_crops=0: must be a whole number >= 1"),
+    ("search", ["search.reward_crops=0"], "search.reward_crops=0: must be a whole number >= 1"),
     ("retrain", ["train.val_crops=0"], r"train.val_crops=0: must be .* >= 1 \(or null\)"),
     ("search", ["search.lr=-1"], "search.lr=-1: must be > 0"),
     ("retrain", ["train.lr=-0.001"], "train.lr=-0.001: must be > 0"),

@@ -6,6 +6,7 @@ import inspect
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
@@ -19,6 +20,7 @@ from nas_sr.schema.jobs import SCHEMAS, Sized
 from nas_sr.schema.search import STRATEGIES
 from nas_sr.schema.train import retrain_width
 from nas_sr.search.proxy import ProxySetting
+from nas_sr.search.supernet import reward_crops
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -115,7 +117,21 @@ def test_the_retrain_width_is_one_option_for_the_budget_the_proxy_and_retrain(cl
     old = OmegaConf.create(OmegaConf.to_container(cfg))  # a search saved with its own width
     old.search.budget.channels, old.search.budget.cells = 48, None
     assert retrain_width(old) == (48, cfg.archs.cell.cells)  # as it ran: archs.cell
+    assert cli("search", "data.val_crops=8").endswith(
+        "data.val_crops is now search.reward_crops, the search's reward crops "
+        "(train.val_crops is retrain's validation)")
     error = cli("search", "search.budget.channels=48")
     assert error == ("nas-sr search: error: 'search.budget.channels=48': search.budget.channels "
                      "is now train.cell.channels, the one retrain width that the budget prices, "
                      "the proxy trains and retrain builds")
+
+
+def test_a_search_saved_with_data_val_crops_scores_the_crops_it_ran_with():
+    saved = OmegaConf.create(OmegaConf.to_container(make_cfg("search")))
+    del saved.search["reward_crops"], saved.search["final_crops"]
+    saved.data.val_crops, saved.data.final_crops = 3, 5
+    reward, final = reward_crops(saved, torch.device("cpu"), torch.contiguous_format)
+    assert len(reward[0]) == 3 and len(final[0]) == 5
+    new = make_cfg("search", "search.reward_crops=2", "search.final_crops=4")
+    reward, final = reward_crops(new, torch.device("cpu"), torch.contiguous_format)
+    assert len(reward[0]) == 2 and len(final[0]) == 4

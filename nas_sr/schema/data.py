@@ -65,10 +65,6 @@ class Data:
                             "leave it out)")
     rescale: list[float] = opt([], "extra training copies of each image shrunk by these "
                                "factors, e.g. [0.9,0.8,0.7,0.6] (VDSR's augmentation)")
-    val_crops: int = opt(32, "fixed crops of the validation images: the controller's reward "
-                         "batch", low=1, whole=True)
-    final_crops: int = opt(128, "fixed crops scored when choosing the final cell", low=1,
-                           whole=True)
     val_fraction: float = opt(0.1, "share of train images held out when no val_dir is "
                               "given; halved into the search's reward images and "
                               "retraining's hold-out", low=0, high=1)

@@ -79,8 +79,12 @@ class Search:
     policy_mix: float = opt(0.0, "after warm-up: share of training children drawn from the "
                             "policy (a share biases the shared weights toward its cells)",
                             low=0, high=1)
+    reward_crops: int = opt(32, "fixed crops of the search's validation images: the reward "
+                            "batch every scored cell is judged on", low=1, whole=True)
+    final_crops: int = opt(128, "fixed crops of the same images scored when choosing the "
+                           "final cell", low=1, whole=True)
     final_top: int = opt(16, "best re-scored cells within budget scored again on "
-                         "data.final_crops", low=1, whole=True)
+                         "search.final_crops", low=1, whole=True)
     final_samples: int = opt(16, "extra draws of the final policy (and its greedy cell)",
                              low=0, whole=True)
     reward: str = opt("shared", "shared: PSNR through the supernet's weights; proxy: each "

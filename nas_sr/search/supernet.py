@@ -81,7 +81,9 @@ def reward_crops(cfg: DictConfig, device: torch.device, fmt: torch.memory_format
         lq, gt = fixed_crops(store, cfg.scale, d.patch_size, count, seed)
         return lq.to(device, memory_format=fmt), gt.to(device, memory_format=fmt)
 
-    return crops(d.val_crops, seed=1), crops(d.final_crops, seed=2)
+    s = cfg.search if "val_crops" not in d else {  # a search saved before they moved
+        "reward_crops": d.val_crops, "final_crops": d.final_crops}
+    return crops(s["reward_crops"], seed=1), crops(s["final_crops"], seed=2)
 
 
 def score(net: CellSRNet, genotype: Genotype, crops: Pairs, scale: int) -> float:
