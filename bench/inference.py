@@ -1,7 +1,7 @@
 """4. Inference: output megapixels per second of the exported cell model vs SRCNN and
 VDSR built in this harness, on one real image on CPU, with PSNR (Y, shaved) beside.
 
-Trained weights are used where they exist (models/, runs/retrain/baseline_*); a model
+Trained weights are used where they exist (nas_sr/models/, runs/retrain/baseline_*); a model
 without them is timed untrained, and its PSNR is left out.
 """
 
@@ -23,10 +23,10 @@ from search_spaces.genotypes import load_genotype
 
 ROOT = Path(__file__).resolve().parents[1]
 SET5_X2 = ROOT.parent / "shared" / "datasets" / "benchmark" / "Set5" / "X2"
-TRAINED = {"cell (exported)": ROOT / "models" / "cell_x2" / "model.pt2",
+TRAINED = {"cell (exported)": ROOT / "nas_sr" / "models" / "cell_x2" / "model.pt2",
            "SRCNN": ROOT / "runs" / "retrain" / "baseline_srcnn" / "best.pt",
            "VDSR": ROOT / "runs" / "retrain" / "baseline_vdsr" / "best.pt"}
-FALLBACK_GENOTYPE = ROOT / "models" / "cell_x2" / "genotype.json"
+FALLBACK_GENOTYPE = ROOT / "nas_sr" / "models" / "cell_x2" / "genotype.json"
 
 
 def test_image() -> tuple[torch.Tensor, torch.Tensor, str]:

@@ -1,4 +1,4 @@
-"""7. Runtimes: each shipped model (``models/*/model.pt2``) and SRCNN / FSRCNN run through
+"""7. Runtimes: each shipped model (``nas_sr/models/*/model.pt2``) and SRCNN / FSRCNN run through
 torch eager (a cell also as trained, without the re-parameterisation of
 ``search_spaces/fused.py``; and under bf16 autocast, ``amp=true``), the exported ``.pt2``
 program, ``torch.compile`` and ONNX Runtime, at 1 and 2 threads: output MP/s on Set5's
@@ -45,7 +45,7 @@ COMPILED = (MEMORY_MODEL, "SRCNN")  # the speed goal's pair; the only ones compi
 def models() -> dict[str, tuple[nn.Module, dict, Path | None]]:
     """name -> (eager model, arch, model file for the memory runs)"""
     out = {}
-    for path in sorted(ROOT.glob("models/*/model.pt2")):
+    for path in sorted(ROOT.glob("nas_sr/models/*/model.pt2")):
         predictor = load_predictor(str(path), channels_last=False, runtime="eager")
         if predictor.scale == 2:  # the timing image is x2
             out[path.parent.name] = (predictor.model, predictor.arch, path)

@@ -137,14 +137,14 @@ def load_genotype(path: str | Path) -> Genotype:
 
 # Named genotypes (the DARTS habit): ``genotype=NAME`` wherever ``genotype=PATH`` works.
 GENOTYPES: dict[str, Genotype] = {
-    # the shipped models/searched_x2, _x3 and _x4 (their genotype.json): the budgeted
+    # the shipped nas_sr/models/searched_x2, _x3 and _x4 (their genotype.json): the budgeted
     # search (<= 400K params) on ../shared/datasets/train (docs/RESULTS.md)
     "searched_x2": Genotype((Node(0, "dil_conv_3x3", 1, "dil_conv_3x3"),
                              Node(2, "conv_3x3", 2, "sep_conv_3x3"),
                              Node(2, "sep_conv_3x3", 2, "sep_conv_3x3"),
                              Node(4, "conv_3x3", 0, "sep_conv_3x3"),
                              Node(2, "conv_3x3", 1, "conv_3x3"))),
-    # the earlier models/cell_x2 (its genotype.json): a CPU search on the photographs
+    # the earlier nas_sr/models/cell_x2 (its genotype.json): a CPU search on the photographs
     "cell_x2": Genotype((Node(0, "sep_conv_3x3", 0, "sep_conv_3x3"),
                          Node(2, "sep_conv_3x3", 2, "sep_conv_3x3"),
                          Node(3, "conv_3x3", 3, "sep_conv_3x3"),

@@ -10,7 +10,7 @@ DOCS = ROOT / "docs"
 RESULTS = DOCS / "RESULTS.md"
 
 USER_DOCS = [ROOT / "README.md", *sorted(DOCS.rglob("*.md")),
-             *sorted(ROOT.glob("models/*/MODEL_CARD.md"))]
+             *sorted(ROOT.glob("nas_sr/models/*/MODEL_CARD.md"))]
 
 # "issue 11", "stops 25-26", "task 3", "session #2"; "seed 000" (a source paper by number)
 TRACKING = re.compile(r"\b(?:issue|stop|task|session)s? #?\d+|\bseed \d{3}\b", re.IGNORECASE)

@@ -110,7 +110,7 @@ def test_checkpoint_evaluation_table_json_and_tiling(tmp_path, capsys):
 
 
 def test_amp_runs_the_shipped_model_in_bf16_close_to_fp32_on_a_real_photo():
-    shipped = Path(__file__).resolve().parents[1] / "models" / "searched_x2" / "model.pt2"
+    shipped = Path(__file__).resolve().parents[1] / "nas_sr/models" / "searched_x2" / "model.pt2"
     cpu = torch.device("cpu")
     assert amp_and_runtime(True, "auto", cpu) == (True, "eager")  # bf16 is torch's
     assert amp_and_runtime(False, "auto", cpu) == (False, "auto")

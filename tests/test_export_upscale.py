@@ -233,7 +233,8 @@ def test_upscale_of_a_folder_takes_every_format_the_page_takes_and_names_what_it
 
 def test_upscale_takes_a_shipped_model_by_name(tmp_path, capsys):
     photo = write_image(tmp_path / "in" / "photo.png", (40, 52))
-    for name, model in (("by_name", "searched_x2"), ("by_path", "models/searched_x2/model.pt2")):
+    for name, model in (("by_name", "searched_x2"),
+                        ("by_path", "nas_sr/models/searched_x2/model.pt2")):
         upscale.run(make_cfg("upscale", f"model={model}", f"input={photo}",
                              f"output={tmp_path / name}"), tmp_path / f"run_{name}")
     assert capsys.readouterr().out.count("(runtime: onnx)") == 2  # its verified model.onnx

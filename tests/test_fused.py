@@ -20,7 +20,7 @@ from search_spaces.genotypes import Genotype, load_genotype
 from search_spaces.network import CellSRNet
 from search_spaces.operations import OP_NAMES
 
-SHIPPED = Path(__file__).resolve().parents[1] / "models" / "searched_x2" / "genotype.json"
+SHIPPED = Path(__file__).resolve().parents[1] / "nas_sr/models" / "searched_x2" / "genotype.json"
 
 
 def random_genotype(rng: random.Random, nodes: int = 5) -> Genotype:

@@ -15,7 +15,7 @@ from search_spaces.genotypes import (
     space_size,
 )
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
+MODELS = Path(__file__).resolve().parents[1] / "nas_sr" / "models"
 CHAIN = Genotype((
     Node(0, "conv_3x3", 1, "identity"),
     Node(2, "sep_conv_3x3", 1, "dil_conv_3x3"),

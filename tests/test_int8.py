@@ -23,7 +23,7 @@ from nas_sr.options import check_options
 def exported(tmp_path_factory):
     """A trained x2 model (the shipped cell_x2) exported with format=[pt2, onnx, int8]."""
     root = tmp_path_factory.mktemp("int8")
-    export.run(make_cfg("export", "checkpoint=models/cell_x2/model.pt2",
+    export.run(make_cfg("export", "checkpoint=nas_sr/models/cell_x2/model.pt2",
                         "format=[pt2,onnx,int8]", f"output={root / 'model'}"), root / "run")
     return root / "model"
 
@@ -59,7 +59,7 @@ def test_auto_runs_int8_only_with_a_verified_check_and_int8_always(exported, tmp
 
 def test_runtime_int8_without_an_int8_file_says_how_to_make_one(exported):
     with pytest.raises(ConfigError, match=r"format=\[pt2,onnx,int8\]"):
-        load_predictor("models/searched_x2/model.pt2", runtime="int8")
+        load_predictor("nas_sr/models/searched_x2/model.pt2", runtime="int8")
 
 
 def test_int8_needs_onnx_in_the_formats():

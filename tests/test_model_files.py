@@ -16,7 +16,7 @@ from nas_sr.deploy.predictor import ModelError, load_predictor
 from nas_sr.errors import ConfigError
 
 ROOT_DIR = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT_DIR / "models" / "cell_x2" / "model.pt2"
+SHIPPED = ROOT_DIR / "nas_sr" / "models" / "cell_x2" / "model.pt2"
 PREFIX = "model/"
 
 

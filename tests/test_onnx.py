@@ -22,7 +22,7 @@ from nas_sr.errors import ConfigError
 from nas_sr.jobs import evaluate, export
 from nas_sr.options import check_options
 
-SHIPPED = Path(__file__).resolve().parents[1] / "models" / "searched_x2" / "model.pt2"
+SHIPPED = Path(__file__).resolve().parents[1] / "nas_sr" / "models" / "searched_x2" / "model.pt2"
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from search_spaces.genotypes import Genotype, Node
 from search_spaces.network import CellSRNet
 from search_spaces.operations import REGISTRY
 
-CELL_X2 = Path(__file__).resolve().parents[1] / "models" / "cell_x2" / "model.pt2"
+CELL_X2 = Path(__file__).resolve().parents[1] / "nas_sr" / "models" / "cell_x2" / "model.pt2"
 # the registry as it was, word for word
 SEQUENTIAL_OPS = {
     "conv_3x3": lambda c: nn.Sequential(nn.ReLU(), nn.Conv2d(c, c, 3, padding=1)),

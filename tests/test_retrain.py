@@ -74,7 +74,7 @@ def test_cell_spec_takes_the_genotype_and_the_retrain_width(genotype_file):
 
 
 def test_a_named_genotype_trains_the_cell_its_file_does():
-    shipped = ROOT / "models" / "cell_x2" / "genotype.json"
+    shipped = ROOT / "nas_sr" / "models" / "cell_x2" / "genotype.json"
     by_name = retrain_mod.model_spec(make_cfg("retrain", "genotype=cell_x2"))
     assert by_name == retrain_mod.model_spec(make_cfg("retrain", f"genotype={shipped}"))
     assert by_name["genotype"]["nodes"][2] == [3, "conv_3x3", 3, "sep_conv_3x3"]

@@ -11,7 +11,7 @@ from nas_sr.archs.build import load_model
 from nas_sr.deploy.predictor import load_predictor
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = sorted((ROOT / "models").glob("*/model.pt2"))
+SHIPPED = sorted((ROOT / "nas_sr" / "models").glob("*/model.pt2"))
 OLD = ROOT / "tests" / "data" / "checkpoint_v0"  # a smoke retrain's, from the flat layout
 
 

@@ -13,7 +13,7 @@ from conftest import make_cfg, write_clip
 from nas_sr.data.video import Encoding, VideoError, probe, rewrite
 from nas_sr.jobs import upscale
 
-CELL_X2 = Path(__file__).resolve().parents[1] / "models" / "cell_x2" / "model.pt2"
+CELL_X2 = Path(__file__).resolve().parents[1] / "nas_sr" / "models" / "cell_x2" / "model.pt2"
 
 
 def nearest_x2(frames: np.ndarray) -> np.ndarray:

@@ -48,7 +48,7 @@ def local_client(app) -> TestClient:
 
 @pytest.fixture(scope="module")
 def catalog():
-    return load_catalog(ROOT / "models", None, Settings().device)
+    return load_catalog(ROOT / "nas_sr" / "models", None, Settings().device)
 
 
 @pytest.fixture(scope="module")
@@ -463,7 +463,7 @@ def test_serving_every_interface_prints_an_address_that_opens_and_one_warning(tm
     with log.open("w") as out:
         proc = subprocess.Popen(
             [str(Path(sys.executable).with_name("nas-sr")), "serve", "host=0.0.0.0",
-             f"port={port}", "threads=1", f"models_dir={ROOT / 'models'}"],
+             f"port={port}", "threads=1", f"models_dir={ROOT / 'nas_sr' / 'models'}"],
             cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env={**os.environ,
                                                                     "OMP_NUM_THREADS": "1"})
     try:
@@ -494,16 +494,16 @@ def test_model_names_a_catalog_entry_or_adds_a_file(tmp_path, caplog):
     models = tmp_path / "models"
     for name in ("a_x2", "b_x3"):
         (models / name).mkdir(parents=True)
-        shutil.copy(ROOT / "models" / "cell_x2" / "model.pt2", models / name / "model.pt2")
+        shutil.copy(ROOT / "nas_sr/models/cell_x2/model.pt2", models / name / "model.pt2")
     device = Settings().device
     assert list(load_catalog(models, "b_x3", device))[:2] == ["b_x3", "a_x2"]
     assert list(load_catalog(models, None, device))[:2] == ["a_x2", "b_x3"]
     assert list(load_catalog(models, "nope", device))[:2] == ["a_x2", "b_x3"]
     assert "model=nope: no " in caplog.text and "offering a_x2 first" in caplog.text
-    assert "(models_dir=DIR names the folder of models" in caplog.text  # run elsewhere: the fix
+    assert "(models_dir=DIR names a folder of models" in caplog.text  # run elsewhere: the fix
     extra = tmp_path / "elsewhere" / "mine.pt2"
     extra.parent.mkdir()
-    shutil.copy(ROOT / "models" / "cell_x2" / "model.pt2", extra)
+    shutil.copy(ROOT / "nas_sr" / "models" / "cell_x2" / "model.pt2", extra)
     assert list(load_catalog(models, str(extra), device))[:3] == ["mine", "a_x2", "b_x3"]
     with pytest.raises(FileNotFoundError):  # a file that is not there is an error
         load_catalog(models, str(tmp_path / "missing.pt2"), device)

@@ -48,7 +48,7 @@ def serving(tmp_path: Path, store: Path, name: str):
     log = tmp_path / f"{name}.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [NAS_SR, "serve", f"port={port}", "threads=1", f"models_dir={ROOT / 'models'}",
+            [NAS_SR, "serve", f"port={port}", "threads=1", f"models_dir={ROOT / 'nas_sr/models'}",
              "model=cell_x2", f"store={store}", "video.preset=ultrafast",
              f"hydra.run.dir={tmp_path / name}"],
             cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
@@ -169,7 +169,7 @@ def test_sigterm_keeps_the_queue_and_leaves_no_temporary_file(tmp_path, inputs):
 
 @pytest.fixture(scope="module")
 def catalog():
-    return load_catalog(ROOT / "models", "cell_x2", Settings().device)
+    return load_catalog(ROOT / "nas_sr" / "models", "cell_x2", Settings().device)
 
 
 def app_for(catalog, store: Path, limits: Limits | None = None):
@@ -212,7 +212,7 @@ def test_a_store_file_that_is_not_a_job_store_is_refused_in_one_line(catalog, tm
     store.mkdir()
     (store / DB_NAME).write_bytes(b"not a database, " * 512)
     error = cli("serve", f"store={store}", f"port={free_port()}", "model=cell_x2",
-                f"models_dir={ROOT / 'models'}", f"hydra.run.dir={tmp_path / 'run'}")
+                f"models_dir={ROOT / 'nas_sr/models'}", f"hydra.run.dir={tmp_path / 'run'}")
     assert error == (f"nas-sr serve: error: {store / DB_NAME}: not a nas-sr serve job store "
                      "(file is not a database); move it aside (its job folders are then "
                      "swept) or give another store=")

@@ -91,8 +91,9 @@ def amp_and_runtime(amp: bool | str, runtime: str, device: torch.device) -> tupl
 
 
 MODEL_FILES = "a retrain checkpoint (best.pt) or an exported model.pt2"
-# the shipped models, models/NAME/model.pt2 beside the package: model=NAME loads one
-SHIPPED = Path(__file__).resolve().parents[2] / "models"
+# the shipped models, package data (nas_sr/models/NAME/model.pt2): model=NAME loads one,
+# from a clone or an installed wheel alike
+SHIPPED = Path(__file__).resolve().parents[1] / "models"
 
 
 def shipped_models() -> list[str]:

@@ -11,6 +11,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
 from nas_sr.deploy.media import Settings
+from nas_sr.deploy.predictor import SHIPPED
 from nas_sr.device import set_threads
 from nas_sr.errors import ConfigError
 from nas_sr.web.app import create_app
@@ -36,7 +37,8 @@ def build(cfg: DictConfig) -> Any:
     ``cfg``'s options are checked before this by ``nas_sr.options`` (``cli.run_job``).
     """
     settings = Settings.from_cfg(cfg)
-    models_dir = Path(to_absolute_path(str(Path(cfg.models_dir).expanduser())))
+    models_dir = (Path(to_absolute_path(str(Path(cfg.models_dir).expanduser())))
+                  if cfg.models_dir else SHIPPED)
     model = str(cfg.model) if cfg.model else None
     if model and not is_model_name(model):
         model = to_absolute_path(model)

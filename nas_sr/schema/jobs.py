@@ -67,7 +67,7 @@ class Separable:
 @dataclass
 class CompressJob(RetrainJob):
     checkpoint: str | None = opt(None, "a retrain checkpoint, or an exported model.pt2 (e.g. "
-                                 "models/cell_x2)")
+                                 "nas_sr/models/cell_x2)")
     method: str = opt("prune", "prune | separable")
     rounds: int = opt(1, "prune -> fine-tune rounds; separable converts once", low=1,
                       whole=True)
@@ -183,7 +183,8 @@ class Limits:
 class ServeJob(Common, Media):
     model: str | None = opt("searched_x2", "offered first: a models_dir model's name, or a "
                             "model file; null = the first under models_dir")
-    models_dir: str = opt("models", "every */model.pt2 below it is offered, plus bicubic")
+    models_dir: str | None = opt(None, "every */model.pt2 below it is offered, plus "
+                                 "bicubic; null = the models nas-sr ships")
     host: str = opt("127.0.0.1", "localhost only; 0.0.0.0 opens the page to the network")
     port: int = opt(8000, "the TCP port", low=1, high=65535, whole=True)
     allowed_hosts: Any = opt([], "more names the page answers to, e.g. [mybox.lan] "

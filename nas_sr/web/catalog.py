@@ -32,7 +32,7 @@ def _entry(name: str, spec: str, scale: int | None, device: torch.device,
 
 
 def is_model_name(model: str) -> bool:
-    """``searched_x2`` names a ``models_dir`` folder; ``models/x.pt2`` or ``x.pt`` is a file."""
+    """``searched_x2`` names a ``models_dir`` folder; ``dir/x.pt2`` or ``x.pt`` is a file."""
     return "/" not in model and "\\" not in model and Path(model).suffix not in (".pt", ".pt2")
 
 
@@ -52,7 +52,7 @@ def load_catalog(models_dir: Path, model: str | None, device: torch.device,
         specs += [(name, spec) for name, spec in found if name == model]
         if not specs:
             log.warning("model=%s: no %s/%s/model.pt2; offering %s first (models_dir=DIR "
-                        "names the folder of models, e.g. the repository's models/)", model,
+                        "names a folder of models; null: the shipped ones)", model,
                         models_dir, model, found[0][0] if found else "bicubic_x2")
     elif model:
         path = Path(model)
