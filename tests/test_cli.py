@@ -258,11 +258,17 @@ def test_sigterm_mid_video_removes_the_partial_file_and_says_so_in_one_line(tmp_
 
 
 @pytest.mark.slow
-def test_a_two_job_joblib_sweep_runs_each_seed_in_its_own_folder(tmp_path):
+@pytest.mark.parametrize("launcher", [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+                                      ["hydra/launcher=submitit_local",
+                                       "hydra.launcher.timeout_min=10"]],
+                         ids=["joblib", "submitit_local"])
+def test_a_two_job_sweep_runs_each_seed_in_its_own_folder(tmp_path, launcher):
+    """Multirun through a real launcher: joblib's processes, and submitit's local executor
+    (the SLURM launcher's twin, nas-sr[slurm])."""
     done = subprocess.run(
         [sys.executable, "-m", "nas_sr.cli", "search", "-m", "preset=smoke", "seed=0,1",
-         "logger.progress=false", "logger.plots=false", "hydra/launcher=joblib",
-         "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path}", "hydra.sweep.subdir=s${seed}"],
+         "logger.progress=false", "logger.plots=false", "threads=1", *launcher,
+         f"hydra.sweep.dir={tmp_path}", "hydra.sweep.subdir=s${seed}"],
         capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     seeds = [json.loads((tmp_path / f"s{s}" / "summary.json").read_text()) for s in (0, 1)]
