@@ -20,6 +20,22 @@ class Bar(tqdm):
         super().set_postfix(ordered_dict, refresh=refresh, **kwargs)
 
 
+def duration(seconds: float) -> str:
+    """``45s``, ``3m 20s``, ``1h 02m``."""
+    s = max(0, round(seconds))
+    hours, minutes = divmod(s // 60, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {s % 60:02d}s" if minutes \
+        else f"{s}s"
+
+
+def epoch_line(epoch: int, planned: str, facts: str, took: str, left_s: float) -> str:
+    """One epoch's line, the same for a search and a retrain: what it measured, what it
+    took, and how long the run's epochs left will take at its pace so far."""
+    where = f"{epoch}/{planned}" if planned.isdigit() else f"{epoch} ({planned})"
+    left = f", {duration(left_s)} left" if round(left_s) > 0 else ""
+    return f"epoch {where}: {facts}; {took}{left}"
+
+
 def progress_bar(iterable: Any = None, **kwargs: Any) -> Bar:
     """A `Bar(iterable, **kwargs)`, redrawn at most every `LOG_INTERVAL_S` off a terminal."""
     stream = kwargs.get("file") or sys.stderr
@@ -29,4 +45,6 @@ def progress_bar(iterable: Any = None, **kwargs: Any) -> Bar:
         # tqdm's monitor thread redraws a bar silent for maxinterval (10 s), and inside a
         # loop it draws a stale count: let it step in only when a loop has really slowed
         kwargs.setdefault("maxinterval", 2 * kwargs["mininterval"])
+        # a bar erased at its end leaves a log only its 0% line: keep each bar's last state
+        kwargs["leave"] = True
     return Bar(iterable, **kwargs)

@@ -35,7 +35,7 @@ from nas_sr.device import memory_format, resolve_device, seed_everything, set_th
 from nas_sr.errors import ConfigError
 from nas_sr.plots.search import log_to_wandb, plot_run
 from nas_sr.plots.tradeoff import pareto_figure
-from nas_sr.progress import progress_bar
+from nas_sr.progress import epoch_line, progress_bar
 from nas_sr.runs.log import RunLog
 from nas_sr.schema.train import retrain_width
 from nas_sr.search.latency import default_table_path, load_table, predict_latency
@@ -335,8 +335,9 @@ class Search(RunState):
                 shared_time_s=t1 - t0, controller_time_s=t2 - t1)
         self.save(log, CHECKPOINT)
         loss = f"loss {train['loss']:.4f}, " if train else ""
-        print(f"epoch {self.epoch}/{self.cfg.search.epochs}: {loss}mean reward {mean:.2f} dB, "
-              f"{t2 - t0:.1f}s")
+        epochs = self.cfg.search.epochs
+        print(epoch_line(self.epoch, str(epochs), f"{loss}mean reward {mean:.2f} dB",
+                         f"{t2 - t0:.1f}s", self.eta_s(epochs)))
 
     def finish(self, log: RunLog, space: dict[str, Any]) -> dict[str, Any]:
         """Choose the cell; write genotype.json, summary.json, pareto.json and the plots."""

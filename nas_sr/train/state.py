@@ -56,6 +56,10 @@ class RunState(ABC):
         self.epoch += 1
         self.elapsed += seconds
 
+    def eta_s(self, epochs: int) -> float:
+        """Seconds the run's epochs left to ``epochs`` take at its pace so far."""
+        return self.elapsed / max(self.epoch, 1) * max(epochs - self.epoch, 0)
+
     def save(self, log: RunLog, *names: str) -> None:
         """Flush the log, then write the state to each file of ``names``, in order."""
         self.log_offset = log.offset

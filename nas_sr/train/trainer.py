@@ -43,7 +43,7 @@ from nas_sr.deploy.pt2 import read_model_file
 from nas_sr.device import memory_format, seed_everything, set_threads, use_amp
 from nas_sr.errors import ConfigError
 from nas_sr.metrics import Pairs, crop_psnrs, rgb_to_y
-from nas_sr.progress import progress_bar
+from nas_sr.progress import epoch_line, progress_bar
 from nas_sr.train import distributed
 from nas_sr.train.distributed import Dist
 from nas_sr.train.ema import WeightAverage
@@ -332,6 +332,13 @@ class Trainer(RunState):
         t = self.cfg.train
         return f"{self.train_s / 60:.1f}/{t.minutes:g} min" if t.minutes else str(t.epochs)
 
+    def left_s(self) -> float:
+        """Seconds the rest of the budget takes at this run's pace (validation included)."""
+        t = self.cfg.train
+        if not t.minutes:
+            return self.eta_s(t.epochs)
+        return max(60 * t.minutes - self.train_s, 0) * self.elapsed / max(self.train_s, 1e-9)
+
     def done(self) -> bool:
         """The budget is spent: ``train.minutes`` of training time, else ``train.epochs``."""
         t = self.cfg.train
@@ -408,10 +415,11 @@ def _train(cfg: DictConfig, run_dir: Path, d: Dist, device: torch.device,
                         train_s=trainer.train_s)
                 # best first: a kill in between leaves last.pt one epoch behind, redone
                 trainer.save(log, *([BEST] if improved else []), LAST)
-                print(f"epoch {trainer.epoch} ({trainer.planned()}): loss {stats['loss']:.4f}, "
-                      f"val {val_psnr:.2f} dB (best {trainer.best_psnr:.2f} at epoch "
-                      f"{trainer.best_epoch}), lr {stats['lr']:.2e}, {t1 - t0:.1f}s train "
-                      f"+ {t2 - t1:.1f}s val")
+                print(epoch_line(
+                    trainer.epoch, trainer.planned(), f"loss {stats['loss']:.4f}, val "
+                    f"{val_psnr:.2f} dB (best {trainer.best_psnr:.2f} at epoch "
+                    f"{trainer.best_epoch}), lr {stats['lr']:.2e}",
+                    f"{t1 - t0:.1f}s train + {t2 - t1:.1f}s val", trainer.left_s()))
         summary = {
             "model": name, "scale": cfg.scale, "params": params, "arch": trainer.arch,
             "best_val_psnr": trainer.best_psnr, "best_epoch": trainer.best_epoch,
