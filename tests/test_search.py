@@ -11,7 +11,7 @@ from nas_sr.errors import TrainingDiverged
 from nas_sr.options import check_options
 from nas_sr.runs.log import read_metrics
 from nas_sr.search import loop as search_loop
-from search_spaces.genotypes import load_genotype
+from search_spaces.genotypes import Genotype, load_genotype
 
 
 def controller_records(run_dir):
@@ -253,3 +253,15 @@ def test_cli_bad_data_is_one_clear_line(tmp_path, cli):
     error = cli("search", *QUIET, "data=folder", f"data.train_dir={tmp_path / 'empty'}",
                 f"hydra.run.dir={tmp_path / 'run'}")
     assert error.startswith("nas-sr search: error:") and "no images found" in error
+
+
+def test_the_leaderboard_holds_the_best_scored_cells_each_at_its_best_reward(smoke_search):
+    board = (smoke_search / "leaderboard.md").read_text().splitlines()
+    records = [r for r in read_metrics(smoke_search) if r["kind"] == "controller"]
+    cells = {str(Genotype.from_dict({"nodes": r["genotype"]})) for r in records}
+    assert board[0] == f"# Best {min(10, len(cells))} of {len(cells)} cells scored"
+    rows = [line.split(" | ") for line in board[4:]]
+    rewards = [float(row[1]) for row in rows]
+    assert rewards == sorted(rewards, reverse=True) and len(rows) == min(10, len(cells))
+    assert rewards[0] == pytest.approx(max(r["reward"] for r in records), abs=5e-4)
+    assert len({row[-1] for row in rows}) == len(rows)  # each cell once

@@ -39,6 +39,7 @@ from nas_sr.progress import epoch_line, progress_bar
 from nas_sr.runs.log import RunLog
 from nas_sr.schema.train import retrain_width
 from nas_sr.search.latency import default_table_path, load_table, predict_latency
+from nas_sr.search.leaderboard import write_leaderboard
 from nas_sr.search.proxy import ProxyReward
 from nas_sr.search.supernet import (
     CHECKPOINT,
@@ -334,6 +335,7 @@ class Search(RunState):
         log.log("epoch", epoch=self.epoch, **train, reward_mean=mean,
                 shared_time_s=t1 - t0, controller_time_s=t2 - t1)
         self.save(log, CHECKPOINT)
+        write_leaderboard(self.run_dir)
         loss = f"loss {train['loss']:.4f}, " if train else ""
         epochs = self.cfg.search.epochs
         print(epoch_line(self.epoch, str(epochs), f"{loss}mean reward {mean:.2f} dB",
