@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import QUIET, make_cfg, srcnn_checkpoint
-from nas_sr.archs.baselines import EDSR, FSRCNN, SRCNN, VDSR
+from nas_sr.archs.baselines import EDSR, ESPCN, FSRCNN, SRCNN, VDSR
 from nas_sr.archs.build import build_model, load_model
 from nas_sr.checkpoint import save_atomic, write_json
 from nas_sr.cli import run_job
@@ -85,8 +85,8 @@ def test_cell_needs_a_genotype_and_models_must_exist(tmp_path):
         retrain_mod.model_spec(make_cfg("retrain"))
     with pytest.raises(GenotypeError, match="nope.json: neither a file nor a named genotype"):
         retrain_mod.model_spec(make_cfg("retrain", f"genotype={tmp_path / 'nope.json'}"))
-    with pytest.raises(ValueError, match="model='espcn' is unknown"):
-        retrain_mod.model_spec(make_cfg("retrain", "model=espcn"))
+    with pytest.raises(ValueError, match="model='carn' is unknown"):
+        retrain_mod.model_spec(make_cfg("retrain", "model=carn"))
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -102,6 +102,17 @@ def test_fsrcnn_has_the_papers_shape_and_weight_count(scale):
     assert count_params(rgb) == weights + biases_prelu
     assert rgb(torch.rand(2, 3, 7, 9)).shape == (2, 3, 7 * scale, 9 * scale)
     assert luma(torch.rand(1, 1, 5, 6)).shape == (1, 1, 5 * scale, 6 * scale)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_espcn_has_the_papers_shape_and_weight_count(scale):
+    luma = ESPCN(scale, colors=1)  # the paper's Y-only network
+    weights = sum(p.numel() for name, p in luma.named_parameters() if name.endswith("weight"))
+    assert weights == 25 * 64 + 9 * 64 * 32 + 9 * 32 * scale**2
+    rgb = build_model({"name": "espcn", "scale": scale, "f1": 64, "f2": 32})
+    assert count_params(rgb) == (3 * 25 * 64 + 64) + (9 * 64 * 32 + 32) + (
+        9 * 32 * 3 * scale**2 + 3 * scale**2)
+    assert rgb(torch.rand(2, 3, 7, 9)).shape == (2, 3, 7 * scale, 9 * scale)
 
 
 def test_short_retrain_beats_the_untrained_net_on_photographs(genotype_file, tmp_path):
@@ -125,6 +136,7 @@ def test_short_retrain_beats_the_untrained_net_on_photographs(genotype_file, tmp
 @pytest.mark.parametrize("model, kind, options", [
     ("srcnn", SRCNN, []),
     ("fsrcnn", FSRCNN, ["archs.fsrcnn.m=1"]),
+    ("espcn", ESPCN, ["archs.espcn.f1=8", "archs.espcn.f2=4"]),
     ("vdsr", VDSR, ["archs.vdsr.depth=3", "archs.vdsr.channels=8", "train.grad_clip=0.01",
                     "train.adjustable_clip=true"]),
     ("edsr_baseline", EDSR, ["archs.edsr_baseline.blocks=1", "archs.edsr_baseline.channels=8",

@@ -88,6 +88,24 @@ class FSRCNN(nn.Module):
         return self.deconv(self.body(x - self.mean)) + self.mean
 
 
+class ESPCN(nn.Module):
+    """Shi et al. 2016, ESPCN: on the LR image, a 5x5 conv (f1) and a 3x3 conv (f2), each
+    with tanh, then a 3x3 conv to ``colors * scale**2`` channels rearranged by a pixel
+    shuffle: every layer at LR size, the real-time anchor of the field. RGB in and out here
+    (the paper: Y only), mean-centred like EDSR."""
+
+    def __init__(self, scale: int, f1: int = 64, f2: int = 32, colors: int = 3):
+        super().__init__()
+        self.register_buffer("mean", rgb_mean(colors), persistent=False)
+        self.body = nn.Sequential(nn.Conv2d(colors, f1, 5, padding=2), nn.Tanh(),
+                                  nn.Conv2d(f1, f2, 3, padding=1), nn.Tanh(),
+                                  nn.Conv2d(f2, colors * scale**2, 3, padding=1),
+                                  nn.PixelShuffle(scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x - self.mean) + self.mean
+
+
 class ResBlock(nn.Module):
     """EDSR's block: conv-ReLU-conv, no batch norm, residual scaled by ``res_scale``."""
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from nas_sr import checkpoint
-from nas_sr.archs.baselines import EDSR, FSRCNN, MSRN, SRCNN, VDSR, smsrn
+from nas_sr.archs.baselines import EDSR, ESPCN, FSRCNN, MSRN, SRCNN, VDSR, smsrn
 from nas_sr.archs.lighten import LIGHTENINGS, apply_spec
 from nas_sr.errors import ConfigError
 from search_spaces.genotypes import Genotype
@@ -22,8 +22,8 @@ from search_spaces.network import CellSRNet
 
 # the hand-designed models by name (``model=``); the cell network is built from a genotype
 BASELINES: dict[str, Callable[..., nn.Module]] = {
-    "srcnn": SRCNN, "fsrcnn": FSRCNN, "vdsr": VDSR, "edsr_baseline": EDSR, "msrn": MSRN,
-    "smsrn": smsrn}
+    "srcnn": SRCNN, "fsrcnn": FSRCNN, "espcn": ESPCN, "vdsr": VDSR, "edsr_baseline": EDSR,
+    "msrn": MSRN, "smsrn": smsrn}
 
 
 def check_scale(scale: int) -> None:

@@ -29,6 +29,12 @@ class FsrcnnArch:
 
 
 @dataclass
+class EspcnArch:
+    f1: int = opt(64, "ESPCN's first (5x5) layer's channels", low=1, whole=True)
+    f2: int = opt(32, "ESPCN's second (3x3) layer's channels", low=1, whole=True)
+
+
+@dataclass
 class VdsrArch:
     depth: int = opt(20, "conv layers", low=2, whole=True)
     channels: int = opt(64, "feature channels", low=1, whole=True)
@@ -52,6 +58,8 @@ class Archs:
     cell: CellArch = section(CellArch, "the cell network (search builds it as its supernet)")
     srcnn: SrcnnArch = section(SrcnnArch)
     fsrcnn: FsrcnnArch = section(FsrcnnArch, "Dong, Loy and Tang 2016's FSRCNN(56, 12, 4)")
+    espcn: EspcnArch = section(EspcnArch, "Shi et al. 2016's ESPCN(64, 32), the real-time "
+                               "anchor")
     vdsr: VdsrArch = section(VdsrArch)
     edsr_baseline: EdsrArch = section(EdsrArch)
     msrn: MsrnArch = section(MsrnArch, "Li et al. 2018's size (5.93M params at x2)")

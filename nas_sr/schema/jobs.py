@@ -41,8 +41,8 @@ class SearchJob(Sized):
 
 @dataclass
 class RetrainJob(Sized):
-    model: str = opt("cell", "a key of archs: cell (needs genotype=) | srcnn | fsrcnn | vdsr "
-                     "| edsr_baseline | msrn | smsrn")
+    model: str = opt("cell", "a key of archs: cell (needs genotype=) | srcnn | fsrcnn | espcn "
+                     "| vdsr | edsr_baseline | msrn | smsrn")
     init_from: str | None = opt(None, "a retrain checkpoint whose tensors of matching name "
                                 "and shape seed the model (x3/x4 from x2 weights)")
 
