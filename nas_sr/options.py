@@ -12,7 +12,6 @@ from typing import Any
 import av
 from omegaconf import DictConfig, OmegaConf
 
-from controllers.predictor import ACQUISITIONS
 from nas_sr.archs.build import BASELINES, check_scale
 from nas_sr.archs.lighten import CRITERIA, METHODS
 from nas_sr.data.degradations import training_settings
@@ -26,8 +25,7 @@ from nas_sr.schema import SCHEMAS, check_fields
 from nas_sr.schema.train import retrain_width
 from nas_sr.search.rank import JUDGES
 from nas_sr.train.recipe import CLOCKS, LOSSES
-from search_spaces.cell import SHARING
-from search_spaces.cost import BUDGET_MODES, cheapest_cost
+from search_spaces.cost import cheapest_cost
 from search_spaces.genotypes import GENOTYPES
 from search_spaces.operations import OP_NAMES, REGISTRY
 
@@ -146,9 +144,6 @@ def _controller(cfg: DictConfig) -> None:
     if "tournament" in has and cfg.controller.tournament > cfg.controller.population:
         raise ConfigError(f"controller.tournament={cfg.controller.tournament}: at most "
                           f"controller.population={cfg.controller.population}")
-    if "acquisition" in has and cfg.controller.acquisition not in ACQUISITIONS:
-        raise ConfigError(f"controller.acquisition={cfg.controller.acquisition!r}: use "
-                          f"{' or '.join(ACQUISITIONS)}")
 
 
 def _compress(cfg: DictConfig) -> None:
@@ -212,8 +207,6 @@ def _retrain_model(cfg: DictConfig) -> None:
 def _proxy(cfg: DictConfig) -> None:
     """``search.reward`` and, for a proxy reward, its training setting."""
     reward = cfg.search.get("reward", "shared")  # a run saved before proxies: shared
-    if reward not in ("shared", "proxy"):
-        raise ConfigError(f"search.reward={reward!r}: use shared or proxy")
     if reward == "shared" and not cfg.search.get("final_proxy", False):
         return
     check_patch(cfg, "search.proxy.patch_size", cfg.scale)
@@ -259,14 +252,7 @@ def check_options(job: str, cfg: DictConfig) -> None:
                                         and cfg.scale is not None):
         check_scale(cfg.scale)
     if job == "search":
-        if cfg.search.sampler not in ("fair", "uniform"):
-            raise ConfigError(f"search.sampler={cfg.search.sampler!r}: use fair or uniform")
         _space(cfg)
-        if cfg.search.supernet.share not in SHARING:
-            raise ConfigError(f"search.supernet.share={cfg.search.supernet.share!r}: use "
-                              f"{' or '.join(SHARING)}")
-        if cfg.search.budget.mode not in BUDGET_MODES:
-            raise ConfigError(f"search.budget.mode={cfg.search.budget.mode!r}: use max or target")
         _budget_reachable(cfg)
         _proxy(cfg)
         _controller(cfg)
@@ -294,10 +280,6 @@ def check_options(job: str, cfg: DictConfig) -> None:
     if job == "retrain":  # compress: against its model's scale, once the model is read
         check_patch(cfg, "train.patch_size", cfg.scale)
     if job in ("search", "retrain", "compress"):
-        if cfg.data.small_images not in ("error", "skip"):
-            raise ConfigError(f"data.small_images={cfg.data.small_images!r}: use error or skip")
-        if cfg.data.cache not in ("none", "h5"):
-            raise ConfigError(f"data.cache={cfg.data.cache!r}: use none or h5")
         rescale_factors(cfg.data)  # before any image is read
         _degradation(cfg, job)
     if job == "compress":

@@ -62,7 +62,7 @@ class Data:
                            "data.realistic)")
     patch_size: int = opt(64, "HR crop side (LR side = patch_size // scale)", whole=True)
     small_images: str = opt("error", "an image smaller than one crop: error, or skip (crops "
-                            "leave it out)")
+                            "leave it out)", choices=("error", "skip"))
     rescale: list[float] = opt([], "extra training copies of each image shrunk by these "
                                "factors, e.g. [0.9,0.8,0.7,0.6] (VDSR's augmentation)")
     val_fraction: float = opt(0.1, "share of train images held out when no val_dir is "
@@ -70,7 +70,8 @@ class Data:
                               "retraining's hold-out", low=0, high=1)
     num_workers: int = opt(0, "DataLoader workers; 0 is fastest for in-memory crops on a "
                            "small CPU", low=0, whole=True)
-    cache: str = opt("none", "none | h5: decode + downscale once into HDF5 under cache_dir")
+    cache: str = opt("none", "none | h5: decode + downscale once into HDF5 under cache_dir",
+                     choices=("none", "h5"))
     cache_dir: str = opt("runs/cache", "where cache=h5 keeps its files")
     train_names: list[str] = opt([], "builtin: the training photographs")
     val_names: list[str] = opt([], "builtin: the search's reward and final-selection "

@@ -20,12 +20,13 @@ from nas_sr.errors import ConfigError
 
 
 def opt(default: Any, help: str, *, low: float | None = None, high: float | None = None,
-        above: float | None = None, below: float | None = None, whole: bool = False) -> Any:
+        above: float | None = None, below: float | None = None, whole: bool = False,
+        choices: tuple[str, ...] | None = None) -> Any:
     """A field: ``default``, its ``help`` line for ``--help``, and its bounds: at least
     ``low``, at most ``high``, more than ``above``, less than ``below``; ``whole`` for a
-    count (null passes where the field's type is optional)."""
+    count; ``choices`` for a word (null passes where the field's type is optional)."""
     meta = {"help": help, "low": low, "high": high, "above": above, "below": below,
-            "whole": whole}
+            "whole": whole, "choices": choices}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -76,6 +77,10 @@ def _optional(hint: Any) -> bool:
 
 
 def _check_bounds(key: str, value: Any, meta: Any, optional: bool) -> None:
+    choices = meta.get("choices")
+    if choices and value is not None and value not in choices:
+        raise ConfigError(f"{key}={value!r}: use " + (" or ".join(choices) if len(choices) < 3
+                                                      else f"one of {', '.join(choices)}"))
     low, high, above = meta.get("low"), meta.get("high"), meta.get("above")
     if value is None or all(meta.get(k) is None for k in ("low", "high", "above", "below")):
         return  # null: its type allows it (a composed config has checked the type)

@@ -6,7 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from controllers.predictor import ACQUISITIONS
 from nas_sr.schema.fields import opt, section
+from search_spaces.cell import SHARING
+from search_spaces.cost import BUDGET_MODES
 
 
 @dataclass
@@ -31,7 +34,7 @@ class Proxy:
 @dataclass
 class Supernet:
     share: str = opt("slot", "slot: one op module per (node, input slot); input: per (node, "
-                     "input state), as ENAS and HNAS-SR index them")
+                     "input state), as ENAS and HNAS-SR index them", choices=SHARING)
     norm: bool = opt(False, "BatchNorm(affine=False) in batch statistics after each op, in "
                      "the supernet only (HNAS-SR): a node's scale does not depend on the path")
 
@@ -54,7 +57,7 @@ class Budget:
     beta: float = opt(1.0, "over budget, the reward loses 10*beta*log10(cost/budget) dB",
                       above=0)
     mode: str = opt("max", "max: only cells over budget pay; target: TuNAS's absolute "
-                    "reward, so cells under budget pay too")
+                    "reward, so cells under budget pay too", choices=BUDGET_MODES)
     reject: bool = opt(True, "a proposal over budget (or under floor x budget) is drawn again "
                        "before it is scored: no reward is paid for it")
     floor: float = opt(0.0, "with reject: the band's low end as a share of each budget "
@@ -75,7 +78,7 @@ class Search:
     warmup: float = opt(0.25, "share of the epochs before the policy acts (fair children, "
                         "uniform scored cells, no update)", low=0, high=1)
     sampler: str = opt("fair", "children of the shared weights not drawn from the policy: "
-                       "fair | uniform")
+                       "fair | uniform", choices=("fair", "uniform"))
     policy_mix: float = opt(0.0, "after warm-up: share of training children drawn from the "
                             "policy (a share biases the shared weights toward its cells)",
                             low=0, high=1)
@@ -88,7 +91,8 @@ class Search:
     final_samples: int = opt(16, "extra draws of the final policy (and its greedy cell)",
                              low=0, whole=True)
     reward: str = opt("shared", "shared: PSNR through the supernet's weights; proxy: each "
-                      "cell trained briefly on its own (search.proxy), no supernet")
+                      "cell trained briefly on its own (search.proxy), no supernet",
+                      choices=("shared", "proxy"))
     final_proxy: bool = opt(False, "score the final_top candidates by proxy training on the "
                             "final crops instead of through the shared weights")
     proxy: Proxy = section(Proxy, "the proxy's training setting")
@@ -166,7 +170,7 @@ class Predictor(Strategy):
                           whole=True)
     warmup: int = opt(10, "uniform proposals before the model is trusted", low=0, whole=True)
     acquisition: str = opt("thompson", "thompson (one tree at random) | ucb (mean + kappa * "
-                           "std over trees)")
+                           "std over trees)", choices=ACQUISITIONS)
     kappa: float = opt(1.0, "ucb's weight of the trees' std", low=0)
     trees: int = opt(32, "trees of the forest", low=1, whole=True)
     seed: int = opt(0, "the forest's and the acquisition's seed", low=0, whole=True)
