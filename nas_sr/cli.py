@@ -25,7 +25,6 @@ from nas_sr.errors import ConfigError, TrainingDiverged
 from nas_sr.options import check_options
 from nas_sr.runs import folder as runfolder
 from nas_sr.schema import describe
-from nas_sr.schema.jobs import SCHEMAS, Sized
 from search_spaces.genotypes import GenotypeError
 
 USER_ERRORS = (ConfigError, ImageError, VideoError, GenotypeError, TrainingDiverged,
@@ -227,12 +226,14 @@ def job_help(job: str, overrides: list[str]) -> str:
     this command's config and its one-line description."""
     with initialize_config_module(config_module="experiments", version_base="1.3"):
         cfg = compose(job, overrides=overrides)
+        runtime = compose(job, overrides=overrides, return_hydra_config=True).hydra.runtime
         loader = GlobalHydra.instance().config_loader()
-        names = ["preset"] * issubclass(SCHEMAS[job], Sized) + [
-            g for g in ("data", "space", "controller") if g in cfg]
-        groups = [f"  {g}={'|'.join(loader.get_group_options(g))}" for g in names]
+        # the groups this job's defaults list names (data, preset, data/realistic@...)
+        options = {g: loader.get_group_options(g.partition("@")[0])
+                   for g in runtime.choices if not g.startswith("hydra/")}
+        groups = [f"  {g}={'|'.join(names)}" for g, names in options.items() if names]
     return "\n".join([f"usage: nas-sr {job} [group=option ...] [key=value ...]",
-                      f"{JOBS[job]}", "", "config groups:", *groups, "",
+                      f"{JOBS[job]}", "", "config groups:", *(groups or ["  (none)"]), "",
                       "options (key=value in this command, then what it does):",
                       *describe(cfg), "",
                       f"`nas-sr {job} --cfg job` prints the whole config as YAML."])
