@@ -207,7 +207,8 @@ def _retrain_model(cfg: DictConfig) -> None:
 def _proxy(cfg: DictConfig) -> None:
     """``search.reward`` and, for a proxy reward, its training setting."""
     reward = cfg.search.get("reward", "shared")  # a run saved before proxies: shared
-    if reward == "shared" and not cfg.search.get("final_proxy", False):
+    trials = OmegaConf.select(cfg, "search.trials.count")
+    if reward == "shared" and not cfg.search.get("final_proxy", False) and not trials:
         return
     check_patch(cfg, "search.proxy.patch_size", cfg.scale)
     seeds = _seeds(cfg, "search.proxy.seeds", least=1)
@@ -215,6 +216,19 @@ def _proxy(cfg: DictConfig) -> None:
     if set(seeds) & set(final):
         raise ConfigError(f"search.proxy.final_seeds={final}: a seed of search.proxy.seeds "
                           f"{seeds} again would score the same run twice")
+
+
+def _trials(cfg: DictConfig) -> None:
+    """``search.trials``: the engine's options mean something only with a trial count."""
+    t = cfg.search.get("trials")
+    if t is None:  # a run saved before the engine
+        return
+    if not t.count and (t.workers > 1 or t.join or t.storage):
+        raise ConfigError("search.trials.workers, join and storage run trials: set "
+                          "search.trials.count=K (the cells the search pays for)")
+    if t.grace_s <= t.heartbeat_s:
+        raise ConfigError(f"search.trials.grace_s={t.grace_s}: longer than heartbeat_s="
+                          f"{t.heartbeat_s}, or every running trial looks killed")
 
 
 def _seeds(cfg: DictConfig, key: str, least: int = 0) -> list[int]:
@@ -255,6 +269,7 @@ def check_options(job: str, cfg: DictConfig) -> None:
         _space(cfg)
         _budget_reachable(cfg)
         _proxy(cfg)
+        _trials(cfg)
         _controller(cfg)
         check_patch(cfg, "data.patch_size", cfg.scale)
     if job in ("retrain", "compress"):  # compress fine-tunes each round with retrain's recipe

@@ -15,13 +15,25 @@ from omegaconf import DictConfig
 from nas_sr import checkpoint
 from nas_sr.search.loop import Search
 from nas_sr.search.supernet import CHECKPOINT, space_ops
+from nas_sr.search.trial_search import run_trial_search
 from search_spaces.genotypes import space_size
 from search_spaces.network import count_params
 
 
-def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Run (or resume) a search in ``run_dir``; returns the summary it writes."""
+def space_line(sizes: dict[str, Any]) -> str:
+    return (f"search space: {sizes['decision_sequences']:,} decision sequences per cell "
+            f"({sizes['distinct_cells']:,} distinct cells; the paper's formula gives "
+            f"{sizes['paper_formula']:.3g})")
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    """Run (or resume) a search in ``run_dir``; returns the summary it writes (None for a
+    worker that only joined a study: ``search.trials.join``)."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    sizes = space_size(cfg.archs.cell.nodes, space_ops(cfg))
+    if cfg.search.get("trials") and cfg.search.trials.count:  # proxy trials on Optuna
+        print(space_line(sizes))
+        return run_trial_search(cfg, run_dir, sizes)
     ckpt = run_dir / CHECKPOINT
     state = checkpoint.load(ckpt) if ckpt.is_file() else None  # a damaged one fails here, fast
     search = Search(cfg, run_dir)
@@ -30,10 +42,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         search.load_state_dict(state)
         print(f"resuming {run_dir} after epoch {search.epoch}, "
               f"controller step {search.controller_step}")
-    sizes = space_size(cfg.archs.cell.nodes, space_ops(cfg))
-    print(f"search space: {sizes['decision_sequences']:,} decision sequences per cell "
-          f"({sizes['distinct_cells']:,} distinct cells; the paper's formula gives "
-          f"{sizes['paper_formula']:.3g})")
+    print(space_line(sizes))
     log = search.open_log(cfg, resumed)
     try:
         if not resumed:

@@ -65,6 +65,27 @@ class Budget:
 
 
 @dataclass
+class Trials:
+    """The proxy search as trials of an Optuna study (nas_sr/search/trials.py): workers share
+    its storage, each takes the strategy's next proposal when free."""
+
+    count: int | None = opt(None, "proxy-trained cells the search pays for; null = the "
+                            "epoch loop (shared weights, or search.reward=proxy in epochs)",
+                            low=1, whole=True)
+    workers: int = opt(1, "worker processes started here (each with `threads` torch "
+                       "threads, or an equal share of the cores)", low=1, whole=True)
+    storage: str | None = opt(None, "the study's database URL; null = sqlite in the run "
+                              "folder (a cluster: a PostgreSQL or MySQL URL every worker "
+                              "reaches)")
+    join: bool = opt(False, "only work on the study at `storage` (one more worker, e.g. a "
+                     "SLURM array task), then exit: no choice, no outputs")
+    heartbeat_s: int = opt(10, "a running trial's heartbeat period", low=1, whole=True)
+    grace_s: int = opt(30, "a trial without a heartbeat this long was killed: it is run "
+                       "again", low=1, whole=True)
+    retries: int = opt(1, "times a killed trial is run again", low=0, whole=True)
+
+
+@dataclass
 class Search:
     epochs: int = opt(10, "shared-weight phases, each followed by a controller phase",
                       low=1, whole=True)
@@ -98,6 +119,7 @@ class Search:
     proxy: Proxy = section(Proxy, "the proxy's training setting")
     supernet: Supernet = section(Supernet, "how the shared weights are shared")
     budget: Budget = section(Budget, "costs of the standalone network at the retrain width")
+    trials: Trials = section(Trials, "the proxy search on a shared Optuna study")
 
 
 @dataclass

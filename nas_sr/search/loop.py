@@ -18,27 +18,23 @@ shared-weight reward and scores only the ``final_top`` candidates by proxy train
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from controllers import Controller, RandomController, Sample
 from controllers.fair import FairSampler
-from nas_sr import checkpoint
 from nas_sr.data.crops import RandomCrops
 from nas_sr.device import memory_format, resolve_device, seed_everything, set_threads, use_amp
 from nas_sr.errors import ConfigError
-from nas_sr.plots.search import log_to_wandb, plot_run
-from nas_sr.plots.tradeoff import pareto_figure
 from nas_sr.progress import epoch_line, progress_bar
 from nas_sr.runs.log import RunLog
-from nas_sr.schema.train import retrain_width
-from nas_sr.search.latency import default_table_path, load_table, predict_latency
+from nas_sr.search.band import Band
+from nas_sr.search.choice import nan_last, write_choice
 from nas_sr.search.leaderboard import write_leaderboard
 from nas_sr.search.proxy import ProxyReward
 from nas_sr.search.supernet import (
@@ -52,9 +48,8 @@ from nas_sr.search.supernet import (
 )
 from nas_sr.train.recipe import BlowUpGuard, cosine_lr, not_finite
 from nas_sr.train.state import RunState
-from search_spaces.cost import budget_penalty, genotype_cost, pareto_front, within_budget
-from search_spaces.genotypes import Genotype, Node
-from search_spaces.network import CellSRNet, count_params
+from search_spaces.cost import within_budget
+from search_spaces.genotypes import Genotype
 
 
 class Search(RunState):
@@ -80,18 +75,9 @@ class Search(RunState):
         self.fair = FairSampler(cfg.archs.cell.nodes, self.ops)
         s = cfg.search
         self.warmup_epochs = int(s.warmup * s.epochs) if self.learns else 0
-        b = s.budget
-        self.budget = {"params": b.params, "mult_adds": b.mult_adds}
-        # a latency budget prices cells by this machine's measured table (nas-sr profile)
-        self.latency = None
-        if b.get("latency_ms"):
-            self.budget["latency_ms"] = b.latency_ms
-            self.latency = load_table(b.latency_table or default_table_path())
-        self.costs: dict[Genotype, dict[str, Any]] = {}
-        self.cost_width = retrain_width(cfg)
-        self.cost(Genotype((Node(1, "identity", 1, "identity"),)))  # a width the table lacks
-        if b.get("reject", False) and any(self.budget.values()):
-            self.controller.accept = self.uniform.accept = self.in_band
+        self.band = Band(cfg)
+        self.budget = self.band.limits
+        self.band.constrain(self.controller, self.uniform)
         # every cell scored in a controller phase (decisions), in the order first scored
         self.pool: dict[tuple[int, ...], None] = {}
         # one generator draws every architecture (training children and controller steps)
@@ -187,39 +173,16 @@ class Search(RunState):
         return self.uniform.sample(self.arch_rng).genotype
 
     def cost(self, genotype: Genotype) -> dict[str, Any]:
-        """Params and Mult-Adds of the standalone network at the retrain width, and with a
-        latency budget its predicted latency (ms)."""
-        if genotype not in self.costs:
-            cost: dict[str, Any] = genotype_cost(genotype, *self.cost_width, self.cfg.scale)
-            if self.latency is not None:
-                b = self.cfg.search.budget
-                cost["latency_ms"] = predict_latency(genotype, *self.cost_width, self.cfg.scale,
-                                                     self.latency, b.latency_threads,
-                                                     b.latency_lr)
-            self.costs[genotype] = cost
-        return self.costs[genotype]
-
-    def in_band(self, genotype: Genotype) -> bool:
-        """Within every budget, and not under ``budget.floor`` of any (closed-form cost)."""
-        cost, floor = self.cost(genotype), self.cfg.search.budget.get("floor", 0.0)
-        return all(not limit or floor * limit <= cost[key] <= limit
-                   for key, limit in self.budget.items())
+        return self.band.cost(genotype)
 
     def propose(self, ctrl: Controller, rng: torch.Generator) -> Sample:
-        """``ctrl``'s next in-band proposal; a band no draw reaches is the user's to widen."""
-        try:
-            return ctrl.propose(rng)
-        except ValueError as e:
-            uniform = self.cost(self.uniform.sample(rng).genotype)
-            raise ConfigError(f"{e}: search.budget {self.budget} (a uniform cell costs e.g. "
-                              f"{ {k: round(uniform[k], 1) for k in self.budget} })") from None
+        return self.band.propose(ctrl, rng)
 
-    def penalty(self, cost: dict[str, int]) -> float:
-        b = self.cfg.search.budget
-        return budget_penalty(cost, self.budget, b.beta, b.mode)
+    def penalty(self, cost: dict[str, Any]) -> float:
+        return self.band.penalty(cost)
 
-    def reward(self, psnr: float, cost: dict[str, int]) -> float:
-        return psnr - self.penalty(cost)
+    def reward(self, psnr: float, cost: dict[str, Any]) -> float:
+        return self.band.reward(psnr, cost)
 
     def psnr(self, genotype: Genotype) -> float:
         """The PSNR a reward is made of: through the shared weights on the reward crops, or
@@ -343,56 +306,10 @@ class Search(RunState):
 
     def finish(self, log: RunLog, space: dict[str, Any]) -> dict[str, Any]:
         """Choose the cell; write genotype.json, summary.json, pareto.json and the plots."""
-        cfg, run_dir = self.cfg, self.run_dir
         best, best_psnr, scored = self.select()
         if self.proxy:  # the final candidates' proxy runs: kept for a re-selection
             self.save(log, CHECKPOINT)
-        write_pareto(scored, self.budget, run_dir, cfg.logger.plots, self.proxy_reward)
-        a = cfg.archs.cell
-        summary = {
-            "genotype": best.to_dict(), "genotype_str": str(best), "val_psnr": best_psnr,
-            "params": count_params(CellSRNet(cfg.scale, a.channels, a.cells, a.nodes, best)),
-            "cost_at_retrain_width": {"channels": self.cost_width[0],
-                                      "cells": self.cost_width[1], **self.cost(best)},
-            "budget": self.budget, "search_time_s": self.elapsed, "epochs": self.epoch,
-            "controller_steps": self.controller_step, "controller": cfg.controller.name,
-            "scale": cfg.scale, "space_size": space, "cells_scored": len(scored),
-            "candidates": [c for c in scored if "final_psnr" in c],
-        }
-        checkpoint.write_json(run_dir / "genotype.json", {
-            **best.to_dict(), "scale": cfg.scale, "arch": OmegaConf.to_container(a)})
-        checkpoint.write_json(run_dir / "summary.json", summary)
-        log.log("final", val_psnr=best_psnr, genotype=best.to_dict()["nodes"],
-                params=summary["params"], search_time_s=self.elapsed)
-        log.flush()
-        if cfg.logger.plots:
-            plots = plot_run(run_dir)
-            if log.wandb is not None:
-                log_to_wandb(log.wandb, plots)
-        how = "proxy training" if self.proxy else "shared weights"
-        # measured on the crops that chose it: a selection score, not a held-out one
-        print(f"best cell: {best}\n  selection PSNR {best_psnr:.2f} dB ({how}, final crops), "
-              f"{summary['params']:,} params standalone; written to {run_dir}\n"
-              f"retrain it with: nas-sr retrain genotype={run_dir / 'genotype.json'} "
-              f"scale={cfg.scale}")
-        return summary
-
-
-def nan_last(value: float) -> float:
-    return value if math.isfinite(value) else -math.inf
-
-
-def write_pareto(scored: list[dict[str, Any]], budget: dict[str, int | None],
-                 run_dir: Path, plot: bool = True, proxy: bool = False) -> dict[str, list[int]]:
-    """``pareto.json`` (every scored cell, and the indices of each cost's front) and its plot."""
-    fronts = {key: pareto_front([(c[key], c["psnr"]) for c in scored])
-              for key in ("params", "mult_adds", "latency_ms") if key in scored[0]}
-    how = "after proxy training" if proxy else "with the final shared weights"
-    out = {"psnr": f"Y-PSNR on the reward crops {how}", "budget": budget,
-           "front": fronts, "cells": scored}
-    checkpoint.write_json(run_dir / "pareto.json", out, indent=1)
-    if not plot:
-        return fronts
-    (run_dir / "plots").mkdir(exist_ok=True)
-    pareto_figure(scored, fronts, budget, run_dir.name).savefig(run_dir / "plots" / "pareto.png")
-    return fronts
+        return write_choice(self.cfg, self.run_dir, log, best, best_psnr, scored, self.band, {
+            "search_time_s": self.elapsed, "epochs": self.epoch,
+            "controller_steps": self.controller_step, "space_size": space},
+            "proxy training" if self.proxy else "shared weights", self.proxy_reward)

@@ -71,9 +71,17 @@ def proxy_batches(store: Any, scale: int, setting: ProxySetting, seed: int) -> P
 def proxy_score(genotype: Genotype, batches: Pairs, crops: dict[str, Pairs], scale: int,
                 setting: ProxySetting, seed: int, device: torch.device = CPU,
                 fmt: torch.memory_format = torch.contiguous_format) -> dict[str, float]:
+    """:func:`proxy_run`'s mean Y-PSNR on each named set of ``crops``."""
+    runs = proxy_run(genotype, batches, crops, scale, setting, seed, device, fmt)
+    return {name: float(psnrs.mean()) for name, psnrs in runs.items()}
+
+
+def proxy_run(genotype: Genotype, batches: Pairs, crops: dict[str, Pairs], scale: int,
+              setting: ProxySetting, seed: int, device: torch.device = CPU,
+              fmt: torch.memory_format = torch.contiguous_format) -> dict[str, torch.Tensor]:
     """Train ``genotype`` from ``seed``'s initial weights in ``setting`` on ``batches``;
-    its mean Y-PSNR on each named set of ``crops``. NaN when training diverged (the search
-    refuses it as a reward and never chooses it)."""
+    the Y-PSNR of each crop of each named set of ``crops``. NaN when training diverged (the
+    search refuses it as a reward and never chooses it)."""
     lq_all, gt_all = batches
     b = setting.batch_size
     if len(lq_all) < setting.steps * b:
@@ -91,14 +99,16 @@ def proxy_score(genotype: Genotype, batches: Pairs, crops: dict[str, Pairs], sca
         gt = (gt_all[step * b:(step + 1) * b].float() / 255).to(device)
         loss = F.l1_loss(net(lq), gt)
         if not_finite(loss.item()):
-            return dict.fromkeys(crops, float("nan"))
+            return {name: torch.full((len(pair[1]),), float("nan"))
+                    for name, pair in crops.items()}
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     net.eval()
-    return {name: float(crop_psnrs(net, (lq.to(device, memory_format=fmt), gt.to(device)),
-                                   scale, SCORE_BATCH).mean())
-            for name, (lq, gt) in crops.items()}
+    with torch.no_grad():
+        return {name: crop_psnrs(net, (lq.to(device, memory_format=fmt), gt.to(device)),
+                                 scale, SCORE_BATCH).cpu()
+                for name, (lq, gt) in crops.items()}
 
 
 class ProxyReward:
