@@ -8,6 +8,8 @@ parent's cost and stays in the search's band (``accept``) where one exists.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from controllers.base import MemoryController, Sample
@@ -52,6 +54,8 @@ class EvolutionController(MemoryController):
             raise ValueError(f"tournament={tournament}: must be in 1..population={population}")
         self.size, self.tournament = population, tournament
         self.uniform = RandomController(num_nodes, ops=ops)
+        # a child is mapped onto a cell that can be scored: in replay, the table's nearest
+        self.project: Callable[[Genotype, Genotype], Genotype] = lambda child, parent: child
 
     def sample(self, generator: torch.Generator | None = None, greedy: bool = False) -> Sample:
         """A uniform cell until the population is full, then a tournament winner's child;
@@ -64,7 +68,7 @@ class EvolutionController(MemoryController):
                    for _ in range(self.tournament)]
         parent = max(members, key=lambda m: m[1])[0]
         for _ in range(self.MAX_TRIES):  # a child that differs, within the band
-            child = mutate(parent, self.ops, generator)
+            child = self.project(mutate(parent, self.ops, generator), parent)
             if child != parent and (self.accept is None or self.accept(child)):
                 return self._sample(child)
         return self._sample(parent)  # no in-band mutation: the parent again

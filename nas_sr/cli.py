@@ -43,10 +43,12 @@ JOBS = {
     "serve": "a local web page to upscale photos and videos (FastAPI)",
     "profile": "this CPU's ONNX Runtime latency table of the cell's ops (profile.validate=K)",
     "degrade": "a blurred, noisy, JPEG-compressed copy of benchmark sets (output=DIR)",
+    "table": "trial searches' cells as an SR-NAS table (RUN_DIR ... output=FILE)",
+    "replay": "strategies against random search on an SR-NAS table (replay.table=FILE)",
 }
 RESUMABLE = ("search", "retrain")
 # jobs whose bare (non key=value) arguments become a list override
-POSITIONAL = {"plot": "runs"}
+POSITIONAL = {"plot": "runs", "table": "runs"}
 
 # jobs that write only where output= says: run in a scratch folder when it is given
 NAMED_OUTPUT = ("upscale",)

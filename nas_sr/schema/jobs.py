@@ -4,7 +4,7 @@ Hydra's ConfigStore as ``<job>_schema``, which each job's YAML names first in it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -12,7 +12,7 @@ from hydra.core.config_store import ConfigStore
 from nas_sr.schema.common import Common, Inference, Media
 from nas_sr.schema.data import Data, Realistic
 from nas_sr.schema.fields import opt, section
-from nas_sr.schema.search import STRATEGIES, Search, Space
+from nas_sr.schema.search import STRATEGIES, Evolution, Predictor, Search, Space
 from nas_sr.schema.train import Train
 
 BENCHMARKS = "../shared/datasets/benchmark"
@@ -240,10 +240,51 @@ class DegradeJob(Common):
                                      "(data/realistic@degradation=test|default)")
 
 
+@dataclass
+class TableJob(Common):
+    runs: Any = opt([], "trial-search run folders (search.trials.count=K) whose finished "
+                    "trials become the table's rows; bare arguments fill this")
+    output: str | None = opt(None, "the table file to write (JSON lines; required)")
+
+
+def _replay_evolution() -> Evolution:
+    return Evolution(population=8, tournament=3)  # a population a K=16 search can fill
+
+
+def _replay_predictor() -> Predictor:
+    return Predictor(warmup=6, candidates=64, trees=16)
+
+
+@dataclass
+class ReplaySettings:
+    table: str | None = opt(None, "a table file (nas-sr table; required)")
+    budgets: list[int] = opt([16, 32, 64], "trials per search, K (each a table lookup)")
+    seeds: int = opt(1000, "paired searches per strategy and K", low=2, whole=True)
+    proxy_seeds: int = opt(2, "cells with this many proxy seeds take part; a trial "
+                           "observes one of them at random", low=1, whole=True)
+    final_top: int = opt(4, "best observed cells judged by every seed's final-crop PSNR",
+                         low=1, whole=True)
+    batch: int = opt(4, "trials told to the strategy at once", low=1, whole=True)
+    cost: str | None = opt(None, "the cost `band` bounds: params | mult_adds | latency_ms",
+                           choices=("params", "mult_adds", "latency_ms"))
+    band: list[float] | None = opt(None, "[low, high] of `cost`: the cells searched")
+    strategies: list[str] = opt(["evolution", "predictor"], "strategies replayed against "
+                                "random (random | evolution | predictor)")
+    evolution: Evolution = field(default_factory=_replay_evolution,
+                                 metadata={"help": "evolution's settings in replay"})
+    predictor: Predictor = field(default_factory=_replay_predictor,
+                                 metadata={"help": "the predictor's settings in replay"})
+
+
+@dataclass
+class ReplayJob(Common):
+    replay: ReplaySettings = section(ReplaySettings, "strategies against an SR-NAS table")
+
+
 SCHEMAS = {"search": SearchJob, "retrain": RetrainJob, "compress": CompressJob,
            "rank": RankJob, "evaluate": EvaluateJob, "export": ExportJob,
            "upscale": UpscaleJob, "plot": PlotJob, "serve": ServeJob, "profile": ProfileJob,
-           "degrade": DegradeJob}
+           "degrade": DegradeJob, "table": TableJob, "replay": ReplayJob}
 
 
 def register() -> None:

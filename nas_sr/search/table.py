@@ -1,0 +1,156 @@
+"""An SR-NAS table: cells of one space, each proxy-trained under several seeds, kept as data
+so that search strategies can be compared by replay (``nas_sr.search.replay``) instead of
+by training.
+
+A table is a JSON-lines file: a header (what was trained, how, and the command that
+extends it), then one row per cell: its decisions and nodes, its costs at the retrain
+width, and for each proxy seed the per-crop Y-PSNRs on the reward and the final crops.
+Rows come from the studies of trial searches (``search.trials``), typically random ones of
+``space=wide`` in a few cost bands; the same cell met in two studies merges its seeds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from nas_sr.checkpoint import atomic_path
+from nas_sr.errors import ConfigError
+from nas_sr.schema.train import retrain_width
+from nas_sr.search.proxy import ProxySetting
+from nas_sr.search.trials import Decisions, finished
+from search_spaces.genotypes import Genotype
+
+KIND, VERSION = "nas-sr table", 1
+# what must agree between the studies of one table: the same cells trained the same way
+SAME = ("space", "ops", "nodes", "scale", "width", "recipe", "reward_crops", "final_crops")
+
+
+def header(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """What a trial search's runs were: its space, recipe and crops, and how to extend it."""
+    setting = ProxySetting.from_config(cfg)
+    return {"kind": KIND, "version": VERSION, "space": cfg.get("space", {}).get("name", "enas"),
+            "ops": list(Decisions(cfg).ops), "nodes": cfg.archs.cell.nodes,
+            "scale": cfg.scale, "width": list(retrain_width(cfg)), "recipe": vars(setting),
+            "reward_crops": cfg.search.reward_crops, "final_crops": cfg.search.final_crops,
+            "data": cfg.data.name,
+            "extend": f"nas-sr search resume={run_dir} search.trials.count=N"}
+
+
+def rows_of(cfg: DictConfig, study: Any) -> list[dict[str, Any]]:
+    """One row per finished trial of a trial search's study."""
+    decisions = Decisions(cfg)
+    rows = []
+    for t in finished(study):
+        genotype = decisions.genotype(t.params)
+        rows.append({"decisions": genotype.to_decisions(decisions.ops),
+                     "genotype": genotype.to_dict()["nodes"], **t.user_attrs["cost"],
+                     "runs": t.user_attrs["runs"]})
+    return rows
+
+
+def merge(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of the same cell joined: each seed's runs once."""
+    by_cell: dict[tuple[int, ...], dict[str, Any]] = {}
+    for row in rows:
+        key = tuple(row["decisions"])
+        if key in by_cell:
+            by_cell[key]["runs"] = {**row["runs"], **by_cell[key]["runs"]}
+        else:
+            by_cell[key] = {**row, "runs": dict(row["runs"])}
+    return list(by_cell.values())
+
+
+def write_table(path: Path, head: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write(json.dumps(head) + "\n")
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def read_table(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A table's header and rows; a file that is not one is refused in one line."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such table file (nas-sr table writes one)")
+    try:
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not a nas-sr table ({e})") from None
+    if not lines or not isinstance(lines[0], dict) or lines[0].get("kind") != KIND:
+        raise ConfigError(f"{path}: not a nas-sr table (no '{KIND}' header line)")
+    if lines[0].get("version") != VERSION:
+        raise ConfigError(f"{path}: table version {lines[0].get('version')}; this nas-sr "
+                          f"reads version {VERSION}")
+    rows = lines[1:]
+    needed = {"decisions", "genotype", "params", "runs"}
+    for i, row in enumerate(rows, 2):
+        if not isinstance(row, dict) or not needed <= row.keys() or not row["runs"]:
+            raise ConfigError(f"{path}, line {i}: a row needs {sorted(needed)} and at least "
+                              "one run")
+    return lines[0], rows
+
+
+@dataclass
+class Table:
+    """A table's rows as arrays: for replay, a trial is a lookup."""
+
+    head: dict[str, Any]
+    cells: list[Genotype]
+    decisions: np.ndarray  # (cells, decisions)
+    costs: dict[str, np.ndarray]
+    reward: np.ndarray  # (cells, seeds): each seed's mean PSNR on the reward crops
+    final: np.ndarray  # (cells,): the mean over seeds on the final crops
+
+    @classmethod
+    def load(cls, path: str | Path, seeds: int = 2) -> Table:
+        """The rows with at least ``seeds`` proxy runs (their first ``seeds``)."""
+        head, rows = read_table(path)
+        rows = [r for r in rows if len(r["runs"]) >= seeds]
+        if not rows:
+            raise ConfigError(f"{path}: no cell has {seeds} proxy seeds")
+
+        def means(row: dict[str, Any], crops: str) -> list[float]:
+            runs = [row["runs"][s] for s in sorted(row["runs"], key=int)[:seeds]]
+            return [float(np.mean(r[crops])) for r in runs]
+
+        ops = tuple(head["ops"])
+        return cls(head, [Genotype.from_dict({"nodes": r["genotype"]}) for r in rows],
+                   np.array([r["decisions"] for r in rows]),
+                   {k: np.array([r[k] for r in rows], dtype=float)
+                    for k in ("params", "mult_adds", "latency_ms") if k in rows[0]},
+                   np.array([means(r, "reward") for r in rows]),
+                   np.array([np.mean(means(r, "final")) for r in rows]))._checked(ops)
+
+    def _checked(self, ops: tuple[str, ...]) -> Table:
+        for g, d in zip(self.cells, self.decisions, strict=True):
+            if g.to_decisions(ops) != list(d):
+                raise ConfigError(f"a table row's decisions {list(d)} are not its cell {g}")
+        return self
+
+    def where(self, key: str | None, band: list[float] | None) -> Table:
+        """The rows whose ``key`` cost lies in ``band`` [low, high] (all rows without one)."""
+        if key is None or band is None:
+            return self
+        if key not in self.costs:
+            raise ConfigError(f"the table has no {key} (it has {sorted(self.costs)})")
+        keep = (self.costs[key] >= band[0]) & (self.costs[key] <= band[1])
+        if keep.sum() < 2:
+            raise ConfigError(f"{keep.sum()} cells of the table have {key} in {list(band)}")
+        idx = np.flatnonzero(keep)
+        return Table(self.head, [self.cells[i] for i in idx], self.decisions[idx],
+                     {k: v[idx] for k, v in self.costs.items()}, self.reward[idx],
+                     self.final[idx])
+
+
+def table_config(run_dir: Path) -> DictConfig:
+    """A trial search's saved config."""
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        raise ConfigError(f"{run_dir}: not a run folder (no config.yaml)")
+    return OmegaConf.load(config)
