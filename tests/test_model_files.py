@@ -313,3 +313,23 @@ def test_card_notes_with_a_malformed_front_matter_are_refused_before_export(tmp_
     (tmp_path / "notes.md").write_text(notes)
     with pytest.raises(ConfigError, match=r"card_notes=.*notes.md: (its )?front matter"):
         read_notes(tmp_path / "notes.md")
+
+
+def test_a_card_says_what_its_model_was_trained_for_and_the_page_labels_it(tmp_path):
+    from nas_sr.deploy.card import card_degradation, how_to_use, read_notes
+    from nas_sr.web.catalog import load_catalog
+
+    realistic = "\n".join(how_to_use(2, False, "realistic"))
+    assert "realistic degradations" in realistic and "clean images:" not in realistic
+    assert "bicubic downscaling of clean images" in "\n".join(how_to_use(2, False))
+    (tmp_path / "notes.md").write_text("---\ndegradation: gan\n---\n")
+    with pytest.raises(ConfigError, match="degradation: 'gan'"):
+        read_notes(tmp_path / "notes.md")
+    kinds = {card.parent.name: card_degradation(card.with_name("model.pt2")) for card in CARDS}
+    assert set(kinds.values()) <= {"bicubic", "realistic"} and kinds["searched_x2"] == "bicubic"
+    labels = {e.name: e.label for e in load_catalog(
+        ROOT_DIR / "nas_sr" / "models", None, torch.device("cpu"), runtime="eager").values()}
+    for name, kind in kinds.items():
+        assert ("clean images" in labels[name]) == (kind == "bicubic"), labels[name]
+        assert ("real photos" in labels[name]) == (kind == "realistic"), labels[name]
+    assert "clean" not in labels["bicubic_x2"]

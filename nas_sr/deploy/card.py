@@ -52,9 +52,17 @@ SAFETENSORS_NOTE = ("`model.safetensors` holds the same weights, with the arch s
                     "network to load them into (docs/evaluation.md, \"model.safetensors\"); "
                     "elsewhere one needs that spec and the network's code.")
 
+# what the model was trained to undo (``degradation:`` in the notes' front matter)
+TRAINED_FOR = {
+    "bicubic": "- Trained on bicubic downscaling of clean images: JPEG blocks, noise and camera "
+    "blur in an input are sharpened rather than removed (clean the image first, or use a "
+    "model trained on realistic degradations).",
+    "realistic": "- Trained on synthetic realistic degradations (blur, downscaling by a random "
+    "kernel, Gaussian and Poisson noise, JPEG; Real-ESRGAN's scheme, milder): it removes "
+    "such damage, and on clean bicubic inputs it is softer than a model trained on them. "
+    "Damage outside the trained ranges (heavy motion blur, JPEG below quality 50) is "
+    "reduced, not removed."}
 LIMITATIONS = [
-    "- Trained on bicubic downscaling of clean images: JPEG blocks, noise and camera blur "
-    "in an input are sharpened rather than removed (clean the image first).",
     "- x2, x3 and x4 only (this model: x{s}); another factor needs another model.",
     "- No GAN: trained for PSNR with a pixel loss, so fine textures come out smooth rather "
     "than invented."]
@@ -132,6 +140,7 @@ def front_matter(name: str, scale: int, sizes: dict[str, int], extras: dict[str,
         "tags": ["super-resolution", "neural-architecture-search", f"x{scale}",
                  *as_list(meta.get("tags"))],
         "datasets": as_list(meta.get("datasets")) or ["unknown"],
+        "degradation": trained_for(meta),
         "metrics": kinds,
         "params": sizes["params"],
         "mult_adds": sizes["mult_adds"],
@@ -141,7 +150,15 @@ def front_matter(name: str, scale: int, sizes: dict[str, int], extras: dict[str,
     return "---\n" + yaml.safe_dump(fields, sort_keys=False, width=100) + "---"
 
 
-def how_to_use(scale: int, onnx: bool) -> list[str]:
+def trained_for(meta: dict[str, Any]) -> str:
+    """``bicubic`` or ``realistic``: the degradation the notes say the model was trained on."""
+    kind = meta.get("degradation", "bicubic")
+    if kind not in TRAINED_FOR:
+        raise ConfigError(f"card_notes: degradation: {kind!r}; use one of {sorted(TRAINED_FOR)}")
+    return kind
+
+
+def how_to_use(scale: int, onnx: bool, degradation: str = "bicubic") -> list[str]:
     """The card's "How to use": ONNX Runtime, safetensors, then plain torch for trusted files."""
     onnx_part = (["ONNX Runtime, no torch needed (any input size):", "",
                   ONNX_SNIPPET.format(s=scale)] if onnx else
@@ -152,7 +169,8 @@ def how_to_use(scale: int, onnx: bool) -> list[str]:
             "No nas-sr needed; input size is free (dynamic batch, height and width). "
             "`.module().to('cuda')` runs it on a GPU.", "",
             LOAD_SNIPPET.format(s=scale), "", TRUST_NOTE, "",
-            "## Limitations", "", *(line.format(s=scale) for line in LIMITATIONS)]
+            "## Limitations", "", TRAINED_FOR[degradation],
+            *(line.format(s=scale) for line in LIMITATIONS)]
 
 
 def facts_table(predictor: Predictor, source: Path, sizes: dict[str, int], diff: float,
@@ -194,7 +212,8 @@ def model_card(predictor: Predictor, source: Path, sizes: dict[str, int], diff: 
     lines = [front_matter(predictor.arch["name"], predictor.scale, sizes, predictor.extras,
                           meta), "",
              *facts_table(predictor, source, sizes, diff, onnx_check), "",
-             *how_to_use(predictor.scale, bool(onnx_check and onnx_check["agrees"]))]
+             *how_to_use(predictor.scale, bool(onnx_check and onnx_check["agrees"]),
+                         trained_for(meta))]
     figs = figures(predictor.extras)
     if figs:
         lines += ["", "## Figures from the checkpoint", "", "| key | value |", "| --- | --- |",
@@ -203,6 +222,17 @@ def model_card(predictor: Predictor, source: Path, sizes: dict[str, int], diff: 
     if body.strip():
         lines += ["", body.strip()]
     return "\n".join(lines) + "\n"
+
+
+def card_degradation(model_file: Path) -> str | None:
+    """What the model beside ``MODEL_CARD.md`` was trained for (its front matter's
+    ``degradation``); None without a readable card, or from before the field."""
+    try:
+        meta, _ = split_notes((model_file.parent / "MODEL_CARD.md").read_text())
+    except (OSError, UnicodeDecodeError, ConfigError):
+        return None
+    kind = meta.get("degradation")
+    return kind if kind in TRAINED_FOR else None
 
 
 def read_notes(path: Path) -> str:
@@ -214,5 +244,5 @@ def read_notes(path: Path) -> str:
         reason = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else e.strerror
         raise ConfigError(f"card_notes={path}: {reason}; card_notes= takes a Markdown "
                           f"file") from None
-    split_notes(notes, f"card_notes={path}")
+    trained_for(split_notes(notes, f"card_notes={path}")[0])
     return notes

@@ -8,11 +8,14 @@ from pathlib import Path
 
 import torch
 
+from nas_sr.deploy.card import card_degradation
 from nas_sr.deploy.predictor import Predictor, load_predictor
 from nas_sr.deploy.pt2 import ModelError
 
 log = logging.getLogger(__name__)
 BICUBIC_SCALES = (2, 3, 4)
+# a model's use, from what its card says it was trained for
+USE = {"bicubic": "clean images", "realistic": "real photos: blur, noise, JPEG"}
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,9 @@ def _entry(name: str, spec: str, scale: int | None, device: torch.device,
     predictor = load_predictor(spec, scale, device, channels_last, runtime)
     params = sum(p.numel() for p in predictor.model.parameters())
     what = f"{params / 1e3:.0f}K params" if params else "reference, no model"
-    return Entry(name, f"{name} (x{predictor.scale}, {what})", predictor.scale, predictor)
+    kind = card_degradation(Path(spec)) if spec != "bicubic" else None
+    use = f", {USE[kind]}" if kind else ""
+    return Entry(name, f"{name} (x{predictor.scale}, {what}{use})", predictor.scale, predictor)
 
 
 def is_model_name(model: str) -> bool:
