@@ -237,6 +237,13 @@ def test_rank_scores_each_cell_with_the_proxy_and_reuses_earlier_retrains(
         stats.kendalltau(firsts, seconds).statistic)
     assert p["variance"] == variance_components(runs, 1, 50, 0)
     assert (tmp_path / "b" / "rank_proxy.png").is_file()
+    assert p["runs_trained"] == 8  # 4 cells x 2 seeds, each kept as it was made
+    monkeypatch.setattr(proxy_mod, "proxy_run", lambda *a, **k: no_retrain())
+    kept = run_job("rank", make_cfg(
+        "rank", *base, f"rank.retrained_from={tmp_path / 'a' / 'rank.json'}",
+        "rank.proxy_seeds=[0,1]", f"rank.run_overrides={json.dumps(overrides)}"),
+        tmp_path / "d")
+    assert kept["proxy"]["runs_trained"] == 0 and [c["proxy_psnrs"] for c in kept["cells"]] == runs
     with pytest.raises(ConfigError, match="are not this job's"):
         run_job("rank", make_cfg("rank", *base[:-1], f"rank.retrained_from="
                                  f"{tmp_path / 'a' / 'rank.json'}"), tmp_path / "c")

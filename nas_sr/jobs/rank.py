@@ -82,7 +82,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "run": str(search_dir), "controller": run_cfg.controller.name, "recipe": recipe,
         "retrain_seeds": seeds, "judge": r.judge, **agreements(done, r, seeds),
         "proxy": proxy_ranking(search, rows, list(r.proxy_seeds), r.bootstrap, r.seed,
-                               cfg.logger.progress) if r.proxy_seeds else None,
+                               cfg.logger.progress, Path(r.cells_dir).expanduser())
+        if r.proxy_seeds else None,
         "failed": {str(k): v for k, v in failed.items()},
         "cells": rows,
     }
@@ -121,6 +122,8 @@ def report(result: dict[str, Any], name: str, cells: int, seeds: list[int],
         p = result["proxy"]
         agree = (f", its seeds agree with tau {p['seed_agreement']['kendall_tau']:.3f}"
                  if p["seed_agreement"] else "")
-        print(f"proxy ({p['seconds_per_run']:.1f} s a run): Kendall tau {p['kendall_tau']:.3f} "
+        pace = (f"{p['seconds_per_run']:.1f} s a run" if p["seconds_per_run"]
+                else "every run kept from before")
+        print(f"proxy ({pace}): Kendall tau {p['kendall_tau']:.3f} "
               f"[{p['kendall_tau_ci'][0]:.2f}, {p['kendall_tau_ci'][1]:.2f}] against "
               f"retraining{agree}")

@@ -138,22 +138,37 @@ def earlier_retrains(path: str | None, recipe: list[str], seeds: list[int], judg
 
 
 def proxy_ranking(search: SearchRun, rows: list[dict[str, Any]], seeds: list[int],
-                  resamples: int, seed: int, progress: bool) -> dict[str, Any]:
+                  resamples: int, seed: int, progress: bool, root: Path) -> dict[str, Any]:
     """Score every row's cell with the run's proxy under each of ``seeds`` (on the final
-    crops, as the shared-weight score); how it ranks them against retraining and itself."""
+    crops, as the shared-weight score); how it ranks them against retraining and itself.
+    Each (cell, seed) score is kept under ``root/proxy/`` as it is made, so a rank job run
+    again (after a kill, or with more cells) trains only what is missing."""
     c = search.cfg
-    proxy = ProxyReward.for_search(c, train_store(c), {"final": search.final},
-                                   search.final[0].device, search.fmt)
-    started = time.perf_counter()
+    setting = ProxySetting.from_config(c)
+    key = ["proxy", vars(setting), c.search.final_crops, data_overrides(c.data), c.scale]
+    proxy = None
+    started, trained = time.perf_counter(), 0
     for row in progress_bar(rows, desc="proxy training", disable=not progress):
         g = Genotype.from_dict({"nodes": row["genotype"]})
-        row["proxy_psnrs"] = [proxy.psnr(g, [s], "final") for s in seeds]
+        row["proxy_psnrs"] = []
+        for s in seeds:
+            kept = cell_dir(root / "proxy", g, [*key, s]).with_suffix(".json")
+            if not kept.is_file():
+                if proxy is None:  # its training crops drawn once, when first needed
+                    proxy = ProxyReward.for_search(c, train_store(c), {"final": search.final},
+                                                   search.final[0].device, search.fmt)
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                write_json(kept, {"genotype": row["genotype"], "seed": s,
+                                  "psnr": proxy.psnr(g, [s], "final")})
+                trained += 1
+            row["proxy_psnrs"].append(json.loads(kept.read_text())["psnr"])
         row["proxy_psnr"] = float(np.mean(row["proxy_psnrs"]))
     done = [row for row in rows if "retrained_psnr" in row]
     scores = [row["proxy_psnrs"] for row in done]
     return {
         "setting": vars(ProxySetting.from_config(c)), "seeds": seeds,
-        "seconds_per_run": (time.perf_counter() - started) / (len(rows) * len(seeds)),
+        "seconds_per_run": (time.perf_counter() - started) / trained if trained else None,
+        "runs_trained": trained,
         **rank_correlation([row["proxy_psnr"] for row in done],
                            [row["retrained_psnr"] for row in done], resamples, seed),
         "seed_agreement": rank_correlation([p[0] for p in scores], [p[1] for p in scores],
