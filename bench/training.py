@@ -19,7 +19,8 @@ from nas_sr.device import native_bf16
 from search_spaces.genotypes import load_genotype
 from search_spaces.network import CellSRNet
 
-SHIPPED = Path(__file__).resolve().parents[1] / "models" / "searched_x2" / "genotype.json"
+SHIPPED = (Path(__file__).resolve().parents[1] / "nas_sr" / "models" / "searched_x2"
+           / "genotype.json")
 BATCH, LQ_SIDE, SCALE, CHANNELS = 16, 48, 2, 32
 
 

@@ -229,3 +229,45 @@ def test_every_frame_is_checked_against_the_pixel_limit_and_the_first_frames_siz
                                          r"be upscaled \(re-encode it at one size\)"):
         rewrite(shrinks, tmp_path / "out" / "o.mp4", nearest_x2, 2, Encoding(preset="ultrafast"))
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def decoded_frames_and_audio(path: Path) -> tuple[list[np.ndarray], list[int], list[bytes]]:
+    with av.open(str(path)) as f:
+        frames, stamps = [], []
+        for frame in f.decode(video=0):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            stamps.append(frame.pts)
+    with av.open(str(path)) as f:
+        audio = [bytes(p) for p in f.demux(audio=0) if p.dts is not None]
+    return frames, stamps, audio
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_the_overlapped_pipeline_writes_the_frames_the_sequential_one_does(tmp_path, batch):
+    clip = write_clip(tmp_path / "c.mp4", frames=20)
+    outs = {}
+    for overlap in (False, True):
+        outs[overlap] = tmp_path / f"o{overlap}.mp4"
+        info = rewrite(clip, outs[overlap], nearest_x2, 2,
+                       Encoding(preset="ultrafast", batch=batch, overlap=overlap))
+        assert info.frames == 20
+    seq, ovl = (decoded_frames_and_audio(outs[k]) for k in (False, True))
+    assert len(seq[0]) == len(ovl[0]) == 20
+    assert all(np.array_equal(a, b) for a, b in zip(seq[0], ovl[0], strict=True))
+    assert seq[1] == ovl[1] and seq[2] == ovl[2] and seq[2]  # timestamps, audio as copied
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_a_clip_whose_decoding_fails_midway_leaves_no_output(tmp_path, overlap):
+    clip = write_clip(tmp_path / "c.mp4", frames=30)
+    seen = []
+
+    def upscale(frames):
+        seen.append(len(frames))
+        return nearest_x2(frames)
+
+    with pytest.raises(VideoError, match="more than 10 frames"):
+        rewrite(clip, tmp_path / "out" / "c.mp4", upscale, 2,
+                Encoding(preset="ultrafast", batch=2, max_frames=10, overlap=overlap))
+    assert seen  # some frames were upscaled before the decoder failed
+    assert list((tmp_path / "out").iterdir()) == []

@@ -1,7 +1,8 @@
 """Video in and out with PyAV (its wheel bundles FFmpeg): probe, and rewrite frame by frame.
 
 Frames are decoded, passed through a function in batches and encoded as they come, so
-memory holds one batch whatever the length. Timestamps are carried over (fps, duration
+memory holds a few batches whatever the length; decoding, the function and encoding run
+on three threads at once (``Encoding.overlap``), so the two ends hide behind the model. Timestamps are carried over (fps, duration
 and variable frame rates kept), the display rotation is copied, and the audio stream is
 copied packet for packet (re-encoded to the container's default audio codec, e.g. Opus
 for WebM, only where the container cannot hold it). The output is written under a
@@ -10,11 +11,13 @@ temporary name and renamed when complete.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -73,6 +76,7 @@ class Encoding:
     # header's count, duration and first frame's size are the uploader's to write
     max_frames: int | None = None
     max_pixels: int | None = None  # per frame
+    overlap: bool = True  # decoding, the model and encoding on three threads at once
 
     def codec_options(self) -> dict[str, str]:
         opts = dict(self.options)
@@ -246,7 +250,14 @@ def _rewrite(inp: av.container.InputContainer, out: av.container.OutputContainer
              check: Callable[[av.VideoFrame, int], None],
              on_frames: Callable[[int], None]) -> int:
     """The work of :func:`rewrite`; each decoded frame passes ``check`` first;
-    ``on_frames(done)`` after each batch; the frame count."""
+    ``on_frames(done)`` after each batch; the frame count.
+
+    Three stages: decoding (demux, decode, RGB), the model (``fn``) and encoding (YUV,
+    encode, mux, the audio too, so the output is written by one thread in stream order).
+    With ``encoding.overlap`` each runs on its own thread, handing batches on through short
+    queues, so decoding and encoding hide behind the model call (FFmpeg, torch and ONNX
+    Runtime release the GIL); otherwise they run one after another on this thread. Both
+    write the same file."""
     import av
     from av.video.reformatter import ColorRange
 
@@ -264,46 +275,137 @@ def _rewrite(inp: av.container.InputContainer, out: av.container.OutputContainer
             out.default_audio_codec,
             rate=encoder_rate(out.default_audio_codec, ain.codec_context.sample_rate),
             layout=ain.codec_context.layout.name)  # mono stays mono
-    batch: list[av.VideoFrame] = []
     done = 0
 
-    def flush() -> None:
-        nonlocal done
-        rgb = np.stack([f.to_ndarray(format="rgb24", src_color_range=f.color_range)
-                        for f in batch])
-        sr = fn(rgb)[:, :vout.height, :vout.width]
-        for i, (frame, img) in enumerate(zip(batch, sr, strict=True)):
-            new = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-            new.colorspace = frame.colorspace
-            seconds = frame.pts * frame.time_base if frame.pts is not None else \
-                (done + i) / Fraction(fps)
-            new.pts, new.time_base = round(seconds / tick), tick
-            new = new.reformat(format=encoding.pix_fmt, dst_color_range=ColorRange.MPEG)
-            out.mux(vout.encode(new))
-        done += len(batch)
-        on_frames(done)
-        batch.clear()
+    def to_model(item: tuple) -> tuple:
+        if item[0] != "video":
+            return item
+        _, meta, rgb = item
+        return "video", meta, fn(rgb)[:, :vout.height, :vout.width]
 
-    streams = [s for s in (vin, ain) if s is not None]
-    for packet in inp.demux(streams):
-        if packet.stream is ain:
-            if copy_audio:
-                if packet.dts is not None:  # the demuxer's end-of-stream marker has none
-                    packet.stream = aout
-                    out.mux(packet)
-            else:
-                for frame in packet.decode():
-                    frame.pts = None  # the encoder numbers its own samples
-                    out.mux(aout.encode(frame))
-            continue
-        for frame in packet.decode():
-            check(frame, done + len(batch) + 1)
-            batch.append(frame)
-            if len(batch) >= encoding.batch:
-                flush()
-    if batch:
-        flush()
+    def to_file(item: tuple) -> None:
+        nonlocal done
+        kind, what, data = item
+        if kind == "audio":  # a packet copied as it is
+            out.mux(what)
+        elif kind == "samples":  # decoded audio the container's codec encodes
+            out.mux(aout.encode(what))
+        else:
+            for i, ((pts, time_base, colorspace), img) in enumerate(zip(what, data,
+                                                                         strict=True)):
+                new = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+                new.colorspace = colorspace
+                seconds = pts * time_base if pts is not None else (done + i) / Fraction(fps)
+                new.pts, new.time_base = round(seconds / tick), tick
+                new = new.reformat(format=encoding.pix_fmt, dst_color_range=ColorRange.MPEG)
+                out.mux(vout.encode(new))
+            done += len(what)
+            on_frames(done)
+
+    def decoded() -> Iterator[tuple]:
+        """The source as items for the model and the file, in stream order."""
+        batch: list[av.VideoFrame] = []
+        count = 0
+
+        def video() -> tuple:
+            rgb = np.stack([f.to_ndarray(format="rgb24", src_color_range=f.color_range)
+                            for f in batch])
+            meta = [(f.pts, f.time_base, f.colorspace) for f in batch]
+            batch.clear()
+            return "video", meta, rgb
+
+        for packet in inp.demux([s for s in (vin, ain) if s is not None]):
+            if packet.stream is ain:
+                if copy_audio:
+                    if packet.dts is not None:  # the demuxer's end-of-stream marker has none
+                        packet.stream = aout
+                        yield "audio", packet, None
+                else:
+                    for frame in packet.decode():
+                        frame.pts = None  # the encoder numbers its own samples
+                        yield "samples", frame, None
+                continue
+            for frame in packet.decode():
+                count += 1
+                check(frame, count)
+                batch.append(frame)
+                if len(batch) >= encoding.batch:
+                    yield video()
+        if batch:
+            yield video()
+
+    if encoding.overlap:
+        Overlap([to_model, to_file]).run(decoded())
+    else:
+        for item in decoded():
+            to_file(to_model(item))
     out.mux(vout.encode(None))
     if aout is not None and not copy_audio:
         out.mux(aout.encode(None))
     return done
+
+
+class Overlap:
+    """Items of a generator through ``stages``, each stage on a thread of its own with a
+    short queue before it; the first error of any stage (or of the generator) stops them
+    all and is raised to the caller, after every thread has ended."""
+
+    DEPTH = 2  # items waiting before each stage: enough to hide jitter, little memory
+
+    def __init__(self, stages: list[Callable[[Any], Any]]):
+        self.stages = stages
+        self.queues = [queue.Queue(self.DEPTH) for _ in stages]
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+
+    def _put(self, q: queue.Queue, item: Any) -> bool:
+        while not self.stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def _stage(self, i: int) -> None:
+        q_in = self.queues[i]
+        q_out = self.queues[i + 1] if i + 1 < len(self.stages) else None
+        try:
+            while not self.stop.is_set():
+                try:
+                    item = q_in.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                if item is _END:
+                    if q_out is not None:
+                        self._put(q_out, _END)
+                    return
+                result = self.stages[i](item)
+                if q_out is not None and not self._put(q_out, result):
+                    return
+        except BaseException as e:  # handed to the caller by run()
+            self.errors.append(e)
+            self.stop.set()
+
+    def run(self, items: Iterator[Any]) -> None:
+        threads = [threading.Thread(target=self._stage, args=(i,), daemon=True,
+                                    name=f"video stage {i + 1}")
+                   for i in range(len(self.stages))]
+        for t in threads:
+            t.start()
+        try:
+            for item in items:
+                if not self._put(self.queues[0], item):
+                    break
+            else:
+                self._put(self.queues[0], _END)
+        except BaseException as e:  # a decoding error, or an interrupt
+            self.errors.insert(0, e)
+            self.stop.set()
+        for t in threads:
+            t.join()
+        if self.errors:
+            raise self.errors[0]
+
+
+_END = object()  # the end of the items

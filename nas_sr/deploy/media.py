@@ -42,7 +42,7 @@ class Settings:
         return cls(cfg.tile, cfg.overlap, cfg.self_ensemble, amp, runtime,
                    video.container.lstrip("."),
                    Encoding(video.codec, video.crf, video.preset, video.pix_fmt, video.batch,
-                            options), device)
+                            options, overlap=video.get("overlap", True)), device)
 
     def output_name(self, src: Path) -> str:
         """``photo.jpg`` -> ``photo.png``, ``clip.avi`` -> ``clip.mp4`` (by default)."""

@@ -112,6 +112,8 @@ class Video:
                        "one pixel)")
     batch: int = opt(1, "frames per model call; more gained nothing on this CPU "
                      "(bench/video.py)", low=1, whole=True)
+    overlap: bool = opt(True, "decode, upscale and encode on three threads at once (false: "
+                        "one after another)")
     options: dict[str, Any] = opt({}, "more encoder options, one + override each: "
                                   "+video.options.tune=film")
 
