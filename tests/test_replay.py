@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from conftest import make_cfg
 from controllers import RandomController
@@ -94,13 +95,12 @@ def test_a_table_made_from_two_trial_searches_replays(tmp_path):
 
 
 def test_a_table_from_runs_trained_otherwise_is_refused(tmp_path):
-    base = ["search.proxy.channels=4", "search.proxy.cells=1", "search.proxy.batch_size=2",
-            "search.proxy.patch_size=16", "threads=1", "controller=random",
-            "search.trials.count=1"]
-    for i, steps in enumerate((2, 3)):
-        run_job("search", make_cfg("search", *base, f"search.proxy.steps={steps}"),
-                tmp_path / f"s{i}")
-    with pytest.raises(ConfigError, match="recipe"):
+    for i, steps in enumerate((2, 3)):  # two trial searches' folders, before any trial
+        (tmp_path / f"s{i}").mkdir()
+        OmegaConf.save(make_cfg("search", "search.trials.count=1",
+                                f"search.proxy.steps={steps}"), tmp_path / f"s{i}" / "config.yaml")
+        (tmp_path / f"s{i}" / "trials.db").touch()
+    with pytest.raises(ConfigError, match="trained otherwise than .*s0 \\(recipe\\)"):
         run_job("table", make_cfg("table", f"runs=[{tmp_path / 's0'},{tmp_path / 's1'}]",
                                   f"output={tmp_path / 'x.jsonl'}"), tmp_path / "t")
 
