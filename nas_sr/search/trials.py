@@ -66,11 +66,11 @@ def open_study(cfg: DictConfig, run_dir: Path,
                sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
     """The search's study (created on first use) with heartbeats and the retry of killed
     trials."""
-    t = cfg.search.trials
+    t, url = cfg.search.trials, storage_url(cfg, run_dir)
+    # SQLite: several workers wait for the file's lock rather than fail at once
     storage = RDBStorage(
-        storage_url(cfg, run_dir), engine_kwargs={"connect_args": {"timeout": 60}}
-        if storage_url(cfg, run_dir).startswith("sqlite") else None,
-        heartbeat_interval=t.heartbeat_s, grace_period=t.grace_s,
+        url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite")
+        else None, heartbeat_interval=t.heartbeat_s, grace_period=t.grace_s,
         heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=t.retries))
     return optuna.create_study(storage=storage, study_name=STUDY, direction="maximize",
                                sampler=sampler, load_if_exists=True)
