@@ -331,3 +331,17 @@ def test_degrade_refuses_a_missing_or_clean_output_and_bad_settings(tmp_path):
         with pytest.raises(ConfigError, match=match):
             degrade_job.check(cfg)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_clean_share_keeps_that_share_of_crops_as_their_bicubic_pair(image_folder,
+                                                                         genotype_file):
+    cfg = folder_cfg(image_folder, genotype_file, "data.degradation=realistic",
+                     "data.realistic.clean=0.3")
+    crops = trainer.load_data(cfg, Dist())[0]
+    bicubic = trainer.load_data(folder_cfg(image_folder, genotype_file), Dist())[0]
+    kept = [torch.equal(crops[i][0], bicubic[i][0]) for i in range(200)]
+    assert 0.2 < np.mean(kept) < 0.4  # about the asked share, each a bicubic pair exactly
+    assert all(torch.equal(crops[i][1], bicubic[i][1]) for i in range(200))  # same HR crops
+    none = trainer.load_data(folder_cfg(image_folder, genotype_file,
+                                        "data.degradation=realistic"), Dist())[0]
+    assert not any(torch.equal(none[i][0], bicubic[i][0]) for i in range(50))

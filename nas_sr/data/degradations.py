@@ -70,6 +70,7 @@ class Settings:
     second: Stage
     resize: tuple[str, ...]
     second_order: float
+    clean: float = 0.0  # share of training crops kept as their bicubic pair
 
 
 def _probability(block: Mapping[str, Any], key: str, where: str) -> float:
@@ -121,7 +122,8 @@ def settings(block: Mapping[str, Any], where: str = "data.realistic") -> Setting
                           "experiments/data/realistic/default.yaml") from None
     if not resize or set(resize) - set(RESIZE):
         raise ConfigError(f"{where}.resize={list(resize)}: some of {', '.join(RESIZE)}")
-    return Settings(first, second, resize, _probability(block, "second_order", where))
+    return Settings(first, second, resize, _probability(block, "second_order", where),
+                    _probability(block, "clean", where) if "clean" in block else 0.0)
 
 
 def training_settings(data: Any) -> Settings | None:
@@ -263,7 +265,8 @@ def image_rng(seed: int, *keys: int) -> np.random.Generator:
 class DegradedCrops(RandomCrops):
     """:class:`RandomCrops` whose LR is the HR crop degraded afresh for every sample, its
     crop and degradation both drawn from the RNG of ``(seed, epoch, index)``: a resumed
-    run sees the very pairs an uninterrupted one would."""
+    run sees the very pairs an uninterrupted one would. A ``clean`` share of the samples
+    keeps the store's bicubic LR instead."""
 
     def __init__(self, store: Any, scale: int, patch_size: int, length: int, seed: int,
                  config: Settings):
@@ -272,7 +275,10 @@ class DegradedCrops(RandomCrops):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = self.rng(index)
-        gt, _ = self.draw(rng)  # the store's bicubic LR is not used
+        gt, bicubic = self.draw(rng)
+        # (no draw without a clean share: a run keeps the pairs it had before the option)
+        if self.config.clean and rng.random() < self.config.clean:
+            return to_tensor(bicubic), to_tensor(gt)
         lq = degrade(np.ascontiguousarray(gt), self.scale, self.config, rng)
         return to_tensor(lq), to_tensor(gt)
 

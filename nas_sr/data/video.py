@@ -2,11 +2,11 @@
 
 Frames are decoded, passed through a function in batches and encoded as they come, so
 memory holds a few batches whatever the length; decoding, the function and encoding run
-on three threads at once (``Encoding.overlap``), so the two ends hide behind the model. Timestamps are carried over (fps, duration
-and variable frame rates kept), the display rotation is copied, and the audio stream is
-copied packet for packet (re-encoded to the container's default audio codec, e.g. Opus
-for WebM, only where the container cannot hold it). The output is written under a
-temporary name and renamed when complete.
+on three threads at once (``Encoding.overlap``), so the two ends hide behind the model.
+Timestamps are carried over (fps, duration and variable frame rates kept), the display
+rotation is copied, and the audio stream is copied packet for packet (re-encoded to the
+container's default audio codec, e.g. Opus for WebM, only where the container cannot
+hold it). The output is written under a temporary name and renamed when complete.
 """
 
 from __future__ import annotations

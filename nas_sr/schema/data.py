@@ -49,6 +49,8 @@ class Realistic:
                             "downscaling, one drawn per image")
     second_order: float = opt(0.5, "probability of the second pass (at the LR size)", low=0,
                               high=1)
+    clean: float = opt(0.0, "share of training crops left as their bicubic pair, so the "
+                       "model keeps its quality on clean inputs", low=0, high=1)
     first: Pass = section(Pass, "the first pass (at the HR size, then downscaled)")
     second: Pass = section(_second, "the second pass")
 
