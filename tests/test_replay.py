@@ -75,23 +75,30 @@ def test_evolutions_children_are_the_tables_nearest_cells_other_than_the_parent(
         assert got == child  # a child the table holds is itself
 
 
-def test_a_table_made_from_two_trial_searches_replays(tmp_path):
+def test_a_table_made_from_two_trial_searches_replays(tmp_path, monkeypatch):
     base = ["search.proxy.channels=4", "search.proxy.cells=1", "search.proxy.steps=2",
             "search.proxy.batch_size=2", "search.proxy.patch_size=16", "threads=1",
             "controller=random", "search.trials.count=3", "search.proxy.seeds=[0,1]"]
     for i in (0, 1):
         run_job("search", make_cfg("search", *base, f"seed={i}"), tmp_path / f"s{i}")
     out = tmp_path / "table.jsonl"
-    summary = run_job("table", make_cfg("table", f"runs=[{tmp_path / 's0'},{tmp_path / 's1'}]",
-                                        f"output={out}"), tmp_path / "t")
+    runs = f"runs=[{tmp_path / 's0'},{tmp_path / 's1'}]"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # no latency table here
+    with pytest.raises(ConfigError, match="no latency table .* and measure=false"):
+        run_job("table", make_cfg("table", runs, f"output={out}", "latency_threads=[1]"),
+                tmp_path / "t0")
+    summary = run_job("table", make_cfg("table", runs, f"output={out}", "latency_threads=[1]",
+                                        "measure=true", "latency_lr=[24,32]"), tmp_path / "t")
     head, rows = read_table(out)
     assert 3 <= summary["cells"] == len(rows) <= 6 and summary["seeds_per_cell"] == [2]
     assert len(head["extend"]) == 2 and head["recipe"]["steps"] == 2
     assert all(len(r["runs"]["1"]["final"]) == 16 for r in rows)  # smoke's final crops
+    assert all(r["measured_ms_t1"] > 0 for r in rows) and head["latency"]["lr_size"] == [24, 32]
     result = run_job("replay", make_cfg("replay", f"replay.table={out}", "replay.seeds=4",
                                         "replay.budgets=[2]"), tmp_path / "r")
     assert set(result["budgets"][2]) == {"random", "evolution", "predictor"}
     assert (tmp_path / "r" / "replay.md").is_file()
+    assert "measured_ms_t1" in Table.load(out).costs  # a band can be one of measured latency
 
 
 def test_a_table_from_runs_trained_otherwise_is_refused(tmp_path):

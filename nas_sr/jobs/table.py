@@ -12,7 +12,16 @@ from omegaconf import DictConfig
 
 from nas_sr.checkpoint import check_writable, write_json
 from nas_sr.errors import ConfigError
-from nas_sr.search.table import SAME, header, merge, rows_of, table_config, write_table
+from nas_sr.search.latency import default_table_path, load_table
+from nas_sr.search.table import (
+    SAME,
+    add_latency,
+    header,
+    merge,
+    rows_of,
+    table_config,
+    write_table,
+)
 from nas_sr.search.trials import DATABASE, open_study
 
 
@@ -41,6 +50,15 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             head["extend"].append(this["extend"])
         rows += rows_of(run_cfg, open_study(run_cfg, folder))
     rows = merge(rows)
+    if cfg.latency_threads:
+        path = Path(cfg.latency_table).expanduser() if cfg.latency_table \
+            else default_table_path()
+        table = load_table(path) if cfg.latency_table or path.is_file() else None
+        if table is None and not cfg.measure:
+            raise ConfigError(f"latency_threads={list(cfg.latency_threads)}: no latency "
+                              f"table at {path} (nas-sr profile makes one) and measure=false")
+        add_latency(head, rows, list(cfg.latency_threads), list(cfg.latency_lr), table,
+                    cfg.measure, cfg.logger.progress)
     write_table(out, head, rows)
     seeds = sorted({len(r["runs"]) for r in rows})
     summary = {"output": str(out), "cells": len(rows), "seeds_per_cell": seeds,

@@ -245,6 +245,12 @@ class TableJob(Common):
     runs: Any = opt([], "trial-search run folders (search.trials.count=K) whose finished "
                     "trials become the table's rows; bare arguments fill this")
     output: str | None = opt(None, "the table file to write (JSON lines; required)")
+    latency_threads: list[int] = opt([], "thread counts each cell's latency is given at "
+                                     "(predicted_ms_t{n}, measured_ms_t{n}); [] = none")
+    latency_lr: list[int] = opt([360, 640], "(height, width) of the LR frame timed")
+    latency_table: str | None = opt(None, "predict with this latency table; null = the one "
+                                    "nas-sr profile cached for this machine, where it exists")
+    measure: bool = opt(False, "also time each cell's network whole in ONNX Runtime here")
 
 
 def _replay_evolution() -> Evolution:
@@ -265,8 +271,8 @@ class ReplaySettings:
     final_top: int = opt(4, "best observed cells judged by every seed's final-crop PSNR",
                          low=1, whole=True)
     batch: int = opt(4, "trials told to the strategy at once", low=1, whole=True)
-    cost: str | None = opt(None, "the cost `band` bounds: params | mult_adds | latency_ms",
-                           choices=("params", "mult_adds", "latency_ms"))
+    cost: str | None = opt(None, "the cost `band` bounds: params | mult_adds | latency_ms | "
+                           "predicted_ms_t{n} | measured_ms_t{n} (nas-sr table's columns)")
     band: list[float] | None = opt(None, "[low, high] of `cost`: the cells searched")
     strategies: list[str] = opt(["evolution", "predictor"], "strategies replayed against "
                                 "random (random | evolution | predictor)")

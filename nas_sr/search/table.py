@@ -19,14 +19,19 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from nas_sr.archs.build import build_model
 from nas_sr.checkpoint import atomic_path
+from nas_sr.deploy.onnx_model import export_onnx
 from nas_sr.errors import ConfigError
+from nas_sr.progress import progress_bar
 from nas_sr.schema.train import retrain_width
+from nas_sr.search.latency import cell_arch, machine, median_ms, predict_latency, session
 from nas_sr.search.proxy import ProxySetting
 from nas_sr.search.trials import Decisions, finished
 from search_spaces.genotypes import Genotype
 
 KIND, VERSION = "nas-sr table", 1
+COSTS = ("params", "mult_adds", "latency_ms")  # a row's closed-form (and budget) costs
 # what must agree between the studies of one table: the same cells trained the same way
 SAME = ("space", "ops", "nodes", "scale", "width", "recipe", "reward_crops", "final_crops")
 
@@ -64,6 +69,28 @@ def merge(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             by_cell[key] = {**row, "runs": dict(row["runs"])}
     return list(by_cell.values())
+
+
+def add_latency(head: dict[str, Any], rows: list[dict[str, Any]], threads: list[int],
+                lr_size: list[int], table: dict[str, Any] | None, measure: bool,
+                progress: bool = False) -> None:
+    """Each row's latency on an ``lr_size`` frame at each of ``threads``: predicted by the
+    latency ``table`` (``predicted_ms_t{n}``) and, with ``measure``, timed whole in ONNX
+    Runtime here (``measured_ms_t{n}``); the header records the machine and the frame."""
+    channels, cells = head["width"]
+    head["latency"] = {"lr_size": lr_size, "threads": threads, "machine": machine(),
+                       "predicted_by": table and table.get("machine")}
+    for row in progress_bar(rows, desc="latency", disable=not progress):
+        genotype = Genotype.from_dict({"nodes": row["genotype"]})
+        arch = cell_arch(genotype, channels, cells, head["scale"])
+        graph = export_onnx(build_model(arch).eval(), arch) if measure else None
+        for t in threads:
+            if table is not None:
+                row[f"predicted_ms_t{t}"] = predict_latency(genotype, channels, cells,
+                                                            head["scale"], table, t, lr_size)
+            if graph is not None:
+                row[f"measured_ms_t{t}"] = median_ms(session(graph, [(1, 3, *lr_size)], t),
+                                                     3, 10)
 
 
 def write_table(path: Path, head: dict[str, Any], rows: list[dict[str, Any]]) -> None:
@@ -122,8 +149,8 @@ class Table:
         ops = tuple(head["ops"])
         return cls(head, [Genotype.from_dict({"nodes": r["genotype"]}) for r in rows],
                    np.array([r["decisions"] for r in rows]),
-                   {k: np.array([r[k] for r in rows], dtype=float)
-                    for k in ("params", "mult_adds", "latency_ms") if k in rows[0]},
+                   {k: np.array([r[k] for r in rows], dtype=float) for k in rows[0]
+                    if k in COSTS or k.startswith(("predicted_ms", "measured_ms"))},
                    np.array([means(r, "reward") for r in rows]),
                    np.array([np.mean(means(r, "final")) for r in rows]))._checked(ops)
 
