@@ -60,8 +60,8 @@ TRAINED_FOR = {
     "realistic": "- Trained on synthetic realistic degradations (blur, downscaling by a random "
     "kernel, Gaussian and Poisson noise, JPEG; Real-ESRGAN's scheme, milder): it removes "
     "such damage, and on clean bicubic inputs it is softer than a model trained on them. "
-    "Damage outside the trained ranges (heavy motion blur, JPEG below quality 50) is "
-    "reduced, not removed."}
+    "Damage beyond the trained ranges (heavy motion blur, strong noise, very low JPEG "
+    "quality: see how it was made) is reduced, not removed."}
 LIMITATIONS = [
     "- x2, x3 and x4 only (this model: x{s}); another factor needs another model.",
     "- No GAN: trained for PSNR with a pixel loss, so fine textures come out smooth rather "
