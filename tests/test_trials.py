@@ -74,11 +74,13 @@ def run_worker_until_killed(cfg, run_dir, after_complete: int) -> int:
     proc = multiprocessing.get_context("spawn").Process(
         target=_work_in_process, args=(OmegaConf.to_yaml(cfg, resolve=True), str(run_dir)))
     proc.start()
-    deadline = time.time() + 120
+    deadline = time.time() + 300
+    study = None  # opened once: opening a study per poll is slower than a short trial
     try:
         while time.time() < deadline:
             try:
-                trials = study_of(cfg, run_dir).get_trials()
+                study = study or study_of(cfg, run_dir)
+                trials = study.get_trials()
             except KeyError:  # the study is not created yet
                 trials = []
             # a trial that holds its whole cell: it is training
@@ -112,7 +114,7 @@ def test_a_killed_workers_trial_is_run_again_once_by_another(tmp_path):
 @pytest.mark.slow
 def test_a_killed_and_resumed_search_proposes_what_an_unbroken_one_does(tmp_path):
     cfg = trial_cfg("controller=predictor", "controller.warmup=2", "controller.candidates=16",
-                    "controller.trees=4", "search.trials.count=5", "search.proxy.steps=20")
+                    "controller.trees=4", "search.trials.count=5", "search.proxy.steps=60")
     whole = run_job("search", cfg, tmp_path / "whole")
     run_worker_until_killed(cfg, tmp_path / "broken", after_complete=3)
     resumed = run_job("search", cfg, tmp_path / "broken")
