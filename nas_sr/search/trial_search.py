@@ -58,7 +58,7 @@ def run_trial_search(cfg: DictConfig, run_dir: Path, space: dict[str, Any]
                   for step, trial in enumerate(trials, 1)]
         log.flush()
         write_leaderboard(run_dir)
-        best = choose(cfg, run_dir, study, trials, scored)
+        best = choose(cfg, run_dir, study, trials, scored, band, decisions)
         span = trials[-1].datetime_complete - min(x.datetime_start for x in trials)
         facts = {"search_time_s": span.total_seconds(),
                  "trial_time_s": sum(x.user_attrs["seconds"] for x in trials),
@@ -86,12 +86,12 @@ def scored_trial(step: int, trial: FrozenTrial, band: Band, decisions: Decisions
 
 
 def choose(cfg: DictConfig, run_dir: Path, study: optuna.Study, trials: list[FrozenTrial],
-           scored: list[dict[str, Any]]) -> int:
+           scored: list[dict[str, Any]], band: Band, decisions: Decisions) -> int:
     """The ``final_top`` best rewards within budget, scored on the final crops over the proxy
     seeds and ``final_seeds`` (those runs kept in the study); the index of the best."""
     eligible = [i for i, c in enumerate(scored) if c["within_budget"]]
     if not eligible:
-        raise ConfigError(f"no trial is within search.budget {Band(cfg).limits}")
+        raise ConfigError(f"no trial is within search.budget {band.limits}")
     top = sorted(eligible, key=lambda i: -trials[i].value)[:cfg.search.final_top]
     extra = list(cfg.search.proxy.final_seeds)
     proxy = None
@@ -105,8 +105,8 @@ def choose(cfg: DictConfig, run_dir: Path, study: optuna.Study, trials: list[Fro
                     w = TrialWorker(cfg, run_dir)
                     proxy = ProxyReward(w.setting, w.batches, w.crops, cfg.scale, w.device,
                                         w.fmt)
-                genotype = Decisions(cfg).genotype(trial.params)
-                study.set_user_attr(key, proxy.psnr(genotype, [seed], "final"))
+                study.set_user_attr(key, proxy.psnr(decisions.genotype(trial.params), [seed],
+                                                    "final"))
             finals.append(study.user_attrs[key])
         row["final_psnr"] = sum(finals) / len(finals)
     best = max(top, key=lambda i: nan_last(scored[i]["final_psnr"] - scored[i]["penalty"]))

@@ -76,9 +76,13 @@ def open_study(cfg: DictConfig, run_dir: Path,
                                sampler=sampler, load_if_exists=True)
 
 
-def finished(study: optuna.Study) -> list[FrozenTrial]:
-    """The completed trials in the order they finished."""
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+def finished(study: optuna.Study, trials: list[FrozenTrial] | None = None
+             ) -> list[FrozenTrial]:
+    """The completed trials (of ``trials``, read already, else the study's) in the order
+    they finished."""
+    if trials is None:
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
     return sorted(done, key=lambda t: (t.datetime_complete, t.number))
 
 
@@ -121,7 +125,7 @@ class StrategySampler(optuna.samplers.BaseSampler):
         self.band.constrain(ctrl)
         if isinstance(ctrl, MemoryController):
             ctrl.memory.extend((self.decisions.genotype(t.params), t.value)
-                               for t in finished(study))
+                               for t in finished(study, trials))  # one read a proposal
             ctrl.remembered()
         rng = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + proposal)
         return self.decisions.params(self.band.propose(ctrl, rng).genotype)
