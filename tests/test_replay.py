@@ -99,6 +99,17 @@ def test_a_table_made_from_two_trial_searches_replays(tmp_path, monkeypatch):
     assert set(result["budgets"][2]) == {"random", "evolution", "predictor"}
     assert (tmp_path / "r" / "replay.md").is_file()
     assert "measured_ms_t1" in Table.load(out).costs  # a band can be one of measured latency
+    # a shard written before joins a study: the same table, less the machine's latency
+    shard, joined = tmp_path / "shard0.jsonl", tmp_path / "joined.jsonl"
+    run_job("table", make_cfg("table", f"runs=[{tmp_path / 's0'}]", f"output={shard}"),
+            tmp_path / "t1")
+    run_job("table", make_cfg("table", f"runs=[{shard},{tmp_path / 's1'}]", f"output={joined}"),
+            tmp_path / "t2")
+    joined_head, joined_rows = read_table(joined)
+    assert {tuple(r["decisions"]): r["runs"] for r in joined_rows} == \
+        {tuple(r["decisions"]): r["runs"] for r in rows}
+    assert joined_head["extend"] == head["extend"] and "latency" not in joined_head
+    assert not any(k.endswith("_t1") for r in joined_rows for k in r)
 
 
 def test_a_table_from_runs_trained_otherwise_is_refused(tmp_path):

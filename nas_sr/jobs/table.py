@@ -1,7 +1,8 @@
-"""The table job: ``nas-sr table RUN_DIR ... output=FILE`` writes the finished trials of
-trial searches (``search.trials.count=K``) as an SR-NAS table (``nas_sr.search.table``),
-the same cell of two studies merged. The studies must agree on what they trained (space,
-recipe, crops): a table compares like with like."""
+"""The table job: ``nas-sr table RUN_DIR|TABLE ... output=FILE`` writes the finished trials
+of trial searches (``search.trials.count=K``) and the rows of tables already written (its
+shards) as one SR-NAS table (``nas_sr.search.table``), the same cell met twice merged. The
+sources must agree on what they trained (space, recipe, crops): a table compares like with
+like."""
 
 from __future__ import annotations
 
@@ -18,37 +19,34 @@ from nas_sr.search.table import (
     add_latency,
     header,
     merge,
+    read_table,
     rows_of,
     table_config,
     write_table,
 )
 from nas_sr.search.trials import DATABASE, open_study
 
+LATENCY = ("predicted_ms", "measured_ms")  # a row's per-machine columns, made anew
+
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if not cfg.output:
         raise ConfigError("output= is required: nas-sr table RUN_DIR ... output=table.jsonl")
     if not cfg.runs:
-        raise ConfigError("name the trial-search run folders: nas-sr table RUN_DIR ... "
-                          "output=FILE")
+        raise ConfigError("name the trial-search run folders or table files to join: "
+                          "nas-sr table RUN_DIR|TABLE ... output=FILE")
     out = Path(cfg.output).expanduser()
     check_writable(out.parent)
     head, rows = None, []
-    for folder in map(Path, cfg.runs):
-        run_cfg = table_config(folder)
-        if not (run_cfg.search.get("trials") or {}).get("count"):
-            raise ConfigError(f"{folder}: not a trial search (search.trials.count unset)")
-        if not run_cfg.search.trials.storage and not (folder / DATABASE).is_file():
-            raise ConfigError(f"{folder}: no {DATABASE}; has the search run a trial?")
-        this = header(run_cfg, folder)
+    for source in map(Path, cfg.runs):
+        this, found = _shard(source) if source.is_file() else _study(source)
         if head is None:
-            head = {**this, "extend": [this["extend"]]}
+            head = {**this, "extend": []}
         elif differ := [k for k in SAME if this[k] != head[k]]:
-            raise ConfigError(f"{folder}: trained otherwise than {cfg.runs[0]} "
+            raise ConfigError(f"{source}: trained otherwise than {cfg.runs[0]} "
                               f"({', '.join(differ)}); a table holds cells trained one way")
-        else:
-            head["extend"].append(this["extend"])
-        rows += rows_of(run_cfg, open_study(run_cfg, folder))
+        head["extend"] += [e for e in _listed(this["extend"]) if e not in head["extend"]]
+        rows += found
     rows = merge(rows)
     if cfg.latency_threads:
         path = Path(cfg.latency_table).expanduser() if cfg.latency_table \
@@ -67,3 +65,27 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     print(f"{len(rows)} cells ({'/'.join(map(str, seeds))} proxy seeds each) written to {out}; "
           f"replay strategies on it: nas-sr replay replay.table={out}")
     return summary
+
+
+def _study(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A trial search's header and the rows of its finished trials."""
+    run_cfg = table_config(folder)
+    if not (run_cfg.search.get("trials") or {}).get("count"):
+        raise ConfigError(f"{folder}: not a trial search (search.trials.count unset)")
+    if not run_cfg.search.trials.storage and not (folder / DATABASE).is_file():
+        raise ConfigError(f"{folder}: no {DATABASE}; has the search run a trial?")
+    return header(run_cfg, folder), rows_of(run_cfg, open_study(run_cfg, folder))
+
+
+def _shard(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A table file written before: its header (less what the new table measures again)
+    and its rows (less their latency, which is a property of the machine timing it)."""
+    head, rows = read_table(path)
+    if differ := [k for k in SAME if k not in head]:
+        raise ConfigError(f"{path}: its header lacks {', '.join(differ)}")
+    head = {k: v for k, v in head.items() if k != "latency"}
+    return head, [{k: v for k, v in r.items() if not k.startswith(LATENCY)} for r in rows]
+
+
+def _listed(extend: str | list[str]) -> list[str]:
+    return [extend] if isinstance(extend, str) else list(extend)

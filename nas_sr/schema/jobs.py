@@ -243,7 +243,8 @@ class DegradeJob(Common):
 @dataclass
 class TableJob(Common):
     runs: Any = opt([], "trial-search run folders (search.trials.count=K) whose finished "
-                    "trials become the table's rows; bare arguments fill this")
+                    "trials become the table's rows, and table files (shards) joined to them; "
+                    "bare arguments fill this")
     output: str | None = opt(None, "the table file to write (JSON lines; required)")
     latency_threads: list[int] = opt([], "thread counts each cell's latency is given at "
                                      "(predicted_ms_t{n}, measured_ms_t{n}); [] = none")
