@@ -316,7 +316,7 @@ def test_card_notes_with_a_malformed_front_matter_are_refused_before_export(tmp_
 
 
 def test_a_card_says_what_its_model_was_trained_for_and_the_page_labels_it(tmp_path):
-    from nas_sr.deploy.card import card_degradation, how_to_use, read_notes
+    from nas_sr.deploy.card import card_degradation, card_front, how_to_use, read_notes
     from nas_sr.web.catalog import load_catalog
 
     realistic = "\n".join(how_to_use(2, False, "realistic"))
@@ -325,6 +325,9 @@ def test_a_card_says_what_its_model_was_trained_for_and_the_page_labels_it(tmp_p
     (tmp_path / "notes.md").write_text("---\ndegradation: gan\n---\n")
     with pytest.raises(ConfigError, match="degradation: 'gan'"):
         read_notes(tmp_path / "notes.md")
+    (tmp_path / "notes.md").write_text("---\nspeed: ludicrous\n---\n")
+    with pytest.raises(ConfigError, match="speed: 'ludicrous'"):
+        read_notes(tmp_path / "notes.md")
     kinds = {card.parent.name: card_degradation(card.with_name("model.pt2")) for card in CARDS}
     assert set(kinds.values()) <= {"bicubic", "realistic"} and kinds["searched_x2"] == "bicubic"
     labels = {e.name: e.label for e in load_catalog(
@@ -332,4 +335,6 @@ def test_a_card_says_what_its_model_was_trained_for_and_the_page_labels_it(tmp_p
     for name, kind in kinds.items():
         assert ("clean images" in labels[name]) == (kind == "bicubic"), labels[name]
         assert ("real photos" in labels[name]) == (kind == "realistic"), labels[name]
+        realtime = card_front(ROOT_DIR / "nas_sr" / "models" / name / "model.pt2").get("speed")
+        assert ("fast: real-time video" in labels[name]) == (realtime == "realtime")
     assert "clean" not in labels["bicubic_x2"]

@@ -62,6 +62,9 @@ TRAINED_FOR = {
     "such damage, and on clean bicubic inputs it is softer than a model trained on them. "
     "Damage beyond the trained ranges (heavy motion blur, strong noise, very low JPEG "
     "quality: see how it was made) is reduced, not removed."}
+# what the model was sized for (``speed:`` in the notes' front matter): realtime models keep
+# up with video as it plays on a laptop CPU, at a cost in PSNR
+SPEEDS = ("quality", "realtime")
 LIMITATIONS = [
     "- x2, x3 and x4 only (this model: x{s}); another factor needs another model.",
     "- No GAN: trained for PSNR with a pixel loss, so fine textures come out smooth rather "
@@ -141,6 +144,7 @@ def front_matter(name: str, scale: int, sizes: dict[str, int], extras: dict[str,
                  *as_list(meta.get("tags"))],
         "datasets": as_list(meta.get("datasets")) or ["unknown"],
         "degradation": trained_for(meta),
+        **({"speed": "realtime"} if sized_for(meta) == "realtime" else {}),
         "metrics": kinds,
         "params": sizes["params"],
         "mult_adds": sizes["mult_adds"],
@@ -156,6 +160,14 @@ def trained_for(meta: dict[str, Any]) -> str:
     if kind not in TRAINED_FOR:
         raise ConfigError(f"card_notes: degradation: {kind!r}; use one of {sorted(TRAINED_FOR)}")
     return kind
+
+
+def sized_for(meta: dict[str, Any]) -> str:
+    """``quality`` or ``realtime``: what the notes say the model was sized for."""
+    speed = meta.get("speed", "quality")
+    if speed not in SPEEDS:
+        raise ConfigError(f"card_notes: speed: {speed!r}; use one of {list(SPEEDS)}")
+    return speed
 
 
 def how_to_use(scale: int, onnx: bool, degradation: str = "bicubic") -> list[str]:
@@ -224,14 +236,20 @@ def model_card(predictor: Predictor, source: Path, sizes: dict[str, int], diff: 
     return "\n".join(lines) + "\n"
 
 
-def card_degradation(model_file: Path) -> str | None:
-    """What the model beside ``MODEL_CARD.md`` was trained for (its front matter's
-    ``degradation``); None without a readable card, or from before the field."""
+def card_front(model_file: Path) -> dict[str, Any]:
+    """The front matter of the ``MODEL_CARD.md`` beside ``model_file``; ``{}`` without a
+    readable card."""
     try:
         meta, _ = split_notes((model_file.parent / "MODEL_CARD.md").read_text())
     except (OSError, UnicodeDecodeError, ConfigError):
-        return None
-    kind = meta.get("degradation")
+        return {}
+    return meta
+
+
+def card_degradation(model_file: Path) -> str | None:
+    """What the model beside ``MODEL_CARD.md`` was trained for (its front matter's
+    ``degradation``); None without a readable card, or from before the field."""
+    kind = card_front(model_file).get("degradation")
     return kind if kind in TRAINED_FOR else None
 
 
@@ -244,5 +262,7 @@ def read_notes(path: Path) -> str:
         reason = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else e.strerror
         raise ConfigError(f"card_notes={path}: {reason}; card_notes= takes a Markdown "
                           f"file") from None
-    trained_for(split_notes(notes, f"card_notes={path}")[0])
+    meta = split_notes(notes, f"card_notes={path}")[0]
+    trained_for(meta)
+    sized_for(meta)
     return notes

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from nas_sr.deploy.card import card_degradation
+from nas_sr.deploy.card import card_degradation, card_front
 from nas_sr.deploy.predictor import Predictor, load_predictor
 from nas_sr.deploy.pt2 import ModelError
 
@@ -33,6 +33,8 @@ def _entry(name: str, spec: str, scale: int | None, device: torch.device,
     what = f"{params / 1e3:.0f}K params" if params else "reference, no model"
     kind = card_degradation(Path(spec)) if spec != "bicubic" else None
     use = f", {USE[kind]}" if kind else ""
+    if spec != "bicubic" and card_front(Path(spec)).get("speed") == "realtime":
+        use += ", fast: real-time video"
     return Entry(name, f"{name} (x{predictor.scale}, {what}{use})", predictor.scale, predictor)
 
 
