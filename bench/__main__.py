@@ -9,7 +9,7 @@ import time
 from bench.timing import Row, machine
 
 BENCHES = ("supernet", "data", "controller", "inference", "memory", "video", "runtime",
-           "training", "trials")
+           "training", "trials", "realtime")
 
 
 def table(rows: list[Row]) -> str:

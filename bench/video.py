@@ -29,16 +29,17 @@ SHIPPED_X2, CELL_X2 = MODELS / "searched_x2" / "model.pt2", MODELS / "cell_x2" /
 SIZE = (640, 360)
 
 
-def make_clip(path: Path, frames: int, fps: int = 24) -> Path:
-    """A ``SIZE`` H.264 clip panning across scikit-image's astronaut photograph."""
+def make_clip(path: Path, frames: int, fps: int = 24, size: tuple[int, int] = SIZE) -> Path:
+    """A ``size`` (width, height) H.264 clip panning across scikit-image's astronaut
+    photograph."""
     photo = Image.open(builtin_dir() / "astronaut.png").convert("RGB")
-    wide = np.asarray(photo.resize((SIZE[0] + 2 * frames, SIZE[0] * photo.height // photo.width),
+    wide = np.asarray(photo.resize((size[0] + 2 * frames, size[0] * photo.height // photo.width),
                                    Image.BICUBIC))
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=fps, options={"crf": "18"})
-        stream.width, stream.height, stream.pix_fmt = *SIZE, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
         for i in range(frames):
-            crop = np.ascontiguousarray(wide[40:40 + SIZE[1], 2 * i:2 * i + SIZE[0]])
+            crop = np.ascontiguousarray(wide[40:40 + size[1], 2 * i:2 * i + size[0]])
             out.mux(stream.encode(av.VideoFrame.from_ndarray(crop, format="rgb24")))
         out.mux(stream.encode(None))
     return path

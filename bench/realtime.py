@@ -1,0 +1,91 @@
+"""10. Real-time upscaling: how fast the shipped real-time model runs beside the hand-sized
+anchors and the quality model, and whether `nas-sr upscale` keeps up with a playing video.
+
+- The model call alone in ONNX Runtime, fp32 (and int8 where the model ships one), on a
+  640x360 and a 960x540 LR frame at 1 and 2 threads. The anchors (FSRCNN 56-12-4, ESPCN
+  64-32) are timed with fresh weights: their speed does not depend on what they learnt;
+  their PSNR, trained here, is in docs/RESULTS.md.
+- End to end: `upscale_video` of an H.264 clip (decode, super-resolve whole frames, encode
+  H.264 CRF 18 at the x264 presets medium and veryfast, the three stages overlapped).
+
+`python -m bench --only realtime` prints it; 24 frames/s is the goal.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.timing import Row
+from bench.video import MODELS, make_clip
+from nas_sr.archs.build import build_model
+from nas_sr.data.video import Encoding
+from nas_sr.deploy.media import Settings, upscale_video
+from nas_sr.deploy.onnx_model import OnnxModel
+from nas_sr.deploy.predictor import load_predictor
+from nas_sr.deploy.pt2 import load_exported
+from nas_sr.deploy.quantize import INT8_FILE
+from nas_sr.search.latency import measure_latency, median_ms
+
+REALTIME, QUALITY = MODELS / "realtime_x2", MODELS / "searched_x2"
+FRAMES = ((360, 640), (540, 960))  # LR (height, width): to 720p and to 1080p at x2
+THREADS = (1, 2)
+ANCHORS = {"FSRCNN (56-12-4)": {"name": "fsrcnn", "scale": 2},
+           "ESPCN (64-32)": {"name": "espcn", "scale": 2}}
+
+
+def _networks() -> dict[str, tuple[torch.nn.Module, dict, Path | None]]:
+    """name -> (model, arch spec, the folder it ships in, for its int8 file)."""
+    found = {}
+    for folder in (REALTIME, QUALITY):
+        if (folder / "model.pt2").is_file():
+            model, arch = load_exported(folder / "model.pt2")
+            found[folder.name] = (model, arch, folder)
+    for name, arch in ANCHORS.items():
+        found[name] = (build_model(arch).eval(), arch, None)
+    return found
+
+
+def _int8_ms(folder: Path, lr: tuple[int, int], threads: int, repeats: int) -> float:
+    session = OnnxModel((folder / INT8_FILE).read_bytes(), threads).session
+    feeds = {session.get_inputs()[0].name:
+             np.random.default_rng(0).random((1, 3, *lr), dtype=np.float32)}
+    return median_ms((session, feeds), 2, repeats)
+
+
+def run(quick: bool) -> list[Row]:
+    repeats, frames = (3, 6) if quick else (10, 24)
+    rows = []
+    for name, (model, arch, folder) in _networks().items():
+        for lr in FRAMES[:1] if quick else FRAMES:
+            for t in THREADS:
+                what = f"{lr[1]}x{lr[0]} -> {2 * lr[1]}x{2 * lr[0]}, {t} thread(s)"
+                ms = measure_latency(model, lr, t, arch, warmup=2, repeats=repeats)
+                rows.append(Row("realtime", f"{name}, ONNX Runtime fp32, the model call",
+                                1000 / ms, "frames/s", f"{what}; {ms:.1f} ms"))
+                if folder is not None and (folder / INT8_FILE).is_file():
+                    ms = _int8_ms(folder, lr, t, repeats)
+                    rows.append(Row("realtime", f"{name}, ONNX Runtime int8, the model call",
+                                    1000 / ms, "frames/s", f"{what}; {ms:.1f} ms"))
+    if not (REALTIME / "model.pt2").is_file():
+        return rows
+    with tempfile.TemporaryDirectory() as tmp:
+        for lr in FRAMES[:1] if quick else FRAMES:
+            clip = make_clip(Path(tmp) / f"clip{lr[0]}.mp4", frames, size=(lr[1], lr[0]))
+            for t in THREADS:
+                torch.set_num_threads(t)  # ONNX Runtime's session takes torch's count
+                predictor = load_predictor(str(REALTIME / "model.pt2"), runtime="auto")
+                for preset in ("medium", "veryfast"):
+                    settings = Settings(tile=None, encoding=Encoding(preset=preset))
+                    t0 = time.perf_counter()
+                    upscale_video(predictor, clip, Path(tmp) / "sr.mp4", settings)
+                    rows.append(Row("realtime", f"realtime_x2 end to end, x264 {preset}",
+                                    frames / (time.perf_counter() - t0), "frames/s",
+                                    f"{frames} frames {lr[1]}x{lr[0]} -> {2 * lr[1]}x"
+                                    f"{2 * lr[0]}, {t} thread(s), whole frames"))
+    torch.set_num_threads(1)
+    return rows
