@@ -12,7 +12,8 @@ from conftest import make_cfg
 from controllers import RandomController
 from nas_sr.cli import run_job
 from nas_sr.errors import ConfigError
-from nas_sr.search.replay import nearest, replay, search
+from nas_sr.search.replay import front_score, nearest, replay, search
+from nas_sr.search.stats import hypervolume
 from nas_sr.search.table import KIND, VERSION, Table, read_table, write_table
 from search_spaces.operations import OP_NAMES
 
@@ -54,6 +55,26 @@ def test_the_predictor_finds_a_planted_signal_that_random_search_does_not(table)
     assert gain["ci_low"] > 0, gain  # beats random by more than its 95% interval
     assert gain["mean"] > SIGNAL  # a conv_3x3 more than random's choice, or better
     assert gain["pairs_needed"] < 60
+    front = result["budgets"][32]["predictor"]["front_gain"]
+    assert front["pairs"] == 60 and front["ci_low"] <= front["mean"] <= front["ci_high"]
+
+
+def test_the_hypervolume_is_the_area_a_front_dominates_up_to_the_reference():
+    # rectangles [1,4]x[0,3] and [2,4]x[0,5]; (3, 4) is dominated; (5, 9) lies past the
+    # reference's cost and (0.5, -1) under its PSNR: neither counts
+    assert hypervolume([1, 2, 3, 5, 0.5], [3, 5, 4, 9, -1], 4, 0) == pytest.approx(13)
+    assert hypervolume([], [], 4, 0) == 0
+
+
+def test_a_searchs_front_score_grows_with_what_it_trained_and_not_with_dominated_cells(table):
+    cheapest_best = int(np.argmax(table.final / table.costs["params"]))
+    some = [0, 1, 2, cheapest_best]
+    assert front_score(table, some, "params") <= front_score(table, list(range(40)) + some,
+                                                             "params")
+    worse = [i for i in range(len(table.cells)) if table.final[i] < table.final[cheapest_best]
+             and table.costs["params"][i] > table.costs["params"][cheapest_best]]
+    assert front_score(table, [cheapest_best], "params") == pytest.approx(
+        front_score(table, [cheapest_best, *worse], "params"))
 
 
 def test_replay_is_deterministic_for_a_seed_and_pairs_share_their_first_cells(table):

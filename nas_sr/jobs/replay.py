@@ -32,7 +32,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     settings = {name: OmegaConf.to_container(r[name]) if name in r else {}
                 for name in r.strategies}
     bar = progress_bar(total=len(r.budgets), desc="budgets", disable=not cfg.logger.progress)
-    result = replay(table, settings, list(r.budgets), r.seeds, r.final_top, r.batch, bar)
+    result = replay(table, settings, list(r.budgets), r.seeds, r.final_top, r.batch, bar,
+                    r.cost or "params")
     bar.close()
     result |= {"table": r.table, "cost": r.cost, "band": r.band,
                "settings": settings}

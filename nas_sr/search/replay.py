@@ -7,6 +7,10 @@ decisions; not its parent). A trial of a cell observes one of its proxy seeds, d
 random: the seed noise a live search pays. After K trials the final rule of the live
 search picks the cell: the ``final_top`` best observed cells, then the best mean over every
 seed on the final crops. A search's score is that cell's mean PSNR on the final crops.
+As a second, multi-objective score, the hypervolume of the (cost, PSNR) front of every cell
+it trained (PSNR: the mean on the final crops), cost as a share of the table's dearest
+cell, PSNR above the table's worst: what the search learnt of the whole trade-off, not just
+its one choice.
 
 Searches are paired by seed: search ``s`` of every strategy starts from the same RNG, so
 the uniform draws that fill evolution's population and the predictor's warm-up are the
@@ -26,6 +30,7 @@ from scipy import stats
 
 from controllers import RandomController, Sample, build_controller
 from controllers.evolution import EvolutionController
+from nas_sr.search.stats import hypervolume
 from nas_sr.search.table import Table
 from search_spaces.genotypes import Genotype
 
@@ -74,8 +79,9 @@ def strategy(name: str, settings: dict[str, Any], table: Table, generator: torch
 
 
 def search(table: Table, name: str, settings: dict[str, Any], budget: int, seed: int,
-           final_top: int, batch: int) -> int:
-    """One replayed search of ``budget`` trials; the row it chooses."""
+           final_top: int, batch: int) -> tuple[int, list[int]]:
+    """One replayed search of ``budget`` trials; the row it chooses and the rows it
+    trained."""
     rng = torch.Generator().manual_seed(seed)
     noise = np.random.default_rng(seed)  # which proxy seed each trial observes
     index = {tuple(d): i for i, d in enumerate(table.decisions.tolist())}
@@ -90,7 +96,15 @@ def search(table: Table, name: str, settings: dict[str, Any], budget: int, seed:
         for i, value in zip(rows, seen, strict=True):
             best[i] = max(best.get(i, -math.inf), value)
     top = sorted(best, key=lambda i: -best[i])[:final_top]
-    return max(top, key=lambda i: table.final[i])
+    return max(top, key=lambda i: table.final[i]), list(best)
+
+
+def front_score(table: Table, rows: list[int], cost: str) -> float:
+    """The hypervolume of the ``rows``' (``cost``, final PSNR) front, ``cost`` as a share of
+    the table's dearest cell, PSNR in dB above the table's worst (:func:`hypervolume`)."""
+    costs = table.costs[cost]
+    return hypervolume(costs[rows] / costs.max(), table.final[rows], 1.0,
+                       float(table.final.min()))
 
 
 def paired(gains: np.ndarray) -> dict[str, float]:
@@ -106,19 +120,28 @@ def paired(gains: np.ndarray) -> dict[str, float]:
 
 
 def replay(table: Table, settings: dict[str, dict[str, Any]], budgets: list[int], seeds: int,
-           final_top: int, batch: int, progress: Any = None) -> dict[str, Any]:
+           final_top: int, batch: int, progress: Any = None, cost: str = "params"
+           ) -> dict[str, Any]:
     """Every strategy of ``settings`` (random always) at each budget over ``seeds`` paired
-    searches: the chosen cells' scores and each strategy's paired gain over random."""
+    searches: the chosen cells' scores, the hypervolumes of their fronts in ``cost``, and
+    each strategy's paired gain over random in both."""
     names = ["random", *(n for n in settings if n != "random")]
-    out: dict[str, Any] = {"cells": len(table.cells), "seeds": seeds, "budgets": {}}
+    out: dict[str, Any] = {"cells": len(table.cells), "seeds": seeds, "front_cost": cost,
+                           "budgets": {}}
     for k in budgets:
-        scores = {n: np.array([table.final[search(table, n, settings.get(n, {}), k, s,
-                                                  final_top, batch)] for s in range(seeds)])
-                  for n in names}
+        runs = {n: [search(table, n, settings.get(n, {}), k, s, final_top, batch)
+                    for s in range(seeds)] for n in names}
+        scores = {n: np.array([table.final[chosen] for chosen, _ in r])
+                  for n, r in runs.items()}
+        fronts = {n: np.array([front_score(table, rows, cost) for _, rows in r])
+                  for n, r in runs.items()}
         if progress is not None:
             progress.update(1)
         out["budgets"][k] = {n: {"score": float(scores[n].mean()),
+                                 "front": float(fronts[n].mean()),
                                  "gain": paired(scores[n] - scores["random"])
+                                 if n != "random" else None,
+                                 "front_gain": paired(fronts[n] - fronts["random"])
                                  if n != "random" else None} for n in names}
     out["best_possible"] = float(table.final.max())
     return out
@@ -129,14 +152,19 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [f"Replay on {result['cells']} cells, {result['seeds']} paired seeds; the best "
              f"cell of the table scores {result['best_possible']:.3f} dB", "",
              "| K | strategy | mean score (dB) | gain over random (dB) | 95% CI | won / lost "
-             "| pairs for a live test |", "|---|---|---|---|---|---|---|"]
+             "| pairs for a live test | front hypervolume | its gain, 95% CI |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for k, by_name in result["budgets"].items():
         for name, r in by_name.items():
-            g = r["gain"]
+            g, f = r["gain"], r["front_gain"]
             if g is None:
-                lines.append(f"| {k} | {name} | {r['score']:.3f} | | | | |")
+                lines.append(f"| {k} | {name} | {r['score']:.3f} | | | | | {r['front']:.4f} "
+                             "| |")
                 continue
             lines.append(f"| {k} | {name} | {r['score']:.3f} | {g['mean']:+.4f} | "
                          f"[{g['ci_low']:+.4f}, {g['ci_high']:+.4f}] | {g['won']:.0%} / "
-                         f"{g['lost']:.0%} | {g['pairs_needed'] or '-'} |")
+                         f"{g['lost']:.0%} | {g['pairs_needed'] or '-'} | {r['front']:.4f} | "
+                         f"{f['mean']:+.4f} [{f['ci_low']:+.4f}, {f['ci_high']:+.4f}] |")
+    lines += ["", f"Front hypervolume: dB above the table's worst cell x the share of its "
+              f"dearest cell's {result['front_cost']} saved, over every cell a search trained."]
     return "\n".join(lines)

@@ -114,3 +114,17 @@ def selection_gain(between_std: float, pool: int, top: int, prescreen_r: float,
     chosen = kept[np.arange(trials), np.argmax(noisy(kept, final_r), axis=1)] * between_std
     return {"gain": float(chosen.mean()), "gain_std": float(chosen.std(ddof=1)),
             "oracle": between_std * expected_max_normal(pool)}
+
+
+def hypervolume(costs: Sequence[float], psnrs: Sequence[float], ref_cost: float,
+                ref_psnr: float) -> float:
+    """The area that the (cost, PSNR) points dominate inside the box a reference point
+    closes: cost below ``ref_cost``, PSNR above ``ref_psnr``. Costs are lower-is-better,
+    PSNR higher-is-better; the larger the area, the better the front. In 2-D it is exact:
+    points by rising cost, each adding the strip of PSNR it gains over the ones before."""
+    area, best = 0.0, ref_psnr
+    for cost, psnr in sorted(zip(costs, psnrs, strict=True)):
+        if cost <= ref_cost and psnr > best:
+            area += (ref_cost - cost) * (psnr - best)
+            best = psnr
+    return area
