@@ -1,10 +1,12 @@
 """10. Real-time upscaling: how fast the shipped real-time model runs beside the hand-sized
 anchors and the quality model, and whether `nas-sr upscale` keeps up with a playing video.
 
-- The model call alone in ONNX Runtime, fp32 (and int8 where the model ships one), on a
-  640x360 and a 960x540 LR frame at 1 and 2 threads. The anchors (FSRCNN 56-12-4, ESPCN
-  64-32) are timed with fresh weights: their speed does not depend on what they learnt;
-  their PSNR, trained here, is in docs/RESULTS.md.
+- The model call alone on a 640x360 and a 960x540 LR frame at 1 and 2 threads: ONNX
+  Runtime fp32 for every network; for the shipped ones also ONNX Runtime int8 (static
+  post-training quantization made here, as `nas-sr export format=int8` makes it, its loss
+  on the check photograph in the note) and eager torch in bf16 (the served form). The
+  anchors (FSRCNN 56-12-4, ESPCN 64-32) are timed with fresh weights: their speed does
+  not depend on what they learnt; their PSNR, trained here, is in docs/RESULTS.md.
 - End to end: `upscale_video` of an H.264 clip (decode, super-resolve whole frames, encode
   H.264 CRF 18 at the x264 presets medium and veryfast, the three stages overlapped).
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,11 +27,12 @@ from bench.timing import Row
 from bench.video import MODELS, make_clip
 from nas_sr.archs.build import build_model
 from nas_sr.data.video import Encoding
+from nas_sr.deploy.form import for_inference
 from nas_sr.deploy.media import Settings, upscale_video
 from nas_sr.deploy.onnx_model import OnnxModel
 from nas_sr.deploy.predictor import load_predictor
 from nas_sr.deploy.pt2 import load_exported
-from nas_sr.deploy.quantize import INT8_FILE
+from nas_sr.deploy.quantize import int8_model
 from nas_sr.search.latency import measure_latency, median_ms
 
 REALTIME, QUALITY = MODELS / "realtime_x2", MODELS / "searched_x2"
@@ -39,7 +43,7 @@ ANCHORS = {"FSRCNN (56-12-4)": {"name": "fsrcnn", "scale": 2},
 
 
 def _networks() -> dict[str, tuple[torch.nn.Module, dict, Path | None]]:
-    """name -> (model, arch spec, the folder it ships in, for its int8 file)."""
+    """name -> (model, arch spec, the folder it ships in)."""
     found = {}
     for folder in (REALTIME, QUALITY):
         if (folder / "model.pt2").is_file():
@@ -50,27 +54,47 @@ def _networks() -> dict[str, tuple[torch.nn.Module, dict, Path | None]]:
     return found
 
 
-def _int8_ms(folder: Path, lr: tuple[int, int], threads: int, repeats: int) -> float:
-    session = OnnxModel((folder / INT8_FILE).read_bytes(), threads).session
+def _ms(session: Any, lr: tuple[int, int], repeats: int) -> float:
     feeds = {session.get_inputs()[0].name:
              np.random.default_rng(0).random((1, 3, *lr), dtype=np.float32)}
     return median_ms((session, feeds), 2, repeats)
+
+
+def _bf16_ms(model: torch.nn.Module, arch: dict, lr: tuple[int, int], threads: int,
+             repeats: int) -> float:
+    torch.set_num_threads(threads)
+    served, x = for_inference(model, arch).eval(), torch.rand(1, 3, *lr)
+    times = []
+    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
+        for i in range(repeats + 2):
+            t0 = time.perf_counter()
+            served(x)
+            if i >= 2:
+                times.append(time.perf_counter() - t0)
+    torch.set_num_threads(1)
+    return 1000 * float(np.median(times))
 
 
 def run(quick: bool) -> list[Row]:
     repeats, frames = (3, 6) if quick else (10, 24)
     rows = []
     for name, (model, arch, folder) in _networks().items():
+        int8 = int8_model((folder / "model.onnx").read_bytes(), arch) if folder else None
         for lr in FRAMES[:1] if quick else FRAMES:
             for t in THREADS:
                 what = f"{lr[1]}x{lr[0]} -> {2 * lr[1]}x{2 * lr[0]}, {t} thread(s)"
                 ms = measure_latency(model, lr, t, arch, warmup=2, repeats=repeats)
                 rows.append(Row("realtime", f"{name}, ONNX Runtime fp32, the model call",
                                 1000 / ms, "frames/s", f"{what}; {ms:.1f} ms"))
-                if folder is not None and (folder / INT8_FILE).is_file():
-                    ms = _int8_ms(folder, lr, t, repeats)
-                    rows.append(Row("realtime", f"{name}, ONNX Runtime int8, the model call",
-                                    1000 / ms, "frames/s", f"{what}; {ms:.1f} ms"))
+                if int8 is None:
+                    continue
+                ms = _ms(OnnxModel(int8[0], t).session, lr, repeats)
+                rows.append(Row("realtime", f"{name}, ONNX Runtime int8, the model call",
+                                1000 / ms, "frames/s", f"{what}; {ms:.1f} ms; "
+                                f"{int8[1]['psnr_loss']:+.2f} dB lost on the check photo"))
+                ms = _bf16_ms(model, arch, lr, t, repeats)
+                rows.append(Row("realtime", f"{name}, eager torch bf16, the model call",
+                                1000 / ms, "frames/s", f"{what}; {ms:.1f} ms"))
     if not (REALTIME / "model.pt2").is_file():
         return rows
     with tempfile.TemporaryDirectory() as tmp:

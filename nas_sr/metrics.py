@@ -18,8 +18,9 @@ _CBCR_WEIGHTS = ((-37.797, -74.203, 112.0), (112.0, -93.786, -18.214))
 
 
 def quantize(img: torch.Tensor) -> torch.Tensor:
-    """[0, 1] float -> 0..255 float, rounded as an 8-bit image would be."""
-    return img.clamp(0, 1).mul(255).round()
+    """[0, 1] float -> 0..255 float, rounded as an 8-bit image would be (in place after
+    clamp's copy: every video frame passes here)."""
+    return img.clamp(0, 1).mul_(255).round_()
 
 
 def rgb_to_y(img: torch.Tensor) -> torch.Tensor:
