@@ -8,7 +8,8 @@ anchors and the quality model, and whether `nas-sr upscale` keeps up with a play
   anchors (FSRCNN 56-12-4, ESPCN 64-32) are timed with fresh weights: their speed does
   not depend on what they learnt; their PSNR, trained here, is in docs/RESULTS.md.
 - End to end: `upscale_video` of an H.264 clip (decode, super-resolve whole frames, encode
-  H.264 CRF 18 at the x264 presets medium and veryfast, the three stages overlapped).
+  H.264 CRF 18 at the x264 presets medium and veryfast, the three stages overlapped). A
+  Y-only model takes the decoded Y plane as it is, with no RGB on the way.
 
 `python -m bench --only realtime` prints it; 24 frames/s is the goal.
 """
@@ -26,6 +27,7 @@ import torch
 from bench.timing import Row
 from bench.video import MODELS, make_clip
 from nas_sr.archs.build import build_model
+from nas_sr.archs.luma import colors
 from nas_sr.data.video import Encoding
 from nas_sr.deploy.form import for_inference
 from nas_sr.deploy.media import Settings, upscale_video
@@ -55,15 +57,15 @@ def _networks() -> dict[str, tuple[torch.nn.Module, dict, Path | None]]:
 
 
 def _ms(session: Any, lr: tuple[int, int], repeats: int) -> float:
-    feeds = {session.get_inputs()[0].name:
-             np.random.default_rng(0).random((1, 3, *lr), dtype=np.float32)}
+    lq = session.get_inputs()[0]  # (N, 1 or 3, h, w): a Y-only model takes Y
+    feeds = {lq.name: np.random.default_rng(0).random((1, lq.shape[1], *lr), dtype=np.float32)}
     return median_ms((session, feeds), 2, repeats)
 
 
 def _bf16_ms(model: torch.nn.Module, arch: dict, lr: tuple[int, int], threads: int,
              repeats: int) -> float:
     torch.set_num_threads(threads)
-    served, x = for_inference(model, arch).eval(), torch.rand(1, 3, *lr)
+    served, x = for_inference(model, arch).eval(), torch.rand(1, colors(arch), *lr)
     times = []
     with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
         for i in range(repeats + 2):
@@ -95,21 +97,30 @@ def run(quick: bool) -> list[Row]:
                 ms = _bf16_ms(model, arch, lr, t, repeats)
                 rows.append(Row("realtime", f"{name}, eager torch bf16, the model call",
                                 1000 / ms, "frames/s", f"{what}; {ms:.1f} ms"))
-    if not (REALTIME / "model.pt2").is_file():
-        return rows
+    if (REALTIME / "model.pt2").is_file():
+        rows += end_to_end(REALTIME, frames, FRAMES[:1] if quick else FRAMES)
+    return rows
+
+
+def end_to_end(folder: Path, frames: int, sizes: tuple[tuple[int, int], ...] = FRAMES,
+               presets: tuple[str, ...] = ("medium", "veryfast")) -> list[Row]:
+    """Frames/s of `upscale_video` with the model in ``folder`` (runtime auto, whole
+    frames) on an H.264 clip of each LR size, at 1 and 2 threads and each x264 preset."""
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for lr in FRAMES[:1] if quick else FRAMES:
+        for lr in sizes:
             clip = make_clip(Path(tmp) / f"clip{lr[0]}.mp4", frames, size=(lr[1], lr[0]))
             for t in THREADS:
                 torch.set_num_threads(t)  # ONNX Runtime's session takes torch's count
-                predictor = load_predictor(str(REALTIME / "model.pt2"), runtime="auto")
-                for preset in ("medium", "veryfast"):
+                predictor = load_predictor(str(folder / "model.pt2"), runtime="auto")
+                for preset in presets:
                     settings = Settings(tile=None, encoding=Encoding(preset=preset))
                     t0 = time.perf_counter()
                     upscale_video(predictor, clip, Path(tmp) / "sr.mp4", settings)
-                    rows.append(Row("realtime", f"realtime_x2 end to end, x264 {preset}",
+                    rows.append(Row("realtime", f"{folder.name} end to end, x264 {preset}",
                                     frames / (time.perf_counter() - t0), "frames/s",
                                     f"{frames} frames {lr[1]}x{lr[0]} -> {2 * lr[1]}x"
-                                    f"{2 * lr[0]}, {t} thread(s), whole frames"))
+                                    f"{2 * lr[0]}, {t} thread(s), whole frames"
+                                    + (", on the Y plane" if predictor.luma else "")))
     torch.set_num_threads(1)
     return rows

@@ -12,9 +12,10 @@ import numpy as np
 import torch
 from skimage.metrics import structural_similarity
 
-_Y_WEIGHTS = (65.481, 128.553, 24.966)
+# BT.601 as MATLAB's rgb2ycbcr, on 0..255 (nas_sr.archs.luma converts with them too)
+Y_WEIGHTS = (65.481, 128.553, 24.966)
 SSIM_WINDOW = 11  # the Gaussian window's side at sigma 1.5 (scikit-image truncates at 3.5)
-_CBCR_WEIGHTS = ((-37.797, -74.203, 112.0), (112.0, -93.786, -18.214))
+CBCR_WEIGHTS = ((-37.797, -74.203, 112.0), (112.0, -93.786, -18.214))
 
 
 def quantize(img: torch.Tensor) -> torch.Tensor:
@@ -25,13 +26,13 @@ def quantize(img: torch.Tensor) -> torch.Tensor:
 
 def rgb_to_y(img: torch.Tensor) -> torch.Tensor:
     """(..., 3, H, W) RGB on 0..255 -> (..., H, W) Y on 16..235."""
-    w = img.new_tensor(_Y_WEIGHTS).view(3, 1, 1)
+    w = img.new_tensor(Y_WEIGHTS).view(3, 1, 1)
     return 16.0 + (img * w).sum(-3) / 255.0
 
 
 def rgb_to_cbcr(img: torch.Tensor) -> torch.Tensor:
     """(..., 3, H, W) RGB on 0..255 -> (..., 2, H, W) Cb, Cr on 16..240."""
-    w = img.new_tensor(_CBCR_WEIGHTS)
+    w = img.new_tensor(CBCR_WEIGHTS)
     return 128.0 + torch.einsum("...chw,kc->...khw", img, w) / 255.0
 
 

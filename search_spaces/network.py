@@ -19,7 +19,7 @@ def rgb_mean(colors: int = 3) -> torch.Tensor:
 
 
 class Upsampler(nn.Sequential):
-    """Sub-pixel upsampling: conv to 3*s^2 channels, then PixelShuffle(s)."""
+    """Sub-pixel upsampling: conv to out_channels*s^2 channels, then PixelShuffle(s)."""
 
     def __init__(self, channels: int, scale: int, out_channels: int = 3):
         if scale not in (2, 3, 4):
@@ -30,7 +30,7 @@ class Upsampler(nn.Sequential):
 
 
 class CellSRNet(nn.Module):
-    """LR image in [0, 1] -> HR image in [0, 1] (unclamped).
+    """LR image in [0, 1] -> HR image in [0, 1] (unclamped): RGB, or Y with ``colors=1``.
 
     ``genotype=None`` builds the weight-shared supernet over the space's ``ops``
     (``forward`` then needs a genotype); a genotype builds the standalone network with
@@ -53,14 +53,15 @@ class CellSRNet(nn.Module):
         ops: tuple[str, ...] = OP_NAMES,
         share: str = "slot",
         norm: bool = False,
+        colors: int = 3,
     ):
         super().__init__()
         self.scale, self.genotype = scale, genotype
-        self.register_buffer("mean", rgb_mean(), persistent=False)
-        self.head = nn.Conv2d(3, channels, 3, padding=1)
+        self.register_buffer("mean", rgb_mean(colors), persistent=False)
+        self.head = nn.Conv2d(colors, channels, 3, padding=1)
         self.cells = nn.ModuleList(Cell(channels, num_nodes, genotype, ops, share, norm)
                                    for _ in range(num_cells))
-        self.tail = Upsampler(channels, scale)
+        self.tail = Upsampler(channels, scale, colors)
         # C gates per cell and later pass; not 4-D, so channels_last leaves them alone
         self.gates = (nn.Parameter(torch.zeros(num_cells, recursions - 1, channels))
                       if recursions > 1 else None)

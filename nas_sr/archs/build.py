@@ -16,6 +16,7 @@ from torch import nn
 from nas_sr import checkpoint
 from nas_sr.archs.baselines import EDSR, ESPCN, FSRCNN, MSRN, SRCNN, VDSR, smsrn
 from nas_sr.archs.lighten import LIGHTENINGS, apply_spec
+from nas_sr.archs.luma import LumaSR
 from nas_sr.errors import ConfigError
 from search_spaces.genotypes import Genotype
 from search_spaces.network import CellSRNet
@@ -24,6 +25,8 @@ from search_spaces.network import CellSRNet
 BASELINES: dict[str, Callable[..., nn.Module]] = {
     "srcnn": SRCNN, "fsrcnn": FSRCNN, "espcn": ESPCN, "vdsr": VDSR, "edsr_baseline": EDSR,
     "msrn": MSRN, "smsrn": smsrn}
+# the models that can be built Y-only (``colors: 1``: see nas_sr.archs.luma)
+TAKE_COLORS = ("cell", "fsrcnn", "espcn")
 
 
 def check_scale(scale: int) -> None:
@@ -78,17 +81,21 @@ def build_model(arch: dict[str, Any], checked: bool = False) -> nn.Module:
     name, scale = spec.pop("name"), int(spec.pop("scale"))
     lightened = {k: spec.pop(k) for k in LIGHTENINGS if k in spec}
     check_scale(scale)
+    colors = spec.get("colors", 3)
+    if colors not in (1, 3) or (colors == 1 and (name not in TAKE_COLORS or lightened)):
+        raise ConfigError(f"arch colors={colors!r}: 3 (RGB), or 1 (Y only) for "
+                          f"{', '.join(TAKE_COLORS)} not compressed")
     if name == "cell":
         genotype = Genotype.from_dict(spec.pop("genotype"))
         model: nn.Module = CellSRNet(scale, genotype=genotype, channels=spec.pop("channels"),
                                      num_cells=spec.pop("cells"), num_nodes=genotype.num_nodes,
                                      recursions=spec.pop("recursions", 1),
-                                     **_no_more(spec, name))
+                                     colors=spec.pop("colors", 3), **_no_more(spec, name))
     else:
         if name not in BASELINES:
             raise ConfigError(f"unknown model {name!r}; known: cell, {', '.join(BASELINES)}")
         model = BASELINES[name](scale, **spec)
-    return apply_spec(model, lightened)
+    return LumaSR(model) if colors == 1 else apply_spec(model, lightened)
 
 
 # sizes that shape a model's tensors (a cell's nodes follow its genotype; recursions reuse

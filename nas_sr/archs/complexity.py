@@ -21,15 +21,18 @@ from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
 from nas_sr.archs.lighten import sparsity
+from nas_sr.archs.luma import LumaSR
 from search_spaces.cost import HR_SIZE, lq_size
 from search_spaces.network import count_params
 
 
 def mult_adds(model: nn.Module, scale: int, hr_size: tuple[int, int] = HR_SIZE) -> int:
-    """Multiply-accumulates of convs and linears for one ``hr_size`` output (meta device)."""
+    """Multiply-accumulates of convs and linears for one ``hr_size`` output (meta device);
+    a Y-only model's are its network's on Y (the colour conversion is as free as bicubic)."""
     meta = {name: torch.empty_like(t, device="meta")
             for name, t in itertools.chain(model.named_parameters(), model.named_buffers())}
-    x = torch.empty(1, 3, *lq_size(scale, hr_size), device="meta")
+    channels = 1 if isinstance(model, LumaSR) else 3
+    x = torch.empty(1, channels, *lq_size(scale, hr_size), device="meta")
     with FlopCounterMode(display=False) as counter:
         functional_call(model, meta, (x,))
     return counter.get_total_flops() // 2

@@ -35,7 +35,8 @@ VIDEO_EXTENSIONS = tuple(CONTAINERS)
 # a PNG as "png_pipe", ...) is not taken for a video
 VIDEO_DEMUXERS = {"mov", "mp4", "matroska", "webm", "avi"}
 
-# (N, H, W, 3) uint8 RGB frames -> (N, H*s, W*s, 3) uint8
+# (N, H, W, 3) uint8 RGB frames -> (N, H*s, W*s, 3) uint8; or, as planes, (N, H*3/2, W)
+# uint8 yuv420p frames (the Y plane's rows, then U's and V's) -> (N, H*s*3/2, W*s)
 FrameFn = Callable[[np.ndarray], np.ndarray]
 
 
@@ -152,8 +153,13 @@ def encoder_rate(codec: str, rate: int) -> int:
 
 def rewrite(src: str | Path, dest: str | Path, fn: FrameFn, scale: int,
             encoding: Encoding = Encoding(),
-            progress: Callable[[int, int], None] | None = None) -> VideoInfo:
+            progress: Callable[[int, int], None] | None = None,
+            planes: FrameFn | None = None) -> VideoInfo:
     """Write ``dest``: every frame of ``src`` through ``fn`` (x ``scale``), audio kept.
+
+    ``planes``, where given, takes ``fn``'s place for a source with even sides: frames go
+    to it as the yuv420p planes they decode to and come back as the planes to encode, so
+    no frame is converted to RGB and back (a Y-only model's way, nas_sr.archs.luma).
 
     ``progress(frames_done, frames_total)`` is called after each batch (the total is the
     container's count, or duration x fps where it keeps none). An odd output side is
@@ -172,7 +178,11 @@ def rewrite(src: str | Path, dest: str | Path, fn: FrameFn, scale: int,
         with (atomic_path(dest) as tmp, av.open(str(src)) as inp,
               av.open(str(tmp), "w", format=CONTAINERS[dest.suffix.lower()]) as out):
             check = _frame_check(src, info, encoding)
-            frames = _rewrite(inp, out, fn, scale, info, encoding, check,
+            if planes is not None and info.width % 2 == 0 and info.height % 2 == 0:
+                fn, layout = planes, "yuv420p"
+            else:
+                layout = "rgb24"
+            frames = _rewrite(inp, out, fn, scale, info, encoding, check, layout,
                               lambda done: progress and progress(done, max(done, info.frames)))
             # a file cut at a packet's end demuxes cleanly, only shorter than its header
             # says; a frame or two of slack for edit lists that hide a count's first frames,
@@ -247,10 +257,11 @@ def _video_stream(out: av.container.OutputContainer, vin: av.video.stream.VideoS
 
 def _rewrite(inp: av.container.InputContainer, out: av.container.OutputContainer,
              fn: FrameFn, scale: int, info: VideoInfo, encoding: Encoding,
-             check: Callable[[av.VideoFrame, int], None],
+             check: Callable[[av.VideoFrame, int], None], layout: str,
              on_frames: Callable[[int], None]) -> int:
-    """The work of :func:`rewrite`; each decoded frame passes ``check`` first;
-    ``on_frames(done)`` after each batch; the frame count.
+    """The work of :func:`rewrite`; each decoded frame passes ``check`` first, and reaches
+    ``fn`` as ``layout`` (rgb24 or yuv420p, MPEG range); ``on_frames(done)`` after each
+    batch; the frame count.
 
     Three stages: decoding (demux, decode, RGB), the model (``fn``) and encoding (YUV,
     encode, mux, the audio too, so the output is written by one thread in stream order).
@@ -280,8 +291,10 @@ def _rewrite(inp: av.container.InputContainer, out: av.container.OutputContainer
     def to_model(item: tuple) -> tuple:
         if item[0] != "video":
             return item
-        _, meta, rgb = item
-        return "video", meta, fn(rgb)[:, :vout.height, :vout.width]
+        _, meta, frames = item
+        if layout == "yuv420p":  # even sides in, even sides out: nothing to crop
+            return "video", meta, fn(frames)
+        return "video", meta, fn(frames)[:, :vout.height, :vout.width]
 
     def to_file(item: tuple) -> None:
         nonlocal done
@@ -293,7 +306,9 @@ def _rewrite(inp: av.container.InputContainer, out: av.container.OutputContainer
         else:
             for i, ((pts, time_base, colorspace), img) in enumerate(zip(what, data,
                                                                          strict=True)):
-                new = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+                new = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format=layout)
+                if layout == "yuv420p":  # so a yuv420p output takes it as it is
+                    new.color_range = ColorRange.MPEG
                 new.colorspace = colorspace
                 seconds = pts * time_base if pts is not None else (done + i) / Fraction(fps)
                 new.pts, new.time_base = round(seconds / tick), tick
@@ -308,11 +323,16 @@ def _rewrite(inp: av.container.InputContainer, out: av.container.OutputContainer
         count = 0
 
         def video() -> tuple:
-            rgb = np.stack([f.to_ndarray(format="rgb24", src_color_range=f.color_range)
-                            for f in batch])
+            if layout == "rgb24":
+                frames = np.stack([f.to_ndarray(format="rgb24", src_color_range=f.color_range)
+                                   for f in batch])
+            else:  # as decoded where it is yuv420p already (reformat returns it as it is)
+                frames = np.stack([f.reformat(format="yuv420p", src_color_range=f.color_range,
+                                              dst_color_range=ColorRange.MPEG).to_ndarray()
+                                   for f in batch])
             meta = [(f.pts, f.time_base, f.colorspace) for f in batch]
             batch.clear()
-            return "video", meta, rgb
+            return "video", meta, frames
 
         for packet in inp.demux([s for s in (vin, ain) if s is not None]):
             if packet.stream is ain:

@@ -46,6 +46,29 @@ sr = (sr[0].clip(0, 1).transpose(1, 2, 0) * 255).round().astype(np.uint8)
 Image.fromarray(sr).save("photo_x{s}.png")
 ```"""
 
+# a Y-only model's files hold the network on Y (nas_sr.archs.luma): Y in, Y out
+LOAD_SNIPPET_Y = """```python
+import torch
+model = torch.export.load("model.pt2").module()
+y = torch.rand(1, 1, 120, 160)    # Y of BT.601 YCbCr (16..235) / 255, (N, 1, h, w)
+with torch.no_grad():
+    sr_y = model(y).clamp(0, 1)   # (N, 1, h*{s}, w*{s}); Cb and Cr: upscale them bicubic
+```"""
+
+
+ONNX_SNIPPET_Y = """```python
+import numpy as np, onnxruntime as ort
+from PIL import Image
+
+session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])
+rgb = np.asarray(Image.open("photo.png").convert("RGB"), dtype=np.float32)
+y = (16 + rgb @ np.float32([65.481, 128.553, 24.966]) / 255) / 255  # BT.601 Y, as trained
+sr_y = session.run(None, {{"lq": y[None, None]}})[0]   # (1, 1, h*{s}, w*{s}): Y alone
+```
+Cb and Cr are upscaled bicubic and the three planes turned back to RGB; `nas-sr upscale`
+does all of it, and feeds a video's decoded Y plane straight in."""
+
+
 SAFETENSORS_NOTE = ("`model.safetensors` holds the same weights, with the arch spec as JSON "
                     "under `nas_sr.arch` in its metadata: with nas-sr installed, "
                     "`build_model(json.loads(metadata[\"nas_sr.arch\"]))` rebuilds the "
@@ -170,17 +193,19 @@ def sized_for(meta: dict[str, Any]) -> str:
     return speed
 
 
-def how_to_use(scale: int, onnx: bool, degradation: str = "bicubic") -> list[str]:
-    """The card's "How to use": ONNX Runtime, safetensors, then plain torch for trusted files."""
+def how_to_use(scale: int, onnx: bool, degradation: str = "bicubic", luma: bool = False
+               ) -> list[str]:
+    """The card's "How to use": ONNX Runtime, safetensors, then plain torch for trusted
+    files; ``luma``: the files hold a network on Y."""
     onnx_part = (["ONNX Runtime, no torch needed (any input size):", "",
-                  ONNX_SNIPPET.format(s=scale)] if onnx else
+                  (ONNX_SNIPPET_Y if luma else ONNX_SNIPPET).format(s=scale)] if onnx else
                  ["ONNX Runtime: no verified `model.onnx` ships with this model; `nas-sr "
                   "export checkpoint=model.pt2 output=DIR` writes one."])
     return ["## How to use", "", *onnx_part, "", SAFETENSORS_NOTE, "",
             "### Plain torch (`model.pt2`, a file you trust)", "",
             "No nas-sr needed; input size is free (dynamic batch, height and width). "
             "`.module().to('cuda')` runs it on a GPU.", "",
-            LOAD_SNIPPET.format(s=scale), "", TRUST_NOTE, "",
+            (LOAD_SNIPPET_Y if luma else LOAD_SNIPPET).format(s=scale), "", TRUST_NOTE, "",
             "## Limitations", "", TRAINED_FOR[degradation],
             *(line.format(s=scale) for line in LIMITATIONS)]
 
@@ -225,7 +250,7 @@ def model_card(predictor: Predictor, source: Path, sizes: dict[str, int], diff: 
                           meta), "",
              *facts_table(predictor, source, sizes, diff, onnx_check), "",
              *how_to_use(predictor.scale, bool(onnx_check and onnx_check["agrees"]),
-                         trained_for(meta))]
+                         trained_for(meta), predictor.luma)]
     figs = figures(predictor.extras)
     if figs:
         lines += ["", "## Figures from the checkpoint", "", "| key | value |", "| --- | --- |",

@@ -14,6 +14,7 @@ from torch import nn
 
 from nas_sr.archs.build import build_model
 from nas_sr.archs.lighten import conv_weights, effective_weight, folded
+from nas_sr.archs.luma import LumaSR
 from search_spaces.fused import fused
 from search_spaces.network import CellSRNet
 
@@ -22,6 +23,9 @@ def for_inference(model: nn.Module, arch: dict[str, Any] | None, concat: bool = 
                   ) -> nn.Module:
     """``model`` re-parameterised where it is a plain standalone cell network, else itself.
     ``concat``: the layout eager torch runs fastest; ONNX Runtime prefers ``False``."""
+    if isinstance(model, LumaSR):  # the network inside, on Y
+        inner = for_inference(model.net, arch, concat)
+        return model if inner is model.net else LumaSR(inner).train(model.training)
     if (not isinstance(model, CellSRNet) or model.genotype is None or not arch
             or arch.get("separable") or arch.get("shrink")):
         return model

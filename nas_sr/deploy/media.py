@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
@@ -18,6 +19,7 @@ from nas_sr.data.images import load_image, reductions, to_tensor, to_uint8
 from nas_sr.data.video import VIDEO_EXTENSIONS, Encoding, VideoInfo, rewrite
 from nas_sr.deploy.predictor import Predictor, Progress, amp_and_runtime, super_resolve
 from nas_sr.device import resolve_device
+from nas_sr.metrics import quantize
 
 
 @dataclass(frozen=True)
@@ -76,9 +78,24 @@ def upscale_video(predictor: Predictor, src: Path, dest: Path, settings: Setting
     ``progress(frames_done, frames_total)``.
     """
 
-    def frames_sr(frames: np.ndarray) -> np.ndarray:
-        lq = to_tensor(frames, settings.device)
-        return to_uint8(super_resolve(predictor, lq, tile=settings.tile, overlap=settings.overlap,
-                                      amp=settings.amp, ensemble=settings.ensemble))
+    def sr(lq: torch.Tensor) -> torch.Tensor:
+        return super_resolve(predictor, lq, tile=settings.tile, overlap=settings.overlap,
+                             amp=settings.amp, ensemble=settings.ensemble)
 
-    return rewrite(src, dest, frames_sr, predictor.scale, settings.encoding, progress)
+    def frames_sr(frames: np.ndarray) -> np.ndarray:
+        return to_uint8(sr(to_tensor(frames, settings.device)))
+
+    def planes_sr(frames: np.ndarray) -> np.ndarray:
+        """yuv420p frames: the model on the Y plane, bicubic on U and V (half size)."""
+        n, rows, w = frames.shape
+        h, s = rows * 2 // 3, predictor.scale
+        planes = torch.from_numpy(frames).to(settings.device)
+        y = quantize(sr(planes[:, None, :h].float() / 255))
+        uv = planes[:, h:].reshape(n, 2, h // 2, w // 2).float()
+        uv = F.interpolate(uv, scale_factor=s, mode="bicubic", align_corners=False)
+        out = torch.cat([y.reshape(n, h * s, w * s),
+                         uv.clamp_(0, 255).round_().reshape(n, h * s // 2, w * s)], 1)
+        return out.byte().cpu().numpy()
+
+    return rewrite(src, dest, frames_sr, predictor.scale, settings.encoding, progress,
+                   planes=planes_sr if predictor.luma else None)

@@ -27,6 +27,7 @@ from torch import nn
 from torch.export import Dim
 
 from nas_sr.archs.build import check_arch
+from nas_sr.archs.luma import colors
 from nas_sr.deploy.form import for_inference
 from nas_sr.deploy.pt2 import EXPORT_METADATA, ModelError
 from nas_sr.metrics import quantize
@@ -43,9 +44,11 @@ INPUT, OUTPUT = "lq", "sr"
 def export_onnx(model: nn.Module, arch: dict[str, Any]) -> bytes:
     """The serialised ONNX model of ``model`` (NCHW float32, dynamic N, H, W), with ``arch``
     in its metadata. A cell network is exported re-parameterised (``search_spaces.fused``),
-    in the form ONNX Runtime runs fastest."""
+    in the form ONNX Runtime runs fastest; a Y-only model's network alone, on Y
+    (nas_sr.archs.luma)."""
     model = for_inference(model, arch, concat=False)
-    example = torch.rand(2, 3, 48, 40)  # unequal sides and batch > 1, so none is specialised
+    # unequal sides and batch > 1, so none is specialised
+    example = torch.rand(2, colors(arch), 48, 40)
     dims = {0: Dim("batch", min=1, max=1024), 2: Dim("height", min=1, max=16384),
             3: Dim("width", min=1, max=16384)}
     graph = trace_onnx(model, (example,), [INPUT], (dims,))

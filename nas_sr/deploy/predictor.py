@@ -20,6 +20,7 @@ from torch import nn
 
 from nas_sr.archs import lighten
 from nas_sr.archs.build import load_model
+from nas_sr.archs.luma import Model, as_rgb, colors
 from nas_sr.deploy.form import for_inference
 from nas_sr.deploy.onnx_model import ONNX_FILE, OnnxModel, export_onnx, read_onnx
 from nas_sr.deploy.pt2 import ModelError, load_exported
@@ -28,7 +29,6 @@ from nas_sr.device import memory_format, use_amp
 from nas_sr.errors import ConfigError
 from nas_sr.metrics import quantize
 
-Model = Callable[[torch.Tensor], torch.Tensor]
 Progress = Callable[[int, int], None]  # (done, total) units of work
 
 
@@ -65,6 +65,11 @@ class Predictor:
     eager: nn.Module | None = None
 
     @property
+    def luma(self) -> bool:
+        """A Y-only model: it also takes the Y plane alone (N, 1, h, w), as a video decodes it."""
+        return colors(self.arch) == 1
+
+    @property
     def runtime(self) -> str:
         return "eager" if self.session is None else "int8" if self.int8 else "onnx"
 
@@ -72,7 +77,7 @@ class Predictor:
     def net(self) -> Model:
         """What runs: the ONNX Runtime session, else the eager model in its inference form."""
         if self.session is not None:
-            return self.session
+            return as_rgb(self.session, self.arch)
         return self.eager if self.eager is not None else self.model
 
 
@@ -185,7 +190,8 @@ def attach_runtime(predictor: Predictor, path: Path, device: torch.device, runti
     else:
         data = export_onnx(predictor.model, predictor.arch)
     session = OnnxModel(data)
-    probe = torch.rand(1, 3, 24, 20, generator=torch.Generator().manual_seed(0))
+    probe = torch.rand(1, colors(predictor.arch), 24, 20,
+                       generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         gap = (session(probe) - predictor.model(probe)).abs().max().item()
     if gap <= 1e-3:
@@ -255,7 +261,7 @@ def tiled_forward(model: Model, lq: torch.Tensor, scale: int, tile: int | None,
     if tile < 1 or overlap < 0:
         raise ConfigError(f"tile must be >= 1 and overlap >= 0, got tile={tile} overlap={overlap}")
     s = scale
-    out = lq.new_empty(lq.shape[0], 3, h * s, w * s)
+    out = lq.new_empty(lq.shape[0], lq.shape[1], h * s, w * s)
     done, total = 0, -(-h // tile) * -(-w // tile)
     for y0 in range(0, h, tile):
         for x0 in range(0, w, tile):

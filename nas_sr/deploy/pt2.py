@@ -152,9 +152,10 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
     return checkpoint.load(path)
 
 
-def export_model(model: nn.Module) -> ExportedProgram:
-    """Trace ``model`` with a dynamic batch, height and width (down to 1x1 pixels)."""
-    example = torch.rand(2, 3, 48, 40)  # unequal sides and batch > 1, so none is specialised
+def export_model(model: nn.Module, channels: int = 3) -> ExportedProgram:
+    """Trace ``model`` with a dynamic batch, height and width (down to 1x1 pixels), on
+    ``channels`` input channels (1: a Y-only model's network alone, nas_sr.archs.luma)."""
+    example = torch.rand(2, channels, 48, 40)  # unequal sides and batch > 1, so none is specialised
     dims = {0: Dim("batch", min=1, max=1024), 2: Dim("height", min=1, max=16384),
             3: Dim("width", min=1, max=16384)}
     return torch.export.export(model, (example,), dynamic_shapes=(dims,))
@@ -167,7 +168,7 @@ def save_exported(program: ExportedProgram, arch: dict[str, Any], path: Path) ->
 
 
 @torch.inference_mode()
-def max_abs_diff(model: nn.Module, program: ExportedProgram) -> float:
+def max_abs_diff(model: nn.Module, program: ExportedProgram, channels: int = 3) -> float:
     """Exported vs eager on an input of another shape than the traced example."""
-    x = torch.rand(1, 3, 37, 53, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(1, channels, 37, 53, generator=torch.Generator().manual_seed(0))
     return float((program.module()(x) - model(x)).abs().max())

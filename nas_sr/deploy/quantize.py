@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nas_sr.archs.luma import Model, as_rgb, colors, rgb_to_ycbcr
 from nas_sr.data.images import downscale, load_image, mod_crop, to_tensor
 from nas_sr.data.sources import builtin_dir
 from nas_sr.deploy.onnx_model import INPUT, OnnxModel, levels_apart, with_metadata
@@ -96,7 +97,7 @@ def quantize_onnx(data: bytes, crops: list[np.ndarray]) -> bytes:
     return proto.SerializeToString()
 
 
-def int8_check(fp32: OnnxModel, int8: OnnxModel, scale: int) -> dict[str, Any]:
+def int8_check(fp32: Model, int8: Model, scale: int) -> dict[str, Any]:
     """Both models on a real photograph: Y-PSNR against its HR, and their 8-bit distance."""
     gt = mod_crop(load_image(builtin_dir() / "astronaut.png"), scale)
     lq, hr = to_tensor(downscale(gt, scale))[None], to_tensor(gt)[None]
@@ -114,6 +115,9 @@ def int8_model(fp32_data: bytes, arch: dict[str, Any]) -> tuple[bytes, dict[str,
     """The int8 model of an fp32 ``model.onnx`` of ``arch``, with the arch spec and its
     check in its metadata."""
     scale = int(arch["scale"])
-    data = quantize_onnx(fp32_data, calibration_crops(scale))
-    check = int8_check(OnnxModel(fp32_data), OnnxModel(data), scale)
+    crops = calibration_crops(scale)
+    if colors(arch) == 1:  # the network on Y alone is quantized: calibrated on Y
+        crops = [rgb_to_ycbcr(torch.from_numpy(c))[:, :1].numpy() for c in crops]
+    data = quantize_onnx(fp32_data, crops)
+    check = int8_check(as_rgb(OnnxModel(fp32_data), arch), as_rgb(OnnxModel(data), arch), scale)
     return with_metadata(data, {EXPORT_METADATA: arch, "int8_check": check}), check

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from nas_sr.archs.complexity import complexity, mult_adds
 from nas_sr.archs.lighten import fold_masks
+from nas_sr.archs.luma import as_rgb, colors
 from nas_sr.checkpoint import atomic_path, check_writable, write_json
 from nas_sr.data.images import downscale, load_image, mod_crop, to_tensor
 from nas_sr.data.sources import builtin_dir
@@ -50,8 +51,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
 
     formats = export_formats(cfg)
-    program = export_model(predictor.model)
-    diff = max_abs_diff(predictor.model, program)
+    program = export_model(predictor.model, colors(predictor.arch))
+    diff = max_abs_diff(predictor.model, program, colors(predictor.arch))
     for name, fmt in ((ONNX_FILE, "onnx"), (INT8_FILE, "int8")):
         if fmt not in formats and (out / name).is_file():
             # an earlier export's: left beside new weights it would no longer match them
@@ -88,7 +89,8 @@ def save_onnx(predictor: Predictor, path: Path) -> dict[str, Any]:
     data = export_onnx(predictor.model, predictor.arch)
     lq, image = check_image(predictor.scale)
     with torch.inference_mode():
-        check = {**levels_apart(OnnxModel(data)(lq), predictor.model(lq)), "image": image}
+        onnx = as_rgb(OnnxModel(data), predictor.arch)
+        check = {**levels_apart(onnx(lq), predictor.model(lq)), "image": image}
     with atomic_path(path) as tmp:
         tmp.write_bytes(with_metadata(data, {"export_check": check}))
     print(f"exported {path}: {check['differ']} of {check['values']:,} 8-bit values differ "

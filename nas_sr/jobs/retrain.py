@@ -33,7 +33,9 @@ def model_spec(cfg: DictConfig) -> dict[str, Any]:
     name = cfg.model
     if name not in cfg.archs:
         raise ConfigError(f"model={name!r} is unknown; choose one of {', '.join(cfg.archs)}")
-    spec = {"name": name, "scale": int(cfg.scale), **OmegaConf.to_container(cfg.archs[name])}
+    own = OmegaConf.to_container(cfg.archs[name])
+    spec = {"name": name, "scale": int(cfg.scale), **{k: v for k, v in own.items()
+                                                      if v is not None}}
     if name == "cell":
         spec.update({k: v for k, v in cfg.train.cell.items() if v is not None})
         if not cfg.genotype:  # nas_sr.options names the choices; this is the init_from= case

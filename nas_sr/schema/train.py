@@ -30,6 +30,9 @@ class TrainCell:
     recursions: int | None = opt(None, "passes of each cell with the same weights (1 = none): "
                                  "depth at no cost in weights; with init_from= the later "
                                  "passes start gated off", low=1)
+    colors: int | None = opt(None, "1: the network on Y alone, chroma bicubic (fewer convs, "
+                             "and a video's luma plane goes in as decoded); null = RGB",
+                             low=1, high=3, whole=True)
 
 
 @dataclass

@@ -60,6 +60,7 @@ from torch.export import Dim
 
 from controllers.uniform import RandomController
 from nas_sr.archs.build import build_model
+from nas_sr.archs.luma import colors
 from nas_sr.checkpoint import write_json
 from nas_sr.deploy.onnx_model import OnnxModel, export_onnx, trace_onnx
 from nas_sr.errors import ConfigError
@@ -401,7 +402,8 @@ def measure_latency(model: nn.Module, lr_size: Sequence[int], threads: int,
     does; a plain standalone cell network is re-parameterised without one)."""
     graph = export_onnx(model, arch or {"name": "cell"})
     check_clock(clock, [threads])
-    return median_ms(session(graph, [(1, 3, *lr_size)], threads), warmup, repeats, clock)
+    return median_ms(session(graph, [(1, colors(arch), *lr_size)], threads), warmup, repeats,
+                     clock)
 
 
 def random_networks(count: int, table: dict[str, Any], cells: Sequence[int], seed: int

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from nas_sr import checkpoint
 from nas_sr.archs.build import build_model, shape_mismatch
+from nas_sr.archs.luma import colors
 from nas_sr.data.cache import cache_path, open_store
 from nas_sr.data.crops import RandomCrops, fixed_crops, min_image_size
 from nas_sr.data.degradations import training_crops, validation_pairs
@@ -211,7 +212,8 @@ class Trainer(RunState):
         self.ema = WeightAverage(self.model, t.ema) if t.ema else None
         self.net: nn.Module = self.model
         self.amp = use_amp(t.amp, device)
-        self.loss_fn = training_loss(t.loss, t.luma)
+        # a Y-only network's chroma is bicubic, out of its reach: its loss is on Y alone
+        self.loss_fn = training_loss(t.loss, 1.0 if colors(self.arch) == 1 else t.luma)
         if d.enabled:
             # no BN anywhere: the only buffer is a constant (the RGB mean), nothing to sync (and
             # broadcasting it fails on its channels_last strides). torch 2.13 deprecates the
