@@ -263,7 +263,7 @@ def _rewrite(inp: av.container.InputContainer, out: av.container.OutputContainer
     ``fn`` as ``layout`` (rgb24 or yuv420p, MPEG range); ``on_frames(done)`` after each
     batch; the frame count.
 
-    Three stages: decoding (demux, decode, RGB), the model (``fn``) and encoding (YUV,
+    Three stages: decoding (demux, decode, to ``layout``), the model (``fn``) and encoding (YUV,
     encode, mux, the audio too, so the output is written by one thread in stream order).
     With ``encoding.overlap`` each runs on its own thread, handing batches on through short
     queues, so decoding and encoding hide behind the model call (FFmpeg, torch and ONNX
