@@ -5,8 +5,9 @@ anchors and the quality model, and whether `nas-sr upscale` keeps up with a play
   Runtime fp32 for every network; for the shipped ones also ONNX Runtime int8 (static
   post-training quantization made here, as `nas-sr export format=int8` makes it, its loss
   on the check photograph in the note) and eager torch in bf16 (the served form). The
-  anchors (FSRCNN 56-12-4, ESPCN 64-32) are timed with fresh weights: their speed does
-  not depend on what they learnt; their PSNR, trained here, is in docs/RESULTS.md.
+  anchors (FSRCNN 56-12-4, ESPCN 64-32, on RGB and on Y) are timed with fresh weights:
+  their speed does not depend on what they learnt; their PSNR, trained here, is in
+  docs/RESULTS.md.
 - End to end: `upscale_video` of an H.264 clip (decode, super-resolve whole frames, encode
   H.264 CRF 18 at the x264 presets medium and veryfast, the three stages overlapped). A
   Y-only model takes the decoded Y plane as it is, with no RGB on the way.
@@ -41,7 +42,9 @@ REALTIME, QUALITY = MODELS / "realtime_x2", MODELS / "searched_x2"
 FRAMES = ((360, 640), (540, 960))  # LR (height, width): to 720p and to 1080p at x2
 THREADS = (1, 2)
 ANCHORS = {"FSRCNN (56-12-4)": {"name": "fsrcnn", "scale": 2},
-           "ESPCN (64-32)": {"name": "espcn", "scale": 2}}
+           "ESPCN (64-32)": {"name": "espcn", "scale": 2},
+           "FSRCNN (56-12-4) on Y": {"name": "fsrcnn", "scale": 2, "colors": 1},
+           "ESPCN (64-32) on Y": {"name": "espcn", "scale": 2, "colors": 1}}
 
 
 def _networks() -> dict[str, tuple[torch.nn.Module, dict, Path | None]]:
