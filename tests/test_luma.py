@@ -1,6 +1,8 @@
 """Y-only models: the network on Y, chroma bicubic; their files hold the Y network alone,
 and a video's decoded luma plane goes through it without a trip through RGB."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,8 @@ import torch.nn.functional as F
 from conftest import make_cfg, write_clip
 from nas_sr.archs.build import build_model, load_model
 from nas_sr.archs.luma import LumaSR, rgb_to_ycbcr, ycbcr_to_rgb
-from nas_sr.checkpoint import save_atomic
+from nas_sr.checkpoint import save_atomic, write_json
+from nas_sr.cli import run_job
 from nas_sr.data.video import Encoding
 from nas_sr.deploy.media import Settings, upscale_video
 from nas_sr.deploy.onnx_model import read_onnx
@@ -54,6 +57,23 @@ def test_a_y_model_runs_its_network_on_y_and_bicubic_on_chroma():
 def test_an_arch_with_colours_it_cannot_have_is_refused(arch):
     with pytest.raises(ConfigError, match="colors"):
         build_model(arch)
+
+
+def test_a_y_model_retrains_on_y_and_learns(tmp_path, monkeypatch):
+    seen = []
+    forward = LumaSR.forward
+    monkeypatch.setattr(LumaSR, "forward", lambda self, x, *a: seen.append(x.shape[1])
+                        or forward(self, x, *a))
+    write_json(tmp_path / "genotype.json", {**GENOTYPE, "scale": 2})
+    cfg = make_cfg("retrain", f"genotype={tmp_path / 'genotype.json'}", "train.cell.channels=8",
+                   "train.cell.cells=1", "train.cell.colors=1", "train.epochs=3",
+                   "train.iters_per_epoch=12")
+    summary = run_job("retrain", cfg, tmp_path / "run")
+    untrained = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert summary["best_val_psnr"] > untrained["val_psnr"] + 3
+    assert seen.count(1) == 36 and 3 in seen  # each step on Y; validation on RGB
+    model, state = load_model(tmp_path / "run" / "best.pt")
+    assert isinstance(model, LumaSR) and state["arch"]["colors"] == 1
 
 
 @pytest.fixture(scope="module")

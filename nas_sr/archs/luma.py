@@ -40,6 +40,11 @@ def rgb_to_ycbcr(x: torch.Tensor) -> torch.Tensor:
     return _mix(x, _M) + _OFFSET.to(x).view(1, 3, 1, 1)
 
 
+def rgb_to_luma(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB in [0, 1] -> (N, 1, H, W), the Y of :func:`rgb_to_ycbcr` alone."""
+    return _mix(x, _M[:1]) + _OFFSET[0].item()
+
+
 def ycbcr_to_rgb(x: torch.Tensor) -> torch.Tensor:
     return _mix(x - _OFFSET.to(x).view(1, 3, 1, 1), _M_INV)
 

@@ -58,7 +58,9 @@ class Predictor:
     arch: dict[str, Any] | None
     extras: dict[str, Any] = field(default_factory=dict)
     channels_last: bool = False  # feed NHWC inputs (faster convs, exported models too)
-    session: OnnxModel | None = None  # runs in place of ``model`` when set (runtime=onnx)
+    # runs in place of ``model`` when set (runtime=onnx): an ONNX Runtime session, a Y-only
+    # model's wrapped to take and give RGB too (nas_sr.archs.luma)
+    session: Model | None = None
     int8: bool = False  # the session is model.int8.onnx (runtime=int8)
     # runs in place of ``model`` in eager torch: a cell network re-parameterised
     # (search_spaces.fused), the same function with fewer convs; None: ``model`` itself
@@ -77,7 +79,7 @@ class Predictor:
     def net(self) -> Model:
         """What runs: the ONNX Runtime session, else the eager model in its inference form."""
         if self.session is not None:
-            return as_rgb(self.session, self.arch)
+            return self.session
         return self.eager if self.eager is not None else self.model
 
 
@@ -195,7 +197,7 @@ def attach_runtime(predictor: Predictor, path: Path, device: torch.device, runti
     with torch.inference_mode():
         gap = (session(probe) - predictor.model(probe)).abs().max().item()
     if gap <= 1e-3:
-        return replace(predictor, session=session, channels_last=False)
+        return replace(predictor, session=as_rgb(session, predictor.arch), channels_last=False)
     if not beside.is_file():
         raise ModelError(f"{path}: ONNX Runtime's output is {gap:.2g} away from eager "
                          f"torch's; use runtime=eager")
@@ -226,7 +228,8 @@ def attach_int8(predictor: Predictor, path: Path, device: torch.device, runtime:
         raise ModelError(f"{beside} was exported from another model than {path}; re-export it")
     if runtime == "auto" and not facts.get("int8_check", {}).get("verified"):
         return None  # within the loss it may cost unverified: fp32 it is
-    return replace(predictor, session=OnnxModel(data), channels_last=False, int8=True)
+    return replace(predictor, session=as_rgb(OnnxModel(data), arch), channels_last=False,
+                   int8=True)
 
 
 def self_ensemble(model: Model, lq: torch.Tensor) -> torch.Tensor:

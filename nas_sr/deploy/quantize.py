@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nas_sr.archs.luma import Model, as_rgb, colors, rgb_to_ycbcr
+from nas_sr.archs.luma import Model, as_rgb, colors, rgb_to_luma
 from nas_sr.data.images import downscale, load_image, mod_crop, to_tensor
 from nas_sr.data.sources import builtin_dir
 from nas_sr.deploy.onnx_model import INPUT, OnnxModel, levels_apart, with_metadata
@@ -117,7 +117,7 @@ def int8_model(fp32_data: bytes, arch: dict[str, Any]) -> tuple[bytes, dict[str,
     scale = int(arch["scale"])
     crops = calibration_crops(scale)
     if colors(arch) == 1:  # the network on Y alone is quantized: calibrated on Y
-        crops = [rgb_to_ycbcr(torch.from_numpy(c))[:, :1].numpy() for c in crops]
+        crops = [rgb_to_luma(torch.from_numpy(c)).numpy() for c in crops]
     data = quantize_onnx(fp32_data, crops)
     check = int8_check(as_rgb(OnnxModel(fp32_data), arch), as_rgb(OnnxModel(data), arch), scale)
     return with_metadata(data, {EXPORT_METADATA: arch, "int8_check": check}), check

@@ -9,6 +9,12 @@ from typing import Any
 from nas_sr.schema.fields import opt, section
 
 
+def colors_opt(why: str) -> Any:
+    """A model's ``colors`` field: 1 builds it on Y alone (nas_sr.archs.luma)."""
+    return opt(None, f"1: the network on Y alone, chroma bicubic ({why}); null = RGB", low=1,
+               high=3, whole=True)
+
+
 @dataclass
 class CellArch:
     channels: int = opt(32, "C, feature channels of every cell", low=1, whole=True)
@@ -26,16 +32,14 @@ class FsrcnnArch:
     d: int = opt(56, "FSRCNN's feature channels d", low=1, whole=True)
     s: int = opt(12, "FSRCNN's shrunk channels s", low=1, whole=True)
     m: int = opt(4, "FSRCNN's mapping layers m", low=1, whole=True)
-    colors: int | None = opt(None, "1: the network on Y alone, chroma bicubic (the paper's "
-                             "way); null = RGB", low=1, high=3, whole=True)
+    colors: int | None = colors_opt("the paper's way")
 
 
 @dataclass
 class EspcnArch:
     f1: int = opt(64, "ESPCN's first (5x5) layer's channels", low=1, whole=True)
     f2: int = opt(32, "ESPCN's second (3x3) layer's channels", low=1, whole=True)
-    colors: int | None = opt(None, "1: the network on Y alone, chroma bicubic (the paper's "
-                             "way); null = RGB", low=1, high=3, whole=True)
+    colors: int | None = colors_opt("the paper's way")
 
 
 @dataclass

@@ -7,6 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from nas_sr.schema.common import colors_opt
 from nas_sr.schema.fields import opt, section
 
 
@@ -30,9 +31,8 @@ class TrainCell:
     recursions: int | None = opt(None, "passes of each cell with the same weights (1 = none): "
                                  "depth at no cost in weights; with init_from= the later "
                                  "passes start gated off", low=1)
-    colors: int | None = opt(None, "1: the network on Y alone, chroma bicubic (fewer convs, "
-                             "and a video's luma plane goes in as decoded); null = RGB",
-                             low=1, high=3, whole=True)
+    colors: int | None = colors_opt("fewer convs, and a video's luma plane goes in as "
+                                    "decoded")
 
 
 @dataclass

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from nas_sr import checkpoint
 from nas_sr.archs.build import build_model, shape_mismatch
-from nas_sr.archs.luma import colors
+from nas_sr.archs.luma import colors, rgb_to_luma
 from nas_sr.data.cache import cache_path, open_store
 from nas_sr.data.crops import RandomCrops, fixed_crops, min_image_size
 from nas_sr.data.degradations import training_crops, validation_pairs
@@ -212,8 +212,10 @@ class Trainer(RunState):
         self.ema = WeightAverage(self.model, t.ema) if t.ema else None
         self.net: nn.Module = self.model
         self.amp = use_amp(t.amp, device)
-        # a Y-only network's chroma is bicubic, out of its reach: its loss is on Y alone
-        self.loss_fn = training_loss(t.loss, 1.0 if colors(self.arch) == 1 else t.luma)
+        # a Y-only network trains on the crops' Y (its chroma is bicubic, out of its reach),
+        # so no step converts colours or upscales chroma it would not learn from
+        self.on_y = colors(self.arch) == 1
+        self.loss_fn = training_loss(t.loss, 0.0 if self.on_y else t.luma)
         if d.enabled:
             # no BN anywhere: the only buffer is a constant (the RGB mean), nothing to sync (and
             # broadcasting it fails on its channels_last strides). torch 2.13 deprecates the
@@ -294,6 +296,8 @@ class Trainer(RunState):
         for step, (lq, gt) in enumerate(bar, 1):
             lq = lq.to(self.device, non_blocking=True, memory_format=self.fmt)
             gt = gt.to(self.device, non_blocking=True)
+            if self.on_y:
+                lq, gt = rgb_to_luma(lq), rgb_to_luma(gt)
             with torch.autocast(self.device.type, torch.bfloat16, enabled=self.amp):
                 sr = self.net(lq)
             loss = self.loss_fn(sr.float(), gt)
