@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from search_spaces.genotypes import Genotype, choices_per_decision
+from search_spaces.genotypes import Genotype, Macro, choices_per_decision
 from search_spaces.operations import OP_NAMES
 
 
@@ -40,10 +40,13 @@ class Controller(nn.Module):
     MAX_TRIES = 10_000  # draws before a band no proposal falls in is called unreachable
 
     def __init__(self, num_nodes: int, baseline_decay: float = 0.95,
-                 normalize_advantage: bool = True, ops: tuple[str, ...] = OP_NAMES):
+                 normalize_advantage: bool = True, ops: tuple[str, ...] = OP_NAMES,
+                 macros: tuple[Macro, ...] = ()):
         super().__init__()
         self.num_nodes, self.ops = num_nodes, tuple(ops)
-        self.choices = choices_per_decision(num_nodes, self.ops)
+        # (channels, cells) choices: a proposal's last decision where the space has them
+        self.macros = tuple(tuple(m) for m in macros)
+        self.choices = choices_per_decision(num_nodes, self.ops, self.macros)
         # the search's cost band: a proposal outside it is redrawn before any score is paid
         self.accept: Callable[[Genotype], bool] | None = None
         self.baseline_decay = baseline_decay
@@ -120,8 +123,9 @@ class MemoryController(Controller):
     learns = True
 
     def __init__(self, num_nodes: int, keep: int | None = None, baseline_decay: float = 0.95,
-                 normalize_advantage: bool = True, ops: tuple[str, ...] = OP_NAMES):
-        super().__init__(num_nodes, baseline_decay, normalize_advantage, ops)
+                 normalize_advantage: bool = True, ops: tuple[str, ...] = OP_NAMES,
+                 macros: tuple[Macro, ...] = ()):
+        super().__init__(num_nodes, baseline_decay, normalize_advantage, ops, macros)
         self.memory: deque[tuple[Genotype, float]] = deque(maxlen=keep)
 
     def remembered(self) -> None:
@@ -135,10 +139,12 @@ class MemoryController(Controller):
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {**super().checkpoint_state(),
-                "memory": [[g.to_dict()["nodes"], r] for g, r in self.memory]}
+                "memory": [[g.to_dict(), r] for g, r in self.memory]}
 
     def load_checkpoint_state(self, state: dict[str, Any]) -> None:
         super().load_checkpoint_state(state)
         self.memory.clear()
-        self.memory.extend((Genotype.from_dict({"nodes": g}), r) for g, r in state["memory"])
+        # a cell saved before macros were a decision is its nodes alone
+        self.memory.extend((Genotype.from_dict(g if isinstance(g, dict) else {"nodes": g}), r)
+                           for g, r in state["memory"])
         self.remembered()

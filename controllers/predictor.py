@@ -3,8 +3,9 @@ chooses among band-constrained candidates (as BANANAS and NAS-Bench-201's predic
 baselines do, here with scikit-learn's random forest).
 
 Features (:func:`features`): how often each op of the space is used, each op per slot
-position (node, input slot), the cell's depth (longest chain of nodes), its loose ends and
-how many ops read the cell's inputs directly. The forest's trees are an ensemble: Thompson
+position (node, input slot), the cell's depth (longest chain of nodes), its loose ends,
+how many ops read the cell's inputs directly and, where the space searches the network's
+size, its channels and cells. The forest's trees are an ensemble: Thompson
 sampling takes one tree at random and proposes its best of ``candidates`` uniform
 in-band cells (``acquisition=thompson``), or the best mean plus ``kappa`` standard
 deviations over the trees (``ucb``). Until ``warmup`` cells are scored it proposes uniform
@@ -19,7 +20,7 @@ from sklearn.ensemble import RandomForestRegressor
 
 from controllers.base import MemoryController, Sample
 from controllers.uniform import RandomController
-from search_spaces.genotypes import NUM_CELL_INPUTS, Genotype
+from search_spaces.genotypes import NUM_CELL_INPUTS, Genotype, Macro
 from search_spaces.operations import OP_NAMES
 
 ACQUISITIONS = ("thompson", "ucb")
@@ -38,21 +39,22 @@ def features(genotype: Genotype, ops: tuple[str, ...]) -> np.ndarray:
         depth[j + NUM_CELL_INPUTS] = 1 + max(depth[node.in1], depth[node.in2])
     direct = sum(inp < NUM_CELL_INPUTS for n in genotype.nodes for inp in (n.in1, n.in2))
     return np.concatenate([counts, slots.ravel(),
-                           [max(depth), len(genotype.loose_ends()), direct]])
+                           [max(depth), len(genotype.loose_ends()), direct],
+                           genotype.macro or ()])
 
 
 class PredictorController(MemoryController):
     def __init__(self, num_nodes: int, candidates: int = 256, warmup: int = 10,
                  acquisition: str = "thompson", kappa: float = 1.0, trees: int = 32,
                  seed: int = 0, baseline_decay: float = 0.95, normalize_advantage: bool = True,
-                 ops: tuple[str, ...] = OP_NAMES):
-        super().__init__(num_nodes, None, baseline_decay, normalize_advantage, ops)
+                 ops: tuple[str, ...] = OP_NAMES, macros: tuple[Macro, ...] = ()):
+        super().__init__(num_nodes, None, baseline_decay, normalize_advantage, ops, macros)
         if acquisition not in ACQUISITIONS:
             raise ValueError(f"acquisition={acquisition!r}: use one of {ACQUISITIONS}")
         self.candidates, self.warmup, self.acquisition = candidates, warmup, acquisition
         self.kappa, self.trees, self.seed = kappa, trees, seed
         self.model: RandomForestRegressor | None = None  # refitted when observations change
-        self.uniform = RandomController(num_nodes, ops=ops)
+        self.uniform = RandomController(num_nodes, ops=ops, macros=macros)
 
     def _fit(self) -> RandomForestRegressor:
         if self.model is None:

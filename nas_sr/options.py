@@ -174,6 +174,26 @@ def _space(cfg: DictConfig) -> None:
     if unknown:
         raise ConfigError(f"space.ops: unknown op(s) {unknown}; the registered ones are "
                           f"{', '.join(REGISTRY)}")
+    _macro(cfg)
+
+
+def _macro(cfg: DictConfig) -> None:
+    """``space.macro``: distinct [channels, cells] pairs, searched by a trial strategy (a
+    supernet's shared weights have one width)."""
+    macro = OmegaConf.to_container(cfg.space.get("macro") or OmegaConf.create([]))
+    if not macro:
+        return
+    if not isinstance(macro, list) or not all(
+            isinstance(m, list) and len(m) == 2 and all(
+                isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in m)
+            for m in macro) or len({tuple(m) for m in macro}) != len(macro):
+        raise ConfigError(f"space.macro={macro}: give distinct [channels, cells] pairs of "
+                          "whole numbers >= 1, e.g. [[16,10],[32,4],[48,2]]")
+    t = cfg.search.get("trials")
+    if not (t and t.count) or cfg.controller.name not in ("random", "evolution", "predictor"):
+        raise ConfigError("space.macro searches the network's size on the trial engine: set "
+                          "search.trials.count=K and controller=random, evolution or "
+                          "predictor (a supernet's shared weights have one width)")
 
 
 def _budget_reachable(cfg: DictConfig) -> None:

@@ -4,6 +4,10 @@ Node j (0-based) reads two inputs, each one of ``0 = h(k-2)``, ``1 = h(k-1)``
 or ``2 + i`` for an earlier node ``i < j``, applies one op to each and sums
 the two results. The cell output combines the *loose ends*: nodes no other node
 of the cell reads.
+
+A genotype may also carry the network's macro decision, ``macro = (C, N)``: the cells'
+channels and how many cells the network stacks, where the space searches width against
+depth (``space.macro``); without it the network's size is the run's setting.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any, NamedTuple
 from search_spaces.operations import OP_NAMES, REGISTRY
 
 NUM_CELL_INPUTS = 2  # h(k-2) and h(k-1)
+Macro = tuple[int, int]  # (channels, cells)
 
 
 class GenotypeError(ValueError):
@@ -33,10 +38,18 @@ class Node(NamedTuple):
 @dataclass(frozen=True)
 class Genotype:
     nodes: tuple[Node, ...]
+    macro: Macro | None = None
 
     def __post_init__(self) -> None:
         if not self.nodes:
             raise GenotypeError("a genotype needs at least one node")
+        if self.macro is not None:
+            macro = tuple(self.macro)
+            if len(macro) != 2 or not all(isinstance(x, int) and not isinstance(x, bool)
+                                          and x >= 1 for x in macro):
+                raise GenotypeError(f"macro {list(macro)!r}: expected [channels, cells], two "
+                                    "whole numbers >= 1")
+            object.__setattr__(self, "macro", macro)  # a list from JSON hashes as a tuple
         for j, node in enumerate(self.nodes):
             if len(node) != 4:
                 raise GenotypeError(
@@ -68,30 +81,48 @@ class Genotype:
     def ops(self) -> list[str]:
         return [op for n in self.nodes for op in (n.op1, n.op2)]
 
-    # --- the controller's view: 4 integer decisions per node -------------------
-    def to_decisions(self, ops: tuple[str, ...] = OP_NAMES) -> list[int]:
-        """The controller's decisions, op indices into the space's ``ops``."""
+    def width(self, default: Macro) -> Macro:
+        """(channels, cells) of the network: the genotype's macro, else ``default``."""
+        return self.macro or tuple(default)
+
+    # --- the controller's view: 4 integer decisions per node, then the macro's --------
+    def to_decisions(self, ops: tuple[str, ...] = OP_NAMES, macros: tuple[Macro, ...] = ()
+                     ) -> list[int]:
+        """The controller's decisions: op indices into the space's ``ops`` and, where the
+        space has ``macros``, the index of the genotype's among them last."""
         outside = sorted(set(self.ops()) - set(ops))
         if outside:
             raise GenotypeError(f"ops {outside} are not among the space's {ops}")
+        if (self.macro is not None) != bool(macros) or (macros and self.macro not in macros):
+            raise GenotypeError(f"macro {self.macro} is not among the space's "
+                                f"{list(macros) or 'none (a fixed network size)'}")
         return [d for n in self.nodes
-                for d in (n.in1, ops.index(n.op1), n.in2, ops.index(n.op2))]
+                for d in (n.in1, ops.index(n.op1), n.in2, ops.index(n.op2))
+                ] + ([macros.index(self.macro)] if macros else [])
 
     @classmethod
-    def from_decisions(cls, decisions: list[int], ops: tuple[str, ...] = OP_NAMES) -> Genotype:
-        if len(decisions) % 4:
-            raise GenotypeError(f"decisions come in fours per node, got {len(decisions)}")
+    def from_decisions(cls, decisions: list[int], ops: tuple[str, ...] = OP_NAMES,
+                       macros: tuple[Macro, ...] = ()) -> Genotype:
         d = [int(x) for x in decisions]
+        macro = None
+        if macros:
+            if not d or not 0 <= d[-1] < len(macros):
+                raise GenotypeError(f"the last decision must index one of {len(macros)} "
+                                    f"macros, got {d[-1:]}")
+            macro, d = macros[d[-1]], d[:-1]
+        if len(d) % 4:
+            raise GenotypeError(f"decisions come in fours per node, got {len(d)}")
         for k in (1, 3):
             for x in d[k::4]:
                 if not 0 <= x < len(ops):
                     raise GenotypeError(f"op index {x} out of range 0..{len(ops) - 1}")
         return cls(tuple(Node(d[i], ops[d[i + 1]], d[i + 2], ops[d[i + 3]])
-                         for i in range(0, len(d), 4)))
+                         for i in range(0, len(d), 4)), macro)
 
     # --- serialisation ------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"nodes": [list(n) for n in self.nodes], "loose_ends": self.loose_ends()}
+        out = {"nodes": [list(n) for n in self.nodes], "loose_ends": self.loose_ends()}
+        return {**out, "macro": list(self.macro)} if self.macro else out
 
     @classmethod
     def from_dict(cls, data: Any) -> Genotype:
@@ -104,7 +135,10 @@ class Genotype:
             if not isinstance(n, (list, tuple)) or len(n) != 4:
                 raise GenotypeError(f"node {j}: expected [input, op, input, op], got {n!r}")
             nodes.append(Node(*n))
-        return cls(tuple(nodes))
+        macro = data.get("macro")
+        if macro is not None and not isinstance(macro, (list, tuple)):
+            raise GenotypeError(f"macro {macro!r}: expected [channels, cells]")
+        return cls(tuple(nodes), tuple(macro) if macro is not None else None)
 
     def __str__(self) -> str:
         names = ["h(k-2)", "h(k-1)"] + [f"n{j}" for j in range(self.num_nodes)]
@@ -112,7 +146,9 @@ class Genotype:
             f"n{j}={n.op1}({names[n.in1]})+{n.op2}({names[n.in2]})"
             for j, n in enumerate(self.nodes)
         ]
-        return "; ".join(parts) + f"; out=[{','.join(f'n{j}' for j in self.loose_ends())}]"
+        macro = f"; {self.macro[0]} channels x {self.macro[1]} cells" if self.macro else ""
+        return ("; ".join(parts) + f"; out=[{','.join(f'n{j}' for j in self.loose_ends())}]"
+                + macro)
 
 
 def load_genotype(path: str | Path) -> Genotype:
@@ -166,13 +202,17 @@ def find_genotype(spec: str | Path) -> Genotype:
                         f"{', '.join(GENOTYPES)}")
 
 
-def choices_per_decision(num_nodes: int, ops: tuple[str, ...] = OP_NAMES) -> list[int]:
-    """Number of valid choices for each of the 4 * num_nodes decisions."""
-    return [c for j in range(num_nodes) for c in (j + 2, len(ops), j + 2, len(ops))]
+def choices_per_decision(num_nodes: int, ops: tuple[str, ...] = OP_NAMES,
+                         macros: tuple[Macro, ...] = ()) -> list[int]:
+    """Number of valid choices for each of the 4 * num_nodes decisions (and the macro's)."""
+    return [c for j in range(num_nodes) for c in (j + 2, len(ops), j + 2, len(ops))
+            ] + ([len(macros)] if macros else [])
 
 
-def space_size(num_nodes: int = 5, ops: tuple[str, ...] = OP_NAMES) -> dict[str, int]:
-    """Exact size of the cell space, counted three ways (see docs/search_space.md)."""
+def space_size(num_nodes: int = 5, ops: tuple[str, ...] = OP_NAMES,
+               macros: tuple[Macro, ...] = ()) -> dict[str, int]:
+    """Exact size of the space, counted three ways (see docs/search_space.md): the cells,
+    times the macros where the space has them."""
     n_ops = len(ops)
     sequences = math.prod(choices_per_decision(num_nodes, ops))
     # swapping a node's two (input, op) slots gives the same cell: unordered pairs
@@ -181,4 +221,6 @@ def space_size(num_nodes: int = 5, ops: tuple[str, ...] = OP_NAMES) -> dict[str,
     )
     # the paper's count: unordered input pairs, ordered op pairs
     paper = math.prod((j + 2) * (j + 3) // 2 * n_ops**2 for j in range(num_nodes))
-    return {"decision_sequences": sequences, "distinct_cells": distinct, "paper_formula": paper}
+    m = max(1, len(macros))
+    return {"decision_sequences": sequences * m, "distinct_cells": distinct * m,
+            "paper_formula": paper * m}

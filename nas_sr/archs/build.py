@@ -87,6 +87,10 @@ def build_model(arch: dict[str, Any], checked: bool = False) -> nn.Module:
                           f"{', '.join(TAKE_COLORS)} not compressed")
     if name == "cell":
         genotype = Genotype.from_dict(spec.pop("genotype"))
+        if genotype.macro and genotype.macro != (spec.get("channels"), spec.get("cells")):
+            raise ConfigError(f"arch channels {spec.get('channels')} x cells "
+                              f"{spec.get('cells')} differ from its genotype's macro "
+                              f"{list(genotype.macro)}")
         model: nn.Module = CellSRNet(scale, genotype=genotype, channels=spec.pop("channels"),
                                      num_cells=spec.pop("cells"), num_nodes=genotype.num_nodes,
                                      recursions=spec.pop("recursions", 1),

@@ -6,6 +6,7 @@ itself, its checkpoints and its resume are ``nas_sr.train.trainer``'s.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from nas_sr.deploy.pt2 import read_model_file
 from nas_sr.errors import ConfigError
 from nas_sr.train import trainer
 from search_spaces.genotypes import GenotypeError, find_genotype
+
+log = logging.getLogger(__name__)
 
 
 def model_spec(cfg: DictConfig) -> dict[str, Any]:
@@ -44,6 +47,12 @@ def model_spec(cfg: DictConfig) -> dict[str, Any]:
             raise GenotypeError(f"model=cell needs genotype=PATH|NAME{why}")
         genotype = find_genotype(cfg.genotype)
         spec.update(nodes=genotype.num_nodes, genotype=genotype.to_dict())  # it decides
+        if genotype.macro:  # a searched size is part of the architecture
+            asked = {k: v for k, v in cfg.train.cell.items() if v is not None}
+            if asked and tuple(spec[k] for k in ("channels", "cells")) != genotype.macro:
+                log.warning("train.cell %s is not used: the genotype's macro, %s channels x "
+                            "%s cells, is searched", asked, *genotype.macro)
+            spec.update(channels=genotype.macro[0], cells=genotype.macro[1])
     return spec
 
 

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from nas_sr import checkpoint
 from nas_sr.search.loop import Search
-from nas_sr.search.supernet import CHECKPOINT, space_ops
+from nas_sr.search.supernet import CHECKPOINT, space_macros, space_ops
 from nas_sr.search.trial_search import run_trial_search
 from search_spaces.genotypes import space_size
 from search_spaces.network import count_params
@@ -30,7 +30,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     """Run (or resume) a search in ``run_dir``; returns the summary it writes (None for a
     worker that only joined a study: ``search.trials.join``)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    sizes = space_size(cfg.archs.cell.nodes, space_ops(cfg))
+    sizes = space_size(cfg.archs.cell.nodes, space_ops(cfg), space_macros(cfg))
     if cfg.search.get("trials") and cfg.search.trials.count:  # proxy trials on Optuna
         print(space_line(sizes))
         return run_trial_search(cfg, run_dir, sizes)

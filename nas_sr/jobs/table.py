@@ -17,6 +17,7 @@ from nas_sr.search.latency import default_table_path, load_table
 from nas_sr.search.table import (
     SAME,
     add_latency,
+    differences,
     header,
     merge,
     read_table,
@@ -42,7 +43,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         this, found = _shard(source) if source.is_file() else _study(source)
         if head is None:
             head = {**this, "extend": []}
-        elif differ := [k for k in SAME if this[k] != head[k]]:
+        elif differ := differences(this, head):
             raise ConfigError(f"{source}: trained otherwise than {cfg.runs[0]} "
                               f"({', '.join(differ)}); a table holds cells trained one way")
         head["extend"] += [e for e in _listed(this["extend"]) if e not in head["extend"]]

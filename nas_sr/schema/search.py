@@ -128,6 +128,10 @@ class Space:
                     "dilations and attention ops)")
     ops: list[str] = opt(["conv_3x3", "sep_conv_3x3", "dil_conv_3x3", "identity"],
                          "the ops a node chooses among, in the controller's decision order")
+    macro: list[list[int]] = opt([], "[channels, cells] choices of the network, searched with "
+                                 "the cell (width against depth; a trial search's "
+                                 "random, evolution or predictor strategy); [] = the retrain "
+                                 "width")
 
 
 @dataclass

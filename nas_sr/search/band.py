@@ -38,13 +38,15 @@ class Band:
         self.rejects = bool(b.get("reject", False)) and any(self.limits.values())
 
     def cost(self, genotype: Genotype) -> dict[str, Any]:
-        """Params and Mult-Adds of the standalone network at the retrain width, and with a
-        latency budget its predicted latency (ms)."""
+        """Params and Mult-Adds of the standalone network at the retrain width (the
+        genotype's macro, where it has one), and with a latency budget its predicted latency
+        (ms)."""
         if genotype not in self.costs:
-            cost: dict[str, Any] = genotype_cost(genotype, *self.width, self.cfg.scale)
+            width = genotype.width(self.width)
+            cost: dict[str, Any] = genotype_cost(genotype, *width, self.cfg.scale)
             if self.latency is not None:
                 b = self.cfg.search.budget
-                cost["latency_ms"] = predict_latency(genotype, *self.width, self.cfg.scale,
+                cost["latency_ms"] = predict_latency(genotype, *width, self.cfg.scale,
                                                      self.latency, b.latency_threads,
                                                      b.latency_lr)
             self.costs[genotype] = cost

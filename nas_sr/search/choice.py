@@ -27,10 +27,11 @@ def write_choice(cfg: DictConfig, run_dir: Path, log: RunLog, best: Genotype, be
     log record and the plots."""
     write_pareto(scored, band.limits, run_dir, cfg.logger.plots, proxy)
     a = cfg.archs.cell
+    searched, retrained = best.width((a.channels, a.cells)), best.width(band.width)
     summary = {
         "genotype": best.to_dict(), "genotype_str": str(best), "val_psnr": best_psnr,
-        "params": count_params(CellSRNet(cfg.scale, a.channels, a.cells, a.nodes, best)),
-        "cost_at_retrain_width": {"channels": band.width[0], "cells": band.width[1],
+        "params": count_params(CellSRNet(cfg.scale, *searched, a.nodes, best)),
+        "cost_at_retrain_width": {"channels": retrained[0], "cells": retrained[1],
                                   **band.cost(best)},
         "budget": band.limits, **facts, "controller": cfg.controller.name,
         "scale": cfg.scale, "cells_scored": len(scored),

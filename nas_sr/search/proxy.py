@@ -89,7 +89,8 @@ def proxy_run(genotype: Genotype, batches: Pairs, crops: dict[str, Pairs], scale
     # the global RNG belongs to the calling job: a proxy run must not move it
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = CellSRNet(scale, setting.channels, setting.cells, genotype.num_nodes, genotype)
+        net = CellSRNet(scale, *genotype.width((setting.channels, setting.cells)),
+                        genotype.num_nodes, genotype)
     net = net.to(device, memory_format=fmt).train()
     opt = torch.optim.Adam(net.parameters(), lr=setting.lr)
     for step in range(setting.steps):

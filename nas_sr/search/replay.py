@@ -44,7 +44,7 @@ class TableDraw(RandomController):
     """Uniform draws of a table's rows."""
 
     def __init__(self, table: Table):
-        super().__init__(table.cells[0].num_nodes, ops=tuple(table.head["ops"]))
+        super().__init__(table.cells[0].num_nodes, ops=table.ops, macros=table.macros)
         self.table = table
 
     def sample(self, generator: torch.Generator | None = None, greedy: bool = False) -> Sample:
@@ -57,9 +57,9 @@ def nearest(table: Table, child: Genotype, parent: Genotype, generator: torch.Ge
             ) -> Genotype:
     """The table's cell with the fewest decisions unlike ``child``'s, other than ``parent``
     (ties drawn at random)."""
-    ops = tuple(table.head["ops"])
-    distance = (table.decisions != np.array(child.to_decisions(ops))).sum(1)
-    distance[(table.decisions == np.array(parent.to_decisions(ops))).all(1)] = 10**9
+    ops, macros = table.ops, table.macros
+    distance = (table.decisions != np.array(child.to_decisions(ops, macros))).sum(1)
+    distance[(table.decisions == np.array(parent.to_decisions(ops, macros))).all(1)] = 10**9
     ties = np.flatnonzero(distance == distance.min())
     return table.cells[ties[int(torch.randint(len(ties), (1,), generator=generator))]]
 
@@ -71,6 +71,8 @@ def strategy(name: str, settings: dict[str, Any], table: Table, generator: torch
     if name == "random":
         return draw
     kwargs = {k: v for k, v in settings.items() if k not in LOOP_KEYS}
+    if draw.macros:
+        kwargs["macros"] = draw.macros
     ctrl = build_controller(name, draw.num_nodes, ops=draw.ops, **kwargs)
     ctrl.uniform = draw
     if isinstance(ctrl, EvolutionController):
@@ -85,12 +87,12 @@ def search(table: Table, name: str, settings: dict[str, Any], budget: int, seed:
     rng = torch.Generator().manual_seed(seed)
     noise = np.random.default_rng(seed)  # which proxy seed each trial observes
     index = {tuple(d): i for i, d in enumerate(table.decisions.tolist())}
-    ops = tuple(table.head["ops"])
     ctrl = strategy(name, settings, table, rng)
     best: dict[int, float] = {}  # row -> its best observation
     for start in range(0, budget, batch):
         samples = [ctrl.propose(rng) for _ in range(min(batch, budget - start))]
-        rows = [index[tuple(s.genotype.to_decisions(ops))] for s in samples]
+        rows = [index[tuple(s.genotype.to_decisions(table.ops, table.macros))]
+                for s in samples]
         seen = [float(table.reward[i, noise.integers(table.reward.shape[1])]) for i in rows]
         ctrl.update(samples, seen)
         for i, value in zip(rows, seen, strict=True):

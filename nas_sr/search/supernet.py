@@ -28,7 +28,7 @@ from nas_sr.data.sources import resolve_sources
 from nas_sr.device import memory_format, resolve_device, set_threads
 from nas_sr.errors import ConfigError
 from nas_sr.metrics import Pairs, crop_psnrs
-from search_spaces.genotypes import Genotype
+from search_spaces.genotypes import Genotype, Macro
 from search_spaces.network import CellSRNet
 from search_spaces.operations import OP_NAMES
 
@@ -45,6 +45,13 @@ def space_ops(cfg: DictConfig) -> tuple[str, ...]:
     return tuple(space.ops) if space is not None else OP_NAMES
 
 
+def space_macros(cfg: DictConfig) -> tuple[Macro, ...]:
+    """The space's (channels, cells) choices; () where the network's size is fixed."""
+    space = cfg.get("space")
+    return tuple(tuple(int(x) for x in m) for m in (space.get("macro") or ())
+                 ) if space is not None else ()
+
+
 def build_supernet(cfg: DictConfig) -> CellSRNet:
     """The weight-shared supernet over the space's ops, sized by ``archs.cell``."""
     check_scale(cfg.scale)
@@ -58,7 +65,9 @@ def build_search_controller(cfg: DictConfig) -> Controller:
     """The controller ``cfg.controller`` names, with its own settings."""
     ctrl = OmegaConf.to_container(cfg.controller)
     kwargs = {k: v for k, v in ctrl.items() if k not in SEARCH_KEYS}
-    return build_controller(ctrl["name"], cfg.archs.cell.nodes, ops=space_ops(cfg), **kwargs)
+    macros = space_macros(cfg)  # only the trial strategies take them (nas_sr.options)
+    return build_controller(ctrl["name"], cfg.archs.cell.nodes, ops=space_ops(cfg),
+                            **kwargs, **({"macros": macros} if macros else {}))
 
 
 def train_store(cfg: DictConfig) -> Any:

@@ -4,7 +4,8 @@ by training.
 
 A table is a JSON-lines file: a header (what was trained, how, and the command that
 extends it), then one row per cell: its decisions and nodes, its costs at the retrain
-width, and for each proxy seed the per-crop Y-PSNRs on the reward and the final crops.
+width (a row whose space searches the network's size has its own ``macro``), and for each
+proxy seed the per-crop Y-PSNRs on the reward and the final crops.
 Rows come from the studies of trial searches (``search.trials``), typically random ones of
 ``space=wide`` in a few cost bands; the same cell met in two studies merges its seeds.
 """
@@ -28,7 +29,7 @@ from nas_sr.schema.train import retrain_width
 from nas_sr.search.latency import cell_arch, machine, median_ms, predict_latency, session
 from nas_sr.search.proxy import ProxySetting
 from nas_sr.search.trials import Decisions, finished
-from search_spaces.genotypes import Genotype
+from search_spaces.genotypes import Genotype, Macro
 
 KIND, VERSION = "nas-sr table", 1
 COSTS = ("params", "mult_adds", "latency_ms")  # a row's closed-form (and budget) costs
@@ -36,11 +37,27 @@ COSTS = ("params", "mult_adds", "latency_ms")  # a row's closed-form (and budget
 SAME = ("space", "ops", "nodes", "scale", "width", "recipe", "reward_crops", "final_crops")
 
 
+def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """What two table headers disagree on of :data:`SAME` and the space's macros."""
+    return [k for k in (*SAME, "macros") if a.get(k) != b.get(k)]
+
+
+def table_macros(head: dict[str, Any]) -> tuple[Macro, ...]:
+    """A table's (channels, cells) choices; () where its space fixed the network's size."""
+    return tuple(tuple(m) for m in head.get("macros", ()))
+
+
+def row_cell(row: dict[str, Any]) -> Genotype:
+    """A table row's cell, with its macro where it has one."""
+    return Genotype.from_dict({"nodes": row["genotype"], "macro": row.get("macro")})
+
+
 def header(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """What a trial search's runs were: its space, recipe and crops, and how to extend it."""
-    setting = ProxySetting.from_config(cfg)
+    setting, decisions = ProxySetting.from_config(cfg), Decisions(cfg)
+    macros = {"macros": [list(m) for m in decisions.macros]} if decisions.macros else {}
     return {"kind": KIND, "version": VERSION, "space": cfg.get("space", {}).get("name", "enas"),
-            "ops": list(Decisions(cfg).ops), "nodes": cfg.archs.cell.nodes,
+            "ops": list(decisions.ops), **macros, "nodes": cfg.archs.cell.nodes,
             "scale": cfg.scale, "width": list(retrain_width(cfg)), "recipe": vars(setting),
             "reward_crops": cfg.search.reward_crops, "final_crops": cfg.search.final_crops,
             "data": cfg.data.name,
@@ -53,8 +70,9 @@ def rows_of(cfg: DictConfig, study: Any) -> list[dict[str, Any]]:
     rows = []
     for t in finished(study):
         genotype = decisions.genotype(t.params)
-        rows.append({"decisions": genotype.to_decisions(decisions.ops),
-                     "genotype": genotype.to_dict()["nodes"], **t.user_attrs["cost"],
+        macro = {"macro": list(genotype.macro)} if genotype.macro else {}
+        rows.append({"decisions": genotype.to_decisions(decisions.ops, decisions.macros),
+                     "genotype": genotype.to_dict()["nodes"], **macro, **t.user_attrs["cost"],
                      "runs": t.user_attrs["runs"]})
     return rows
 
@@ -77,11 +95,11 @@ def add_latency(head: dict[str, Any], rows: list[dict[str, Any]], threads: list[
     """Each row's latency on an ``lr_size`` frame at each of ``threads``: predicted by the
     latency ``table`` (``predicted_ms_t{n}``) and, with ``measure``, timed whole in ONNX
     Runtime here (``measured_ms_t{n}``); the header records the machine and the frame."""
-    channels, cells = head["width"]
     head["latency"] = {"lr_size": lr_size, "threads": threads, "machine": machine(),
                        "predicted_by": table and table.get("machine")}
     for row in progress_bar(rows, desc="latency", disable=not progress):
-        genotype = Genotype.from_dict({"nodes": row["genotype"]})
+        genotype = row_cell(row)
+        channels, cells = genotype.width(head["width"])
         arch = cell_arch(genotype, channels, cells, head["scale"])
         graph = export_onnx(build_model(arch).eval(), arch) if measure else None
         for t in threads:
@@ -146,17 +164,24 @@ class Table:
             runs = [row["runs"][s] for s in sorted(row["runs"], key=int)[:seeds]]
             return [float(np.mean(r[crops])) for r in runs]
 
-        ops = tuple(head["ops"])
-        return cls(head, [Genotype.from_dict({"nodes": r["genotype"]}) for r in rows],
+        return cls(head, [row_cell(r) for r in rows],
                    np.array([r["decisions"] for r in rows]),
                    {k: np.array([r[k] for r in rows], dtype=float) for k in rows[0]
                     if k in COSTS or k.startswith(("predicted_ms", "measured_ms"))},
                    np.array([means(r, "reward") for r in rows]),
-                   np.array([np.mean(means(r, "final")) for r in rows]))._checked(ops)
+                   np.array([np.mean(means(r, "final")) for r in rows]))._checked()
 
-    def _checked(self, ops: tuple[str, ...]) -> Table:
+    @property
+    def ops(self) -> tuple[str, ...]:
+        return tuple(self.head["ops"])
+
+    @property
+    def macros(self) -> tuple[Macro, ...]:
+        return table_macros(self.head)
+
+    def _checked(self) -> Table:
         for g, d in zip(self.cells, self.decisions, strict=True):
-            if g.to_decisions(ops) != list(d):
+            if g.to_decisions(self.ops, self.macros) != list(d):
                 raise ConfigError(f"a table row's decisions {list(d)} are not its cell {g}")
         return self
 

@@ -78,10 +78,11 @@ def scored_trial(step: int, trial: FrozenTrial, band: Band, decisions: Decisions
     cost = band.cost(genotype)
     penalty = band.penalty(cost)
     nodes = genotype.to_dict()["nodes"]
-    log.log("controller", controller_step=step, epoch=1, genotype=nodes,
+    macro = {"macro": list(genotype.macro)} if genotype.macro else {}
+    log.log("controller", controller_step=step, epoch=1, genotype=nodes, **macro,
             psnr=trial.value + penalty, reward=trial.value, trial=trial.number,
             seconds=trial.user_attrs["seconds"], **cost)
-    return {"genotype": nodes, **cost, "within_budget": within_budget(cost, band.limits),
+    return {"genotype": nodes, **macro, **cost, "within_budget": within_budget(cost, band.limits),
             "penalty": penalty, "psnr": trial.value + penalty, "trial": trial.number}
 
 

@@ -48,7 +48,13 @@ from nas_sr.errors import ConfigError
 from nas_sr.progress import progress_bar
 from nas_sr.search.band import Band
 from nas_sr.search.proxy import ProxySetting, proxy_batches, proxy_run
-from nas_sr.search.supernet import build_search_controller, reward_crops, space_ops, train_store
+from nas_sr.search.supernet import (
+    build_search_controller,
+    reward_crops,
+    space_macros,
+    space_ops,
+    train_store,
+)
 from search_spaces.genotypes import Genotype, choices_per_decision
 
 STUDY = "search"  # the study's name in its storage
@@ -87,18 +93,20 @@ def finished(study: optuna.Study, trials: list[FrozenTrial] | None = None
 
 
 class Decisions:
-    """A cell as Optuna parameters: one categorical ``d{i}`` per decision of the space."""
+    """A cell (and its macro, where the space has them) as Optuna parameters: one
+    categorical ``d{i}`` per decision of the space."""
 
     def __init__(self, cfg: DictConfig):
-        self.ops, nodes = space_ops(cfg), cfg.archs.cell.nodes
-        self.space = {f"d{i}": CategoricalDistribution(tuple(range(c)))
-                      for i, c in enumerate(choices_per_decision(nodes, self.ops))}
+        self.ops, self.macros, nodes = space_ops(cfg), space_macros(cfg), cfg.archs.cell.nodes
+        self.space = {f"d{i}": CategoricalDistribution(tuple(range(c))) for i, c in
+                      enumerate(choices_per_decision(nodes, self.ops, self.macros))}
 
     def params(self, genotype: Genotype) -> dict[str, int]:
-        return dict(zip(self.space, genotype.to_decisions(self.ops), strict=True))
+        return dict(zip(self.space, genotype.to_decisions(self.ops, self.macros), strict=True))
 
     def genotype(self, params: dict[str, Any]) -> Genotype:
-        return Genotype.from_decisions([int(params[k]) for k in self.space], self.ops)
+        return Genotype.from_decisions([int(params[k]) for k in self.space], self.ops,
+                                       self.macros)
 
 
 class StrategySampler(optuna.samplers.BaseSampler):

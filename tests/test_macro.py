@@ -1,0 +1,142 @@
+"""The network's size as a searched decision (``space.macro``): width against depth, carried
+by the genotype through proposals, costs, the proxy, the table and the retrain."""
+
+import json
+
+import pytest
+import torch
+
+import nas_sr.search.proxy as proxy_module
+from conftest import make_cfg
+from controllers import EvolutionController, PredictorController, RandomController
+from controllers.evolution import mutate
+from controllers.predictor import features
+from nas_sr.cli import run_job
+from nas_sr.errors import ConfigError
+from nas_sr.jobs.retrain import model_spec
+from nas_sr.options import check_options
+from nas_sr.search.band import Band
+from nas_sr.search.proxy import ProxySetting, proxy_run
+from nas_sr.search.replay import replay
+from nas_sr.search.table import Table, read_table
+from search_spaces.cost import genotype_cost
+from search_spaces.genotypes import Genotype, GenotypeError, Node, space_size
+from search_spaces.operations import OP_NAMES
+
+MACROS = ((16, 10), (32, 4), (48, 2), (64, 1))
+CELL = Genotype((Node(0, "conv_3x3", 1, "identity"), Node(2, "sep_conv_3x3", 0, "conv_3x3")))
+
+
+def test_a_genotypes_macro_survives_decisions_and_json_and_keys_it_apart():
+    g = Genotype(CELL.nodes, (48, 2))
+    d = g.to_decisions(OP_NAMES, MACROS)
+    assert d[-1] == 2 and Genotype.from_decisions(d, OP_NAMES, MACROS) == g
+    assert Genotype.from_dict(json.loads(json.dumps(g.to_dict()))) == g
+    assert g != CELL and len({g, CELL, Genotype(CELL.nodes, (32, 4))}) == 3
+    assert g.width((32, 4)) == (48, 2) and CELL.width((32, 4)) == (32, 4)
+    assert str(g).endswith("48 channels x 2 cells")
+    assert space_size(2, OP_NAMES, MACROS)["distinct_cells"] == \
+        4 * space_size(2, OP_NAMES)["distinct_cells"]
+    with pytest.raises(GenotypeError, match="not among the space's"):
+        Genotype(CELL.nodes, (24, 6)).to_decisions(OP_NAMES, MACROS)
+    with pytest.raises(GenotypeError, match="not among the space's"):
+        g.to_decisions(OP_NAMES)  # a space of one size has no decision for it
+    with pytest.raises(GenotypeError, match="expected \\[channels, cells\\]"):
+        Genotype.from_dict({"nodes": g.to_dict()["nodes"], "macro": [32, 0]})
+
+
+def test_evolutions_macro_mutation_moves_one_step_along_the_list_and_keeps_the_cell():
+    gen = torch.Generator().manual_seed(0)
+    parent = Genotype(CELL.nodes, (32, 4))
+    moved = [c for c in (mutate(parent, OP_NAMES, gen, MACROS) for _ in range(400))
+             if c.nodes == parent.nodes and c != parent]  # (a swap of alike ops is neither)
+    assert {c.macro for c in moved} == {(16, 10), (48, 2)}  # neighbours only
+    children = [mutate(parent, OP_NAMES, gen, MACROS) for _ in range(400)]
+    assert all(c.macro == parent.macro for c in children if c.nodes != parent.nodes)
+    # a space of one size mutates as before: the same draws, the same children
+    a, b = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    assert [mutate(CELL, OP_NAMES, a) for _ in range(20)] == \
+        [mutate(CELL, OP_NAMES, b, ()) for _ in range(20)]
+
+
+def test_each_strategy_proposes_only_in_band_networks_priced_at_their_own_size():
+    cfg = make_cfg("search", "controller=random", "search.trials.count=4",
+                   "space.macro=[[8,1],[16,2],[24,3]]", "search.budget.params=60000",
+                   "search.budget.floor=0.5")
+    band, gen = Band(cfg), torch.Generator().manual_seed(0)
+    macros = ((8, 1), (16, 2), (24, 3))
+    strategies = [RandomController(5, macros=macros),
+                  EvolutionController(5, population=4, tournament=2, macros=macros),
+                  PredictorController(5, warmup=4, candidates=16, trees=4, macros=macros)]
+    for ctrl in strategies:
+        band.constrain(ctrl)
+        for _ in range(12):
+            s = band.propose(ctrl, gen)
+            g = s.genotype
+            assert g in band and g.macro in macros
+            assert band.cost(g)["params"] == genotype_cost(g, *g.macro, cfg.scale)["params"]
+            ctrl.update([s], [float(g.macro[0])])
+    drawn = {band.propose(strategies[0], gen).genotype.macro for _ in range(60)}
+    assert drawn == {(16, 2), (24, 3)}  # 8 x 1 cannot reach half the budget
+    assert features(Genotype(CELL.nodes, (24, 3)), OP_NAMES)[-2:].tolist() == [24, 3]
+
+
+def test_the_proxy_trains_a_network_at_its_genotypes_size(monkeypatch):
+    built = []
+
+    class Spy(proxy_module.CellSRNet):
+        def __init__(self, scale, channels, cells, *args, **kwargs):
+            built.append((channels, cells))
+            super().__init__(scale, channels, cells, *args, **kwargs)
+
+    monkeypatch.setattr(proxy_module, "CellSRNet", Spy)
+    setting = ProxySetting(channels=4, cells=1, steps=1, batch_size=1, patch_size=8, lr=1e-3)
+    pair = (torch.rand(1, 3, 4, 4), torch.rand(1, 3, 8, 8))
+    proxy_run(Genotype(CELL.nodes, (6, 2)), pair, {"reward": pair}, 2, setting, 0)
+    proxy_run(CELL, pair, {"reward": pair}, 2, setting, 0)
+    assert built == [(6, 2), (4, 1)]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["space.macro=[[16]]"], "give distinct \\[channels, cells\\] pairs"),
+    (["space.macro=[[16,2],[16,2]]"], "give distinct"),
+    (["space.macro=[[16,2],[32,1]]", "controller=enas"], "on the trial engine"),
+    (["space.macro=[[16,2],[32,1]]", "controller=random"], "on the trial engine"),
+])
+def test_a_macro_the_search_cannot_use_is_refused_in_one_line(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        check_options("search", make_cfg("search", *overrides))
+
+
+def test_a_macro_search_chooses_a_size_retrains_at_it_and_tables_and_replays(tmp_path):
+    cfg = make_cfg("search", "search.proxy.steps=2", "search.proxy.batch_size=2",
+                   "search.proxy.patch_size=16", "threads=1", "controller=random",
+                   "search.trials.count=4", "search.proxy.seeds=[0,1]",
+                   "space.macro=[[4,1],[6,2]]")
+    check_options("search", cfg)
+    summary = run_job("search", cfg, tmp_path / "s")
+    chosen = Genotype.from_dict(summary["genotype"])
+    assert chosen.macro in ((4, 1), (6, 2))
+    cost = summary["cost_at_retrain_width"]
+    assert (cost["channels"], cost["cells"]) == chosen.macro
+    pareto = json.loads((tmp_path / "s" / "pareto.json").read_text())["cells"]
+    assert all(c["params"] == genotype_cost(Genotype.from_dict({"nodes": c["genotype"]}),
+                                            *c["macro"], 2)["params"]
+               for c in pareto)
+    # the retrain builds the searched size, whatever train.cell says
+    spec = model_spec(make_cfg("retrain", f"genotype={tmp_path / 's' / 'genotype.json'}",
+                               "train.cell.channels=32"))
+    assert (spec["channels"], spec["cells"]) == chosen.macro
+    # its table rows keep their sizes, and replay draws among them
+    out = tmp_path / "table.jsonl"
+    run_job("table", make_cfg("table", f"runs=[{tmp_path / 's'}]", f"output={out}"),
+            tmp_path / "t")
+    head, rows = read_table(out)
+    assert head["macros"] == [[4, 1], [6, 2]] and all(r["macro"] in head["macros"]
+                                                      for r in rows)
+    table = Table.load(out)
+    assert {g.macro for g in table.cells} <= {(4, 1), (6, 2)}
+    result = replay(table, {"evolution": {"population": 2, "tournament": 2},
+                            "predictor": {"warmup": 2, "candidates": 8, "trees": 4}},
+                    [2], seeds=3, final_top=2, batch=1)
+    assert set(result["budgets"][2]) == {"random", "evolution", "predictor"}
