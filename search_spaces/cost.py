@@ -29,16 +29,18 @@ def lq_size(scale: int, hr_size: tuple[int, int] = HR_SIZE) -> tuple[int, int]:
     return math.ceil(hr_size[0] / scale), math.ceil(hr_size[1] / scale)
 
 
-def genotype_cost(genotype: Genotype, channels: int, cells: int, scale: int) -> dict[str, int]:
-    """Params and Mult-Adds of ``CellSRNet(scale, channels, cells, genotype=genotype)``."""
+def genotype_cost(genotype: Genotype, channels: int, cells: int, scale: int, colors: int = 3
+                  ) -> dict[str, int]:
+    """Params and Mult-Adds of ``CellSRNet(scale, channels, cells, genotype=genotype,
+    colors=colors)``: a network on Y (``colors=1``) has a one-channel head and tail."""
     c, lq = channels, lq_size(scale)
     pixels = math.prod(lq)
     ops = [op_cost(op, c, lq) for op in genotype.ops()]
     combine = len(genotype.loose_ends()) * c * c
     cell = OpCost(sum(o.params for o in ops) + combine + c,
                   sum(o.mult_adds for o in ops) + combine * pixels)
-    out = 3 * scale**2
-    head = OpCost(27 * c + c, 27 * c * pixels)
+    out = colors * scale**2
+    head = OpCost(9 * colors * c + c, 9 * colors * c * pixels)
     tail = OpCost(9 * c * out + out, 9 * c * out * pixels)
     return {"params": head.params + cells * cell.params + tail.params,
             "mult_adds": head.mult_adds + cells * cell.mult_adds + tail.mult_adds}

@@ -6,6 +6,7 @@ from scipy import stats
 
 from controllers import RandomController
 from nas_sr.archs.complexity import mult_adds
+from nas_sr.archs.luma import LumaSR
 from nas_sr.search.stats import rank_correlation
 from search_spaces.cost import (
     budget_penalty,
@@ -27,6 +28,9 @@ def test_closed_form_cost_equals_the_built_networks(scale):
         net = CellSRNet(scale, 16, 3, 5, g)
         cost = genotype_cost(g, 16, 3, scale)
         assert cost == {"params": count_params(net), "mult_adds": mult_adds(net, scale)}
+        on_y = LumaSR(CellSRNet(scale, 16, 3, 5, g, colors=1))  # one channel in and out
+        assert genotype_cost(g, 16, 3, scale, colors=1) == {
+            "params": count_params(on_y), "mult_adds": mult_adds(on_y, scale)}
 
 
 @pytest.mark.parametrize("nodes, scale", [(1, 2), (3, 3), (5, 4)])

@@ -50,6 +50,19 @@ def test_the_prediction_is_the_sum_of_the_tables_entries_scaled_by_pixels():
         latency.predict_latency(CELL, 8, 3, 2, table, 2, (16, 16))
 
 
+def test_a_network_on_y_is_priced_with_the_one_channel_head_and_tail():
+    table = hand_made()
+    with pytest.raises(ConfigError, match="no head:y at width 8.*nas-sr profile"):
+        latency.predict_latency(CELL, 8, 3, 2, table, 1, (16, 16), colors=1)
+    rows = table["entries"]["1"]
+    rows["head:y"], rows["tail:2:y"] = {"8": 0.5}, {"8": 0.25}
+    rgb = latency.predict_latency(CELL, 8, 3, 2, table, 1, (16, 16))
+    luma = latency.predict_latency(CELL, 8, 3, 2, table, 1, (16, 16), colors=1)
+    assert luma == pytest.approx(rgb - rows["head"]["8"] - rows["tail:2"]["8"] + 0.75)
+    rows["tail:2:y"] = {"8": -1.0}  # present, so checked as every entry is
+    assert "tail:2:y" in latency._bad_entries(table)
+
+
 def test_the_table_round_trips(tmp_path):
     table = hand_made()
     latency.save_table(table, tmp_path / "t.json")
@@ -129,7 +142,8 @@ def test_a_tiny_profile_writes_a_table_that_loads_and_a_validation(tmp_path, mon
         "profile.validate=3", "profile.validate_cells=[1,2]", f"profile.table={path}"),
         tmp_path / "run")
     table = latency.load_table(path)
-    assert table["widths"] == [4, 8] and set(table["entries"]["1"]) >= {"head", "tail:2"}
+    assert table["widths"] == [4, 8] and set(table["entries"]["1"]) >= {"head", "tail:2",
+                                                                        "head:y", "tail:2:y"}
     written = json.loads((tmp_path / "run" / "summary.json").read_text())
     agree = written["validation"]["per_threads"]["1"]
     assert agree["mape"] >= 0 and -1 <= agree["kendall_tau"] <= 1

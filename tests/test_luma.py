@@ -20,6 +20,10 @@ from nas_sr.deploy.predictor import load_predictor
 from nas_sr.errors import ConfigError
 from nas_sr.jobs import export
 from nas_sr.metrics import rgb_to_cbcr, rgb_to_y
+from nas_sr.search import proxy
+from nas_sr.search.band import Band
+from search_spaces.cost import genotype_cost
+from search_spaces.genotypes import Genotype, Node
 from search_spaces.network import count_params
 
 GENOTYPE = {"nodes": [[1, "sep_conv_3x3", 1, "identity"], [2, "conv_3x3", 2, "dil_conv_3x3"]],
@@ -130,3 +134,31 @@ def test_a_y_models_video_goes_through_the_decoded_luma_plane(y_export, tmp_path
         up = F.interpolate(torch.from_numpy(u).float()[None, None], scale_factor=2,
                            mode="bicubic").clamp(0, 255).round().byte()[0, 0].numpy()
         assert np.abs(sr[64:80].reshape(32, 48).astype(int) - up).max() <= 1
+
+
+def test_a_search_for_a_network_on_y_prices_and_trains_its_cells_on_y(monkeypatch):
+    cfg = make_cfg("search", "train.cell.colors=1", "search.budget.params=50000")
+    cell = Genotype((Node(0, "conv_3x3", 1, "identity"),))
+    width = (cfg.archs.cell.channels, cfg.archs.cell.cells)
+    assert Band(cfg).cost(cell) == genotype_cost(cell, *width, cfg.scale, colors=1)
+    assert Band(cfg).cost(cell)["params"] < genotype_cost(cell, *width, cfg.scale)["params"]
+    setting = proxy.ProxySetting.from_config(cfg)
+    assert setting.colors == 1 and setting.record()["colors"] == 1
+    assert "colors" not in proxy.ProxySetting.from_config(make_cfg("search")).record()
+    seen = []  # the channels every call of the proxy's network gets
+
+    class Spy(proxy.CellSRNet):
+        def forward(self, x, genotype=None):
+            seen.append(x.shape[1])
+            return super().forward(x, genotype)
+
+    monkeypatch.setattr(proxy, "CellSRNet", Spy)
+    tiny = proxy.ProxySetting(channels=4, cells=1, steps=3, batch_size=2, patch_size=16,
+                              lr=1e-3, colors=1)
+    gen = torch.Generator().manual_seed(0)
+    batches = (torch.randint(0, 256, (6, 3, 8, 8), generator=gen, dtype=torch.uint8),
+               torch.randint(0, 256, (6, 3, 16, 16), generator=gen, dtype=torch.uint8))
+    crops = (torch.rand(3, 3, 8, 8, generator=gen), torch.rand(3, 3, 16, 16, generator=gen))
+    scores = proxy.proxy_run(cell, batches, {"reward": crops}, 2, tiny, 0)
+    assert seen and set(seen) == {1}  # training and scoring: Y alone through the network
+    assert scores["reward"].shape == (3,) and torch.isfinite(scores["reward"]).all()

@@ -22,6 +22,11 @@ def retrain_width(cfg: DictConfig) -> tuple[int, int]:
     return own.get("channels") or cell.channels, own.get("cells") or cell.cells
 
 
+def retrain_colors(cfg: DictConfig) -> int:
+    """1 where the retrained cell network is on Y (``train.cell.colors=1``), else 3."""
+    return OmegaConf.select(cfg, "train.cell.colors", default=None) or 3
+
+
 @dataclass
 class TrainCell:
     """The retrained cell network's size; null = archs.cell's (the search's supernet size)."""

@@ -22,7 +22,9 @@ inputs, ONNX Runtime's layout reorders around a conv) included. The parts, per w
 - ``combine:L``: a cell's output, ``h(k-1) + conv1x1(concat(L loose ends))``, for L = 1 to
   ``nodes``;
 - ``head``: ``conv3x3(x - mean)``, 3 to C channels; ``tail:S``: ``conv3x3(h + feat)``,
-  C to 3 S^2 channels, ``PixelShuffle(S)`` and ``+ mean``, for each scale S.
+  C to 3 S^2 channels, ``PixelShuffle(S)`` and ``+ mean``, for each scale S; ``head:y`` and
+  ``tail:S:y`` the same for a network on Y (one channel in, one out; a table made before
+  them prices only RGB networks).
 
 :func:`predict_latency` is arithmetic on the table: ``head + cells x share x (ops + nodes x
 add + combine:L) + tail:S``, scaled linearly from the reference LR size to the asked one
@@ -134,9 +136,10 @@ def parts(c: int, scales: Sequence[int], nodes: int) -> dict[str, tuple[nn.Modul
     out["add"] = (Add(), [c, c])
     for loose in range(1, nodes + 1):
         out[f"combine:{loose}"] = (Combine(c, loose), [c] * (loose + 1))
-    out["head"] = (Head(CellSRNet(2, c, num_cells=0)), [3])
-    for s in scales:
-        out[f"tail:{s}"] = (Tail(CellSRNet(s, c, num_cells=0)), [c, c])
+    for planes, y in ((3, ""), (1, ":y")):
+        out[f"head{y}"] = (Head(CellSRNet(2, c, num_cells=0, colors=planes)), [planes])
+        for s in scales:
+            out[f"tail:{s}{y}"] = (Tail(CellSRNet(s, c, num_cells=0, colors=planes)), [c, c])
     return out
 
 
@@ -345,7 +348,8 @@ def _bad_entries(table: dict[str, Any]) -> str | None:
         rows = table["entries"].get(str(t))
         if not isinstance(rows, dict):
             return f"no entries for {t} thread(s)"
-        for name in names:
+        luma = ["head:y", *(f"tail:{s}:y" for s in table["scales"])] if "head:y" in rows else []
+        for name in names + luma:
             for c in table["widths"]:
                 ms = rows.get(name, {}).get(str(c)) if isinstance(rows.get(name), dict) else None
                 if ms is None:
@@ -364,8 +368,10 @@ def _is_time(value: Any) -> bool:
 # --- prediction and measurement -----------------------------------------------------------
 
 def predict_latency(genotype: Genotype, channels: int, cells: int, scale: int,
-                    table: dict[str, Any], threads: int, lr_size: Sequence[int]) -> float:
-    """Milliseconds the network should take on an ``lr_size`` input: the head, the tail and
+                    table: dict[str, Any], threads: int, lr_size: Sequence[int],
+                    colors: int = 3) -> float:
+    """Milliseconds the network (on Y with ``colors=1``) should take on an ``lr_size``
+    input: the head, the tail and
     ``cells`` times the sum of the table's entries for a cell's parts, that sum scaled by
     the share of its conv multiply-adds the served (fused) cell keeps; all scaled from the
     reference LR size by pixel count; times the table's ``calibration`` factor for
@@ -383,15 +389,18 @@ def predict_latency(genotype: Genotype, channels: int, cells: int, scale: int,
         return value
 
     cell = sum(n * ms(name) for name, n in cell_parts(genotype).items())
-    total = ms("head") + cells * cell * served_share(genotype, channels) + ms(f"tail:{scale}")
+    y = ":y" if colors == 1 else ""
+    total = (ms(f"head{y}") + cells * cell * served_share(genotype, channels)
+             + ms(f"tail:{scale}{y}"))
     factor = table.get("calibration", {}).get(str(threads), 1.0)
     return factor * total * math.prod(lr_size) / math.prod(table["reference_lr"])
 
 
-def cell_arch(genotype: Genotype, channels: int, cells: int, scale: int) -> dict[str, Any]:
-    """The arch spec of a plain standalone cell network."""
+def cell_arch(genotype: Genotype, channels: int, cells: int, scale: int, colors: int = 3
+              ) -> dict[str, Any]:
+    """The arch spec of a plain standalone cell network (on Y with ``colors=1``)."""
     return {"name": "cell", "scale": scale, "channels": channels, "cells": cells,
-            "genotype": genotype.to_dict()}
+            "genotype": genotype.to_dict(), **({"colors": 1} if colors == 1 else {})}
 
 
 def measure_latency(model: nn.Module, lr_size: Sequence[int], threads: int,

@@ -11,6 +11,9 @@ pixels EcoNAS-style (Zhou et al. 2020) or the steps further was measured and is 
 Every cell is trained on the same crops in the same order and from the same seeds
 (common random numbers), so two cells' scores differ by what the cells do, not by the
 crops they were dealt; a cell's score is the mean over ``seeds``.
+
+A search for a network on Y (``train.cell.colors=1``) trains its proxies on the crops' Y
+and scores them as every Y model is scored: Y through the network, chroma bicubic.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
+from nas_sr.archs.luma import LumaSR, rgb_to_luma
 from nas_sr.data.crops import RandomCrops
 from nas_sr.metrics import Pairs, crop_psnrs
-from nas_sr.schema.train import retrain_width
+from nas_sr.schema.train import retrain_colors, retrain_width
 from nas_sr.train.recipe import cosine_lr, not_finite
 from search_spaces.genotypes import Genotype
 from search_spaces.network import CellSRNet
@@ -44,13 +48,21 @@ class ProxySetting:
     batch_size: int
     patch_size: int  # HR crop side
     lr: float
+    colors: int = 3  # 1: the network on Y, as the retrain's (train.cell.colors)
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> ProxySetting:
-        """``cfg.search.proxy``, its null width the retrain's (train.cell, else archs.cell)."""
+        """``cfg.search.proxy``, its null width the retrain's (train.cell, else archs.cell),
+        on the retrain's colours."""
         proxy, (channels, cells) = cfg.search.proxy, retrain_width(cfg)
         return cls(channels=proxy.channels or channels, cells=proxy.cells or cells,
-                   **{k: proxy[k] for k in ("steps", "batch_size", "patch_size", "lr")})
+                   **{k: proxy[k] for k in ("steps", "batch_size", "patch_size", "lr")},
+                   colors=retrain_colors(cfg))
+
+    def record(self) -> dict[str, Any]:
+        """The setting as saved beside its scores (an RGB one as it was before Y proxies,
+        so earlier runs and tables still match it)."""
+        return {k: v for k, v in vars(self).items() if k != "colors" or v != 3}
 
 
 def proxy_batches(store: Any, scale: int, setting: ProxySetting, seed: int) -> Pairs:
@@ -90,7 +102,7 @@ def proxy_run(genotype: Genotype, batches: Pairs, crops: dict[str, Pairs], scale
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = CellSRNet(scale, *genotype.width((setting.channels, setting.cells)),
-                        genotype.num_nodes, genotype)
+                        genotype.num_nodes, genotype, colors=setting.colors)
     net = net.to(device, memory_format=fmt).train()
     opt = torch.optim.Adam(net.parameters(), lr=setting.lr)
     for step in range(setting.steps):
@@ -98,6 +110,8 @@ def proxy_run(genotype: Genotype, batches: Pairs, crops: dict[str, Pairs], scale
             group["lr"] = cosine_lr(setting.lr, 0.0, step, setting.steps)
         lq = (lq_all[step * b:(step + 1) * b].float() / 255).to(device, memory_format=fmt)
         gt = (gt_all[step * b:(step + 1) * b].float() / 255).to(device)
+        if setting.colors == 1:
+            lq, gt = rgb_to_luma(lq), rgb_to_luma(gt)
         loss = F.l1_loss(net(lq), gt)
         if not_finite(loss.item()):
             return {name: torch.full((len(pair[1]),), float("nan"))
@@ -106,8 +120,9 @@ def proxy_run(genotype: Genotype, batches: Pairs, crops: dict[str, Pairs], scale
         loss.backward()
         opt.step()
     net.eval()
+    scored = LumaSR(net) if setting.colors == 1 else net
     with torch.no_grad():
-        return {name: crop_psnrs(net, (lq.to(device, memory_format=fmt), gt.to(device)),
+        return {name: crop_psnrs(scored, (lq.to(device, memory_format=fmt), gt.to(device)),
                                  scale, SCORE_BATCH).cpu()
                 for name, (lq, gt) in crops.items()}
 
@@ -143,14 +158,14 @@ class ProxyReward:
         return sum(runs[s][on] for s in seeds) / len(seeds)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"setting": vars(self.setting),
+        return {"setting": self.setting.record(),
                 "scores": [[g.to_dict()["nodes"], {str(s): p for s, p in v.items()}]
                            for g, v in self.scores.items()]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Scores of the same setting; those of another (a re-selection with a changed
         ``search.proxy``) measured something else and are dropped."""
-        same = state.get("setting") == vars(self.setting)
+        same = state.get("setting") == self.setting.record()
         self.scores = {_cell(k): {int(s): p for s, p in v.items()}
                        for k, v in state.get("scores", [])} if same else {}
 

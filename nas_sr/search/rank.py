@@ -145,7 +145,7 @@ def proxy_ranking(search: SearchRun, rows: list[dict[str, Any]], seeds: list[int
     again (after a kill, or with more cells) trains only what is missing."""
     c = search.cfg
     setting = ProxySetting.from_config(c)
-    key = ["proxy", vars(setting), c.search.final_crops, data_overrides(c.data), c.scale]
+    key = ["proxy", setting.record(), c.search.final_crops, data_overrides(c.data), c.scale]
     proxy = None
     started, trained = time.perf_counter(), 0
     for row in progress_bar(rows, desc="proxy training", disable=not progress):

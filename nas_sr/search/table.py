@@ -58,7 +58,7 @@ def header(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     macros = {"macros": [list(m) for m in decisions.macros]} if decisions.macros else {}
     return {"kind": KIND, "version": VERSION, "space": cfg.get("space", {}).get("name", "enas"),
             "ops": list(decisions.ops), **macros, "nodes": cfg.archs.cell.nodes,
-            "scale": cfg.scale, "width": list(retrain_width(cfg)), "recipe": vars(setting),
+            "scale": cfg.scale, "width": list(retrain_width(cfg)), "recipe": setting.record(),
             "reward_crops": cfg.search.reward_crops, "final_crops": cfg.search.final_crops,
             "data": cfg.data.name,
             "extend": f"nas-sr search resume={run_dir} search.trials.count=N"}
@@ -100,15 +100,17 @@ def add_latency(head: dict[str, Any], rows: list[dict[str, Any]], threads: list[
     for row in progress_bar(rows, desc="latency", disable=not progress):
         genotype = row_cell(row)
         channels, cells = genotype.width(head["width"])
-        arch = cell_arch(genotype, channels, cells, head["scale"])
+        colors = head["recipe"].get("colors", 3)  # 1: the networks are on Y
+        arch = cell_arch(genotype, channels, cells, head["scale"], colors)
         graph = export_onnx(build_model(arch).eval(), arch) if measure else None
         for t in threads:
             if table is not None:
                 row[f"predicted_ms_t{t}"] = predict_latency(genotype, channels, cells,
-                                                            head["scale"], table, t, lr_size)
+                                                            head["scale"], table, t, lr_size,
+                                                            colors)
             if graph is not None:
-                row[f"measured_ms_t{t}"] = median_ms(session(graph, [(1, 3, *lr_size)], t),
-                                                     3, 10)
+                row[f"measured_ms_t{t}"] = median_ms(
+                    session(graph, [(1, colors, *lr_size)], t), 3, 10)
 
 
 def write_table(path: Path, head: dict[str, Any], rows: list[dict[str, Any]]) -> None:
