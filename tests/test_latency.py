@@ -151,3 +151,15 @@ def test_a_tiny_profile_writes_a_table_that_loads_and_a_validation(tmp_path, mon
     assert summary["table"] == str(path)
     arch = latency.cell_arch(CELL, 4, 1, 2)
     assert latency.measure_latency(build_model(arch).eval(), (16, 16), 1, arch, 1, 3) > 0
+    # a table made before the Y parts existed: reuse times those alone and keeps the rest
+    older = json.loads(path.read_text())
+    for rows in older["entries"].values():
+        del rows["head:y"], rows["tail:2:y"]
+    latency.save_table(older, path)
+    summary = run_job("profile", make_cfg(
+        "profile", "profile.reuse=true", "profile.threads=[1]", f"profile.table={path}"),
+        tmp_path / "run2")
+    assert summary["added"] == ["head:y", "tail:2:y"]
+    again = latency.load_table(path)
+    assert again["entries"]["1"]["head"] == older["entries"]["1"]["head"]
+    assert set(again["entries"]["1"]["head:y"]) == {"4", "8"}

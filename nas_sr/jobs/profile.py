@@ -16,6 +16,7 @@ from nas_sr.checkpoint import write_json
 from nas_sr.errors import ConfigError
 from nas_sr.search.latency import (
     check_clock,
+    complete,
     default_table_path,
     load_table,
     profile,
@@ -66,6 +67,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
               f"on {os.cpu_count()} cores): timings will read high and uneven")
     if cfg.profile.reuse:
         table = load_table(path)
+        if added := complete(table, cfg.logger.progress):  # parts added to the toolkit since
+            save_table(table, path)
+            print(f"latency table: {len(added)} parts added to {path} ({', '.join(added)})")
+        summary["added"] = added
     else:
         start = time.perf_counter()
         table = profile(o["widths"], o["lr_size"], o["threads"], o["scales"], o["nodes"],

@@ -214,7 +214,8 @@ class ProfileSettings:
                      "thread only)")
     table: str | None = opt(None, "where the table goes; null = "
                             "~/.cache/nas-sr/latency/<cpu>-ort<v>.json")
-    reuse: bool = opt(False, "validate the table already at `table` instead of remaking it")
+    reuse: bool = opt(False, "validate the table already at `table` instead of remaking it, "
+                      "timing only the parts it lacks (those added to the toolkit since)")
     validate: int = opt(0, "K random networks timed whole against the prediction (0: none)",
                         low=0, whole=True)
     validate_cells: list[int] = opt([1, 8], "[low, high] cells of the random networks")

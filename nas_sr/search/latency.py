@@ -256,9 +256,25 @@ def profile(widths: Sequence[int], lr_size: Sequence[int] = (128, 128),
             ) -> dict[str, Any]:
     """The latency table of this machine (the method: the module's docstring)."""
     check_clock(clock, threads)
-    h, w = lr_size
-    entries: dict[str, dict[str, dict[str, float]]] = {str(t): {} for t in threads}
-    todo = [(c, name, part) for c in widths for name, part in parts(c, scales, nodes).items()]
+    table = {"machine": machine(), "reference_lr": list(lr_size), "threads": list(threads),
+             "widths": list(widths), "scales": list(scales), "nodes": nodes,
+             "warmup": warmup, "repeats": repeats, "clock": clock, "exporter": EXPORTER,
+             "entries": {str(t): {} for t in threads}}
+    complete(table, progress)
+    return table
+
+
+def complete(table: dict[str, Any], progress: bool = True) -> list[str]:
+    """Time the parts ``table`` lacks at its widths, scales and thread counts, as it timed
+    the others (all of them for a new table; for an older one, the parts added since, such
+    as the Y head and tail); the names of the parts timed."""
+    warmup, repeats = table.get("warmup", 3), table.get("repeats", 10)
+    clock = table.get("clock", "wall")
+    h, w = table["reference_lr"]
+    entries, threads = table["entries"], table["threads"]
+    todo = [(c, name, part) for c in table["widths"]
+            for name, part in parts(c, table["scales"], table["nodes"]).items()
+            if any(str(c) not in entries[str(t)].get(name, {}) for t in threads)]
     for c, name, (module, channels) in progress_bar(todo, desc="profiling parts",
                                                     disable=not progress):
         graph = _checked_part(name, module, channels)
@@ -266,10 +282,7 @@ def profile(widths: Sequence[int], lr_size: Sequence[int] = (128, 128),
             run = session(graph, [(1, ch, h, w) for ch in channels], t)
             entries[str(t)].setdefault(name, {})[str(c)] = median_ms(run, warmup, repeats,
                                                                      clock)
-    return {"machine": machine(), "reference_lr": [h, w], "threads": list(threads),
-            "widths": list(widths), "scales": list(scales), "nodes": nodes,
-            "warmup": warmup, "repeats": repeats, "clock": clock, "exporter": EXPORTER,
-            "entries": entries}
+    return sorted({name for _, name, _ in todo})
 
 
 def check_clock(clock: str, threads: Sequence[int]) -> None:
