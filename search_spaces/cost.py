@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 from search_spaces.genotypes import NUM_CELL_INPUTS, Genotype, Node
+from search_spaces.network import UPSAMPLERS
 from search_spaces.operations import REGISTRY, OpCost
 
 HR_SIZE = (720, 1280)  # (height, width) of the output Mult-Adds are quoted for
@@ -29,10 +30,11 @@ def lq_size(scale: int, hr_size: tuple[int, int] = HR_SIZE) -> tuple[int, int]:
     return math.ceil(hr_size[0] / scale), math.ceil(hr_size[1] / scale)
 
 
-def genotype_cost(genotype: Genotype, channels: int, cells: int, scale: int, colors: int = 3
-                  ) -> dict[str, int]:
+def genotype_cost(genotype: Genotype, channels: int, cells: int, scale: int, colors: int = 3,
+                  upsampler: str = "conv3") -> dict[str, int]:
     """Params and Mult-Adds of ``CellSRNet(scale, channels, cells, genotype=genotype,
-    colors=colors)``: a network on Y (``colors=1``) has a one-channel head and tail."""
+    colors=colors, upsampler=upsampler)``: a network on Y (``colors=1``) has a one-channel
+    head and tail."""
     c, lq = channels, lq_size(scale)
     pixels = math.prod(lq)
     ops = [op_cost(op, c, lq) for op in genotype.ops()]
@@ -41,7 +43,8 @@ def genotype_cost(genotype: Genotype, channels: int, cells: int, scale: int, col
                   sum(o.mult_adds for o in ops) + combine * pixels)
     out = colors * scale**2
     head = OpCost(9 * colors * c + c, 9 * colors * c * pixels)
-    tail = OpCost(9 * c * out + out, 9 * c * out * pixels)
+    k2 = UPSAMPLERS[upsampler] ** 2
+    tail = OpCost(k2 * c * out + out, k2 * c * out * pixels)
     return {"params": head.params + cells * cell.params + tail.params,
             "mult_adds": head.mult_adds + cells * cell.mult_adds + tail.mult_adds}
 

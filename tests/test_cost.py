@@ -31,6 +31,10 @@ def test_closed_form_cost_equals_the_built_networks(scale):
         on_y = LumaSR(CellSRNet(scale, 16, 3, 5, g, colors=1))  # one channel in and out
         assert genotype_cost(g, 16, 3, scale, colors=1) == {
             "params": count_params(on_y), "mult_adds": mult_adds(on_y, scale)}
+        tail1 = CellSRNet(scale, 16, 3, 5, g, upsampler="conv1")  # a 1x1 sub-pixel conv
+        assert genotype_cost(g, 16, 3, scale, upsampler="conv1") == {
+            "params": count_params(tail1), "mult_adds": mult_adds(tail1, scale)}
+        assert count_params(tail1) < cost["params"]
 
 
 @pytest.mark.parametrize("nodes, scale", [(1, 2), (3, 3), (5, 4)])

@@ -59,6 +59,11 @@ def test_a_network_on_y_is_priced_with_the_one_channel_head_and_tail():
     rgb = latency.predict_latency(CELL, 8, 3, 2, table, 1, (16, 16))
     luma = latency.predict_latency(CELL, 8, 3, 2, table, 1, (16, 16), colors=1)
     assert luma == pytest.approx(rgb - rows["head"]["8"] - rows["tail:2"]["8"] + 0.75)
+    rows["tail:2:y:conv1"] = {"8": 0.125}
+    assert latency.predict_latency(CELL, 8, 3, 2, table, 1, (16, 16), 1, "conv1") == \
+        pytest.approx(luma - 0.25 + 0.125)
+    with pytest.raises(ConfigError, match="no tail:2:conv1 at width 8"):
+        latency.predict_latency(CELL, 8, 3, 2, table, 1, (16, 16), 3, "conv1")
     rows["tail:2:y"] = {"8": -1.0}  # present, so checked as every entry is
     assert "tail:2:y" in latency._bad_entries(table)
 
@@ -142,8 +147,8 @@ def test_a_tiny_profile_writes_a_table_that_loads_and_a_validation(tmp_path, mon
         "profile.validate=3", "profile.validate_cells=[1,2]", f"profile.table={path}"),
         tmp_path / "run")
     table = latency.load_table(path)
-    assert table["widths"] == [4, 8] and set(table["entries"]["1"]) >= {"head", "tail:2",
-                                                                        "head:y", "tail:2:y"}
+    assert table["widths"] == [4, 8] and set(table["entries"]["1"]) >= {
+        "head", "tail:2", "head:y", "tail:2:y", "tail:2:conv1", "tail:2:y:conv1"}
     written = json.loads((tmp_path / "run" / "summary.json").read_text())
     agree = written["validation"]["per_threads"]["1"]
     assert agree["mape"] >= 0 and -1 <= agree["kendall_tau"] <= 1
@@ -154,12 +159,12 @@ def test_a_tiny_profile_writes_a_table_that_loads_and_a_validation(tmp_path, mon
     # a table made before the Y parts existed: reuse times those alone and keeps the rest
     older = json.loads(path.read_text())
     for rows in older["entries"].values():
-        del rows["head:y"], rows["tail:2:y"]
+        del rows["head:y"], rows["tail:2:y"], rows["tail:2:y:conv1"]
     latency.save_table(older, path)
     summary = run_job("profile", make_cfg(
         "profile", "profile.reuse=true", "profile.threads=[1]", f"profile.table={path}"),
         tmp_path / "run2")
-    assert summary["added"] == ["head:y", "tail:2:y"]
+    assert summary["added"] == ["head:y", "tail:2:y", "tail:2:y:conv1"]
     again = latency.load_table(path)
     assert again["entries"]["1"]["head"] == older["entries"]["1"]["head"]
     assert set(again["entries"]["1"]["head:y"]) == {"4", "8"}

@@ -162,3 +162,22 @@ def test_a_search_for_a_network_on_y_prices_and_trains_its_cells_on_y(monkeypatc
     scores = proxy.proxy_run(cell, batches, {"reward": crops}, 2, tiny, 0)
     assert seen and set(seen) == {1}  # training and scoring: Y alone through the network
     assert scores["reward"].shape == (3,) and torch.isfinite(scores["reward"]).all()
+
+
+def test_a_one_by_one_upsampler_trains_from_retrain_and_exports_as_it_runs(tmp_path):
+    write_json(tmp_path / "genotype.json", {**GENOTYPE, "scale": 2})
+    cfg = make_cfg("retrain", f"genotype={tmp_path / 'genotype.json'}", "train.cell.channels=8",
+                   "train.cell.cells=1", "train.cell.colors=1", "train.cell.upsampler=conv1",
+                   "train.epochs=1", "train.iters_per_epoch=2")
+    run_job("retrain", cfg, tmp_path / "run")
+    model, state = load_model(tmp_path / "run" / "best.pt")
+    assert state["arch"]["upsampler"] == "conv1"
+    assert model.net.tail[0].kernel_size == (1, 1) and model.net.tail[0].out_channels == 4
+    export.run(make_cfg("export", f"checkpoint={tmp_path / 'run' / 'best.pt'}",
+                        f"output={tmp_path / 'out'}", "format=[pt2,onnx]"), tmp_path)
+    _, arch, facts = read_onnx(tmp_path / "out" / "model.onnx")
+    assert arch["upsampler"] == "conv1" and facts["export_check"]["agrees"]
+    x = torch.rand(1, 3, 12, 10)
+    with torch.no_grad():
+        got = load_predictor(str(tmp_path / "out" / "model.pt2"), runtime="onnx").net(x)
+        assert (got - model(x)).abs().max() < 1e-4

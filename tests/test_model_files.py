@@ -115,6 +115,9 @@ def lying_metadata(arch):
     ({"name": "cell", "scale": 2, "channels": 32, "cells": 6, "recursions": 10**6,
       "genotype": json.loads((SHIPPED.parent / "genotype.json").read_text())},
      r"recursions=1000000: must be whole numbers in 1..16"),
+    ({"name": "cell", "scale": 2, "channels": 32, "cells": 6, "upsampler": "deconv",
+      "genotype": json.loads((SHIPPED.parent / "genotype.json").read_text())},
+     r"upsampler='deconv': one of conv3, conv1"),
     ([1, 2], r"nas_sr.json is not a valid nas-sr arch spec"),
 ])
 def test_a_foreign_pt2_with_a_lying_spec_is_refused(tmp_path, arch, message):

@@ -19,7 +19,7 @@ from nas_sr.archs.lighten import LIGHTENINGS, apply_spec
 from nas_sr.archs.luma import LumaSR
 from nas_sr.errors import ConfigError
 from search_spaces.genotypes import Genotype
-from search_spaces.network import CellSRNet
+from search_spaces.network import UPSAMPLERS, CellSRNet
 
 # the hand-designed models by name (``model=``); the cell network is built from a genotype
 BASELINES: dict[str, Callable[..., nn.Module]] = {
@@ -87,6 +87,9 @@ def build_model(arch: dict[str, Any], checked: bool = False) -> nn.Module:
                           f"{', '.join(TAKE_COLORS)} not compressed")
     if name == "cell":
         genotype = Genotype.from_dict(spec.pop("genotype"))
+        if spec.get("upsampler", "conv3") not in UPSAMPLERS:
+            raise ConfigError(f"arch upsampler={spec['upsampler']!r}: one of "
+                              f"{', '.join(UPSAMPLERS)}")
         if genotype.macro and genotype.macro != (spec.get("channels"), spec.get("cells")):
             raise ConfigError(f"arch channels {spec.get('channels')} x cells "
                               f"{spec.get('cells')} differ from its genotype's macro "
@@ -94,7 +97,9 @@ def build_model(arch: dict[str, Any], checked: bool = False) -> nn.Module:
         model: nn.Module = CellSRNet(scale, genotype=genotype, channels=spec.pop("channels"),
                                      num_cells=spec.pop("cells"), num_nodes=genotype.num_nodes,
                                      recursions=spec.pop("recursions", 1),
-                                     colors=spec.pop("colors", 3), **_no_more(spec, name))
+                                     colors=spec.pop("colors", 3),
+                                     upsampler=spec.pop("upsampler", "conv3"),
+                                     **_no_more(spec, name))
     else:
         if name not in BASELINES:
             raise ConfigError(f"unknown model {name!r}; known: cell, {', '.join(BASELINES)}")
@@ -104,7 +109,7 @@ def build_model(arch: dict[str, Any], checked: bool = False) -> nn.Module:
 
 # sizes that shape a model's tensors (a cell's nodes follow its genotype; recursions reuse
 # the cell's weights)
-SHAPE_KEYS = ("channels", "cells", "blocks", "depth", "d", "s", "m", "colors")
+SHAPE_KEYS = ("channels", "cells", "blocks", "depth", "d", "s", "m", "colors", "upsampler")
 
 
 def shape_mismatch(source: dict[str, Any], target: dict[str, Any]) -> str:

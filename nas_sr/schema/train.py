@@ -22,9 +22,11 @@ def retrain_width(cfg: DictConfig) -> tuple[int, int]:
     return own.get("channels") or cell.channels, own.get("cells") or cell.cells
 
 
-def retrain_colors(cfg: DictConfig) -> int:
-    """1 where the retrained cell network is on Y (``train.cell.colors=1``), else 3."""
-    return OmegaConf.select(cfg, "train.cell.colors", default=None) or 3
+def retrain_form(cfg: DictConfig) -> dict[str, Any]:
+    """How the retrained cell network meets the image: ``colors`` (1: on Y) and its
+    ``upsampler``, as ``CellSRNet`` and the cost functions take them."""
+    own = OmegaConf.select(cfg, "train.cell", default=None) or {}
+    return {"colors": own.get("colors") or 3, "upsampler": own.get("upsampler") or "conv3"}
 
 
 @dataclass
@@ -38,6 +40,9 @@ class TrainCell:
                                  "passes start gated off", low=1)
     colors: int | None = colors_opt("fewer convs, and a video's luma plane goes in as "
                                     "decoded")
+    upsampler: str | None = opt(None, "the sub-pixel conv before PixelShuffle: conv3 (ESPCN's "
+                                "3x3) or conv1 (1x1, a ninth of its cost); null = conv3",
+                                choices=("conv3", "conv1"))
 
 
 @dataclass

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from controllers import Controller, RandomController, Sample
 from nas_sr.errors import ConfigError
-from nas_sr.schema.train import retrain_colors, retrain_width
+from nas_sr.schema.train import retrain_form, retrain_width
 from nas_sr.search.latency import default_table_path, load_table, predict_latency
 from search_spaces.cost import budget_penalty, genotype_cost
 from search_spaces.genotypes import Genotype, Node
@@ -31,7 +31,7 @@ class Band:
         if b.get("latency_ms"):
             self.limits["latency_ms"] = b.latency_ms
             self.latency = load_table(b.latency_table or default_table_path())
-        self.width, self.colors = retrain_width(cfg), retrain_colors(cfg)
+        self.width, self.form = retrain_width(cfg), retrain_form(cfg)
         self.costs: dict[Genotype, dict[str, Any]] = {}
         self.cost(Genotype((Node(1, "identity", 1, "identity"),)))  # a width the table lacks
         # proposals outside the band are drawn again before any score is paid
@@ -44,12 +44,12 @@ class Band:
         if genotype not in self.costs:
             width = genotype.width(self.width)
             cost: dict[str, Any] = genotype_cost(genotype, *width, self.cfg.scale,
-                                                 self.colors)
+                                                 **self.form)
             if self.latency is not None:
                 b = self.cfg.search.budget
                 cost["latency_ms"] = predict_latency(genotype, *width, self.cfg.scale,
                                                      self.latency, b.latency_threads,
-                                                     b.latency_lr, self.colors)
+                                                     b.latency_lr, **self.form)
             self.costs[genotype] = cost
         return self.costs[genotype]
 

@@ -23,8 +23,9 @@ inputs, ONNX Runtime's layout reorders around a conv) included. The parts, per w
   ``nodes``;
 - ``head``: ``conv3x3(x - mean)``, 3 to C channels; ``tail:S``: ``conv3x3(h + feat)``,
   C to 3 S^2 channels, ``PixelShuffle(S)`` and ``+ mean``, for each scale S; ``head:y`` and
-  ``tail:S:y`` the same for a network on Y (one channel in, one out; a table made before
-  them prices only RGB networks).
+  ``tail:S:y`` the same for a network on Y (one channel in, one out), and ``...:conv1`` a
+  tail whose sub-pixel conv is 1x1 (a table made before these prices only the RGB 3x3 form;
+  ``nas-sr profile profile.reuse=true`` adds them).
 
 :func:`predict_latency` is arithmetic on the table: ``head + cells x share x (ops + nodes x
 add + combine:L) + tail:S``, scaled linearly from the reference LR size to the asked one
@@ -43,6 +44,7 @@ refuses another's, and a malformed one, naming the command that remakes it.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
 import os
@@ -71,7 +73,7 @@ from nas_sr.search.stats import rank_correlation
 from search_spaces.cell import Cell
 from search_spaces.fused import FusedCell
 from search_spaces.genotypes import Genotype
-from search_spaces.network import CellSRNet
+from search_spaces.network import UPSAMPLERS, CellSRNet
 from search_spaces.operations import REGISTRY
 
 REMAKE = "nas-sr profile"  # the command that (re)makes this machine's table
@@ -136,11 +138,21 @@ def parts(c: int, scales: Sequence[int], nodes: int) -> dict[str, tuple[nn.Modul
     out["add"] = (Add(), [c, c])
     for loose in range(1, nodes + 1):
         out[f"combine:{loose}"] = (Combine(c, loose), [c] * (loose + 1))
-    for planes, y in ((3, ""), (1, ":y")):
-        out[f"head{y}"] = (Head(CellSRNet(2, c, num_cells=0, colors=planes)), [planes])
-        for s in scales:
-            out[f"tail:{s}{y}"] = (Tail(CellSRNet(s, c, num_cells=0, colors=planes)), [c, c])
+    for planes in (3, 1):
+        out[head_part(planes)] = (Head(CellSRNet(2, c, num_cells=0, colors=planes)), [planes])
+        for s, up in itertools.product(scales, UPSAMPLERS):
+            tail = Tail(CellSRNet(s, c, num_cells=0, colors=planes, upsampler=up))
+            out[tail_part(s, planes, up)] = (tail, [c, c])
     return out
+
+
+def head_part(colors: int) -> str:
+    return "head:y" if colors == 1 else "head"
+
+
+def tail_part(scale: int, colors: int, upsampler: str) -> str:
+    return (f"tail:{scale}" + (":y" if colors == 1 else "")
+            + (f":{upsampler}" if upsampler != "conv3" else ""))
 
 
 def cell_parts(genotype: Genotype) -> Counter[str]:
@@ -361,8 +373,8 @@ def _bad_entries(table: dict[str, Any]) -> str | None:
         rows = table["entries"].get(str(t))
         if not isinstance(rows, dict):
             return f"no entries for {t} thread(s)"
-        luma = ["head:y", *(f"tail:{s}:y" for s in table["scales"])] if "head:y" in rows else []
-        for name in names + luma:
+        later = [n for n in rows if n.startswith(("head:", "tail:")) and n not in names]
+        for name in names + later:  # the forms added since: checked where present
             for c in table["widths"]:
                 ms = rows.get(name, {}).get(str(c)) if isinstance(rows.get(name), dict) else None
                 if ms is None:
@@ -382,9 +394,9 @@ def _is_time(value: Any) -> bool:
 
 def predict_latency(genotype: Genotype, channels: int, cells: int, scale: int,
                     table: dict[str, Any], threads: int, lr_size: Sequence[int],
-                    colors: int = 3) -> float:
-    """Milliseconds the network (on Y with ``colors=1``) should take on an ``lr_size``
-    input: the head, the tail and
+                    colors: int = 3, upsampler: str = "conv3") -> float:
+    """Milliseconds the network (on Y with ``colors=1``; its ``upsampler``) should take on
+    an ``lr_size`` input: the head, the tail and
     ``cells`` times the sum of the table's entries for a cell's parts, that sum scaled by
     the share of its conv multiply-adds the served (fused) cell keeps; all scaled from the
     reference LR size by pixel count; times the table's ``calibration`` factor for
@@ -402,18 +414,18 @@ def predict_latency(genotype: Genotype, channels: int, cells: int, scale: int,
         return value
 
     cell = sum(n * ms(name) for name, n in cell_parts(genotype).items())
-    y = ":y" if colors == 1 else ""
-    total = (ms(f"head{y}") + cells * cell * served_share(genotype, channels)
-             + ms(f"tail:{scale}{y}"))
+    total = (ms(head_part(colors)) + cells * cell * served_share(genotype, channels)
+             + ms(tail_part(scale, colors, upsampler)))
     factor = table.get("calibration", {}).get(str(threads), 1.0)
     return factor * total * math.prod(lr_size) / math.prod(table["reference_lr"])
 
 
-def cell_arch(genotype: Genotype, channels: int, cells: int, scale: int, colors: int = 3
-              ) -> dict[str, Any]:
+def cell_arch(genotype: Genotype, channels: int, cells: int, scale: int, colors: int = 3,
+              upsampler: str = "conv3") -> dict[str, Any]:
     """The arch spec of a plain standalone cell network (on Y with ``colors=1``)."""
     return {"name": "cell", "scale": scale, "channels": channels, "cells": cells,
-            "genotype": genotype.to_dict(), **({"colors": 1} if colors == 1 else {})}
+            "genotype": genotype.to_dict(), **({"colors": 1} if colors == 1 else {}),
+            **({"upsampler": upsampler} if upsampler != "conv3" else {})}
 
 
 def measure_latency(model: nn.Module, lr_size: Sequence[int], threads: int,

@@ -29,12 +29,13 @@ from omegaconf import DictConfig
 from nas_sr.archs.luma import LumaSR, rgb_to_luma
 from nas_sr.data.crops import RandomCrops
 from nas_sr.metrics import Pairs, crop_psnrs
-from nas_sr.schema.train import retrain_colors, retrain_width
+from nas_sr.schema.train import retrain_form, retrain_width
 from nas_sr.train.recipe import cosine_lr, not_finite
 from search_spaces.genotypes import Genotype
 from search_spaces.network import CellSRNet
 
 SCORE_BATCH = 64  # scoring crops per forward pass
+FORM_DEFAULTS = {"colors": 3, "upsampler": "conv3"}
 CPU = torch.device("cpu")
 
 
@@ -49,6 +50,7 @@ class ProxySetting:
     patch_size: int  # HR crop side
     lr: float
     colors: int = 3  # 1: the network on Y, as the retrain's (train.cell.colors)
+    upsampler: str = "conv3"  # the retrain's (train.cell.upsampler)
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> ProxySetting:
@@ -57,12 +59,12 @@ class ProxySetting:
         proxy, (channels, cells) = cfg.search.proxy, retrain_width(cfg)
         return cls(channels=proxy.channels or channels, cells=proxy.cells or cells,
                    **{k: proxy[k] for k in ("steps", "batch_size", "patch_size", "lr")},
-                   colors=retrain_colors(cfg))
+                   **retrain_form(cfg))
 
     def record(self) -> dict[str, Any]:
-        """The setting as saved beside its scores (an RGB one as it was before Y proxies,
-        so earlier runs and tables still match it)."""
-        return {k: v for k, v in vars(self).items() if k != "colors" or v != 3}
+        """The setting as saved beside its scores, less the form's defaults (so the runs
+        and tables made before the form was a choice still match it)."""
+        return {k: v for k, v in vars(self).items() if FORM_DEFAULTS.get(k, ...) != v}
 
 
 def proxy_batches(store: Any, scale: int, setting: ProxySetting, seed: int) -> Pairs:
@@ -102,7 +104,8 @@ def proxy_run(genotype: Genotype, batches: Pairs, crops: dict[str, Pairs], scale
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = CellSRNet(scale, *genotype.width((setting.channels, setting.cells)),
-                        genotype.num_nodes, genotype, colors=setting.colors)
+                        genotype.num_nodes, genotype, colors=setting.colors,
+                        upsampler=setting.upsampler)
     net = net.to(device, memory_format=fmt).train()
     opt = torch.optim.Adam(net.parameters(), lr=setting.lr)
     for step in range(setting.steps):

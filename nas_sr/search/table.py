@@ -27,7 +27,7 @@ from nas_sr.errors import ConfigError
 from nas_sr.progress import progress_bar
 from nas_sr.schema.train import retrain_width
 from nas_sr.search.latency import cell_arch, machine, median_ms, predict_latency, session
-from nas_sr.search.proxy import ProxySetting
+from nas_sr.search.proxy import FORM_DEFAULTS, ProxySetting
 from nas_sr.search.trials import Decisions, finished
 from search_spaces.genotypes import Genotype, Macro
 
@@ -100,17 +100,17 @@ def add_latency(head: dict[str, Any], rows: list[dict[str, Any]], threads: list[
     for row in progress_bar(rows, desc="latency", disable=not progress):
         genotype = row_cell(row)
         channels, cells = genotype.width(head["width"])
-        colors = head["recipe"].get("colors", 3)  # 1: the networks are on Y
-        arch = cell_arch(genotype, channels, cells, head["scale"], colors)
+        form = {k: head["recipe"].get(k, v) for k, v in FORM_DEFAULTS.items()}
+        arch = cell_arch(genotype, channels, cells, head["scale"], **form)
         graph = export_onnx(build_model(arch).eval(), arch) if measure else None
         for t in threads:
             if table is not None:
                 row[f"predicted_ms_t{t}"] = predict_latency(genotype, channels, cells,
                                                             head["scale"], table, t, lr_size,
-                                                            colors)
+                                                            **form)
             if graph is not None:
                 row[f"measured_ms_t{t}"] = median_ms(
-                    session(graph, [(1, colors, *lr_size)], t), 3, 10)
+                    session(graph, [(1, form["colors"], *lr_size)], t), 3, 10)
 
 
 def write_table(path: Path, head: dict[str, Any], rows: list[dict[str, Any]]) -> None:
