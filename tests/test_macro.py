@@ -140,3 +140,25 @@ def test_a_macro_search_chooses_a_size_retrains_at_it_and_tables_and_replays(tmp
                             "predictor": {"warmup": 2, "candidates": 8, "trees": 4}},
                     [2], seeds=3, final_top=2, batch=1)
     assert set(result["budgets"][2]) == {"random", "evolution", "predictor"}
+
+
+def test_searches_at_two_sizes_join_as_one_table_whose_macro_is_the_size(tmp_path):
+    base = ["search.proxy.steps=2", "search.proxy.batch_size=2", "search.proxy.patch_size=16",
+            "threads=1", "controller=random", "search.trials.count=3", "search.proxy.seeds=[0,1]"]
+    for c, n in ((4, 1), (6, 2)):
+        run_job("search", make_cfg("search", *base, f"train.cell.channels={c}",
+                                   f"train.cell.cells={n}"), tmp_path / f"c{c}")
+    runs = f"runs=[{tmp_path / 'c4'},{tmp_path / 'c6'}]"
+    out = tmp_path / "table.jsonl"
+    with pytest.raises(ConfigError, match="width, recipe.*sizes_as_macro=true"):
+        run_job("table", make_cfg("table", runs, f"output={out}"), tmp_path / "t0")
+    run_job("table", make_cfg("table", runs, f"output={out}", "sizes_as_macro=true"),
+            tmp_path / "t")
+    head, rows = read_table(out)
+    assert head["macros"] == [[4, 1], [6, 2]] and {len(r["decisions"]) for r in rows} == {21}
+    assert sorted(r["macro"] for r in rows) == [[4, 1]] * 3 + [[6, 2]] * 3
+    table = Table.load(out)
+    assert [g.macro for g in table.cells] == [tuple(r["macro"]) for r in rows]
+    result = replay(table, {"evolution": {"population": 2, "tournament": 2}}, [3], seeds=3,
+                    final_top=2, batch=1)
+    assert set(result["budgets"][3]) == {"random", "evolution"}

@@ -17,11 +17,13 @@ from nas_sr.search.latency import default_table_path, load_table
 from nas_sr.search.table import (
     SAME,
     add_latency,
+    as_macro_rows,
     differences,
     header,
     merge,
     read_table,
     rows_of,
+    size_free,
     table_config,
     write_table,
 )
@@ -38,14 +40,20 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                           "nas-sr table RUN_DIR|TABLE ... output=FILE")
     out = Path(cfg.output).expanduser()
     check_writable(out.parent)
-    head, rows = None, []
+    head, rows, macros = None, [], []
     for source in map(Path, cfg.runs):
         this, found = _shard(source) if source.is_file() else _study(source)
+        if cfg.sizes_as_macro:  # each source's size becomes a row's macro decision
+            as_macro_rows(this, found, macros)
+            this = {**size_free(this), "macros": macros}
         if head is None:
             head = {**this, "extend": []}
         elif differ := differences(this, head):
+            hint = ("; sources of other sizes join with sizes_as_macro=true"
+                    if differ == ["width", "recipe"] else "")
             raise ConfigError(f"{source}: trained otherwise than {cfg.runs[0]} "
-                              f"({', '.join(differ)}); a table holds cells trained one way")
+                              f"({', '.join(differ)}); a table holds cells trained one way"
+                              f"{hint}")
         head["extend"] += [e for e in _listed(this["extend"]) if e not in head["extend"]]
         rows += found
     rows = merge(rows)

@@ -253,6 +253,9 @@ class TableJob(Common):
     latency_table: str | None = opt(None, "predict with this latency table; null = the one "
                                     "nas-sr profile cached for this machine, where it exists")
     measure: bool = opt(False, "also time each cell's network whole in ONNX Runtime here")
+    sizes_as_macro: bool = opt(False, "join sources of different network sizes (C x N) as one "
+                               "table whose rows carry their size as the macro decision "
+                               "(space.macro), for replay over width against depth")
 
 
 def _replay_evolution() -> Evolution:

@@ -42,6 +42,28 @@ def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return [k for k in (*SAME, "macros") if a.get(k) != b.get(k)]
 
 
+def as_macro_rows(head: dict[str, Any], rows: list[dict[str, Any]], macros: list[list[int]]
+                  ) -> None:
+    """Rows of a table at one size (``head["width"]``) as rows of a table whose macro
+    decision is the size: each gets its ``macro`` and the decision for it among ``macros``,
+    where the size is added if new."""
+    if head.get("macros"):
+        raise ConfigError("a table of searched sizes (space.macro) has them already; join "
+                          "tables of one size each with sizes_as_macro=true")
+    if head["width"] not in macros:
+        macros.append(list(head["width"]))
+    for row in rows:
+        row["macro"] = list(head["width"])
+        row["decisions"] = [*row["decisions"], macros.index(head["width"])]
+
+
+def size_free(head: dict[str, Any]) -> dict[str, Any]:
+    """A header less its network size (the width, the recipe's channels and cells): what
+    sources of several sizes must still agree on."""
+    recipe = {k: v for k, v in head["recipe"].items() if k not in ("channels", "cells")}
+    return {**head, "width": None, "recipe": recipe}
+
+
 def table_macros(head: dict[str, Any]) -> tuple[Macro, ...]:
     """A table's (channels, cells) choices; () where its space fixed the network's size."""
     return tuple(tuple(m) for m in head.get("macros", ()))
