@@ -21,7 +21,7 @@ def write_leaderboard(run_dir: Path, top: int = 10) -> list[dict]:
     for r in read_metrics(run_dir):
         if r.get("kind") != "controller":
             continue
-        cell = str(Genotype.from_dict({"nodes": r["genotype"]}))
+        cell = str(Genotype.from_dict({"nodes": r["genotype"], "macro": r.get("macro")}))
         if cell not in best or r["reward"] > best[cell]["reward"]:
             best[cell] = {**r, "cell": cell}
     rows = sorted(best.values(), key=lambda r: -r["reward"])[:top]
