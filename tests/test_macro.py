@@ -3,6 +3,7 @@ by the genotype through proposals, costs, the proxy, the table and the retrain."
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,6 +19,7 @@ from nas_sr.options import check_options
 from nas_sr.search.band import Band
 from nas_sr.search.proxy import ProxySetting, proxy_run
 from nas_sr.search.replay import replay
+from nas_sr.search.stats import group_means
 from nas_sr.search.table import Table, read_table
 from search_spaces.cost import genotype_cost
 from search_spaces.genotypes import Genotype, GenotypeError, Node, space_size
@@ -142,7 +144,21 @@ def test_a_macro_search_chooses_a_size_retrains_at_it_and_tables_and_replays(tmp
     assert set(result["budgets"][2]) == {"random", "evolution", "predictor"}
 
 
-def test_searches_at_two_sizes_join_as_one_table_whose_macro_is_the_size(tmp_path):
+def test_group_means_finds_a_planted_lead_and_no_lead_where_there_is_none():
+    rng = np.random.default_rng(0)
+    planted = group_means({"a": rng.normal(31.0, 0.05, 16), "b": rng.normal(31.2, 0.05, 16),
+                           "c": rng.normal(31.1, 0.05, 16)})
+    assert planted["best"] == "b" and planted["worst"] == "a"
+    assert 0.15 < planted["difference"] < 0.25 and planted["difference_ci"][0] > 0.1
+    g = planted["groups"]["c"]
+    assert g["n"] == 16 and g["ci"][0] < g["mean"] < g["ci"][1]
+    same = group_means({"a": rng.normal(31.0, 0.05, 16), "b": rng.normal(31.0, 0.05, 16)})
+    assert same["difference_ci"][0] < 0.03  # a lead of the best drawn, not of a planted one
+    with pytest.raises(ValueError, match="two groups"):
+        group_means({"a": [1.0, 2.0]})
+
+
+def test_searches_at_two_sizes_join_as_one_table_whose_macro_is_the_size(tmp_path, capsys):
     base = ["search.proxy.steps=2", "search.proxy.batch_size=2", "search.proxy.patch_size=16",
             "threads=1", "controller=random", "search.trials.count=3", "search.proxy.seeds=[0,1]"]
     for c, n in ((4, 1), (6, 2)):
@@ -154,6 +170,8 @@ def test_searches_at_two_sizes_join_as_one_table_whose_macro_is_the_size(tmp_pat
         run_job("table", make_cfg("table", runs, f"output={out}"), tmp_path / "t0")
     run_job("table", make_cfg("table", runs, f"output={out}", "sizes_as_macro=true"),
             tmp_path / "t")
+    printed = capsys.readouterr().out  # each size's mean, and the best's lead
+    assert "| 4 x 1 | 3 |" in printed and "| 6 x 2 | 3 |" in printed and " leads " in printed
     head, rows = read_table(out)
     assert head["macros"] == [[4, 1], [6, 2]] and {len(r["decisions"]) for r in rows} == {21}
     assert sorted(r["macro"] for r in rows) == [[4, 1]] * 3 + [[6, 2]] * 3

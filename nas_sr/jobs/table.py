@@ -14,8 +14,10 @@ from omegaconf import DictConfig
 from nas_sr.checkpoint import check_writable, write_json
 from nas_sr.errors import ConfigError
 from nas_sr.search.latency import default_table_path, load_table
+from nas_sr.search.stats import group_means
 from nas_sr.search.table import (
     SAME,
+    Table,
     add_latency,
     as_macro_rows,
     differences,
@@ -67,6 +69,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         add_latency(head, rows, list(cfg.latency_threads), list(cfg.latency_lr), table,
                     cfg.measure, cfg.logger.progress)
     write_table(out, head, rows)
+    if head.get("macros"):
+        print(size_summary(out))
     seeds = sorted({len(r["runs"]) for r in rows})
     summary = {"output": str(out), "cells": len(rows), "seeds_per_cell": seeds,
                "runs": [str(r) for r in cfg.runs]}
@@ -94,6 +98,24 @@ def _shard(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         raise ConfigError(f"{path}: its header lacks {', '.join(differ)}")
     head = {k: v for k, v in head.items() if k != "latency"}
     return head, [{k: v for k, v in r.items() if not k.startswith(LATENCY)} for r in rows]
+
+
+def size_summary(path: Path) -> str:
+    """Each network size's mean PSNR over its cells (2 seeds, final crops), with 95%
+    intervals, and the best size's lead over the worst's."""
+    table = Table.load(path)
+    groups: dict[str, list[float]] = {}
+    for cell, psnr in zip(table.cells, table.final, strict=True):
+        groups.setdefault("{} x {}".format(*cell.macro), []).append(float(psnr))
+    if len(groups) < 2 or min(map(len, groups.values())) < 2:
+        return "(too few cells a size to compare the sizes)"
+    g = group_means(groups)
+    lines = ["| C x N | cells | mean proxy PSNR, final crops (dB) | 95% CI |", "|---|---|---|---|"]
+    lines += [f"| {k} | {v['n']} | {v['mean']:.3f} | [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}] |"
+              for k, v in g["groups"].items()]
+    low, high = g["difference_ci"]
+    return "\n".join(lines) + (f"\n{g['best']} leads {g['worst']} by {g['difference']:.3f} dB"
+                               f" (95% CI [{low:.3f}, {high:.3f}])")
 
 
 def _listed(extend: str | list[str]) -> list[str]:

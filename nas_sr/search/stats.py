@@ -128,3 +128,25 @@ def hypervolume(costs: Sequence[float], psnrs: Sequence[float], ref_cost: float,
             area += (ref_cost - cost) * (psnr - best)
             best = psnr
     return area
+
+
+def group_means(groups: dict[str, Sequence[float]], resamples: int = 2000, seed: int = 0,
+                level: float = 0.95) -> dict[str, Any]:
+    """Each group's mean with a bootstrap interval over its members, and the difference
+    between the best and the worst group's means with its interval (both groups resampled
+    together, which group is best fixed by the observed means)."""
+    if len(groups) < 2 or any(len(v) < 2 for v in groups.values()):
+        raise ValueError("need at least two groups of at least two values each")
+    rng = np.random.default_rng(seed)
+    tail = 100 * (1 - level) / 2
+    values = {k: np.asarray(v, dtype=float) for k, v in groups.items()}
+    boot = {k: v[rng.integers(len(v), size=(resamples, len(v)))].mean(1)
+            for k, v in values.items()}
+    means = {k: float(v.mean()) for k, v in values.items()}
+    best, worst = max(means, key=means.get), min(means, key=means.get)
+    return {"groups": {k: {"n": len(values[k]), "mean": means[k],
+                           "ci": [float(x) for x in np.percentile(boot[k], [tail, 100 - tail])]}
+                       for k in values},
+            "best": best, "worst": worst, "difference": means[best] - means[worst],
+            "difference_ci": [float(x) for x in
+                              np.percentile(boot[best] - boot[worst], [tail, 100 - tail])]}
