@@ -20,9 +20,11 @@ from search_spaces.genotypes import space_size
 from search_spaces.network import count_params
 
 
-def space_line(sizes: dict[str, Any]) -> str:
-    return (f"search space: {sizes['decision_sequences']:,} decision sequences per cell "
-            f"({sizes['distinct_cells']:,} distinct cells; the paper's formula gives "
+def space_line(sizes: dict[str, Any], macros: int = 0) -> str:
+    unit = f"per network ({macros} sizes x the cell)" if macros else "per cell"
+    return (f"search space: {sizes['decision_sequences']:,} decision sequences {unit} "
+            f"({sizes['distinct_cells']:,} distinct {'networks' if macros else 'cells'}; the "
+            f"paper's formula gives "
             f"{sizes['paper_formula']:.3g})")
 
 
@@ -30,9 +32,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     """Run (or resume) a search in ``run_dir``; returns the summary it writes (None for a
     worker that only joined a study: ``search.trials.join``)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    sizes = space_size(cfg.archs.cell.nodes, space_ops(cfg), space_macros(cfg))
+    macros = space_macros(cfg)
+    sizes = space_size(cfg.archs.cell.nodes, space_ops(cfg), macros)
     if cfg.search.get("trials") and cfg.search.trials.count:  # proxy trials on Optuna
-        print(space_line(sizes))
+        print(space_line(sizes, len(macros)))
         return run_trial_search(cfg, run_dir, sizes)
     ckpt = run_dir / CHECKPOINT
     state = checkpoint.load(ckpt) if ckpt.is_file() else None  # a damaged one fails here, fast
@@ -42,7 +45,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         search.load_state_dict(state)
         print(f"resuming {run_dir} after epoch {search.epoch}, "
               f"controller step {search.controller_step}")
-    print(space_line(sizes))
+    print(space_line(sizes, len(macros)))
     log = search.open_log(cfg, resumed)
     try:
         if not resumed:
