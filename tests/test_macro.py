@@ -177,6 +177,11 @@ def test_searches_at_two_sizes_join_as_one_table_whose_macro_is_the_size(tmp_pat
     assert sorted(r["macro"] for r in rows) == [[4, 1]] * 3 + [[6, 2]] * 3
     table = Table.load(out)
     assert [g.macro for g in table.cells] == [tuple(r["macro"]) for r in rows]
+    # the joined table joins again, with a study of a size it has: the same table
+    again = tmp_path / "again.jsonl"
+    run_job("table", make_cfg("table", f"runs=[{out},{tmp_path / 'c6'}]", f"output={again}",
+                              "sizes_as_macro=true"), tmp_path / "t2")
+    assert read_table(again)[1] == rows
     result = replay(table, {"evolution": {"population": 2, "tournament": 2}}, [3], seeds=3,
                     final_top=2, batch=1)
     assert set(result["budgets"][3]) == {"random", "evolution"}

@@ -46,15 +46,15 @@ def as_macro_rows(head: dict[str, Any], rows: list[dict[str, Any]], macros: list
                   ) -> None:
     """Rows of a table at one size (``head["width"]``) as rows of a table whose macro
     decision is the size: each gets its ``macro`` and the decision for it among ``macros``,
-    where the size is added if new."""
-    if head.get("macros"):
-        raise ConfigError("a table of searched sizes (space.macro) has them already; join "
-                          "tables of one size each with sizes_as_macro=true")
-    if head["width"] not in macros:
-        macros.append(list(head["width"]))
+    where a size is added if new. Rows that have sizes already (a table joined so before,
+    or a search of ``space.macro``) keep them, their decision renumbered."""
+    if not head.get("macros"):
+        for row in rows:
+            row["macro"], row["decisions"] = list(head["width"]), [*row["decisions"], None]
     for row in rows:
-        row["macro"] = list(head["width"])
-        row["decisions"] = [*row["decisions"], macros.index(head["width"])]
+        if row["macro"] not in macros:
+            macros.append(list(row["macro"]))
+        row["decisions"][-1] = macros.index(row["macro"])
 
 
 def size_free(head: dict[str, Any]) -> dict[str, Any]:
