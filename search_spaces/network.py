@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -21,6 +23,14 @@ def rgb_mean(colors: int = 3) -> torch.Tensor:
 # the sub-pixel conv's kernel: ESPCN's 3x3, or a 1x1 that costs a ninth (a tiny network's
 # tail is a fifth of its latency)
 UPSAMPLERS = {"conv3": 3, "conv1": 1}
+# how a cell network meets the image, as CellSRNet's defaults: RGB, the 3x3 upsampler
+FORM = {"colors": 3, "upsampler": "conv3"}
+
+
+def form_overrides(form: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``form`` that differ from :data:`FORM`: what an arch spec or a saved
+    setting records (those from before the form was a choice record none)."""
+    return {k: v for k, v in form.items() if k in FORM and v != FORM[k]}
 
 
 class Upsampler(nn.Sequential):

@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nas_sr.schema.common import colors_opt
 from nas_sr.schema.fields import opt, section
+from search_spaces.network import FORM, UPSAMPLERS
 
 
 def retrain_width(cfg: DictConfig) -> tuple[int, int]:
@@ -26,7 +27,7 @@ def retrain_form(cfg: DictConfig) -> dict[str, Any]:
     """How the retrained cell network meets the image: ``colors`` (1: on Y) and its
     ``upsampler``, as ``CellSRNet`` and the cost functions take them."""
     own = OmegaConf.select(cfg, "train.cell", default=None) or {}
-    return {"colors": own.get("colors") or 3, "upsampler": own.get("upsampler") or "conv3"}
+    return {k: own.get(k) or default for k, default in FORM.items()}
 
 
 @dataclass
@@ -42,7 +43,7 @@ class TrainCell:
                                     "decoded")
     upsampler: str | None = opt(None, "the sub-pixel conv before PixelShuffle: conv3 (ESPCN's "
                                 "3x3) or conv1 (1x1, a ninth of its cost); null = conv3",
-                                choices=("conv3", "conv1"))
+                                choices=tuple(UPSAMPLERS))
 
 
 @dataclass

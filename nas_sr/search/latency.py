@@ -73,7 +73,7 @@ from nas_sr.search.stats import rank_correlation
 from search_spaces.cell import Cell
 from search_spaces.fused import FusedCell
 from search_spaces.genotypes import Genotype
-from search_spaces.network import UPSAMPLERS, CellSRNet
+from search_spaces.network import UPSAMPLERS, CellSRNet, form_overrides
 from search_spaces.operations import REGISTRY
 
 REMAKE = "nas-sr profile"  # the command that (re)makes this machine's table
@@ -424,8 +424,8 @@ def cell_arch(genotype: Genotype, channels: int, cells: int, scale: int, colors:
               upsampler: str = "conv3") -> dict[str, Any]:
     """The arch spec of a plain standalone cell network (on Y with ``colors=1``)."""
     return {"name": "cell", "scale": scale, "channels": channels, "cells": cells,
-            "genotype": genotype.to_dict(), **({"colors": 1} if colors == 1 else {}),
-            **({"upsampler": upsampler} if upsampler != "conv3" else {})}
+            "genotype": genotype.to_dict(),
+            **form_overrides({"colors": colors, "upsampler": upsampler})}
 
 
 def measure_latency(model: nn.Module, lr_size: Sequence[int], threads: int,

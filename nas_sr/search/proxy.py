@@ -32,10 +32,9 @@ from nas_sr.metrics import Pairs, crop_psnrs
 from nas_sr.schema.train import retrain_form, retrain_width
 from nas_sr.train.recipe import cosine_lr, not_finite
 from search_spaces.genotypes import Genotype
-from search_spaces.network import CellSRNet
+from search_spaces.network import FORM, CellSRNet, form_overrides
 
 SCORE_BATCH = 64  # scoring crops per forward pass
-FORM_DEFAULTS = {"colors": 3, "upsampler": "conv3"}
 CPU = torch.device("cpu")
 
 
@@ -64,7 +63,7 @@ class ProxySetting:
     def record(self) -> dict[str, Any]:
         """The setting as saved beside its scores, less the form's defaults (so the runs
         and tables made before the form was a choice still match it)."""
-        return {k: v for k, v in vars(self).items() if FORM_DEFAULTS.get(k, ...) != v}
+        return {k: v for k, v in vars(self).items() if k not in FORM} | form_overrides(vars(self))
 
 
 def proxy_batches(store: Any, scale: int, setting: ProxySetting, seed: int) -> Pairs:

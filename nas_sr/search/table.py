@@ -27,9 +27,10 @@ from nas_sr.errors import ConfigError
 from nas_sr.progress import progress_bar
 from nas_sr.schema.train import retrain_width
 from nas_sr.search.latency import cell_arch, machine, median_ms, predict_latency, session
-from nas_sr.search.proxy import FORM_DEFAULTS, ProxySetting
+from nas_sr.search.proxy import ProxySetting
 from nas_sr.search.trials import Decisions, finished
 from search_spaces.genotypes import Genotype, Macro
+from search_spaces.network import FORM
 
 KIND, VERSION = "nas-sr table", 1
 COSTS = ("params", "mult_adds", "latency_ms")  # a row's closed-form (and budget) costs
@@ -122,7 +123,7 @@ def add_latency(head: dict[str, Any], rows: list[dict[str, Any]], threads: list[
     for row in progress_bar(rows, desc="latency", disable=not progress):
         genotype = row_cell(row)
         channels, cells = genotype.width(head["width"])
-        form = {k: head["recipe"].get(k, v) for k, v in FORM_DEFAULTS.items()}
+        form = {k: head["recipe"].get(k, v) for k, v in FORM.items()}
         arch = cell_arch(genotype, channels, cells, head["scale"], **form)
         graph = export_onnx(build_model(arch).eval(), arch) if measure else None
         for t in threads:
