@@ -11,12 +11,18 @@ anchors and the quality model, and whether `nas-sr upscale` keeps up with a play
 - End to end: `upscale_video` of an H.264 clip (decode, super-resolve whole frames, encode
   H.264 CRF 18 at the x264 presets medium and veryfast, the three stages overlapped). A
   Y-only model takes the decoded Y plane as it is, with no RGB on the way.
+- The CPU a frame costs: the whole pipeline run one stage after another on one thread
+  (process CPU time, the encoder's own threads included) against the model call alone,
+  and the frames/s ceiling that total puts on this machine's cores however well the stages
+  overlap: what a real-time model may cost for 24 frames/s.
 
 `python -m bench --only realtime` prints it; 24 frames/s is the goal.
 """
 
 from __future__ import annotations
 
+import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +38,7 @@ from nas_sr.archs.luma import colors
 from nas_sr.data.video import Encoding
 from nas_sr.deploy.form import for_inference
 from nas_sr.deploy.media import Settings, upscale_video
-from nas_sr.deploy.onnx_model import OnnxModel
+from nas_sr.deploy.onnx_model import ONNX_FILE, OnnxModel, read_onnx
 from nas_sr.deploy.predictor import load_predictor
 from nas_sr.deploy.pt2 import load_exported
 from nas_sr.deploy.quantize import int8_model
@@ -102,6 +108,43 @@ def run(quick: bool) -> list[Row]:
                                 1000 / ms, "frames/s", f"{what}; {ms:.1f} ms"))
     if (REALTIME / "model.pt2").is_file():
         rows += end_to_end(REALTIME, frames, FRAMES[:1] if quick else FRAMES)
+        rows += cpu_per_frame(REALTIME, frames, ("veryfast",) if quick else PRESETS)
+    return rows
+
+
+PRESETS = ("veryfast", "ultrafast")
+
+
+def _cpu_seconds() -> float:
+    used = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
+    return used.ru_utime + used.ru_stime
+
+
+def cpu_per_frame(folder: Path, frames: int, presets: tuple[str, ...] = PRESETS,
+                  lr: tuple[int, int] = FRAMES[0]) -> list[Row]:
+    """CPU ms a frame of `upscale_video` costs with the model in ``folder`` (one torch and
+    ONNX Runtime thread, stages one after another), the model call's share, and the
+    frames/s that total allows on this machine's cores."""
+    torch.set_num_threads(1)
+    predictor = load_predictor(str(folder / "model.pt2"), runtime="auto")
+    call = _ms(OnnxModel(read_onnx(folder / ONNX_FILE)[0], 1).session, lr, 5)  # as served
+    cores, what = os.cpu_count() or 1, f"{lr[1]}x{lr[0]} -> {2 * lr[1]}x{2 * lr[0]}"
+    rows = [Row("realtime", f"{folder.name}, CPU a frame: the model call", call, "ms",
+                f"{what}, 1 thread")]
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = make_clip(Path(tmp) / "clip.mp4", frames, size=(lr[1], lr[0]))
+        for preset in presets:
+            settings = Settings(tile=None, encoding=Encoding(preset=preset, overlap=False))
+            upscale_video(predictor, clip, Path(tmp) / "sr.mp4", settings)  # warm
+            t0 = _cpu_seconds()
+            upscale_video(predictor, clip, Path(tmp) / "sr.mp4", settings)
+            ms = 1000 * (_cpu_seconds() - t0) / frames
+            rows += [Row("realtime", f"{folder.name}, CPU a frame: decode, model, encode "
+                         f"(x264 {preset})", ms, "ms", f"{what}; the rest of the model "
+                         f"call {ms - call:.1f} ms"),
+                     Row("realtime", f"{folder.name}, the ceiling that CPU allows, x264 "
+                         f"{preset}", cores * 1000 / ms, "frames/s",
+                         f"{cores} cores, the stages overlapped perfectly")]
     return rows
 
 
