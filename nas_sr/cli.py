@@ -67,9 +67,11 @@ composed config. Examples:
 """
 
 
-# what a run trains (its model, scale, start and data split): fixed once it has begun
+# what a run trains (its model, scale, start and data split) and the space its decisions
+# index (a trial stores its op and size as positions in space.ops and space.macro): fixed
+# once it has begun
 FIXED_ON_RESUME = ("scale", "model", "genotype", "init_from", "seed", "archs", "controller",
-                   "train.cell")
+                   "train.cell", "space")
 
 
 def resumed_config(run_dir: Path, overrides: list[str], command: DictConfig | None = None

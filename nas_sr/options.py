@@ -22,8 +22,9 @@ from nas_sr.device import resolve_device
 from nas_sr.errors import ConfigError
 from nas_sr.runs.log import summary_writer
 from nas_sr.schema import SCHEMAS, check_fields
-from nas_sr.schema.train import retrain_width
+from nas_sr.schema.train import retrain_form, retrain_width
 from nas_sr.search.rank import JUDGES
+from nas_sr.search.supernet import space_macros
 from nas_sr.train.recipe import CLOCKS, LOSSES
 from search_spaces.cost import cheapest_cost
 from search_spaces.genotypes import GENOTYPES
@@ -194,21 +195,28 @@ def _macro(cfg: DictConfig) -> None:
         raise ConfigError("space.macro searches the network's size on the trial engine: set "
                           "search.trials.count=K and controller=random, evolution or "
                           "predictor (a supernet's shared weights have one width)")
+    proxy = cfg.search.proxy
+    if proxy.channels or proxy.cells:  # the proxy trains each network at its own size
+        raise ConfigError("search.proxy.channels/cells: a space.macro search trains each "
+                          "proxy at its network's searched size; leave them null")
 
 
 def _budget_reachable(cfg: DictConfig) -> None:
-    """A budget below every cell the space holds would train the whole search, then find
-    no cell to choose."""
-    b, cell = cfg.search.budget, cfg.archs.cell
-    width = retrain_width(cfg)
-    least = cheapest_cost(cell.nodes, *width, cfg.scale)
+    """A budget below every network the space holds would train the whole search, then
+    find no cell to choose. With ``space.macro`` the searched sizes count, not the retrain
+    width."""
+    b, form = cfg.search.budget, retrain_form(cfg)
+    sizes = space_macros(cfg) or (retrain_width(cfg),)
+    least = {m: cheapest_cost(cfg.archs.cell.nodes, *m, cfg.scale, **form) for m in sizes}
     for key in ("params", "mult_adds"):
-        if b[key] and b[key] < least[key]:
+        size = min(sizes, key=lambda m: least[m][key])
+        if b[key] and b[key] < least[size][key]:
+            lower = ("add a smaller size to space.macro" if space_macros(cfg)
+                     else "lower the retrain width train.cell.channels/cells")
             raise ConfigError(
                 f"search.budget.{key}={b[key]}: below the cheapest network the space builds, "
-                f"{least[key]:,} at {width[0]} channels x {width[1]} cells, x{cfg.scale} (head, "
-                f"tail and upsampler around cells of identities); raise it or lower "
-                f"the retrain width train.cell.channels/cells")
+                f"{least[size][key]:,} at {size[0]} channels x {size[1]} cells, x{cfg.scale} "
+                f"(head, tail and upsampler around cells of identities); raise it or {lower}")
 
 
 def _retrain_model(cfg: DictConfig) -> None:

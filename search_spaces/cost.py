@@ -49,14 +49,16 @@ def genotype_cost(genotype: Genotype, channels: int, cells: int, scale: int, col
             "mult_adds": head.mult_adds + cells * cell.mult_adds + tail.mult_adds}
 
 
-def cheapest_cost(nodes: int, channels: int, cells: int, scale: int) -> dict[str, int]:
-    """The least params and Mult-Adds of any cell network of ``nodes`` nodes, both at once:
-    a chain of identities. Every op costs >= 0 (identity: 0) and a cell has at least one
-    loose end (its last node), each costing a C x C slice of the combining 1x1 conv; the
-    chain has just that one. What is left is the head, the tail and the upsampler."""
+def cheapest_cost(nodes: int, channels: int, cells: int, scale: int, colors: int = 3,
+                  upsampler: str = "conv3") -> dict[str, int]:
+    """The least params and Mult-Adds of any cell network of ``nodes`` nodes (of that
+    form, as :func:`genotype_cost`), both at once: a chain of identities. Every op costs
+    >= 0 (identity: 0) and a cell has at least one loose end (its last node), each costing
+    a C x C slice of the combining 1x1 conv; the chain has just that one. What is left is
+    the head, the tail and the upsampler."""
     chain = Genotype(tuple(Node(j + NUM_CELL_INPUTS - 1, "identity", j + NUM_CELL_INPUTS - 1,
                                 "identity") for j in range(nodes)))
-    return genotype_cost(chain, channels, cells, scale)
+    return genotype_cost(chain, channels, cells, scale, colors, upsampler)
 
 
 BUDGET_MODES = ("max", "target")

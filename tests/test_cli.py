@@ -71,6 +71,14 @@ def test_resume_refuses_to_change_what_the_checkpoint_holds(run_dir, override, c
     assert (run_dir / "config.yaml").read_text() == before  # the run folder is untouched
 
 
+@pytest.mark.parametrize("override", ["space.macro=[[32,1],[16,2]]", "space.ops=[identity]"])
+def test_a_resumed_search_keeps_the_space_its_trials_index(tmp_path, override):
+    # a trial stores its ops and size as positions in these lists: others would relabel it
+    OmegaConf.save(make_cfg("search", "space.macro=[[16,2],[32,1]]"), tmp_path / "config.yaml")
+    with pytest.raises(ConfigError, match="would change what the run trains"):
+        resumed_config(tmp_path, [override])
+
+
 def test_a_plus_override_that_adds_an_unknown_key_is_refused(tmp_path, cli):
     error = cli("search", *QUIET, "+search.epoch=5", f"hydra.run.dir={tmp_path / 'run'}")
     assert "search's config has no search.epoch (did you mean search.epochs?)" in error, error

@@ -18,9 +18,9 @@ from nas_sr.jobs.retrain import model_spec
 from nas_sr.options import check_options
 from nas_sr.search.band import Band
 from nas_sr.search.proxy import ProxySetting, proxy_run
-from nas_sr.search.replay import replay
+from nas_sr.search.replay import nearest, replay
 from nas_sr.search.stats import group_means
-from nas_sr.search.table import Table, read_table
+from nas_sr.search.table import KIND, SAME, VERSION, Table, read_table, write_table
 from search_spaces.cost import genotype_cost
 from search_spaces.genotypes import Genotype, GenotypeError, Node, space_size
 from search_spaces.operations import OP_NAMES
@@ -104,10 +104,49 @@ def test_the_proxy_trains_a_network_at_its_genotypes_size(monkeypatch):
     (["space.macro=[[16,2],[16,2]]"], "give distinct"),
     (["space.macro=[[16,2],[32,1]]", "controller=enas"], "on the trial engine"),
     (["space.macro=[[16,2],[32,1]]", "controller=random"], "on the trial engine"),
+    (["space.macro=[[16,2],[32,1]]", "controller=random", "search.trials.count=4",
+      "search.proxy.channels=8"], "leave them null"),
+    # no size of the space fits: the cheapest size is named, not the unsearched width
+    (["space.macro=[[64,1],[48,2]]", "controller=random", "search.trials.count=4",
+      "search.budget.params=10000"], "11,244 at 48 channels x 2 cells.*space.macro"),
 ])
 def test_a_macro_the_search_cannot_use_is_refused_in_one_line(overrides, message):
     with pytest.raises(ConfigError, match=message):
         check_options("search", make_cfg("search", *overrides))
+
+
+@pytest.mark.parametrize("overrides", [
+    ["space.macro=[[16,1],[24,2]]", "controller=random", "search.trials.count=4"],
+    ["train.cell.colors=1"],  # a network on Y is cheaper than the RGB one
+])
+def test_a_budget_only_the_searched_sizes_or_form_reach_is_accepted(overrides):
+    cfg = make_cfg("search", "train.cell.channels=32", "train.cell.cells=4",
+                   "search.budget.params=6000", *overrides)
+    check_options("search", cfg)  # 32 x 4 on RGB costs 8,588 at least
+
+
+def test_the_band_checks_the_latency_table_at_each_searched_width(tmp_path):
+    from test_latency import hand_made
+    path = tmp_path / "table.json"
+    path.write_text(json.dumps(hand_made(width=8)))
+    base = ["controller=random", "search.trials.count=4", "search.budget.latency_ms=50",
+            f"search.budget.latency_table={path}", "search.budget.latency_lr=[16,16]",
+            "search.budget.latency_threads=1",
+            "train.cell.channels=8", "archs.cell.nodes=2"]
+    Band(make_cfg("search", *base))
+    with pytest.raises(ConfigError, match="width 16"):  # refused at once, not in a worker
+        Band(make_cfg("search", *base, "space.macro=[[8,1],[16,1]]"))
+
+
+def test_the_retrain_warns_only_of_a_size_the_macro_overrides(tmp_path, caplog):
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(Genotype(CELL.nodes, (6, 2)).to_dict()))
+    for extra, warned in ((["train.cell.colors=1"], False), (["train.cell.channels=6"], False),
+                          (["train.cell.channels=32"], True)):
+        caplog.clear()
+        spec = model_spec(make_cfg("retrain", f"genotype={path}", *extra))
+        assert (spec["channels"], spec["cells"]) == (6, 2)
+        assert ("is not used" in caplog.text) == warned, (extra, caplog.text)
 
 
 def test_a_macro_search_chooses_a_size_retrains_at_it_and_tables_and_replays(tmp_path):
@@ -121,6 +160,8 @@ def test_a_macro_search_chooses_a_size_retrains_at_it_and_tables_and_replays(tmp
     assert chosen.macro in ((4, 1), (6, 2))
     cost = summary["cost_at_retrain_width"]
     assert (cost["channels"], cost["cells"]) == chosen.macro
+    arch = json.loads((tmp_path / "s" / "genotype.json").read_text())["arch"]
+    assert (arch["channels"], arch["cells"]) == chosen.macro
     pareto = json.loads((tmp_path / "s" / "pareto.json").read_text())["cells"]
     assert all(c["params"] == genotype_cost(Genotype.from_dict({"nodes": c["genotype"]}),
                                             *c["macro"], 2)["params"]
@@ -173,7 +214,7 @@ def test_searches_at_two_sizes_join_as_one_table_whose_macro_is_the_size(tmp_pat
     printed = capsys.readouterr().out  # each size's mean, and the best's lead
     assert "| 4 x 1 | 3 |" in printed and "| 6 x 2 | 3 |" in printed and " leads " in printed
     head, rows = read_table(out)
-    assert head["macros"] == [[4, 1], [6, 2]] and {len(r["decisions"]) for r in rows} == {21}
+    assert head["macros"] == [[6, 2], [4, 1]] and {len(r["decisions"]) for r in rows} == {21}
     assert sorted(r["macro"] for r in rows) == [[4, 1]] * 3 + [[6, 2]] * 3
     table = Table.load(out)
     assert [g.macro for g in table.cells] == [tuple(r["macro"]) for r in rows]
@@ -185,3 +226,63 @@ def test_searches_at_two_sizes_join_as_one_table_whose_macro_is_the_size(tmp_pat
     result = replay(table, {"evolution": {"population": 2, "tournament": 2}}, [3], seeds=3,
                     final_top=2, batch=1)
     assert set(result["budgets"][3]) == {"random", "evolution"}
+
+
+def shard(path, size, cells, seeds=(0,), shift=0.0, latency=False):
+    """A table file of ``cells`` (one proxy per seed) trained at ``size`` = (C, N)."""
+    head = {"kind": KIND, "version": VERSION, "space": "enas", "ops": list(OP_NAMES),
+            "nodes": 5, "scale": 2, "width": [32, 4], "reward_crops": 4, "final_crops": 4,
+            "recipe": {"steps": 400, "channels": size[0], "cells": size[1]}, "extend": []}
+    assert set(SAME) <= set(head)
+    rows = [{"decisions": g.to_decisions(OP_NAMES), "genotype": g.to_dict()["nodes"],
+             "params": 1000 + i, "mult_adds": 1, **({"latency_ms": 5.0} if latency else {}),
+             "runs": {str(s): {"reward": [30.0 + shift + i / 10] * 4,
+                               "final": [30.0 + shift + i / 10] * 4} for s in seeds}}
+            for i, g in enumerate(cells)]
+    write_table(path, head, rows)
+    return str(path)
+
+
+def test_sizes_join_as_the_size_their_proxies_trained_at_in_one_order(tmp_path, capsys):
+    draw, gen = RandomController(5), torch.Generator().manual_seed(0)
+    cells = [draw.sample(gen).genotype for _ in range(3)]
+    # one proxy seed each (the default), the deep size with latency and the wide without
+    deep = shard(tmp_path / "deep.jsonl", (16, 10), cells, latency=True)
+    wide = shard(tmp_path / "wide.jsonl", (64, 1), cells, shift=0.5)
+    tables = []
+    for i, runs in enumerate(([deep, wide], [wide, deep])):
+        out = tmp_path / f"t{i}.jsonl"
+        run_job("table", make_cfg("table", f"runs=[{','.join(runs)}]", f"output={out}",
+                                  "sizes_as_macro=true"), tmp_path / f"job{i}")
+        tables.append(read_table(out))
+        assert (tmp_path / f"job{i}" / "summary.json").is_file()  # the summary too
+    printed = capsys.readouterr().out
+    assert "1 seed(s)" in printed and "64 x 1 leads 16 x 10 by 0.500 dB" in printed
+    # the size is the proxy's (the recipe's), not the retrain width both headers share,
+    # and the list runs deepest first whatever order the sources came in
+    (head, rows), (head2, rows2) = tables
+    assert head == head2 and head["macros"] == [[16, 10], [64, 1]]
+    assert sorted(map(json.dumps, rows)) == sorted(map(json.dumps, rows2))
+    assert {r["decisions"][-1]: r["macro"] for r in rows} == {0: [16, 10], 1: [64, 1]}
+    assert Table.load(tmp_path / "t0.jsonl", 1).costs.keys() == {"params", "mult_adds"}
+    # one cell's same seed scored otherwise by two sources: refused, not dropped
+    clash = shard(tmp_path / "clash.jsonl", (16, 10), cells, shift=0.1)
+    with pytest.raises(ConfigError, match="other scores for proxy seed 0"):
+        run_job("table", make_cfg("table", f"runs=[{deep},{clash}]",
+                                  f"output={tmp_path / 'x.jsonl'}"), tmp_path / "job3")
+
+
+def test_replay_moves_a_mutated_size_to_a_cell_of_that_size():
+    draw, gen = RandomController(5), torch.Generator().manual_seed(1)
+    cells = [draw.sample(gen).genotype for _ in range(6)]
+    macros = ((16, 10), (64, 1))
+    table = Table({"ops": list(OP_NAMES), "macros": [list(m) for m in macros]},
+                  [Genotype(c.nodes, macros[i % 2]) for i, c in enumerate(cells)],
+                  np.array([Genotype(c.nodes, macros[i % 2]).to_decisions(OP_NAMES, macros)
+                            for i, c in enumerate(cells)]), {}, np.zeros((6, 1)),
+                  np.zeros(6))
+    parent = table.cells[0]  # at 16 x 10; its size mutated, its cell kept
+    child = Genotype(parent.nodes, (64, 1))
+    for seed in range(20):
+        landed = nearest(table, child, parent, torch.Generator().manual_seed(seed))
+        assert landed.macro == (64, 1)

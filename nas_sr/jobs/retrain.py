@@ -48,8 +48,9 @@ def model_spec(cfg: DictConfig) -> dict[str, Any]:
         genotype = find_genotype(cfg.genotype)
         spec.update(nodes=genotype.num_nodes, genotype=genotype.to_dict())  # it decides
         if genotype.macro:  # a searched size is part of the architecture
-            asked = {k: v for k, v in cfg.train.cell.items() if v is not None}
-            if asked and tuple(spec[k] for k in ("channels", "cells")) != genotype.macro:
+            asked = {k: cfg.train.cell[k] for k in ("channels", "cells")
+                     if cfg.train.cell[k] is not None}
+            if any(v != genotype.macro[k == "cells"] for k, v in asked.items()):
                 log.warning("train.cell %s is not used: the genotype's macro, %s channels x "
                             "%s cells, is searched", asked, *genotype.macro)
             spec.update(channels=genotype.macro[0], cells=genotype.macro[1])

@@ -23,6 +23,7 @@ from nas_sr.search.table import (
     differences,
     header,
     merge,
+    number_macros,
     read_table,
     rows_of,
     size_free,
@@ -42,22 +43,24 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                           "nas-sr table RUN_DIR|TABLE ... output=FILE")
     out = Path(cfg.output).expanduser()
     check_writable(out.parent)
-    head, rows, macros = None, [], []
+    head, rows = None, []
     for source in map(Path, cfg.runs):
         this, found = _shard(source) if source.is_file() else _study(source)
         if cfg.sizes_as_macro:  # each source's size becomes a row's macro decision
-            as_macro_rows(this, found, macros)
-            this = {**size_free(this), "macros": macros}
+            as_macro_rows(this, found)
+            this = {**size_free(this), "macros": None}
         if head is None:
             head = {**this, "extend": []}
         elif differ := differences(this, head):
             hint = ("; sources of other sizes join with sizes_as_macro=true"
-                    if differ == ["width", "recipe"] else "")
+                    if not differences(size_free(this), size_free(head)) else "")
             raise ConfigError(f"{source}: trained otherwise than {cfg.runs[0]} "
                               f"({', '.join(differ)}); a table holds cells trained one way"
                               f"{hint}")
         head["extend"] += [e for e in _listed(this["extend"]) if e not in head["extend"]]
         rows += found
+    if cfg.sizes_as_macro:
+        number_macros(head, rows)
     rows = merge(rows)
     if cfg.latency_threads:
         path = Path(cfg.latency_table).expanduser() if cfg.latency_table \
@@ -69,9 +72,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         add_latency(head, rows, list(cfg.latency_threads), list(cfg.latency_lr), table,
                     cfg.measure, cfg.logger.progress)
     write_table(out, head, rows)
-    if head.get("macros"):
-        print(size_summary(out))
     seeds = sorted({len(r["runs"]) for r in rows})
+    if head.get("macros"):
+        print(size_summary(out, seeds[0]))
     summary = {"output": str(out), "cells": len(rows), "seeds_per_cell": seeds,
                "runs": [str(r) for r in cfg.runs]}
     write_json(run_dir / "summary.json", summary)
@@ -100,17 +103,18 @@ def _shard(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return head, [{k: v for k, v in r.items() if not k.startswith(LATENCY)} for r in rows]
 
 
-def size_summary(path: Path) -> str:
-    """Each network size's mean PSNR over its cells (2 seeds, final crops), with 95%
-    intervals, and the best size's lead over the worst's."""
-    table = Table.load(path)
+def size_summary(path: Path, seeds: int) -> str:
+    """Each network size's mean PSNR over its cells (``seeds`` seeds, final crops), with
+    95% intervals, and the best size's lead over the worst's."""
+    table = Table.load(path, seeds)
     groups: dict[str, list[float]] = {}
     for cell, psnr in zip(table.cells, table.final, strict=True):
         groups.setdefault("{} x {}".format(*cell.macro), []).append(float(psnr))
     if len(groups) < 2 or min(map(len, groups.values())) < 2:
         return "(too few cells a size to compare the sizes)"
     g = group_means(groups)
-    lines = ["| C x N | cells | mean proxy PSNR, final crops (dB) | 95% CI |", "|---|---|---|---|"]
+    lines = [f"| C x N | cells | mean proxy PSNR, final crops, {seeds} seed(s) (dB) | 95% CI |",
+             "|---|---|---|---|"]
     lines += [f"| {k} | {v['n']} | {v['mean']:.3f} | [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}] |"
               for k, v in g["groups"].items()]
     low, high = g["difference_ci"]

@@ -17,6 +17,7 @@ from controllers import Controller, RandomController, Sample
 from nas_sr.errors import ConfigError
 from nas_sr.schema.train import retrain_form, retrain_width
 from nas_sr.search.latency import default_table_path, load_table, predict_latency
+from nas_sr.search.supernet import space_macros
 from search_spaces.cost import budget_penalty, genotype_cost
 from search_spaces.genotypes import Genotype, Node
 
@@ -33,7 +34,9 @@ class Band:
             self.latency = load_table(b.latency_table or default_table_path())
         self.width, self.form = retrain_width(cfg), retrain_form(cfg)
         self.costs: dict[Genotype, dict[str, Any]] = {}
-        self.cost(Genotype((Node(1, "identity", 1, "identity"),)))  # a width the table lacks
+        cell = (Node(1, "identity", 1, "identity"),)  # a width the table lacks, refused now
+        for macro in space_macros(cfg) or (None,):
+            self.cost(Genotype(cell, macro))
         # proposals outside the band are drawn again before any score is paid
         self.rejects = bool(b.get("reject", False)) and any(self.limits.values())
 
@@ -69,8 +72,11 @@ class Band:
         """``ctrl``'s next in-band proposal; a band no draw reaches is the user's to widen."""
         try:
             return ctrl.propose(rng)
+        except ConfigError:  # the user's setting (a latency table's gap), said as it is
+            raise
         except ValueError as e:
-            draw = RandomController(ctrl.num_nodes, ops=ctrl.ops).sample(rng).genotype
+            draw = RandomController(ctrl.num_nodes, ops=ctrl.ops,
+                                    macros=ctrl.macros).sample(rng).genotype
             uniform = self.cost(draw)
             raise ConfigError(f"{e}: search.budget {self.limits} (a uniform cell costs e.g. "
                               f"{ {k: round(uniform[k], 1) for k in self.limits} })") from None

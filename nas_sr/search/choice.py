@@ -16,7 +16,7 @@ from nas_sr.runs.log import RunLog
 from nas_sr.search.band import Band
 from search_spaces.cost import pareto_front
 from search_spaces.genotypes import Genotype
-from search_spaces.network import CellSRNet, count_params
+from search_spaces.network import CellSRNet, count_params, form_overrides
 
 
 def write_choice(cfg: DictConfig, run_dir: Path, log: RunLog, best: Genotype, best_psnr: float,
@@ -30,7 +30,7 @@ def write_choice(cfg: DictConfig, run_dir: Path, log: RunLog, best: Genotype, be
     searched, retrained = best.width((a.channels, a.cells)), best.width(band.width)
     summary = {
         "genotype": best.to_dict(), "genotype_str": str(best), "val_psnr": best_psnr,
-        "params": count_params(CellSRNet(cfg.scale, *searched, a.nodes, best)),
+        "params": count_params(CellSRNet(cfg.scale, *searched, a.nodes, best, **band.form)),
         "cost_at_retrain_width": {"channels": retrained[0], "cells": retrained[1],
                                   **band.cost(best)},
         "budget": band.limits, **facts, "controller": cfg.controller.name,
@@ -38,7 +38,8 @@ def write_choice(cfg: DictConfig, run_dir: Path, log: RunLog, best: Genotype, be
         "candidates": [c for c in scored if "final_psnr" in c],
     }
     checkpoint.write_json(run_dir / "genotype.json", {
-        **best.to_dict(), "scale": cfg.scale, "arch": OmegaConf.to_container(a)})
+        **best.to_dict(), "scale": cfg.scale,
+        "arch": {**OmegaConf.to_container(a), "channels": searched[0], "cells": searched[1]}})
     checkpoint.write_json(run_dir / "summary.json", summary)
     log.log("final", val_psnr=best_psnr, genotype=best.to_dict()["nodes"],
             params=summary["params"], search_time_s=facts["search_time_s"])
@@ -47,11 +48,13 @@ def write_choice(cfg: DictConfig, run_dir: Path, log: RunLog, best: Genotype, be
         plots = plot_run(run_dir)
         if log.wandb is not None:
             log_to_wandb(log.wandb, plots)
+    # the form the search priced (a network on Y, a 1x1 tail), which a retrain must build
+    form = "".join(f" train.cell.{k}={v}" for k, v in form_overrides(band.form).items())
     # measured on the crops that chose it: a selection score, not a held-out one
     print(f"best cell: {best}\n  selection PSNR {best_psnr:.2f} dB ({how}, final crops), "
           f"{summary['params']:,} params standalone; written to {run_dir}\n"
           f"retrain it with: nas-sr retrain genotype={run_dir / 'genotype.json'} "
-          f"scale={cfg.scale}")
+          f"scale={cfg.scale}{form}")
     return summary
 
 

@@ -56,9 +56,13 @@ class TableDraw(RandomController):
 def nearest(table: Table, child: Genotype, parent: Genotype, generator: torch.Generator
             ) -> Genotype:
     """The table's cell with the fewest decisions unlike ``child``'s, other than ``parent``
-    (ties drawn at random)."""
+    (ties drawn at random); a cell of the child's size before any of another size, so a
+    mutation of the size lands on that size wherever the table has it."""
     ops, macros = table.ops, table.macros
-    distance = (table.decisions != np.array(child.to_decisions(ops, macros))).sum(1)
+    unlike = (table.decisions != np.array(child.to_decisions(ops, macros))).astype(int)
+    if macros:  # the size outweighs every decision of the cell
+        unlike[:, -1] *= unlike.shape[1]
+    distance = unlike.sum(1)
     distance[(table.decisions == np.array(parent.to_decisions(ops, macros))).all(1)] = 10**9
     ties = np.flatnonzero(distance == distance.min())
     return table.cells[ties[int(torch.randint(len(ties), (1,), generator=generator))]]

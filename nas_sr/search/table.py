@@ -43,19 +43,28 @@ def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return [k for k in (*SAME, "macros") if a.get(k) != b.get(k)]
 
 
-def as_macro_rows(head: dict[str, Any], rows: list[dict[str, Any]], macros: list[list[int]]
-                  ) -> None:
-    """Rows of a table at one size (``head["width"]``) as rows of a table whose macro
-    decision is the size: each gets its ``macro`` and the decision for it among ``macros``,
-    where a size is added if new. Rows that have sizes already (a table joined so before,
-    or a search of ``space.macro``) keep them, their decision renumbered."""
+def as_macro_rows(head: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """Rows of a table at one size as rows of a table whose macro decision is the size:
+    each gets its ``macro``, the size its proxy trained at (the recipe's, else the
+    retrain width), and a placeholder decision for it (:func:`number_macros` sets it). Rows
+    that have sizes already (a table joined so before, or a search of ``space.macro``)
+    keep them."""
     if not head.get("macros"):
+        recipe = head["recipe"]
+        size = [recipe["channels"], recipe["cells"]] if "channels" in recipe \
+            else list(head["width"])
         for row in rows:
-            row["macro"], row["decisions"] = list(head["width"]), [*row["decisions"], None]
+            row["macro"], row["decisions"] = size, [*row["decisions"], None]
+
+
+def number_macros(head: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """The sizes of ``rows`` as the table's macro list, deepest first (so a size's
+    neighbours in the list, where evolution's macro mutation steps, are the sizes next to
+    it whatever order the sources came in), and each row's last decision its index."""
+    head["macros"] = sorted({tuple(r["macro"]) for r in rows}, key=lambda m: (-m[1], m[0]))
+    head["macros"] = [list(m) for m in head["macros"]]
     for row in rows:
-        if row["macro"] not in macros:
-            macros.append(list(row["macro"]))
-        row["decisions"][-1] = macros.index(row["macro"])
+        row["decisions"][-1] = head["macros"].index(list(row["macro"]))
 
 
 def size_free(head: dict[str, Any]) -> dict[str, Any]:
@@ -101,12 +110,17 @@ def rows_of(cfg: DictConfig, study: Any) -> list[dict[str, Any]]:
 
 
 def merge(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows of the same cell joined: each seed's runs once."""
+    """Rows of the same cell joined: each seed's runs once. The same seed of a cell met
+    twice with other scores (two studies that trained it apart) is refused, not dropped."""
     by_cell: dict[tuple[int, ...], dict[str, Any]] = {}
     for row in rows:
         key = tuple(row["decisions"])
         if key in by_cell:
-            by_cell[key]["runs"] = {**row["runs"], **by_cell[key]["runs"]}
+            runs = by_cell[key]["runs"]
+            if clash := [s for s in row["runs"] if s in runs and runs[s] != row["runs"][s]]:
+                raise ConfigError(f"cell {row_cell(row)} has other scores for proxy seed "
+                                  f"{clash[0]} in two sources: they trained it otherwise")
+            by_cell[key]["runs"] = {**row["runs"], **runs}
         else:
             by_cell[key] = {**row, "runs": dict(row["runs"])}
     return list(by_cell.values())
@@ -189,9 +203,10 @@ class Table:
             runs = [row["runs"][s] for s in sorted(row["runs"], key=int)[:seeds]]
             return [float(np.mean(r[crops])) for r in runs]
 
+        shared = set.intersection(*(set(r) for r in rows))  # joined sources may differ
         return cls(head, [row_cell(r) for r in rows],
                    np.array([r["decisions"] for r in rows]),
-                   {k: np.array([r[k] for r in rows], dtype=float) for k in rows[0]
+                   {k: np.array([r[k] for r in rows], dtype=float) for k in sorted(shared)
                     if k in COSTS or k.startswith(("predicted_ms", "measured_ms"))},
                    np.array([means(r, "reward") for r in rows]),
                    np.array([np.mean(means(r, "final")) for r in rows]))._checked()
