@@ -66,7 +66,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         print(f"profile: the machine is busy (load average {summary['load_before'][0]:.1f} "
               f"on {os.cpu_count()} cores): timings will read high and uneven")
     if cfg.profile.reuse:
-        table = load_table(path)
+        table = load_table(path, every_part=False)  # the parts it lacks are timed next
         if added := complete(table, cfg.logger.progress):  # parts added to the toolkit since
             save_table(table, path)
             print(f"latency table: {len(added)} parts added to {path} ({', '.join(added)})")

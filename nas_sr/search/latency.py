@@ -77,6 +77,7 @@ from search_spaces.network import UPSAMPLERS, CellSRNet, form_overrides
 from search_spaces.operations import REGISTRY
 
 REMAKE = "nas-sr profile"  # the command that (re)makes this machine's table
+REUSE = "nas-sr profile profile.reuse=true"  # ... and that times only the parts it lacks
 EXPORTER = "torch.onnx.export(dynamo=True)"
 TABLE_KEYS = ("machine", "reference_lr", "threads", "widths", "scales", "nodes", "entries")
 MACHINE_KEYS = ("cpu", "cores", "onnxruntime", "torch")
@@ -312,20 +313,23 @@ def save_table(table: dict[str, Any], path: Path) -> None:
     write_json(path, table)
 
 
-def load_table(path: str | Path) -> dict[str, Any]:
+def load_table(path: str | Path, every_part: bool = True) -> dict[str, Any]:
     """The table at ``path``, refused (``ConfigError``, one line) when it was made on another
-    CPU model or ONNX Runtime, is malformed, or lacks an op the registry has now."""
+    CPU model or ONNX Runtime, is malformed, or (``every_part``) lacks a part the toolkit
+    has now, such as an op registered since."""
     path = Path(path)
     remake = f"remake it with `{REMAKE} profile.table={path}`"
+    add = f"add what it lacks with `{REUSE} profile.table={path}`"
     try:
         table = json.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no latency table here; make it with `{REMAKE}`") from None
     except (OSError, ValueError) as e:
         raise ConfigError(f"{path}: not a latency table ({e}); {remake}") from None
-    problem = _malformed(table)
+    problem = _malformed(table, every_part)
     if problem:
-        raise ConfigError(f"{path}: malformed latency table ({problem}); {remake}")
+        fix = add if problem.startswith(MISSING) else remake
+        raise ConfigError(f"{path}: malformed latency table ({problem}); {fix}")
     here, there = machine(), table["machine"]
     for key in ("cpu", "onnxruntime"):
         if there[key] != here[key]:
@@ -334,8 +338,9 @@ def load_table(path: str | Path) -> dict[str, Any]:
     return table
 
 
-def _malformed(table: Any) -> str | None:
-    """What is wrong with a table's structure, or None."""
+def _malformed(table: Any, every_part: bool = True) -> str | None:
+    """What is wrong with a table's structure (and ``every_part``: a part it lacks), or
+    None."""
     if not isinstance(table, dict):
         return "not a JSON object"
     missing = [k for k in TABLE_KEYS if k not in table]
@@ -359,11 +364,15 @@ def _malformed(table: Any) -> str | None:
     if not isinstance(calibration, dict) or not all(_is_time(f) and f > 0
                                                     for f in calibration.values()):
         return f"calibration must map thread counts to positive factors, got {calibration!r}"
-    return _bad_entries(table)
+    return _bad_entries(table, every_part)
 
 
-def _bad_entries(table: dict[str, Any]) -> str | None:
-    """The first missing or unusable entry: every part at every width and thread count."""
+MISSING = "no entry "  # how a part the table lacks is named (profile.reuse adds it)
+
+
+def _bad_entries(table: dict[str, Any], every_part: bool = True) -> str | None:
+    """The first unusable entry, or (``every_part``) missing one: every part at every
+    width and thread count."""
     if not isinstance(table["entries"], dict):
         return "entries must be an object"
     names = [*(f"op:{op}" for op in REGISTRY), "add", "head",
@@ -378,7 +387,9 @@ def _bad_entries(table: dict[str, Any]) -> str | None:
             for c in table["widths"]:
                 ms = rows.get(name, {}).get(str(c)) if isinstance(rows.get(name), dict) else None
                 if ms is None:
-                    return f"no entry {name} at width {c}, {t} thread(s)"
+                    if not every_part:
+                        continue
+                    return f"{MISSING}{name} at width {c}, {t} thread(s)"
                 if not _is_time(ms):
                     return f"entry {name} at width {c}, {t} thread(s) is {ms!r}, not a time"
     return None
@@ -407,10 +418,12 @@ def predict_latency(genotype: Genotype, channels: int, cells: int, scale: int,
                           f"{table['threads']}); profile them with `{REMAKE}`")
     def ms(name: str) -> float:
         value = rows.get(name, {}).get(str(channels))
-        if value is None:
+        if value is None:  # a part added to the toolkit since, or a width never timed
+            how = REUSE if channels in table["widths"] else \
+                f"{REMAKE} 'profile.widths=[...,{channels}]'"
             raise ConfigError(f"the latency table has no {name} at width {channels} "
                               f"(widths {table['widths']}, scales {table['scales']}, up to "
-                              f"{table['nodes']} loose ends); profile it with `{REMAKE}`")
+                              f"{table['nodes']} loose ends); profile it with `{how}`")
         return value
 
     cell = sum(n * ms(name) for name, n in cell_parts(genotype).items())
