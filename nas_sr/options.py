@@ -198,7 +198,8 @@ def _macro(cfg: DictConfig) -> None:
     proxy = cfg.search.proxy
     if proxy.channels or proxy.cells:  # the proxy trains each network at its own size
         raise ConfigError("search.proxy.channels/cells: a space.macro search trains each "
-                          "proxy at its network's searched size; leave them null")
+                          "proxy at its network's searched size; leave them null "
+                          "(search.proxy.channels=null search.proxy.cells=null)")
 
 
 def _budget_reachable(cfg: DictConfig) -> None:
@@ -208,15 +209,20 @@ def _budget_reachable(cfg: DictConfig) -> None:
     b, form = cfg.search.budget, retrain_form(cfg)
     sizes = space_macros(cfg) or (retrain_width(cfg),)
     least = {m: cheapest_cost(cfg.archs.cell.nodes, *m, cfg.scale, **form) for m in sizes}
-    for key in ("params", "mult_adds"):
+    limits = {k: b[k] for k in ("params", "mult_adds") if b[k]}
+    if limits and not any(all(v >= least[m][k] for k, v in limits.items()) for m in sizes):
+        lower = ("add a smaller size to space.macro" if space_macros(cfg)
+                 else "lower the retrain width train.cell.channels/cells")
+        failing = [k for k, v in limits.items() if v < min(least[m][k] for m in sizes)]
+        if not failing:  # each limit alone is reachable, at other sizes
+            raise ConfigError(f"search.budget {limits}: no size of space.macro meets both "
+                              f"limits at once; raise one or {lower}")
+        key = failing[0]
         size = min(sizes, key=lambda m: least[m][key])
-        if b[key] and b[key] < least[size][key]:
-            lower = ("add a smaller size to space.macro" if space_macros(cfg)
-                     else "lower the retrain width train.cell.channels/cells")
-            raise ConfigError(
-                f"search.budget.{key}={b[key]}: below the cheapest network the space builds, "
-                f"{least[size][key]:,} at {size[0]} channels x {size[1]} cells, x{cfg.scale} "
-                f"(head, tail and upsampler around cells of identities); raise it or {lower}")
+        raise ConfigError(
+            f"search.budget.{key}={limits[key]}: below the cheapest network the space builds, "
+            f"{least[size][key]:,} at {size[0]} channels x {size[1]} cells, x{cfg.scale} "
+            f"(head, tail and upsampler around cells of identities); raise it or {lower}")
 
 
 def _retrain_model(cfg: DictConfig) -> None:

@@ -44,8 +44,16 @@ def test_the_prediction_is_the_sum_of_the_tables_entries_scaled_by_pixels():
     assert latency.predict_latency(CELL, 8, 3, 2, table, 1, (32, 48)) == expected * 6
     calibrated = {**table, "calibration": {"1": 0.75}}
     assert latency.predict_latency(CELL, 8, 3, 2, calibrated, 1, (16, 16)) == 0.75 * expected
-    with pytest.raises(ConfigError, match="no op:conv_3x3 at width 16"):
+    # what was never timed needs a new profile, naming what to time; a part added to the
+    # toolkit since, a profile that reuses the table
+    with pytest.raises(ConfigError, match=r"no op:conv_3x3 at width 16.*widths=\[...,16\]"):
         latency.predict_latency(CELL, 16, 3, 2, table, 1, (16, 16))
+    with pytest.raises(ConfigError, match=r"no tail:3 at width 8.*profile.scales=\[...,3\]`"):
+        latency.predict_latency(CELL, 8, 3, 3, table, 1, (16, 16))
+    without = copy.deepcopy(table)
+    del without["entries"]["1"]["head"]
+    with pytest.raises(ConfigError, match="no head at width 8.*profile.reuse=true"):
+        latency.predict_latency(CELL, 8, 3, 2, without, 1, (16, 16))
     with pytest.raises(ConfigError, match="no entries for 2 thread"):
         latency.predict_latency(CELL, 8, 3, 2, table, 2, (16, 16))
 

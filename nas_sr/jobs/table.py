@@ -73,7 +73,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                     cfg.measure, cfg.logger.progress)
     write_table(out, head, rows)
     seeds = sorted({len(r["runs"]) for r in rows})
-    if head.get("macros"):
+    if head.get("macros") and rows:
         print(size_summary(out, seeds[0]))
     summary = {"output": str(out), "cells": len(rows), "seeds_per_cell": seeds,
                "runs": [str(r) for r in cfg.runs]}

@@ -384,8 +384,10 @@ def _bad_entries(table: dict[str, Any], every_part: bool = True) -> str | None:
             return f"no entries for {t} thread(s)"
         later = [n for n in rows if n.startswith(("head:", "tail:")) and n not in names]
         for name in names + later:  # the forms added since: checked where present
+            if name in rows and not isinstance(rows[name], dict):
+                return f"entry {name}, {t} thread(s) is {rows[name]!r}, not times by width"
             for c in table["widths"]:
-                ms = rows.get(name, {}).get(str(c)) if isinstance(rows.get(name), dict) else None
+                ms = rows.get(name, {}).get(str(c))
                 if ms is None:
                     if not every_part:
                         continue
@@ -418,9 +420,13 @@ def predict_latency(genotype: Genotype, channels: int, cells: int, scale: int,
                           f"{table['threads']}); profile them with `{REMAKE}`")
     def ms(name: str) -> float:
         value = rows.get(name, {}).get(str(channels))
-        if value is None:  # a part added to the toolkit since, or a width never timed
-            how = REUSE if channels in table["widths"] else \
-                f"{REMAKE} 'profile.widths=[...,{channels}]'"
+        if value is None:  # a part added to the toolkit since, or a size never timed
+            never = [f"profile.{k}=[...,{v}]" for k, v, timed in (
+                ("widths", channels, table["widths"]), ("scales", scale, table["scales"]))
+                if v not in timed]
+            if name.startswith("combine:") and int(name.split(":")[1]) > table["nodes"]:
+                never.append(f"profile.nodes={name.split(':')[1]}")
+            how = f"{REMAKE} {' '.join(never)}" if never else REUSE
             raise ConfigError(f"the latency table has no {name} at width {channels} "
                               f"(widths {table['widths']}, scales {table['scales']}, up to "
                               f"{table['nodes']} loose ends); profile it with `{how}`")

@@ -13,6 +13,7 @@ Rows come from the studies of trial searches (``search.trials``), typically rand
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,11 @@ from nas_sr.schema.train import retrain_width
 from nas_sr.search.latency import cell_arch, machine, median_ms, predict_latency, session
 from nas_sr.search.proxy import ProxySetting
 from nas_sr.search.trials import Decisions, finished
+from search_spaces.cost import genotype_cost
 from search_spaces.genotypes import Genotype, Macro
 from search_spaces.network import FORM
+
+log = logging.getLogger(__name__)
 
 KIND, VERSION = "nas-sr table", 1
 COSTS = ("params", "mult_adds", "latency_ms")  # a row's closed-form (and budget) costs
@@ -46,15 +50,21 @@ def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 def as_macro_rows(head: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     """Rows of a table at one size as rows of a table whose macro decision is the size:
     each gets its ``macro``, the size its proxy trained at (the recipe's, else the
-    retrain width), and a placeholder decision for it (:func:`number_macros` sets it). Rows
-    that have sizes already (a table joined so before, or a search of ``space.macro``)
-    keep them."""
-    if not head.get("macros"):
-        recipe = head["recipe"]
-        size = [recipe["channels"], recipe["cells"]] if "channels" in recipe \
-            else list(head["width"])
-        for row in rows:
-            row["macro"], row["decisions"] = size, [*row["decisions"], None]
+    retrain width), and a placeholder decision for it (:func:`number_macros` sets it).
+    Where that size is not the width the search priced its rows at, their params and
+    Mult-Adds are priced again at it (and a budget latency, priced at the width, dropped).
+    Rows that have sizes already (a table joined so before, or a search of
+    ``space.macro``) keep them."""
+    if head.get("macros"):
+        return
+    recipe = head["recipe"]
+    size = [recipe["channels"], recipe["cells"]] if "channels" in recipe else list(head["width"])
+    form = {k: recipe.get(k, v) for k, v in FORM.items()}
+    for row in rows:
+        row["macro"], row["decisions"] = size, [*row["decisions"], None]
+        if size != list(head["width"]):
+            row.pop("latency_ms", None)
+            row.update(genotype_cost(row_cell(row), *size, head["scale"], **form))
 
 
 def number_macros(head: dict[str, Any], rows: list[dict[str, Any]]) -> None:
@@ -110,16 +120,17 @@ def rows_of(cfg: DictConfig, study: Any) -> list[dict[str, Any]]:
 
 
 def merge(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows of the same cell joined: each seed's runs once. The same seed of a cell met
-    twice with other scores (two studies that trained it apart) is refused, not dropped."""
+    """Rows of the same cell joined: each seed's runs once (the first source's, where two
+    trained the same seed of a cell alike yet scored it apart, as nondeterministic kernels
+    can: said, not silent)."""
     by_cell: dict[tuple[int, ...], dict[str, Any]] = {}
     for row in rows:
         key = tuple(row["decisions"])
         if key in by_cell:
             runs = by_cell[key]["runs"]
             if clash := [s for s in row["runs"] if s in runs and runs[s] != row["runs"][s]]:
-                raise ConfigError(f"cell {row_cell(row)} has other scores for proxy seed "
-                                  f"{clash[0]} in two sources: they trained it otherwise")
+                log.warning("cell %s: proxy seed %s scored otherwise by two sources; the "
+                            "first source's scores are kept", row_cell(row), clash[0])
             by_cell[key]["runs"] = {**row["runs"], **runs}
         else:
             by_cell[key] = {**row, "runs": dict(row["runs"])}
