@@ -206,12 +206,12 @@ def _budget_reachable(cfg: DictConfig) -> None:
     """A budget below every network the space holds would train the whole search, then
     find no cell to choose. With ``space.macro`` the searched sizes count, not the retrain
     width."""
-    b, form = cfg.search.budget, retrain_form(cfg)
-    sizes = space_macros(cfg) or (retrain_width(cfg),)
+    b, form, macros = cfg.search.budget, retrain_form(cfg), space_macros(cfg)
+    sizes = macros or (retrain_width(cfg),)
     least = {m: cheapest_cost(cfg.archs.cell.nodes, *m, cfg.scale, **form) for m in sizes}
     limits = {k: b[k] for k in ("params", "mult_adds") if b[k]}
     if limits and not any(all(v >= least[m][k] for k, v in limits.items()) for m in sizes):
-        lower = ("add a smaller size to space.macro" if space_macros(cfg)
+        lower = ("add a smaller size to space.macro" if macros
                  else "lower the retrain width train.cell.channels/cells")
         failing = [k for k, v in limits.items() if v < min(least[m][k] for m in sizes)]
         if not failing:  # each limit alone is reachable, at other sizes

@@ -27,6 +27,12 @@ UPSAMPLERS = {"conv3": 3, "conv1": 1}
 FORM = {"colors": 3, "upsampler": "conv3"}
 
 
+def form_of(settings: Any) -> dict[str, Any]:
+    """The form a mapping (a config section, a saved setting) records, its defaults where it
+    records none (a missing or null entry)."""
+    return {k: settings.get(k) or default for k, default in FORM.items()}
+
+
 def form_overrides(form: dict[str, Any]) -> dict[str, Any]:
     """The entries of ``form`` that differ from :data:`FORM`: what an arch spec or a saved
     setting records (those from before the form was a choice record none)."""

@@ -48,9 +48,9 @@ def model_spec(cfg: DictConfig) -> dict[str, Any]:
         genotype = find_genotype(cfg.genotype)
         spec.update(nodes=genotype.num_nodes, genotype=genotype.to_dict())  # it decides
         if genotype.macro:  # a searched size is part of the architecture
-            asked = {k: cfg.train.cell[k] for k in ("channels", "cells")
-                     if cfg.train.cell[k] is not None}
-            if any(v != genotype.macro[k == "cells"] for k, v in asked.items()):
+            macro = dict(zip(("channels", "cells"), genotype.macro, strict=True))
+            asked = {k: cfg.train.cell[k] for k in macro if cfg.train.cell[k] is not None}
+            if any(v != macro[k] for k, v in asked.items()):
                 log.warning("train.cell %s is not used: the genotype's macro, %s channels x "
                             "%s cells, is searched", asked, *genotype.macro)
             spec.update(channels=genotype.macro[0], cells=genotype.macro[1])

@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nas_sr.schema.common import colors_opt
 from nas_sr.schema.fields import opt, section
-from search_spaces.network import FORM, UPSAMPLERS
+from search_spaces.network import UPSAMPLERS, form_of
 
 
 def retrain_width(cfg: DictConfig) -> tuple[int, int]:
@@ -27,7 +27,7 @@ def retrain_form(cfg: DictConfig) -> dict[str, Any]:
     """How the retrained cell network meets the image: ``colors`` (1: on Y) and its
     ``upsampler``, as ``CellSRNet`` and the cost functions take them."""
     own = OmegaConf.select(cfg, "train.cell", default=None) or {}
-    return {k: own.get(k) or default for k, default in FORM.items()}
+    return form_of(own)
 
 
 @dataclass

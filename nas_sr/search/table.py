@@ -32,7 +32,7 @@ from nas_sr.search.proxy import ProxySetting
 from nas_sr.search.trials import Decisions, finished
 from search_spaces.cost import genotype_cost
 from search_spaces.genotypes import Genotype, Macro
-from search_spaces.network import FORM
+from search_spaces.network import form_of
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def as_macro_rows(head: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         return
     recipe = head["recipe"]
     size = [recipe["channels"], recipe["cells"]] if "channels" in recipe else list(head["width"])
-    form = {k: recipe.get(k, v) for k, v in FORM.items()}
+    form = form_of(recipe)
     for row in rows:
         row["macro"], row["decisions"] = size, [*row["decisions"], None]
         if size != list(head["width"]):
@@ -71,8 +71,8 @@ def number_macros(head: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     """The sizes of ``rows`` as the table's macro list, deepest first (so a size's
     neighbours in the list, where evolution's macro mutation steps, are the sizes next to
     it whatever order the sources came in), and each row's last decision its index."""
-    head["macros"] = sorted({tuple(r["macro"]) for r in rows}, key=lambda m: (-m[1], m[0]))
-    head["macros"] = [list(m) for m in head["macros"]]
+    head["macros"] = [list(m) for m in sorted({tuple(r["macro"]) for r in rows},
+                                               key=lambda m: (-m[1], m[0]))]
     for row in rows:
         row["decisions"][-1] = head["macros"].index(list(row["macro"]))
 
@@ -148,7 +148,7 @@ def add_latency(head: dict[str, Any], rows: list[dict[str, Any]], threads: list[
     for row in progress_bar(rows, desc="latency", disable=not progress):
         genotype = row_cell(row)
         channels, cells = genotype.width(head["width"])
-        form = {k: head["recipe"].get(k, v) for k, v in FORM.items()}
+        form = form_of(head["recipe"])
         arch = cell_arch(genotype, channels, cells, head["scale"], **form)
         graph = export_onnx(build_model(arch).eval(), arch) if measure else None
         for t in threads:
