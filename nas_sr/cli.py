@@ -327,12 +327,15 @@ def run_job(job: str, cfg: DictConfig, run_dir: Path | None = None) -> object:
         else:
             check_run_folder(run_dir, cfg)
         check_options(job, cfg)
-        checkpoint.remove_stale_temps(run_dir)  # ours to clean: we own the folder
-        # under torchrun every process composes the same config; one of them writes it
+        module = importlib.import_module(f"nas_sr.jobs.{job}")
+        if not resume and hasattr(module, "settle"):  # what the job decides before it runs
+            module.settle(cfg)
+        # under torchrun every process composes the same config; the one that owns the
+        # folder cleans it (another's temp file may be live) and writes the config
         if runfolder.is_main_process():  # after a resume: the effective config
+            checkpoint.remove_stale_temps(run_dir)
             with checkpoint.atomic_path(run_dir / "config.yaml") as tmp:  # resume needs it
                 OmegaConf.save(cfg, tmp, resolve=True)
-        module = importlib.import_module(f"nas_sr.jobs.{job}")
         return module.run(cfg, run_dir)
 
 

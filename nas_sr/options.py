@@ -182,19 +182,24 @@ def _macro(cfg: DictConfig) -> None:
     """``space.macro``: distinct [channels, cells] pairs, searched by a trial strategy (a
     supernet's shared weights have one width)."""
     macro = OmegaConf.to_container(cfg.space.get("macro") or OmegaConf.create([]))
-    if not macro:
+    widths = OmegaConf.to_container(cfg.space.get("macro_widths") or OmegaConf.create([]))
+    if not macro and not widths:
         return
     if not isinstance(macro, list) or not all(
-            isinstance(m, list) and len(m) == 2 and all(
-                isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in m)
+            isinstance(m, list) and len(m) == 2 and all(map(_whole, m))
             for m in macro) or len({tuple(m) for m in macro}) != len(macro):
         raise ConfigError(f"space.macro={macro}: give distinct [channels, cells] pairs of "
                           "whole numbers >= 1, e.g. [[16,10],[32,4],[48,2]]")
+    if not isinstance(widths, list) or not all(map(_whole, widths)) \
+            or len(set(widths)) != len(widths):
+        raise ConfigError(f"space.macro_widths={widths}: give distinct channel counts, whole "
+                          "numbers >= 1, e.g. [16,32,48,64]")
     t = cfg.search.get("trials")
     if not (t and t.count) or cfg.controller.name not in ("random", "evolution", "predictor"):
-        raise ConfigError("space.macro searches the network's size on the trial engine: set "
-                          "search.trials.count=K and controller=random, evolution or "
-                          "predictor (a supernet's shared weights have one width)")
+        raise ConfigError("space.macro and macro_widths search the network's size on the "
+                          "trial engine: set search.trials.count=K and controller=random, "
+                          "evolution or predictor (a supernet's shared weights have one "
+                          "width)")
     proxy = cfg.search.proxy
     if proxy.channels or proxy.cells:  # the proxy trains each network at its own size
         raise ConfigError("search.proxy.channels/cells: a space.macro search trains each "
@@ -202,10 +207,16 @@ def _macro(cfg: DictConfig) -> None:
                           "(search.proxy.channels=null search.proxy.cells=null)")
 
 
+def _whole(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 1
+
+
 def _budget_reachable(cfg: DictConfig) -> None:
     """A budget below every network the space holds would train the whole search, then
     find no cell to choose. With ``space.macro`` the searched sizes count, not the retrain
     width."""
+    if cfg.space.get("macro_widths"):
+        return  # each width gets a depth the budget reaches, or is refused (search.sizes)
     b, form, macros = cfg.search.budget, retrain_form(cfg), space_macros(cfg)
     sizes = macros or (retrain_width(cfg),)
     least = {m: cheapest_cost(cfg.archs.cell.nodes, *m, cfg.scale, **form) for m in sizes}

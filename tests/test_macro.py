@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 import nas_sr.search.proxy as proxy_module
 from conftest import make_cfg
@@ -20,6 +21,7 @@ from nas_sr.options import check_options
 from nas_sr.search.band import Band
 from nas_sr.search.proxy import ProxySetting, proxy_run
 from nas_sr.search.replay import nearest, replay
+from nas_sr.search.sizes import MAX_CELLS, pick_sizes, probe_cells
 from nas_sr.search.stats import group_means
 from nas_sr.search.table import KIND, SAME, VERSION, Table, read_table, row_cell, write_table
 from search_spaces.cost import genotype_cost
@@ -293,3 +295,68 @@ def test_replay_moves_a_mutated_size_to_a_cell_of_that_size():
     child = Genotype(parent.nodes, macros[1])  # the parent's size mutated, its cell kept
     for seed in range(5):  # counted plainly, ``near`` is 2 decisions away and ``far`` more
         assert nearest(table, child, parent, torch.Generator().manual_seed(seed)) == far
+
+
+def _median_params(cfg, probe, width: int, cells: int) -> float:
+    return float(np.median([genotype_cost(Genotype(nodes, (width, cells)), width, cells,
+                                          cfg.scale)["params"] for nodes in probe]))
+
+
+@pytest.mark.parametrize("floor", [0.0, 0.9])
+def test_each_width_gets_the_depth_whose_median_cell_lies_nearest_the_band(floor):
+    cfg = make_cfg("search", "controller=random", "search.trials.count=4",
+                   "search.budget.params=60000", f"search.budget.floor={floor}")
+    picks = pick_sizes(cfg, [8, 16])
+    probe = probe_cells(cfg)
+    assert probe == probe_cells(make_cfg("search", "seed=7"))  # one sample for every seed
+    low, high = floor * 60000, 60000
+    for pick in picks:
+        width = pick.macro[0]
+        medians = {n: _median_params(cfg, probe, width, n) for n in range(1, MAX_CELLS + 1)}
+        gap = {n: max(np.log(m / high), np.log(low / m) if low else 0, 0)
+               for n, m in medians.items()}
+        nearest = min(gap.values())
+        assert pick.macro[1] == max(n for n, g in gap.items() if g == nearest)
+        assert pick.median["params"] == medians[pick.macro[1]]
+    if not floor:  # the deepest network whose median cell fits
+        assert [p.macro for p in picks] == [(8, max(n for n in range(1, MAX_CELLS + 1) if
+                                                    _median_params(cfg, probe, 8, n) <= high)),
+                                            (16, picks[1].macro[1])]
+
+
+def test_widths_no_cell_reaches_are_left_out_and_a_band_none_reaches_is_refused(caplog):
+    cfg = make_cfg("search", "controller=random", "search.trials.count=4",
+                   "search.budget.params=8000")
+    with caplog.at_level(logging.WARNING):
+        assert [p.macro[0] for p in pick_sizes(cfg, [8, 64])] == [8]
+    assert "64 x 1 (uniform cells' median" in caplog.text and "left out" in caplog.text
+    with pytest.raises(ConfigError, match=r"space.macro_widths=\[64, 96\]: at no depth"):
+        pick_sizes(cfg, [64, 96])
+    with pytest.raises(ConfigError, match="set search.budget.latency_ms, params"):
+        pick_sizes(make_cfg("search", "controller=random", "search.trials.count=4"), [8])
+    for bad in ("[8,8]", "[0]", "[[8,1]]"):
+        with pytest.raises(ConfigError, match="give distinct channel counts"):
+            check_options("search", make_cfg("search", "controller=random",
+                                             "search.trials.count=4",
+                                             f"space.macro_widths={bad}"))
+    with pytest.raises(ConfigError, match="on the trial engine"):
+        check_options("search", make_cfg("search", "space.macro_widths=[8]"))
+
+
+def test_a_search_writes_the_sizes_it_picked_into_its_config_and_keeps_them_on_resume(
+        tmp_path, monkeypatch, capsys):
+    import nas_sr.jobs.search as search_job
+    monkeypatch.setattr(search_job, "run", lambda cfg, run_dir: None)  # the settling only
+    cfg = make_cfg("search", "controller=random", "search.trials.count=4",
+                   "search.budget.params=60000", "space.macro=[[4,1]]",
+                   "space.macro_widths=[8,16]")
+    run_job("search", cfg, tmp_path)
+    saved = OmegaConf.load(tmp_path / "config.yaml").space
+    picked = [p.macro for p in pick_sizes(cfg, [8, 16])]
+    assert saved.macro_widths == [] and [tuple(m) for m in saved.macro] == sorted(
+        [(4, 1), *picked], key=lambda m: (-m[1], m[0]))  # deepest first
+    assert "16 x " in capsys.readouterr().out
+    # a resumed run searches the sizes its config holds: none is picked again
+    monkeypatch.setattr(search_job, "pick_sizes", None)
+    run_job("search", make_cfg("search", f"resume={tmp_path}"))
+    assert OmegaConf.load(tmp_path / "config.yaml").space == saved

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from nas_sr import checkpoint
 from nas_sr.search.loop import Search
+from nas_sr.search.sizes import pick_sizes
 from nas_sr.search.supernet import CHECKPOINT, space_macros, space_ops
 from nas_sr.search.trial_search import run_trial_search
 from search_spaces.genotypes import space_size
@@ -26,6 +27,19 @@ def space_line(sizes: dict[str, Any], macros: int = 0) -> str:
             f"({sizes['distinct_cells']:,} distinct {'networks' if macros else 'cells'}; the "
             f"paper's formula gives "
             f"{sizes['paper_formula']:.3g})")
+
+
+def settle(cfg: DictConfig) -> None:
+    """Give each width of ``space.macro_widths`` its depth for the budget, in
+    ``space.macro`` (deepest first), so the run's config.yaml holds the sizes it searches."""
+    widths = cfg.space.get("macro_widths")
+    if not widths:
+        return
+    picks = pick_sizes(cfg, list(widths))
+    print("space.macro_widths, a depth for each width:\n  " + "\n  ".join(map(str, picks)))
+    macros = sorted({*space_macros(cfg), *(p.macro for p in picks)}, key=lambda m: (-m[1], m[0]))
+    cfg.space.macro = [list(m) for m in macros]
+    cfg.space.macro_widths = []
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:

@@ -132,6 +132,9 @@ class Space:
                                  "the cell (width against depth; a trial search's "
                                  "random, evolution or predictor strategy); [] = the retrain "
                                  "width")
+    macro_widths: list[int] = opt([], "channels whose number of cells the budget picks (the "
+                                  "depth whose uniform cells' median cost lies nearest the "
+                                  "band), joined to space.macro when the search starts")
 
 
 @dataclass

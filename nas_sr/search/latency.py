@@ -433,7 +433,9 @@ def predict_latency(genotype: Genotype, channels: int, cells: int, scale: int,
         return value
 
     cell = sum(n * ms(name) for name, n in cell_parts(genotype).items())
-    total = (ms(head_part(colors)) + cells * cell * served_share(genotype, channels)
+    # the share is the cell's own, whatever network size it is priced at: one cache entry
+    share = served_share(Genotype(genotype.nodes), channels)
+    total = (ms(head_part(colors)) + cells * cell * share
              + ms(tail_part(scale, colors, upsampler)))
     factor = table.get("calibration", {}).get(str(threads), 1.0)
     return factor * total * math.prod(lr_size) / math.prod(table["reference_lr"])
