@@ -14,14 +14,18 @@ cells. The model is refitted from the kept observations, so a checkpoint holds o
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
-from sklearn.ensemble import RandomForestRegressor
 
 from controllers.base import MemoryController, Sample
 from controllers.uniform import RandomController
 from search_spaces.genotypes import NUM_CELL_INPUTS, Genotype, Macro
 from search_spaces.operations import OP_NAMES
+
+if TYPE_CHECKING:  # scikit-learn (and the SciPy it loads) costs every command a second
+    from sklearn.ensemble import RandomForestRegressor
 
 ACQUISITIONS = ("thompson", "ucb")
 
@@ -58,6 +62,7 @@ class PredictorController(MemoryController):
 
     def _fit(self) -> RandomForestRegressor:
         if self.model is None:
+            from sklearn.ensemble import RandomForestRegressor  # noqa: PLC0415
             x = np.stack([features(g, self.ops) for g, _ in self.memory])
             y = np.array([r for _, r in self.memory])
             self.model = RandomForestRegressor(self.trees, min_samples_leaf=2,

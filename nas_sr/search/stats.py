@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 
 def rank_correlation(x: Sequence[float], y: Sequence[float], resamples: int = 2000,
@@ -20,6 +19,8 @@ def rank_correlation(x: Sequence[float], y: Sequence[float], resamples: int = 20
         raise ValueError(f"need two equal-length 1-D sequences, got {x.shape} and {y.shape}")
     if len(x) < 3:
         raise ValueError(f"need at least 3 cells for a rank correlation, got {len(x)}")
+    from scipy import stats  # noqa: PLC0415  (SciPy's statistics cost every command 0.6 s)
+
     measures = {"kendall_tau": stats.kendalltau, "spearman_rho": stats.spearmanr}
     out: dict[str, Any] = {"n": len(x)}
     rng = np.random.default_rng(seed)
@@ -38,6 +39,8 @@ def rank_correlation(x: Sequence[float], y: Sequence[float], resamples: int = 20
 def expected_max_normal(k: int) -> float:
     """E[max of ``k`` independent standard normals]: the integral of x times the max's
     density ``k phi(x) Phi(x)^(k-1)``, on a grid fine enough for 1e-6."""
+    from scipy import stats  # noqa: PLC0415
+
     x = np.linspace(-10, 10, 20001)
     density = k * stats.norm.pdf(x) * stats.norm.cdf(x) ** (k - 1)
     return float(np.sum(x * density) * (x[1] - x[0]))
