@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from skimage.metrics import structural_similarity
 
 # BT.601 as MATLAB's rgb2ycbcr, on 0..255 (nas_sr.archs.luma converts with them too)
 Y_WEIGHTS = (65.481, 128.553, 24.966)
@@ -77,6 +76,8 @@ def ssim_y(sr: torch.Tensor, gt: torch.Tensor, shave: int) -> float:
     """SSIM on Y as MATLAB's ``ssim`` computes it: 11x11 Gaussian window, sigma 1.5."""
     _check_shapes(sr, gt)
     check_ssim_size(*gt.shape[-2:], shave)
+    from skimage.metrics import structural_similarity  # noqa: PLC0415  (SciPy: 0.2 s a start)
+
     sr_y, gt_y = (_shave(rgb_to_y(t.double()), shave).cpu().numpy() for t in (sr, gt))
     return float(structural_similarity(
         sr_y, gt_y, data_range=255.0, gaussian_weights=True, sigma=1.5,
