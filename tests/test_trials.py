@@ -18,7 +18,14 @@ from nas_sr.errors import ConfigError
 from nas_sr.options import check_options
 from nas_sr.runs.log import read_metrics
 from nas_sr.search.band import Band
-from nas_sr.search.trials import RETRIED, STUDY, Decisions, _work_in_process, storage_url
+from nas_sr.search.trials import (
+    RETRIED,
+    STUDY,
+    Decisions,
+    _work_in_process,
+    open_study,
+    storage_url,
+)
 from search_spaces.genotypes import Genotype
 
 TRIALS = ["search.proxy.channels=4", "search.proxy.cells=1", "search.proxy.steps=4",
@@ -125,6 +132,18 @@ def test_a_killed_and_resumed_search_proposes_what_an_unbroken_one_does(tmp_path
     assert cells(tmp_path / "broken") == cells(tmp_path / "whole")
     assert resumed["genotype"] == whole["genotype"]
     assert len(completed(study_of(cfg, tmp_path / "broken"))) == 5  # one worker: no extra
+
+
+def test_a_worker_of_another_space_is_refused_by_the_study(tmp_path):
+    base = ["controller=random", "search.trials.count=4", "space.macro=[[16,10],[32,4]]"]
+    open_study(make_cfg("search", *base), tmp_path)
+    open_study(make_cfg("search", *base), tmp_path)  # the same space: a worker joins
+    for other, named in (
+            ("space.macro=[[16,9],[32,4]]",
+             r"space.macro=\[\[16, 10\], \[32, 4\]\] \(here \[\[16, 9\], \[32, 4\]\]\)"),
+            ("archs.cell.nodes=4", r"archs.cell.nodes=5 \(here 4\)")):
+        with pytest.raises(ConfigError, match=named + ".*not space.macro_widths"):
+            open_study(make_cfg("search", *base, other), tmp_path)
 
 
 def test_an_on_policy_strategy_is_refused_by_the_engine(tmp_path):

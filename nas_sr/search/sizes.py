@@ -3,8 +3,9 @@
 Width against depth pays only where each size's cells can meet the budget: a size whose
 uniform cells mostly cost more (or less) than the band spends the strategy's draws on
 rejections. So a fixed sample of uniform cells is priced at every depth of a width, as the
-search's band prices them, and the width gets the depth whose median cell lies nearest
-the band: the deepest one whose median is inside it, where several are.
+search's band prices them, and the width gets, of the depths where some of them are in
+the band, the one whose median cell lies nearest it: the deepest whose median is inside
+it, where several are.
 """
 
 from __future__ import annotations
@@ -61,8 +62,9 @@ def probe_cells(cfg: DictConfig) -> list[tuple[Node, ...]]:
 
 
 def pick_sizes(cfg: DictConfig, widths: list[int]) -> list[Pick]:
-    """Each width's depth for ``cfg``'s budget band; a width with no probe cell in the band
-    at any depth is left out (said), and a band no width reaches is refused."""
+    """Each width's depth for ``cfg``'s budget band, among the depths where some probe cell
+    is in the band; a width with none at any depth is left out (said), and a band no
+    width reaches is refused."""
     band = Band(cfg)
     limits = {k: v for k, v in band.limits.items() if v}
     if not limits:
@@ -74,20 +76,31 @@ def pick_sizes(cfg: DictConfig, widths: list[int]) -> list[Pick]:
         best: tuple[tuple[float, int], Pick] | None = None
         for cells in range(1, MAX_CELLS + 1):
             networks = [Genotype(nodes, (width, cells)) for nodes in probe]
-            median = {k: statistics.median(band.cost(g)[k] for g in networks) for k in limits}
+            costs = [band.cost(g) for g in networks]
+            median = {k: statistics.median(c[k] for c in costs) for k in limits}
+            share = sum(g in band for g in networks) / len(networks)
             rank = (max(_gap(median[k], floor * v, v) for k, v in limits.items()), -cells)
-            if best is None or rank < best[0]:
-                best = rank, Pick((width, cells), median,
-                                  sum(g in band for g in networks) / len(networks))
-            if any(median[k] > v for k, v in limits.items()):
-                break  # a deeper network only costs more
-        if best[1].in_band:
-            picks.append(best[1])
-        else:
-            log.warning("space.macro_widths: %s left out: none of %d uniform cells is within "
-                        "search.budget at that width", best[1], PROBE_CELLS)
+            if share and (best is None or rank < best[0]):
+                best = rank, Pick((width, cells), median, share)
+            # every cost grows with depth: stop where no deeper network can be in the band,
+            # or where its median is already farther over a limit than the best is from it
+            over = max(_gap(median[k], 0, v) for k, v in limits.items())
+            if any(min(c[k] for c in costs) > v for k, v in limits.items()) or (
+                    best is not None and over > best[0][0]):
+                break
+        if best is None:
+            log.warning("space.macro_widths: width %d left out: at no depth up to %d cells is "
+                        "one of %d uniform cells within search.budget", width, MAX_CELLS,
+                        PROBE_CELLS)
+            continue
+        pick = best[1]
+        if pick.macro[1] == MAX_CELLS and best[0][0]:
+            log.warning("space.macro_widths: %s: the deepest offered, its median cell still "
+                        "under the band", pick)
+        picks.append(pick)
     if not picks:
-        raise ConfigError(f"space.macro_widths={list(widths)}: at no depth of any of these "
-                          f"widths is one of {PROBE_CELLS} uniform cells within search.budget "
-                          f"{limits} (floor {floor}); widen the band or try other widths")
+        raise ConfigError(f"space.macro_widths={list(widths)}: at no depth (up to {MAX_CELLS} "
+                          f"cells) of any of these widths is one of {PROBE_CELLS} uniform cells "
+                          f"within search.budget {limits} (floor {floor}); widen the band or "
+                          "try other widths")
     return picks

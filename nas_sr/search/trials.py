@@ -78,8 +78,29 @@ def open_study(cfg: DictConfig, run_dir: Path,
         url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite")
         else None, heartbeat_interval=t.heartbeat_s, grace_period=t.grace_s,
         heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=t.retries))
-    return optuna.create_study(storage=storage, study_name=STUDY, direction="maximize",
-                               sampler=sampler, load_if_exists=True)
+    study = optuna.create_study(storage=storage, study_name=STUDY, direction="maximize",
+                                sampler=sampler, load_if_exists=True)
+    _check_space(study, cfg, url)
+    return study
+
+
+def _check_space(study: optuna.Study, cfg: DictConfig, url: str) -> None:
+    """A trial stores its decisions as positions in the space's lists (nodes, ops, sizes),
+    so every worker must search the space the study began with; the first to open it
+    records that space. (A joining worker whose ``space.macro_widths`` met another latency
+    table would otherwise read another network at the same positions.)"""
+    space = {"archs.cell.nodes": int(cfg.archs.cell.nodes), "space.ops": list(space_ops(cfg)),
+             "space.macro": [list(m) for m in space_macros(cfg)]}
+    recorded = study.user_attrs.get("space")
+    if recorded is None:
+        study.set_user_attr("space", space)
+    elif recorded != space:
+        differ = ", ".join(f"{k}={recorded[k]} (here {space[k]})"
+                           for k in space if recorded.get(k) != space[k])
+        raise ConfigError(f"the study at {url} searches {differ}: a trial stores its cell as "
+                          "positions in these lists, so a worker must search the same space; "
+                          "give the settings of the launching run's config.yaml (its "
+                          "space.macro, not space.macro_widths)")
 
 
 def finished(study: optuna.Study, trials: list[FrozenTrial] | None = None
