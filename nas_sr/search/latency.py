@@ -170,12 +170,16 @@ def conv_macs(module: nn.Module) -> int:
                for m in module.modules() if isinstance(m, nn.Conv2d))
 
 
-@functools.lru_cache(maxsize=4096)
 def served_share(genotype: Genotype, channels: int) -> float:
     """The share of a cell's conv multiply-adds that its served form keeps: inference runs
     the cell re-parameterised (``search_spaces.fused``: full convs on one state summed into
     one, the 1x1 combine folded into the loose ends' ops), which the searched form's parts
     do not see. Read off the fused cell itself, so it follows whatever fused.py folds."""
+    return _served_share(Genotype(genotype.nodes), channels)  # the cell's, at any size
+
+
+@functools.lru_cache(maxsize=4096)
+def _served_share(genotype: Genotype, channels: int) -> float:
     with torch.random.fork_rng(devices=[]):  # a cell's random init leaves the caller's RNG
         cell = Cell(channels, genotype.num_nodes, genotype)
         return conv_macs(FusedCell(cell, concat=False)) / conv_macs(cell)
@@ -433,9 +437,7 @@ def predict_latency(genotype: Genotype, channels: int, cells: int, scale: int,
         return value
 
     cell = sum(n * ms(name) for name, n in cell_parts(genotype).items())
-    # the share is the cell's own, whatever network size it is priced at: one cache entry
-    share = served_share(Genotype(genotype.nodes), channels)
-    total = (ms(head_part(colors)) + cells * cell * share
+    total = (ms(head_part(colors)) + cells * cell * served_share(genotype, channels)
              + ms(tail_part(scale, colors, upsampler)))
     factor = table.get("calibration", {}).get(str(threads), 1.0)
     return factor * total * math.prod(lr_size) / math.prod(table["reference_lr"])
