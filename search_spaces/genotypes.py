@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -22,6 +23,12 @@ from search_spaces.operations import OP_NAMES, REGISTRY
 
 NUM_CELL_INPUTS = 2  # h(k-2) and h(k-1)
 Macro = tuple[int, int]  # (channels, cells)
+
+
+def deepest_first(macros: Iterable[Sequence[int]]) -> list[Macro]:
+    """Distinct sizes in a space's order, deepest first, so a size's neighbours in the list
+    (where evolution's macro mutation steps) are the sizes next to it."""
+    return sorted({(int(c), int(n)) for c, n in macros}, key=lambda m: (-m[1], m[0]))
 
 
 class GenotypeError(ValueError):

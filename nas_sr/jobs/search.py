@@ -17,7 +17,7 @@ from nas_sr.search.loop import Search
 from nas_sr.search.sizes import pick_sizes
 from nas_sr.search.supernet import CHECKPOINT, space_macros, space_ops
 from nas_sr.search.trial_search import run_trial_search
-from search_spaces.genotypes import space_size
+from search_spaces.genotypes import deepest_first, space_size
 from search_spaces.network import count_params
 
 
@@ -37,8 +37,8 @@ def settle(cfg: DictConfig) -> None:
         return
     picks = pick_sizes(cfg, list(widths))
     print("space.macro_widths, a depth for each width:\n  " + "\n  ".join(map(str, picks)))
-    macros = sorted({*space_macros(cfg), *(p.macro for p in picks)}, key=lambda m: (-m[1], m[0]))
-    cfg.space.macro = [list(m) for m in macros]
+    cfg.space.macro = [list(m) for m in deepest_first([*space_macros(cfg),
+                                                       *(p.macro for p in picks)])]
     cfg.space.macro_widths = []
 
 

@@ -31,7 +31,7 @@ from nas_sr.search.latency import cell_arch, machine, median_ms, predict_latency
 from nas_sr.search.proxy import ProxySetting
 from nas_sr.search.trials import Decisions, finished
 from search_spaces.cost import genotype_cost
-from search_spaces.genotypes import Genotype, Macro
+from search_spaces.genotypes import Genotype, Macro, deepest_first
 from search_spaces.network import form_of
 
 log = logging.getLogger(__name__)
@@ -68,11 +68,9 @@ def as_macro_rows(head: dict[str, Any], rows: list[dict[str, Any]]) -> None:
 
 
 def number_macros(head: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-    """The sizes of ``rows`` as the table's macro list, deepest first (so a size's
-    neighbours in the list, where evolution's macro mutation steps, are the sizes next to
-    it whatever order the sources came in), and each row's last decision its index."""
-    head["macros"] = [list(m) for m in sorted({tuple(r["macro"]) for r in rows},
-                                               key=lambda m: (-m[1], m[0]))]
+    """The sizes of ``rows`` as the table's macro list, deepest first whatever order the
+    sources came in, and each row's last decision its index."""
+    head["macros"] = [list(m) for m in deepest_first(r["macro"] for r in rows)]
     for row in rows:
         row["decisions"][-1] = head["macros"].index(list(row["macro"]))
 
