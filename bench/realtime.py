@@ -9,8 +9,10 @@ anchors and the quality model, and whether `nas-sr upscale` keeps up with a play
   their speed does not depend on what they learnt; their PSNR, trained here, is in
   docs/RESULTS.md.
 - End to end: `upscale_video` of an H.264 clip (decode, super-resolve whole frames, encode
-  H.264 CRF 18 at the x264 presets medium and veryfast, the three stages overlapped). A
-  Y-only model takes the decoded Y plane as it is, with no RGB on the way.
+  H.264 CRF 18 at the x264 presets medium and veryfast, the three stages overlapped), with
+  a one-thread model call per thread at once (the default) and, at 2 threads, one
+  two-thread call at a time beside it. A Y-only model takes the decoded Y plane as it is,
+  with no RGB on the way.
 - The CPU a frame costs: the whole pipeline run one stage after another on one thread
   (process CPU time, the encoder's own threads included) against the model call alone,
   and the frames/s ceiling that total puts on this machine's cores however well the stages
@@ -21,6 +23,7 @@ anchors and the quality model, and whether `nas-sr upscale` keeps up with a play
 
 from __future__ import annotations
 
+import itertools
 import os
 import resource
 import tempfile
@@ -159,14 +162,17 @@ def end_to_end(folder: Path, frames: int, sizes: tuple[tuple[int, int], ...] = F
             for t in THREADS:
                 torch.set_num_threads(t)  # ONNX Runtime's session takes torch's count
                 predictor = load_predictor(str(folder / "model.pt2"), runtime="auto")
-                for preset in presets:
-                    settings = Settings(tile=None, encoding=Encoding(preset=preset))
+                # the default (a one-thread call per thread) and, beside it, one call at a time
+                for preset, workers in itertools.product(presets, (None, 1) if t > 1 else (1,)):
+                    settings = Settings(tile=None, encoding=Encoding(preset=preset,
+                                                                     workers=workers))
                     t0 = time.perf_counter()
                     upscale_video(predictor, clip, Path(tmp) / "sr.mp4", settings)
+                    calls = f"{t} calls at once" if workers is None else "one call at a time"
                     rows.append(Row("realtime", f"{folder.name} end to end, x264 {preset}",
                                     frames / (time.perf_counter() - t0), "frames/s",
                                     f"{frames} frames {lr[1]}x{lr[0]} -> {2 * lr[1]}x"
-                                    f"{2 * lr[0]}, {t} thread(s), whole frames"
+                                    f"{2 * lr[0]}, {t} thread(s), {calls}, whole frames"
                                     + (", on the Y plane" if predictor.luma else "")))
     torch.set_num_threads(1)
     return rows

@@ -2,7 +2,9 @@
 and a video's decoded luma plane goes through it without a trip through RGB."""
 
 import json
+from dataclasses import replace
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -14,8 +16,9 @@ from nas_sr.archs.luma import LumaSR, rgb_to_ycbcr, ycbcr_to_rgb
 from nas_sr.checkpoint import save_atomic, write_json
 from nas_sr.cli import run_job
 from nas_sr.data.video import Encoding
+from nas_sr.deploy import media
 from nas_sr.deploy.media import Settings, upscale_video
-from nas_sr.deploy.onnx_model import read_onnx
+from nas_sr.deploy.onnx_model import OnnxModel, read_onnx
 from nas_sr.deploy.predictor import load_predictor
 from nas_sr.errors import ConfigError
 from nas_sr.jobs import export
@@ -113,8 +116,6 @@ def test_a_y_models_files_hold_the_y_network_and_every_runtime_gives_rgb(y_expor
 
 
 def test_a_y_models_video_goes_through_the_decoded_luma_plane(y_export, tmp_path):
-    import av
-
     clip = write_clip(tmp_path / "in.mp4", frames=4, size=(32, 48), audio=None)
     predictor = load_predictor(str(y_export[1] / "model.pt2"), runtime="onnx")
     lossless = Encoding(crf=0, preset="ultrafast", options={"qp": "0"})
@@ -134,6 +135,35 @@ def test_a_y_models_video_goes_through_the_decoded_luma_plane(y_export, tmp_path
         up = F.interpolate(torch.from_numpy(u).float()[None, None], scale_factor=2,
                            mode="bicubic").clamp(0, 255).round().byte()[0, 0].numpy()
         assert np.abs(sr[64:80].reshape(32, 48).astype(int) - up).max() <= 1
+
+
+def test_a_cpu_video_on_onnx_runtime_runs_a_one_thread_call_per_thread(y_export, tmp_path,
+                                                                        monkeypatch):
+    clip = write_clip(tmp_path / "in.mp4", frames=6, size=(32, 48), audio=None)
+    predictor = load_predictor(str(y_export[1] / "model.pt2"), runtime="onnx")
+    given, sessions = [], []
+    real_rewrite, real_threads = media.rewrite, OnnxModel.with_threads
+    monkeypatch.setattr(media, "rewrite", lambda *a, **k: given.append(a[4]) or
+                        real_rewrite(*a, **k))
+    monkeypatch.setattr(OnnxModel, "with_threads", lambda self, n: sessions.append(n) or
+                        real_threads(self, n))
+    lossless = Encoding(crf=0, preset="ultrafast", options={"qp": "0"})
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        for name, workers in (("auto.mp4", None), ("one.mp4", 1)):
+            upscale_video(predictor, clip, tmp_path / name,
+                          Settings(tile=None, encoding=replace(lossless, workers=workers)))
+    finally:
+        torch.set_num_threads(threads)
+    assert [e.workers for e in given] == [2, 1] and sessions == [1]  # two calls, one thread each
+    with av.open(str(tmp_path / "auto.mp4")) as a, av.open(str(tmp_path / "one.mp4")) as b:
+        pairs = list(zip(a.decode(video=0), b.decode(video=0), strict=True))
+    assert len(pairs) == 6 and all(  # one-thread sessions compute what a two-thread one does
+        np.abs(x.to_ndarray().astype(int) - y.to_ndarray()).max() <= 1 for x, y in pairs)
+    eager = load_predictor(str(y_export[1] / "model.pt2"), runtime="eager")
+    upscale_video(eager, clip, tmp_path / "eager.mp4", Settings(tile=None, encoding=lossless))
+    assert given[-1].workers == 1  # torch's threads are the process's: no calls at once
 
 
 def test_a_search_for_a_network_on_y_prices_and_trains_its_cells_on_y(monkeypatch):

@@ -1,7 +1,10 @@
 """Videos through `nas-sr upscale`: frames, time, rotation and audio survive; failures leave
 nothing behind."""
 
+import itertools
 import re
+import threading
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -117,7 +120,8 @@ def test_an_odd_side_at_x3_loses_one_pixel_for_4_2_0(tmp_path):
     assert (info.width, info.height, info.frames) == (188, 140, 2)  # 189 x 141 made even
 
 
-def test_an_interrupted_job_leaves_no_file(tmp_path):
+@pytest.mark.parametrize("workers", [1, 3])
+def test_an_interrupted_job_leaves_no_file(tmp_path, workers):
     clip = write_clip(tmp_path / "c.mp4", frames=12)
     calls = []
 
@@ -128,7 +132,7 @@ def test_an_interrupted_job_leaves_no_file(tmp_path):
         return nearest_x2(frames)
 
     with pytest.raises(KeyboardInterrupt):
-        rewrite(clip, tmp_path / "out" / "c.mp4", dies, 2, Encoding(batch=4))
+        rewrite(clip, tmp_path / "out" / "c.mp4", dies, 2, Encoding(batch=4, workers=workers))
     assert list((tmp_path / "out").iterdir()) == []  # neither c.mp4 nor a partial file
 
 
@@ -249,23 +253,43 @@ def decoded_frames_and_audio(path: Path) -> tuple[list[np.ndarray], list[int], l
     return frames, stamps, audio
 
 
-@pytest.mark.parametrize("batch", [1, 3])
-def test_the_overlapped_pipeline_writes_the_frames_the_sequential_one_does(tmp_path, batch):
+def uneven_x2(at_once: list[int]):
+    """``nearest_x2`` whose every third call is slow, so calls made at once end out of order;
+    ``at_once`` gets how many calls were running as each began."""
+    lock, running, calls = threading.Lock(), [0], itertools.count()
+
+    def fn(frames: np.ndarray) -> np.ndarray:
+        with lock:
+            running[0] += 1
+            at_once.append(running[0])
+        time.sleep(0.05 if next(calls) % 3 == 0 else 0.0)
+        with lock:
+            running[0] -= 1
+        return nearest_x2(frames)
+    return fn
+
+
+@pytest.mark.parametrize("batch, workers", [(1, 1), (3, 1), (1, 3), (3, 2)])
+def test_the_overlapped_pipeline_writes_the_frames_the_sequential_one_does(tmp_path, batch,
+                                                                           workers):
     clip = write_clip(tmp_path / "c.mp4", frames=20)
-    outs = {}
+    outs, at_once = {}, []
     for overlap in (False, True):
         outs[overlap] = tmp_path / f"o{overlap}.mp4"
-        info = rewrite(clip, outs[overlap], nearest_x2, 2,
-                       Encoding(preset="ultrafast", batch=batch, overlap=overlap))
+        info = rewrite(clip, outs[overlap], uneven_x2(at_once), 2,
+                       Encoding(preset="ultrafast", batch=batch, overlap=overlap,
+                                workers=workers))
         assert info.frames == 20
+    # with workers, calls ran at once (and ended out of order), one by one without
+    assert max(at_once) == 1 if workers == 1 else max(at_once) > 1
     seq, ovl = (decoded_frames_and_audio(outs[k]) for k in (False, True))
     assert len(seq[0]) == len(ovl[0]) == 20
     assert all(np.array_equal(a, b) for a, b in zip(seq[0], ovl[0], strict=True))
     assert seq[1] == ovl[1] and seq[2] == ovl[2] and seq[2]  # timestamps, audio as copied
 
 
-@pytest.mark.parametrize("overlap", [False, True])
-def test_a_clip_whose_decoding_fails_midway_leaves_no_output(tmp_path, overlap):
+@pytest.mark.parametrize("overlap, workers", [(False, 1), (True, 1), (True, 3)])
+def test_a_clip_whose_decoding_fails_midway_leaves_no_output(tmp_path, overlap, workers):
     clip = write_clip(tmp_path / "c.mp4", frames=30)
     seen = []
 
@@ -275,6 +299,7 @@ def test_a_clip_whose_decoding_fails_midway_leaves_no_output(tmp_path, overlap):
 
     with pytest.raises(VideoError, match="more than 10 frames"):
         rewrite(clip, tmp_path / "out" / "c.mp4", upscale, 2,
-                Encoding(preset="ultrafast", batch=2, max_frames=10, overlap=overlap))
+                Encoding(preset="ultrafast", batch=2, max_frames=10, overlap=overlap,
+                         workers=workers))
     assert seen  # some frames were upscaled before the decoder failed
     assert list((tmp_path / "out").iterdir()) == []

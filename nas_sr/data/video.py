@@ -2,7 +2,8 @@
 
 Frames are decoded, passed through a function in batches and encoded as they come, so
 memory holds a few batches whatever the length; decoding, the function and encoding run
-on three threads at once (``Encoding.overlap``), so the two ends hide behind the model.
+on threads of their own (``Encoding.overlap``), so the two ends hide behind the model,
+and the model may take several batches at once (``Encoding.workers``).
 Timestamps are carried over (fps, duration and variable frame rates kept), the display
 rotation is copied, and the audio stream is copied packet for packet (re-encoded to the
 container's default audio codec, e.g. Opus for WebM, only where the container cannot
@@ -14,6 +15,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -78,6 +80,10 @@ class Encoding:
     max_frames: int | None = None
     max_pixels: int | None = None  # per frame
     overlap: bool = True  # decoding, the model and encoding on three threads at once
+    # model calls at once when overlapped, a batch each: on a CPU two one-thread calls
+    # outrun one two-thread call, which scales poorly and fights the encoder for the cores;
+    # None: one here, upscale_video's pick (nas_sr.deploy.media)
+    workers: int | None = None
 
     def codec_options(self) -> dict[str, str]:
         opts = dict(self.options)
@@ -265,10 +271,10 @@ def _rewrite(inp: av.container.InputContainer, out: av.container.OutputContainer
 
     Three stages: decoding (demux, decode, to ``layout``), the model (``fn``) and encoding (YUV,
     encode, mux, the audio too, so the output is written by one thread in stream order).
-    With ``encoding.overlap`` each runs on its own thread, handing batches on through short
-    queues, so decoding and encoding hide behind the model call (FFmpeg, torch and ONNX
-    Runtime release the GIL); otherwise they run one after another on this thread. Both
-    write the same file."""
+    With ``encoding.overlap`` each runs on threads of its own, handing batches on through
+    short queues, so decoding and encoding hide behind the model call (FFmpeg, torch and
+    ONNX Runtime release the GIL), and ``encoding.workers`` batches are in the model at
+    once; otherwise they run one after another on this thread. Both write the same file."""
     import av
     from av.video.reformatter import ColorRange
 
@@ -289,37 +295,36 @@ def _rewrite(inp: av.container.InputContainer, out: av.container.OutputContainer
     done = 0
 
     def to_model(item: tuple) -> tuple:
-        if item[0] != "video":
+        sound, meta, frames = item
+        if frames is None:  # the audio after the last frame
             return item
-        _, meta, frames = item
-        if layout == "yuv420p":  # even sides in, even sides out: nothing to crop
-            return "video", meta, fn(frames)
-        return "video", meta, fn(frames)[:, :vout.height, :vout.width]
+        sr = fn(frames)  # even sides in, even sides out on yuv420p: nothing to crop
+        return sound, meta, sr if layout == "yuv420p" else sr[:, :vout.height, :vout.width]
 
     def to_file(item: tuple) -> None:
         nonlocal done
-        kind, what, data = item
-        if kind == "audio":  # a packet copied as it is
-            out.mux(what)
-        elif kind == "samples":  # decoded audio the container's codec encodes
-            out.mux(aout.encode(what))
-        else:
-            for i, ((pts, time_base, colorspace), img) in enumerate(zip(what, data,
-                                                                         strict=True)):
-                new = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format=layout)
-                if layout == "yuv420p":  # so a yuv420p output takes it as it is
-                    new.color_range = ColorRange.MPEG
-                new.colorspace = colorspace
-                seconds = pts * time_base if pts is not None else (done + i) / Fraction(fps)
-                new.pts, new.time_base = round(seconds / tick), tick
-                new = new.reformat(format=encoding.pix_fmt, dst_color_range=ColorRange.MPEG)
-                out.mux(vout.encode(new))
-            done += len(what)
-            on_frames(done)
+        sound, meta, frames = item
+        for kind, what in sound:  # a packet copied as it is, or samples to encode
+            out.mux(what if kind == "audio" else aout.encode(what))
+        if frames is None:
+            return
+        for i, ((pts, time_base, colorspace), img) in enumerate(zip(meta, frames, strict=True)):
+            new = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format=layout)
+            if layout == "yuv420p":  # so a yuv420p output takes it as it is
+                new.color_range = ColorRange.MPEG
+            new.colorspace = colorspace
+            seconds = pts * time_base if pts is not None else (done + i) / Fraction(fps)
+            new.pts, new.time_base = round(seconds / tick), tick
+            new = new.reformat(format=encoding.pix_fmt, dst_color_range=ColorRange.MPEG)
+            out.mux(vout.encode(new))
+        done += len(meta)
+        on_frames(done)
 
     def decoded() -> Iterator[tuple]:
-        """The source as items for the model and the file, in stream order."""
+        """The source as (audio, frames' stamps, frames) items, in stream order: each batch
+        of frames carries the audio demuxed before it, so the queues count batches alone."""
         batch: list[av.VideoFrame] = []
+        sound: list[tuple[str, Any]] = []
         count = 0
 
         def video() -> tuple:
@@ -330,20 +335,21 @@ def _rewrite(inp: av.container.InputContainer, out: av.container.OutputContainer
                 frames = np.stack([f.reformat(format="yuv420p", src_color_range=f.color_range,
                                               dst_color_range=ColorRange.MPEG).to_ndarray()
                                    for f in batch])
-            meta = [(f.pts, f.time_base, f.colorspace) for f in batch]
+            item = list(sound), [(f.pts, f.time_base, f.colorspace) for f in batch], frames
+            sound.clear()
             batch.clear()
-            return "video", meta, frames
+            return item
 
         for packet in inp.demux([s for s in (vin, ain) if s is not None]):
             if packet.stream is ain:
                 if copy_audio:
                     if packet.dts is not None:  # the demuxer's end-of-stream marker has none
                         packet.stream = aout
-                        yield "audio", packet, None
-                else:
+                        sound.append(("audio", packet))
+                else:  # decoded, for the container's codec to encode
                     for frame in packet.decode():
                         frame.pts = None  # the encoder numbers its own samples
-                        yield "samples", frame, None
+                        sound.append(("samples", frame))
                 continue
             for frame in packet.decode():
                 count += 1
@@ -353,9 +359,19 @@ def _rewrite(inp: av.container.InputContainer, out: av.container.OutputContainer
                     yield video()
         if batch:
             yield video()
+        if sound:
+            yield list(sound), None, None
 
     if encoding.overlap:
-        Overlap([to_model, to_file]).run(decoded())
+        # the model's calls run on a pool; their futures reach the file in stream order
+        workers = encoding.workers or 1
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="video model")
+        try:
+            Overlap([lambda item: pool.submit(to_model, item),
+                     lambda called: to_file(called.result())],
+                    depth=max(Overlap.DEPTH, workers)).run(decoded())
+        finally:
+            pool.shutdown(cancel_futures=True)  # after an error, no frame waits for the model
     else:
         for item in decoded():
             to_file(to_model(item))
@@ -372,9 +388,9 @@ class Overlap:
 
     DEPTH = 2  # items waiting before each stage: enough to hide jitter, little memory
 
-    def __init__(self, stages: list[Callable[[Any], Any]]):
+    def __init__(self, stages: list[Callable[[Any], Any]], depth: int = DEPTH):
         self.stages = stages
-        self.queues = [queue.Queue(self.DEPTH) for _ in stages]
+        self.queues = [queue.Queue(depth) for _ in stages]
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
 

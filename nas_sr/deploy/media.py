@@ -5,7 +5,7 @@ The upscale job and the web page of ``nas-sr serve`` both upscale through these.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +44,8 @@ class Settings:
         return cls(cfg.tile, cfg.overlap, cfg.self_ensemble, amp, runtime,
                    video.container.lstrip("."),
                    Encoding(video.codec, video.crf, video.preset, video.pix_fmt, video.batch,
-                            options, overlap=video.get("overlap", True)), device)
+                            options, overlap=video.get("overlap", True),
+                            workers=video.get("workers")), device)
 
     def output_name(self, src: Path) -> str:
         """``photo.jpg`` -> ``photo.png``, ``clip.avi`` -> ``clip.mp4`` (by default)."""
@@ -78,6 +79,13 @@ def upscale_video(predictor: Predictor, src: Path, dest: Path, settings: Setting
     ``progress(frames_done, frames_total)``.
     """
 
+    encoding = settings.encoding
+    if encoding.workers is None:  # a call per thread where ONNX Runtime runs it on a CPU
+        parallel = predictor.session is not None and settings.device.type == "cpu"
+        encoding = replace(encoding, workers=torch.get_num_threads() if parallel else 1)
+    if encoding.overlap and encoding.workers > 1:  # the threads shared among the calls
+        predictor = predictor.with_threads(max(1, torch.get_num_threads() // encoding.workers))
+
     def sr(lq: torch.Tensor) -> torch.Tensor:
         return super_resolve(predictor, lq, tile=settings.tile, overlap=settings.overlap,
                              amp=settings.amp, ensemble=settings.ensemble)
@@ -97,5 +105,5 @@ def upscale_video(predictor: Predictor, src: Path, dest: Path, settings: Setting
                          uv.clamp_(0, 255).round_().reshape(n, h * s // 2, w * s)], 1)
         return out.byte().cpu().numpy()
 
-    return rewrite(src, dest, frames_sr, predictor.scale, settings.encoding, progress,
+    return rewrite(src, dest, frames_sr, predictor.scale, encoding, progress,
                    planes=planes_sr if predictor.luma else None)

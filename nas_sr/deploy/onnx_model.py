@@ -97,6 +97,11 @@ class OnnxModel(nn.Module):
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(serialized, options,
                                             providers=["CPUExecutionProvider"])
+        self.serialized, self.threads = serialized, options.intra_op_num_threads
+
+    def with_threads(self, threads: int) -> OnnxModel:
+        """This model on a session of ``threads`` intra-op threads (itself where it has them)."""
+        return self if threads == self.threads else OnnxModel(self.serialized, threads)
 
     def forward(self, lq: torch.Tensor) -> torch.Tensor:
         x = np.ascontiguousarray(lq.detach().cpu().numpy(), dtype=np.float32)  # NCHW

@@ -20,7 +20,7 @@ from torch import nn
 
 from nas_sr.archs import lighten
 from nas_sr.archs.build import load_model
-from nas_sr.archs.luma import Model, as_rgb, colors
+from nas_sr.archs.luma import LumaSR, Model, as_rgb, colors
 from nas_sr.deploy.form import for_inference
 from nas_sr.deploy.onnx_model import ONNX_FILE, OnnxModel, export_onnx, read_onnx
 from nas_sr.deploy.pt2 import ModelError, load_exported
@@ -74,6 +74,14 @@ class Predictor:
     @property
     def runtime(self) -> str:
         return "eager" if self.session is None else "int8" if self.int8 else "onnx"
+
+    def with_threads(self, threads: int) -> Predictor:
+        """This predictor with each ONNX Runtime call on ``threads`` threads; eager torch
+        keeps the process's torch threads."""
+        inner = self.session.net if isinstance(self.session, LumaSR) else self.session
+        if not isinstance(inner, OnnxModel):
+            return self
+        return replace(self, session=as_rgb(inner.with_threads(threads), self.arch))
 
     @property
     def net(self) -> Model:
