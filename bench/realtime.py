@@ -40,7 +40,7 @@ from nas_sr.archs.build import build_model
 from nas_sr.archs.luma import colors
 from nas_sr.data.video import Encoding
 from nas_sr.deploy.form import for_inference
-from nas_sr.deploy.media import Settings, upscale_video
+from nas_sr.deploy.media import MAX_WORKERS, Settings, upscale_video
 from nas_sr.deploy.onnx_model import ONNX_FILE, OnnxModel, read_onnx
 from nas_sr.deploy.predictor import load_predictor
 from nas_sr.deploy.pt2 import load_exported
@@ -168,7 +168,8 @@ def end_to_end(folder: Path, frames: int, sizes: tuple[tuple[int, int], ...] = F
                                                                      workers=workers))
                     t0 = time.perf_counter()
                     upscale_video(predictor, clip, Path(tmp) / "sr.mp4", settings)
-                    calls = f"{t} calls at once" if workers is None else "one call at a time"
+                    calls = "one call at a time" if workers or not predictor.session else \
+                        f"{min(t, MAX_WORKERS)} calls at once"
                     rows.append(Row("realtime", f"{folder.name} end to end, x264 {preset}",
                                     frames / (time.perf_counter() - t0), "frames/s",
                                     f"{frames} frames {lr[1]}x{lr[0]} -> {2 * lr[1]}x"

@@ -2,6 +2,8 @@
 and a video's decoded luma plane goes through it without a trip through RGB."""
 
 import json
+import threading
+import time
 from dataclasses import replace
 
 import av
@@ -141,22 +143,36 @@ def test_a_cpu_video_on_onnx_runtime_runs_a_one_thread_call_per_thread(y_export,
                                                                         monkeypatch):
     clip = write_clip(tmp_path / "in.mp4", frames=6, size=(32, 48), audio=None)
     predictor = load_predictor(str(y_export[1] / "model.pt2"), runtime="onnx")
-    given, sessions = [], []
-    real_rewrite, real_threads = media.rewrite, OnnxModel.with_threads
+    given, sessions, running, most, lock = [], [], [0], [], threading.Lock()
+    real_rewrite, real_threads, real_call = media.rewrite, OnnxModel.with_threads, \
+        OnnxModel.forward
     monkeypatch.setattr(media, "rewrite", lambda *a, **k: given.append(a[4]) or
                         real_rewrite(*a, **k))
-    monkeypatch.setattr(OnnxModel, "with_threads", lambda self, n: sessions.append(n) or
-                        real_threads(self, n))
+    monkeypatch.setattr(OnnxModel, "with_threads", lambda self, n: sessions.append(
+        (threading.get_ident(), n)) or real_threads(self, n))
+
+    def call(self, lq):  # slow enough that the next frame comes while it runs
+        with lock:
+            running[0] += 1
+            most[-1] = max(most[-1], running[0])
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+        return real_call(self, lq)
+    monkeypatch.setattr(OnnxModel, "forward", call)
     lossless = Encoding(crf=0, preset="ultrafast", options={"qp": "0"})
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
         for name, workers in (("auto.mp4", None), ("one.mp4", 1)):
+            most.append(0)
             upscale_video(predictor, clip, tmp_path / name,
                           Settings(tile=None, encoding=replace(lossless, workers=workers)))
     finally:
         torch.set_num_threads(threads)
-    assert [e.workers for e in given] == [2, 1] and sessions == [1]  # two calls, one thread each
+    # by default two calls at once, each on a one-thread session of its own; then one
+    assert [e.workers for e in given] == [2, 1] and most == [2, 1]
+    assert len(sessions) == len({t for t, _ in sessions}) == 2 and {n for _, n in sessions} == {1}
     with av.open(str(tmp_path / "auto.mp4")) as a, av.open(str(tmp_path / "one.mp4")) as b:
         pairs = list(zip(a.decode(video=0), b.decode(video=0), strict=True))
     assert len(pairs) == 6 and all(  # one-thread sessions compute what a two-thread one does

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import make_cfg, write_clip
+from nas_sr.data import video
 from nas_sr.data.video import Encoding, VideoError, probe, rewrite
 from nas_sr.jobs import upscale
 
@@ -253,18 +254,21 @@ def decoded_frames_and_audio(path: Path) -> tuple[list[np.ndarray], list[int], l
     return frames, stamps, audio
 
 
-def uneven_x2(at_once: list[int]):
+def uneven_x2(at_once: list[int], ended: list[int]):
     """``nearest_x2`` whose every third call is slow, so calls made at once end out of order;
-    ``at_once`` gets how many calls were running as each began."""
+    ``at_once`` gets how many calls were running as each began, ``ended`` the calls' numbers
+    as they end."""
     lock, running, calls = threading.Lock(), [0], itertools.count()
 
     def fn(frames: np.ndarray) -> np.ndarray:
         with lock:
             running[0] += 1
             at_once.append(running[0])
-        time.sleep(0.05 if next(calls) % 3 == 0 else 0.0)
+            call = next(calls)
+        time.sleep(0.05 if call % 3 == 0 else 0.0)
         with lock:
             running[0] -= 1
+            ended.append(call)
         return nearest_x2(frames)
     return fn
 
@@ -272,20 +276,37 @@ def uneven_x2(at_once: list[int]):
 @pytest.mark.parametrize("batch, workers", [(1, 1), (3, 1), (1, 3), (3, 2)])
 def test_the_overlapped_pipeline_writes_the_frames_the_sequential_one_does(tmp_path, batch,
                                                                            workers):
-    clip = write_clip(tmp_path / "c.mp4", frames=20)
-    outs, at_once = {}, []
+    clip = write_clip(tmp_path / "c.mp4", frames=16)  # each frame brighter than the last
+    outs, at_once, ended = {}, [], []
     for overlap in (False, True):
+        at_once.clear(), ended.clear()
         outs[overlap] = tmp_path / f"o{overlap}.mp4"
-        info = rewrite(clip, outs[overlap], uneven_x2(at_once), 2,
+        info = rewrite(clip, outs[overlap], uneven_x2(at_once, ended), 2,
                        Encoding(preset="ultrafast", batch=batch, overlap=overlap,
                                 workers=workers))
-        assert info.frames == 20
-    # with workers, calls ran at once (and ended out of order), one by one without
-    assert max(at_once) == 1 if workers == 1 else max(at_once) > 1
+        assert info.frames == 16
+    # with workers, calls ran at once and ended out of order; one by one without
+    parallel = max(at_once) > 1 and ended != sorted(ended)
+    assert parallel if workers > 1 else max(at_once) == 1 and ended == sorted(ended)
     seq, ovl = (decoded_frames_and_audio(outs[k]) for k in (False, True))
-    assert len(seq[0]) == len(ovl[0]) == 20
+    assert len(seq[0]) == len(ovl[0]) == 16
+    assert len({f.mean() for f in seq[0]}) == 16  # a swap of any two frames would show
     assert all(np.array_equal(a, b) for a, b in zip(seq[0], ovl[0], strict=True))
     assert seq[1] == ovl[1] and seq[2] == ovl[2] and seq[2]  # timestamps, audio as copied
+
+
+def test_the_audio_of_a_video_with_few_frames_goes_on_in_bounded_pieces(tmp_path,
+                                                                       monkeypatch):
+    # two frames a second apart under 2 s of sound: a batch would carry all of it
+    clip = write_clip(tmp_path / "c.mp4", frames=2, fps=1)
+    monkeypatch.setattr(video, "HELD_AUDIO", 4)
+    carried, run = [], video.Overlap.run
+    monkeypatch.setattr(video.Overlap, "run", lambda self, items: run(
+        self, (carried.append(len(item[0])) or item for item in items)))
+    rewrite(clip, tmp_path / "o.mp4", nearest_x2, 2, Encoding(preset="ultrafast", workers=2))
+    source, written = decoded_frames_and_audio(clip), decoded_frames_and_audio(tmp_path / "o.mp4")
+    assert len(source[2]) > 8 and max(carried) <= 4  # in pieces of at most 4 packets
+    assert written[2] == source[2] and len(written[0]) == 2  # every packet, as it was
 
 
 @pytest.mark.parametrize("overlap, workers", [(False, 1), (True, 1), (True, 3)])

@@ -322,7 +322,8 @@ def _rewrite(inp: av.container.InputContainer, out: av.container.OutputContainer
 
     def decoded() -> Iterator[tuple]:
         """The source as (audio, frames' stamps, frames) items, in stream order: each batch
-        of frames carries the audio demuxed before it, so the queues count batches alone."""
+        of frames carries the audio demuxed before it, so the queues count batches (audio
+        goes on alone past ``HELD_AUDIO`` packets, or after the last frame)."""
         batch: list[av.VideoFrame] = []
         sound: list[tuple[str, Any]] = []
         count = 0
@@ -350,6 +351,9 @@ def _rewrite(inp: av.container.InputContainer, out: av.container.OutputContainer
                     for frame in packet.decode():
                         frame.pts = None  # the encoder numbers its own samples
                         sound.append(("samples", frame))
+                if len(sound) >= HELD_AUDIO:  # few frames, long audio (a still's song)
+                    yield list(sound), None, None
+                    sound.clear()
                 continue
             for frame in packet.decode():
                 count += 1
@@ -363,15 +367,18 @@ def _rewrite(inp: av.container.InputContainer, out: av.container.OutputContainer
             yield list(sound), None, None
 
     if encoding.overlap:
-        # the model's calls run on a pool; their futures reach the file in stream order
+        # the model's calls run on a pool; their futures reach the file in stream order,
+        # up to `workers` of them waiting; on an error no queued batch goes on to the model
         workers = encoding.workers or 1
         pool = ThreadPoolExecutor(workers, thread_name_prefix="video model")
         try:
             Overlap([lambda item: pool.submit(to_model, item),
                      lambda called: to_file(called.result())],
-                    depth=max(Overlap.DEPTH, workers)).run(decoded())
+                    depths=[Overlap.DEPTH, max(Overlap.DEPTH, workers)],
+                    on_stop=lambda: pool.shutdown(wait=False, cancel_futures=True)
+                    ).run(decoded())
         finally:
-            pool.shutdown(cancel_futures=True)  # after an error, no frame waits for the model
+            pool.shutdown(cancel_futures=True)
     else:
         for item in decoded():
             to_file(to_model(item))
@@ -388,11 +395,19 @@ class Overlap:
 
     DEPTH = 2  # items waiting before each stage: enough to hide jitter, little memory
 
-    def __init__(self, stages: list[Callable[[Any], Any]], depth: int = DEPTH):
-        self.stages = stages
-        self.queues = [queue.Queue(depth) for _ in stages]
+    def __init__(self, stages: list[Callable[[Any], Any]], depths: list[int] | None = None,
+                 on_stop: Callable[[], None] = lambda: None):
+        self.stages, self.on_stop = stages, on_stop
+        self.queues = [queue.Queue(d) for d in depths or [self.DEPTH] * len(stages)]
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
+
+    def _fail(self, e: BaseException, first: bool = False) -> None:
+        """Record ``e`` (``first``: what happened on the caller's thread is raised) and stop
+        every stage."""
+        self.errors.insert(0 if first else len(self.errors), e)
+        self.stop.set()
+        self.on_stop()
 
     def _put(self, q: queue.Queue, item: Any) -> bool:
         while not self.stop.is_set():
@@ -420,8 +435,7 @@ class Overlap:
                 if q_out is not None and not self._put(q_out, result):
                     return
         except BaseException as e:  # handed to the caller by run()
-            self.errors.append(e)
-            self.stop.set()
+            self._fail(e)
 
     def run(self, items: Iterator[Any]) -> None:
         threads = [threading.Thread(target=self._stage, args=(i,), daemon=True,
@@ -436,12 +450,16 @@ class Overlap:
             else:
                 self._put(self.queues[0], _END)
         except BaseException as e:  # a decoding error, or an interrupt
-            self.errors.insert(0, e)
-            self.stop.set()
+            self._fail(e, first=True)
         for t in threads:
-            t.join()
+            while t.is_alive():
+                try:
+                    t.join()
+                except BaseException as e:  # an interrupt while the stages finish: stop them
+                    self._fail(e, first=True)
         if self.errors:
             raise self.errors[0]
 
 
 _END = object()  # the end of the items
+HELD_AUDIO = 256  # audio packets a batch of frames may carry: more go on by themselves

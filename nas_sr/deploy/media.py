@@ -5,6 +5,7 @@ The upscale job and the web page of ``nas-sr serve`` both upscale through these.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -52,6 +53,10 @@ class Settings:
         return src.stem + (f".{self.container}" if is_video(src) else ".png")
 
 
+# model calls at once by default: each holds a frame's (or tile's) activations
+MAX_WORKERS = 4
+
+
 def is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS
 
@@ -78,16 +83,24 @@ def upscale_video(predictor: Predictor, src: Path, dest: Path, settings: Setting
 
     ``progress(frames_done, frames_total)``.
     """
-
     encoding = settings.encoding
+    threads = torch.get_num_threads()
     if encoding.workers is None:  # a call per thread where ONNX Runtime runs it on a CPU
         parallel = predictor.session is not None and settings.device.type == "cpu"
-        encoding = replace(encoding, workers=torch.get_num_threads() if parallel else 1)
-    if encoding.overlap and encoding.workers > 1:  # the threads shared among the calls
-        predictor = predictor.with_threads(max(1, torch.get_num_threads() // encoding.workers))
+        encoding = replace(encoding, workers=min(threads, MAX_WORKERS) if parallel else 1)
+    per_thread = threading.local()
+
+    def model() -> Predictor:
+        """The predictor this model thread calls: with several at once, each on a session of
+        its own with its share of the threads (eager torch shares the process's)."""
+        if not encoding.overlap or encoding.workers == 1:
+            return predictor
+        if not hasattr(per_thread, "predictor"):
+            per_thread.predictor = predictor.with_threads(max(1, threads // encoding.workers))
+        return per_thread.predictor
 
     def sr(lq: torch.Tensor) -> torch.Tensor:
-        return super_resolve(predictor, lq, tile=settings.tile, overlap=settings.overlap,
+        return super_resolve(model(), lq, tile=settings.tile, overlap=settings.overlap,
                              amp=settings.amp, ensemble=settings.ensemble)
 
     def frames_sr(frames: np.ndarray) -> np.ndarray:

@@ -122,10 +122,10 @@ class Video:
                      "(bench/video.py)", low=1, whole=True)
     overlap: bool = opt(True, "decode, upscale and encode on three threads at once (false: "
                         "one after another)")
-    workers: int | None = opt(None, "frames in the model at once (overlapped); each ONNX "
-                              "Runtime call gets threads/workers threads; null = one a "
-                              "thread where ONNX Runtime runs on the CPU, else 1",
-                              low=1, whole=True)
+    workers: int | None = opt(None, "frames in the model at once (overlapped), each ONNX "
+                              "Runtime call on a session of threads/workers threads (eager "
+                              "torch shares torch's); null = one a thread, at most 4, where "
+                              "ONNX Runtime runs on the CPU, else 1", low=1, whole=True)
     options: dict[str, Any] = opt({}, "more encoder options, one + override each: "
                                   "+video.options.tune=film")
 
