@@ -132,13 +132,21 @@ def test_the_band_checks_the_latency_table_at_each_searched_width(tmp_path):
     from test_latency import hand_made
     path = tmp_path / "table.json"
     path.write_text(json.dumps(hand_made(width=8)))
-    base = ["controller=random", "search.trials.count=4", "search.budget.latency_ms=50",
+    base = ["controller=random", "search.trials.count=4", "search.budget.latency_ms=1e6",
             f"search.budget.latency_table={path}", "search.budget.latency_lr=[16,16]",
             "search.budget.latency_threads=1",
             "train.cell.channels=8", "archs.cell.nodes=2"]
-    Band(make_cfg("search", *base))
+    band = Band(make_cfg("search", *base))
     with pytest.raises(ConfigError, match="width 16"):  # refused at once, not in a worker
         Band(make_cfg("search", *base, "space.macro=[[8,1],[16,1]]"))
+    fastest = band.cost(Genotype((Node(1, "identity", 1, "identity"),)))["latency_ms"]
+    Band(make_cfg("search", *base, f"search.budget.latency_ms={fastest}"))  # just reached
+    with pytest.raises(ConfigError, match=rf"latency_ms={fastest / 2}: below the fastest "
+                                          rf"network the space builds, {fastest:.1f} ms"):
+        Band(make_cfg("search", *base, f"search.budget.latency_ms={fastest / 2}"))
+    # sizes still to be picked for the budget: smaller depths may reach it (search.sizes)
+    Band(make_cfg("search", *base, f"search.budget.latency_ms={fastest / 2}",
+                  "space.macro_widths=[8]"))
 
 
 def test_the_retrain_warns_only_of_a_size_the_macro_overrides(tmp_path, caplog):

@@ -34,9 +34,18 @@ class Band:
             self.latency = load_table(b.latency_table or default_table_path())
         self.width, self.form = retrain_width(cfg), retrain_form(cfg)
         self.costs: dict[Genotype, dict[str, Any]] = {}
-        cell = (Node(1, "identity", 1, "identity"),)  # a width the table lacks, refused now
-        for macro in space_macros(cfg) or (None,):
-            self.cost(Genotype(cell, macro))
+        # the cheapest network of each size: a width the table lacks is refused now, and so
+        # is a latency no network meets (nas_sr.options checks params and Mult-Adds; with
+        # space.macro_widths the sizes are still to be picked, search.sizes)
+        cell = (Node(1, "identity", 1, "identity"),)
+        cheapest = [self.cost(Genotype(cell, m)) for m in space_macros(cfg) or (None,)]
+        if self.latency and not cfg.space.get("macro_widths") and \
+                (least := min(c["latency_ms"] for c in cheapest)) > b.latency_ms:
+            raise ConfigError(
+                f"search.budget.latency_ms={b.latency_ms}: below the fastest network the space "
+                f"builds, {least:.1f} ms (cells of identities; {b.latency_threads} thread(s), "
+                f"{b.latency_lr[1]}x{b.latency_lr[0]} LR); raise it, or search smaller sizes "
+                f"(space.macro) or a smaller search.budget.latency_lr")
         # proposals outside the band are drawn again before any score is paid
         self.rejects = bool(b.get("reject", False)) and any(self.limits.values())
 
