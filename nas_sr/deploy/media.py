@@ -85,15 +85,16 @@ def upscale_video(predictor: Predictor, src: Path, dest: Path, settings: Setting
     """
     encoding = settings.encoding
     threads = torch.get_num_threads()
-    if encoding.workers is None:  # a call per thread where ONNX Runtime runs it on a CPU
-        parallel = predictor.session is not None and settings.device.type == "cpu"
+    if encoding.workers is None:  # a call per thread where ONNX Runtime (CPU only) runs it
+        parallel = predictor.session is not None
         encoding = replace(encoding, workers=min(threads, MAX_WORKERS) if parallel else 1)
+    split = encoding.overlap and encoding.workers > 1
     per_thread = threading.local()
 
     def model() -> Predictor:
         """The predictor this model thread calls: with several at once, each on a session of
         its own with its share of the threads (eager torch shares the process's)."""
-        if not encoding.overlap or encoding.workers == 1:
+        if not split:
             return predictor
         if not hasattr(per_thread, "predictor"):
             per_thread.predictor = predictor.with_threads(max(1, threads // encoding.workers))
